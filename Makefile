@@ -1,0 +1,45 @@
+# The two commands: `make demo` (benchmark the bundled models on the local device)
+# and `make test`. Everything else here is the set-up they need, done once.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+MODELS_STAMP := models/cache/.fetched-stamp
+
+.PHONY: all venv models demo test lint typecheck system-deps clean
+
+all: venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+models: $(MODELS_STAMP)
+
+$(MODELS_STAMP): $(STAMP) $(wildcard models/*.toml) harness/bundled.py
+	$(BIN)/harness models fetch
+	@touch $@
+
+demo: venv models
+	$(BIN)/harness run plans/quickstart.toml
+
+system-deps:
+	@bash scripts/ensure-system-deps.sh
+
+lint: venv
+	$(BIN)/ruff check harness tests benchmarks
+	$(BIN)/ruff format --check harness tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: venv models system-deps lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) models/cache

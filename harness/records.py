@@ -1,0 +1,142 @@
+"""Immutable result records and the table rows derived from them.
+
+A `JobRecord` is what the store keeps for one finished job (its JSON file is the source of
+truth); `result_row` derives the `results.parquet` row (DESIGN.md's columns) from it.
+
+Format history:
+  harness.job-record/1 -- first version.
+Result table columns (`RESULT_COLUMNS`), version 1: DESIGN.md's list plus `stop_reason`,
+`warnings`, `ci_method` and `schema_version`. Columns are added, never repurposed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.errors import StoreError
+from harness.stats import stability_warnings, summarize
+
+JOB_RECORD_SCHEMA = "harness.job-record/1"
+JOB_RECORD_VERSION = 1
+RESULTS_SCHEMA_VERSION = 1
+
+RESULT_COLUMNS = (
+    "run_id", "job_id", "started_at", "device", "device_class", "arch", "transport",
+    "runtime", "runtime_version", "provider", "threads", "model", "variant", "strategy",
+    "model_bytes", "model_sha256", "status", "error", "n", "load_ms", "first_ms", "mean_ms",
+    "std_ms", "min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "cv",
+    "p50_ci_low_ms", "p50_ci_high_ms", "rss_before_mb", "peak_rss_mb", "model_mem_mb",
+    "idle_power_w", "avg_power_w", "energy_mj", "temp_start_c", "temp_end_c", "throttled",
+    "accuracy", "top1_agreement", "stop_reason", "ci_method", "warnings", "schema_version",
+)  # fmt: skip
+
+STATUSES = ("ok", "error", "timeout", "skipped")
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    run_id: str
+    job_id: str
+    started_at: str
+    finished_at: str
+    device: str
+    device_class: str
+    transport: str
+    model: str
+    variant: str
+    strategy: str
+    runtime: str
+    provider: str
+    threads: int
+    status: str
+    error: str | None = None
+    model_bytes: int | None = None
+    model_sha256: str | None = None
+    target_ci: float | None = None
+    runner: dict[str, Any] = field(default_factory=dict)
+    latencies_ns: tuple[int, ...] = ()
+    controller: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["latencies_ns"] = list(self.latencies_ns)
+        return {"schema": JOB_RECORD_SCHEMA, **data}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = "") -> JobRecord:
+        schema = str(data.get("schema", ""))
+        name, _, version = schema.partition("/")
+        if name != "harness.job-record" or not version.isdigit():
+            raise StoreError(f"{source}: not a job record (schema {schema!r})")
+        if int(version) > JOB_RECORD_VERSION:
+            raise StoreError(f"{source}: written by a newer harness ({schema}); upgrade to read it")
+        fields = {k: v for k, v in data.items() if k != "schema"}
+        fields["latencies_ns"] = tuple(fields.get("latencies_ns", ()))
+        return cls(**fields)
+
+
+def result_row(record: JobRecord) -> dict[str, Any]:
+    """One row of results.parquet; unmeasured columns are None (null), never 0."""
+    runner = record.runner
+    runtime = runner.get("runtime") or {}
+    memory = runner.get("memory_kb") or {}
+    thermal = runner.get("thermal_c") or {}
+    row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
+    row.update(
+        run_id=record.run_id,
+        job_id=record.job_id,
+        started_at=record.started_at,
+        device=record.device,
+        device_class=record.device_class,
+        arch=runner.get("arch"),
+        transport=record.transport,
+        runtime=record.runtime,
+        runtime_version=runtime.get("version"),
+        provider=record.provider,
+        threads=record.threads,
+        model=record.model,
+        variant=record.variant,
+        strategy=record.strategy,
+        model_bytes=record.model_bytes,
+        model_sha256=record.model_sha256,
+        status=record.status,
+        error=record.error,
+        load_ms=runner.get("load_ms"),
+        first_ms=runner.get("first_ms"),
+        rss_before_mb=_mb(memory.get("before_load", {}).get("rss_kb")),
+        peak_rss_mb=_mb(memory.get("after_run", {}).get("hwm_kb")),
+        model_mem_mb=_mb(
+            _difference(
+                memory.get("after_load", {}).get("rss_kb"),
+                memory.get("before_load", {}).get("rss_kb"),
+            )
+        ),
+        temp_start_c=_hottest(thermal.get("before")),
+        temp_end_c=_hottest(thermal.get("after")),
+        stop_reason=runner.get("stop_reason"),
+        schema_version=RESULTS_SCHEMA_VERSION,
+    )
+    if record.status == "ok" and record.latencies_ns:
+        summary = summarize(record.latencies_ns)
+        row.update(summary.as_dict())
+        row["warnings"] = "; ".join(stability_warnings(summary, record.target_ci)) or None
+    return row
+
+
+def _mb(kb: float | None) -> float | None:
+    return None if kb is None else kb / 1024.0
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _hottest(zones: dict[str, float] | None) -> float | None:
+    values = [v for v in (zones or {}).values() if isinstance(v, (int, float)) and math.isfinite(v)]
+    return max(values) if values else None

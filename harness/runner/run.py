@@ -1,0 +1,529 @@
+#!/usr/bin/env python3
+"""The on-device runner: load one model, time it, print one JSON document.
+
+Copied to `<workdir>/runner/<hash>/` on the device and started as
+`python3 run.py JOB.json` (or `run.py --facts WORKDIR` for `harness devices check`).
+Standard library + the inference runtime (and the numpy it needs) only; Python 3.8+.
+It never imports `harness`.
+
+Output: exactly one JSON document on stdout (schema `harness.result/1`); everything else,
+including what native libraries print, goes to stderr.
+
+Format history:
+  harness.result/1 -- first version.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+
+RESULT_SCHEMA = "harness.result/1"
+FACTS_SCHEMA = "harness.facts/1"
+JOB_SCHEMA = "harness.job/1"
+Z_95 = 1.959963984540054
+
+ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
+
+
+class JobError(Exception):
+    """A failure of this job with a message meant for the user."""
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def median_ci_order_statistic(sorted_values, z=Z_95):
+    """Distribution-free CI of the median from order statistics (normal approximation
+    to the binomial; Conover, Practical Nonparametric Statistics). Ranks are rounded
+    outwards, so the interval is conservative. Returns (low, high) or None when n < 5."""
+    n = len(sorted_values)
+    if n < 5:
+        return None
+    half = z * math.sqrt(n) / 2.0
+    low_rank = max(1, int(math.floor(n / 2.0 - half)))
+    high_rank = min(n, int(math.ceil(1 + n / 2.0 + half)))
+    return sorted_values[low_rank - 1], sorted_values[high_rank - 1]
+
+
+def median_of_sorted(sorted_values):
+    n = len(sorted_values)
+    mid = n // 2
+    if n % 2:
+        return float(sorted_values[mid])
+    return (sorted_values[mid - 1] + sorted_values[mid]) / 2.0
+
+
+def ci_relative_half_width(values):
+    ordered = sorted(values)
+    median, ci = median_of_sorted(ordered), median_ci_order_statistic(ordered)
+    if ci is None or median <= 0:
+        return float("inf")
+    return (ci[1] - ci[0]) / 2.0 / median
+
+
+# ----------------------------------------------------------------------------- device state
+
+
+def read_memory_kb():
+    """VmRSS and VmHWM of this process in kB (Linux); HWM from getrusage elsewhere."""
+    rss = hwm = None
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+    except OSError:
+        try:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            hwm = peak // 1024 if sys.platform == "darwin" else peak
+        except (ImportError, OSError):
+            pass
+    return {"rss_kb": rss, "hwm_kb": hwm}
+
+
+def read_thermal_c():
+    """Every thermal zone's temperature in °C, keyed by zone type (empty where none)."""
+    zones = {}
+    root = "/sys/class/thermal"
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return zones
+    for name in names:
+        if not name.startswith("thermal_zone"):
+            continue
+        try:
+            with open(os.path.join(root, name, "temp")) as handle:
+                milli = int(handle.read().strip())
+            with open(os.path.join(root, name, "type")) as handle:
+                kind = handle.read().strip()
+        except (OSError, ValueError):
+            continue
+        zones["%s:%s" % (name, kind)] = milli / 1000.0
+    return zones
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def resolve_shape(input_name, shape, dims):
+    """Fill dynamic dimensions from the plan's `dims` (by symbolic name or 'input:axis')."""
+    resolved = []
+    for axis, dim in enumerate(shape):
+        if isinstance(dim, int) and dim > 0:
+            resolved.append(dim)
+            continue
+        keys = ([dim] if isinstance(dim, str) and dim else []) + ["%s:%d" % (input_name, axis)]
+        for key in keys:
+            if key in dims:
+                resolved.append(int(dims[key]))
+                break
+        else:
+            label = "'%s'" % dim if isinstance(dim, str) and dim else "unnamed"
+            raise JobError(
+                "input '%s' axis %d is dynamic (%s) and the plan gives no value for it: add "
+                "`dims = { %s = N }` under [inputs] in the plan"
+                % (input_name, axis, label, '"%s"' % keys[0] if ":" in keys[0] else keys[0])
+            )
+    return resolved
+
+
+def make_inputs(np, declared, specs, dims, seed, input_file):
+    """Arrays for each model input: from the given .npy/.npz, else seeded uniform values.
+
+    `declared` is [(name, dtype, shape)] as the model states it; `specs` the manifest's
+    optional overrides {name: {shape, low, high}}."""
+    if input_file:
+        loaded = np.load(input_file, allow_pickle=False)
+        if input_file.endswith(".npy"):
+            if len(declared) != 1:
+                raise JobError(
+                    "a .npy input file fits a single-input model; this one has inputs %s: "
+                    "give an .npz keyed by input name" % [d[0] for d in declared]
+                )
+            return {declared[0][0]: np.ascontiguousarray(loaded, dtype=declared[0][1])}
+        arrays = {}
+        for name, dtype, _ in declared:
+            if name not in loaded.files:
+                raise JobError(
+                    "input file %s has no array named '%s' (it has %s)"
+                    % (os.path.basename(input_file), name, loaded.files)
+                )
+            arrays[name] = np.ascontiguousarray(loaded[name], dtype=dtype)
+        return arrays
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for name, dtype, shape in declared:
+        spec = specs.get(name, {})
+        shape = resolve_shape(name, spec.get("shape") or shape, dims)
+        low, high = float(spec.get("low", 0.0)), float(spec.get("high", 1.0))
+        if dtype == "bool":
+            values = rng.integers(0, 2, size=shape).astype(bool)
+        elif np.issubdtype(np.dtype(dtype), np.integer):
+            values = rng.integers(int(low), max(int(high), int(low) + 1), size=shape)
+        else:
+            values = rng.uniform(low, high, size=shape)
+        arrays[name] = np.ascontiguousarray(values, dtype=dtype)
+    return arrays
+
+
+# ----------------------------------------------------------------------------- runtimes
+
+
+def import_tflite():
+    """(Interpreter, load_delegate, op_resolver_types, module_name, version)."""
+    try:
+        import ai_edge_litert
+        from ai_edge_litert import interpreter as lite
+
+        return (
+            lite.Interpreter,
+            lite.load_delegate,
+            lite.OpResolverType,
+            "ai_edge_litert",
+            getattr(ai_edge_litert, "__version__", "unknown"),
+        )
+    except ImportError:
+        pass
+    try:
+        import tflite_runtime
+        from tflite_runtime import interpreter as lite
+
+        return (
+            lite.Interpreter,
+            lite.load_delegate,
+            lite.OpResolverType,
+            "tflite_runtime",
+            getattr(tflite_runtime, "__version__", "unknown"),
+        )
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        lite = tf.lite
+        return (
+            lite.Interpreter,
+            lite.experimental.load_delegate,
+            lite.experimental.OpResolverType,
+            "tensorflow.lite",
+            tf.__version__,
+        )
+    except ImportError:
+        raise JobError(
+            "no TFLite runtime on this device: install ai-edge-litert (pip install "
+            "ai-edge-litert) or tflite-runtime"
+        )
+
+
+class OnnxRuntimeSession:
+    def __init__(self, model_path, provider, threads):
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if provider not in available:
+            raise JobError(
+                "execution provider %s is not available on this device (available: %s)"
+                % (provider, ", ".join(available))
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        self.version = ort.__version__
+        self.module = "onnxruntime"
+        self.session = ort.InferenceSession(model_path, sess_options=options, providers=[provider])
+        self.providers = self.session.get_providers()
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.feeds = None
+
+    def declared_inputs(self):
+        return [
+            (i.name, ORT_DTYPES.get(i.type, "float32"), list(i.shape))
+            for i in self.session.get_inputs()
+        ]
+
+    def set_inputs(self, arrays):
+        self.feeds = arrays
+
+    def infer_callable(self):
+        run, names, feeds = self.session.run, self.output_names, self.feeds
+        return lambda: run(names, feeds)
+
+    def outputs(self):
+        return self.session.run(self.output_names, self.feeds)
+
+
+class TFLiteSession:
+    def __init__(self, model_path, delegate, threads):
+        interpreter_cls, load_delegate, resolver, self.module, self.version = import_tflite()
+        kwargs = {"model_path": model_path, "num_threads": threads}
+        if delegate == "builtin":
+            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        elif delegate.startswith("delegate:"):
+            library = delegate[len("delegate:") :]
+            try:
+                kwargs["experimental_delegates"] = [load_delegate(library)]
+            except (ValueError, OSError) as exc:
+                raise JobError("cannot load TFLite delegate %s: %s" % (library, exc))
+        elif delegate != "xnnpack":
+            raise JobError("unknown TFLite delegate '%s'" % delegate)
+        self.interpreter = interpreter_cls(**kwargs)
+        self.providers = [delegate]
+        self.details = self.interpreter.get_input_details()
+
+    def declared_inputs(self):
+        declared = []
+        for detail in self.details:
+            signature = detail.get("shape_signature", detail["shape"])
+            shape = [int(d) if int(d) > 0 else None for d in signature]
+            declared.append((detail["name"], detail["dtype"].__name__, shape))
+        return declared
+
+    def set_inputs(self, arrays):
+        resized = False
+        for detail in self.details:
+            array = arrays[detail["name"]]
+            if list(detail["shape"]) != list(array.shape):
+                self.interpreter.resize_tensor_input(detail["index"], list(array.shape))
+                resized = True
+        self.interpreter.allocate_tensors()
+        if resized:
+            self.details = self.interpreter.get_input_details()
+        for detail in self.details:
+            self.interpreter.set_tensor(detail["index"], arrays[detail["name"]])
+
+    def infer_callable(self):
+        return self.interpreter.invoke
+
+    def outputs(self):
+        return [
+            self.interpreter.get_tensor(d["index"]) for d in self.interpreter.get_output_details()
+        ]
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def timed_loop(infer, stop):
+    """Time `infer()` alone between two perf_counter_ns reads; apply the stop rule
+    outside the timed window. Returns (latencies_ns, stop_reason)."""
+    clock = time.perf_counter_ns
+    latencies = []
+    append = latencies.append
+    if stop.get("iterations"):
+        for _ in range(int(stop["iterations"])):
+            start = clock()
+            infer()
+            end = clock()
+            append(end - start)
+        return latencies, "fixed"
+    min_iterations = int(stop["min_iterations"])
+    max_iterations = int(stop["max_iterations"])
+    target = float(stop["target_ci"])
+    deadline = clock() + int(float(stop["max_seconds"]) * 1e9)
+    next_check = min_iterations
+    while True:
+        start = clock()
+        infer()
+        end = clock()
+        append(end - start)
+        count = len(latencies)
+        if count >= next_check:
+            if ci_relative_half_width(latencies) <= target:
+                return latencies, "ci"
+            next_check = count + max(10, count // 10)
+        if count >= min_iterations and end >= deadline:
+            return latencies, "time"
+        if count >= max_iterations:
+            return latencies, "max_iterations"
+
+
+def run_job(job, np, doc):
+    """Everything for one job; fills `doc` as it goes so a failure keeps what was measured."""
+    doc["memory_kb"] = {"before_load": read_memory_kb()}
+    doc["thermal_c"] = {"before": read_thermal_c()}
+    threads = int(job["threads"])
+    load_start = time.perf_counter_ns()
+    if job["runtime"] == "onnxruntime":
+        session = OnnxRuntimeSession(job["model_path"], job["provider"], threads)
+    elif job["runtime"] == "tflite":
+        session = TFLiteSession(job["model_path"], job["provider"], threads)
+    else:
+        raise JobError("unknown runtime '%s'" % job["runtime"])
+    doc["load_ms"] = (time.perf_counter_ns() - load_start) / 1e6
+    doc["runtime"] = {
+        "name": job["runtime"],
+        "module": session.module,
+        "version": session.version,
+        "providers": session.providers,
+    }
+    declared = session.declared_inputs()
+    arrays = make_inputs(
+        np,
+        declared,
+        job.get("input_specs") or {},
+        job.get("dims") or {},
+        int(job.get("seed", 0)),
+        job.get("input_file"),
+    )
+    session.set_inputs(arrays)
+    doc["inputs"] = [
+        {"name": name, "dtype": str(arrays[name].dtype), "shape": list(arrays[name].shape)}
+        for name, _, _ in declared
+    ]
+    doc["memory_kb"]["after_load"] = read_memory_kb()
+    infer = session.infer_callable()
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        infer()
+        doc["first_ms"] = (time.perf_counter_ns() - start) / 1e6
+        for _ in range(int(job.get("warmup", 0))):
+            infer()
+        latencies, reason = timed_loop(infer, job["stop"])
+    finally:
+        gc.enable()
+    doc["latencies_ns"] = latencies
+    doc["stop_reason"] = reason
+    doc["memory_kb"]["after_run"] = read_memory_kb()
+    doc["thermal_c"]["after"] = read_thermal_c()
+
+
+# ----------------------------------------------------------------------------- facts
+
+
+def device_facts(workdir):
+    """What `harness devices check` reports: platform, Python, runtimes, disk, CPUs."""
+    facts = {
+        "schema": FACTS_SCHEMA,
+        "arch": platform.machine(),
+        "os": os_pretty_name(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "cpu_count": os.cpu_count(),
+        "runtimes": {},
+    }
+    try:
+        facts["disk_free_bytes"] = shutil.disk_usage(workdir).free
+    except OSError as exc:
+        facts["disk_free_bytes"] = None
+        facts["disk_error"] = str(exc)
+    try:
+        import onnxruntime as ort
+
+        facts["runtimes"]["onnxruntime"] = {
+            "version": ort.__version__,
+            "providers": ort.get_available_providers(),
+        }
+    except Exception as exc:  # any import failure is a fact to report
+        facts["runtimes"]["onnxruntime"] = {"error": "%s: %s" % (type(exc).__name__, exc)}
+    for module in ("ai_edge_litert", "tflite_runtime"):
+        try:
+            imported = __import__(module + ".interpreter")
+            facts["runtimes"][module] = {
+                "version": getattr(imported, "__version__", "unknown"),
+                "delegates": ["xnnpack", "builtin"],
+            }
+        except Exception as exc:
+            facts["runtimes"][module] = {"error": "%s: %s" % (type(exc).__name__, exc)}
+    try:
+        import numpy
+
+        facts["numpy"] = numpy.__version__
+    except Exception as exc:
+        facts["numpy"] = None
+        facts["numpy_error"] = str(exc)
+    return facts
+
+
+def os_pretty_name():
+    try:
+        with open("/etc/os-release") as handle:
+            for line in handle:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.platform()
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(argv):
+    started = time.perf_counter_ns()
+    # Keep stdout for the one JSON document: native libraries that print go to stderr.
+    result_stream = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    if len(argv) == 3 and argv[1] == "--facts":
+        json.dump(device_facts(argv[2]), result_stream)
+        result_stream.write("\n")
+        result_stream.flush()
+        return 0
+    if len(argv) != 2:
+        sys.stderr.write("usage: run.py JOB.json | run.py --facts WORKDIR\n")
+        return 2
+    doc = {
+        "schema": RESULT_SCHEMA,
+        "status": "error",
+        "error": None,
+        "python": platform.python_version(),
+        "arch": platform.machine(),
+    }
+    stage = "reading the job spec"
+    try:
+        with open(argv[1]) as handle:
+            job = json.load(handle)
+        if job.get("schema") != JOB_SCHEMA:
+            raise JobError("job spec schema %r is not %s" % (job.get("schema"), JOB_SCHEMA))
+        doc["job_id"] = job.get("job_id")
+        doc["threads"] = job.get("threads")
+        stage = "importing numpy"
+        import numpy as np
+
+        stage = "running the job"
+        run_job(job, np, doc)
+        doc["status"] = "ok"
+    except Exception as exc:
+        doc["error"] = {
+            "type": type(exc).__name__,
+            "message": str(exc) or repr(exc),
+            "stage": stage,
+            "traceback": traceback.format_exc(),
+        }
+    doc["wall_ms"] = (time.perf_counter_ns() - started) / 1e6
+    json.dump(doc, result_stream)
+    result_stream.write("\n")
+    result_stream.flush()
+    return 0 if doc["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,304 @@
+"""Run a job matrix: devices in parallel, jobs on one device strictly one at a time.
+
+Each job's record is written to the store the moment it ends. A device that cannot be
+reached has its jobs recorded as `skipped` with the reason; the other devices go on. A
+job that fails (corrupt model, runtime error, timeout) is recorded and the next one runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import Device, Plan, load_inventory, load_plan, resolve_model
+from harness.deploy import install_runner
+from harness.errors import (
+    CommandTimeout,
+    ConfigError,
+    DeviceUnreachable,
+    HarnessError,
+    RunnerFailed,
+    TransportError,
+)
+from harness.jobs import Job, expand_plan, parse_result_document
+from harness.records import JobRecord
+from harness.store import RunStore, utc_now
+from harness.transport import open_transport, sha256_of
+from harness.transport.base import BaseTransport
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    plan: Plan
+    inventory: dict[str, Device]
+    jobs: list[Job]
+    store: RunStore
+
+
+def prepare_run(plan_path: Path, only_devices: list[str] | None = None) -> PreparedRun:
+    """Validate everything a run needs (plan, devices, manifests, files) before any job."""
+    plan = load_plan(plan_path)
+    inventory = load_inventory(plan.devices_dir)
+    names = plan.devices
+    if only_devices:
+        unknown = sorted(set(only_devices) - set(names))
+        if unknown:
+            raise ConfigError(plan_path, f"--devices names {unknown}, not in the plan", "devices")
+        names = [n for n in names if n in only_devices]
+    missing = [n for n in names if n not in inventory]
+    if missing:
+        raise ConfigError(
+            plan_path,
+            f"unknown device(s) {missing}: no such file in {plan.devices_dir} "
+            f"(known: {', '.join(sorted(inventory))})",
+            "devices",
+        )
+    gateways = [n for n in names if inventory[n].role == "gateway"]
+    if gateways:
+        raise ConfigError(
+            plan_path, f"{gateways} are gateways (role = 'gateway'), not targets", "devices"
+        )
+    manifests = [resolve_model(plan, ref) for ref in plan.models]
+    jobs = expand_plan(plan, [inventory[n] for n in names], manifests)
+    store = RunStore.create(plan.output_dir, plan.name)
+    store.write_run_meta(
+        {
+            "run_id": store.run_id,
+            "started_at": utc_now(),
+            "plan": plan.model_dump(mode="json"),
+            "devices": {n: inventory[n].redacted() for n in names},
+            "models": {m.name: m.model_dump(mode="json") for m in manifests},
+            "jobs": [j.job_id for j in jobs],
+            "controller": controller_versions(),
+        }
+    )
+    return PreparedRun(plan, inventory, jobs, store)
+
+
+def run_prepared(prepared: PreparedRun, on_event: EventSink | None = None) -> list[JobRecord]:
+    """Run the jobs, then write the parquet views and mark run.json finished."""
+    records = run_jobs(prepared.jobs, prepared.inventory, prepared.store, on_event)
+    prepared.store.finalize()
+    meta = prepared.store.read_run_meta()
+    meta.pop("schema", None)
+    statuses = [r.status for r in records]
+    meta.update(
+        finished_at=utc_now(), status_counts={s: statuses.count(s) for s in sorted(set(statuses))}
+    )
+    prepared.store.write_run_meta(meta)
+    return records
+
+
+def controller_versions() -> dict[str, str | None]:
+    """Versions that decide whether two runs are comparable, and the git commit."""
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package in ("edge-harness", "onnxruntime", "ai-edge-litert", "numpy", "paramiko", "pandas"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+        versions["git_commit"] = commit.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        versions["git_commit"] = None
+    return versions
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """Progress for a display: `kind` is 'device-ready', 'start' or 'end'."""
+
+    kind: str
+    device: str
+    job_id: str = ""
+    status: str = ""
+    message: str = ""
+
+
+EventSink = Callable[[JobEvent], None]
+
+
+def run_jobs(
+    jobs: list[Job],
+    inventory: Mapping[str, Device],
+    store: RunStore,
+    on_event: EventSink | None = None,
+) -> list[JobRecord]:
+    """Run every job not yet finished in `store`; returns the records written now."""
+    emit = on_event or (lambda event: None)
+    done = store.finished_job_ids()
+    pending = [job for job in jobs if job.job_id not in done]
+    model_facts = {
+        path: (sha256_of(path), path.stat().st_size)
+        for path in {j.model_file for j in pending}
+        | {j.input_file for j in pending if j.input_file}
+    }
+    by_device: dict[str, list[Job]] = {}
+    for job in pending:
+        by_device.setdefault(job.device, []).append(job)
+    if not by_device:
+        return []
+    with ThreadPoolExecutor(max_workers=len(by_device), thread_name_prefix="device") as pool:
+        futures = [
+            pool.submit(
+                _DeviceWorker(inventory[name], inventory, store, model_facts, emit).run, device_jobs
+            )
+            for name, device_jobs in by_device.items()
+        ]
+        return [record for future in futures for record in future.result()]
+
+
+class _DeviceWorker:
+    def __init__(
+        self,
+        device: Device,
+        inventory: Mapping[str, Device],
+        store: RunStore,
+        file_facts: Mapping[Path, tuple[str, int]],
+        emit: EventSink,
+    ) -> None:
+        self.device = device
+        self.inventory = inventory
+        self.store = store
+        self.file_facts = file_facts
+        self.emit = emit
+
+    def run(self, jobs: list[Job]) -> list[JobRecord]:
+        records = []
+        transport = open_transport(self.device, self.inventory)
+        try:
+            try:
+                transport.open()
+                runner_path = install_runner(transport)
+            except HarnessError as exc:
+                self.emit(JobEvent("device-error", self.device.name, message=str(exc)))
+                for job in jobs:
+                    records.append(self._save(job, utc_now(), "skipped", error=str(exc)))
+                return records
+            self.emit(JobEvent("device-ready", self.device.name))
+            for job in jobs:
+                self.emit(JobEvent("start", self.device.name, job.job_id))
+                record = self._run_one(job, transport, runner_path)
+                records.append(record)
+                if record.controller.get("lost"):
+                    transport.close()  # the connection is gone: reconnect for the next job
+        finally:
+            transport.close()
+        return records
+
+    def _run_one(self, job: Job, transport: BaseTransport, runner_path: str) -> JobRecord:
+        started_at = utc_now()
+        clock = time.perf_counter()
+        timings: dict[str, float | bool] = {}
+        try:
+            sha, size = self.file_facts[job.model_file]
+            remote_model, pushed = transport.put_content_addressed(job.model_file, "models", sha)
+            remote_input = None
+            if job.input_file is not None:
+                input_sha, _ = self.file_facts[job.input_file]
+                remote_input, _ = transport.put_content_addressed(
+                    job.input_file, "inputs", input_sha
+                )
+            spec_path = transport.remote_path(f"jobs/{self.store.run_id}/{job.job_id}.json")
+            transport.put_bytes(
+                json.dumps(job.spec(remote_model, remote_input)).encode(), spec_path
+            )
+            timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
+            result = transport.run(
+                [self.device.python, runner_path, spec_path], timeout_s=job.timeout_s
+            )
+            timings["run_s"] = result.duration_s
+            try:
+                doc = parse_result_document(
+                    result.stdout, device=self.device.name, job_id=job.job_id
+                )
+            except RunnerFailed as exc:
+                detail = _tail(result.stderr) or f"exit status {result.exit_code}"
+                raise RunnerFailed(f"{exc}; runner stderr: {detail}") from None
+        except CommandTimeout as exc:
+            return self._save(job, started_at, "timeout", error=str(exc), controller=timings)
+        except (DeviceUnreachable, TransportError) as exc:
+            timings["lost"] = isinstance(exc, DeviceUnreachable)
+            return self._save(job, started_at, "error", error=str(exc), controller=timings)
+        except HarnessError as exc:
+            return self._save(job, started_at, "error", error=str(exc), controller=timings)
+        except Exception as exc:  # a bug of ours must not lose the other jobs
+            timings["traceback"] = traceback.format_exc()  # type: ignore[assignment]
+            return self._save(
+                job, started_at, "error", error=f"internal error: {exc!r}", controller=timings
+            )
+        timings["total_s"] = time.perf_counter() - clock
+        error = doc.get("error")
+        latencies = tuple(doc.pop("latencies_ns", None) or ())
+        return self._save(
+            job,
+            started_at,
+            doc["status"],
+            error=_describe_runner_error(error) if error else None,
+            runner=doc,
+            latencies=latencies,
+            controller=timings,
+            model_facts=(sha, size),
+        )
+
+    def _save(
+        self,
+        job: Job,
+        started_at: str,
+        status: str,
+        *,
+        error: str | None = None,
+        runner: dict[str, object] | None = None,
+        latencies: tuple[int, ...] = (),
+        controller: Mapping[str, object] | None = None,
+        model_facts: tuple[str, int] | None = None,
+    ) -> JobRecord:
+        facts = model_facts or self.file_facts.get(job.model_file)
+        sha, size = facts if facts else (None, None)
+        record = JobRecord(
+            run_id=self.store.run_id,
+            job_id=job.job_id,
+            started_at=started_at,
+            finished_at=utc_now(),
+            device=self.device.name,
+            device_class=self.device.device_class,
+            transport=self.device.transport,
+            model=job.model,
+            variant=job.variant,
+            strategy=job.strategy,
+            runtime=job.runtime,
+            provider=job.provider,
+            threads=job.threads,
+            status=status,
+            error=error,
+            model_bytes=size,
+            model_sha256=sha,
+            target_ci=job.target_ci,
+            runner=dict(runner or {}),
+            latencies_ns=latencies,
+            controller=dict(controller or {}),
+        )
+        self.store.write_job(record)
+        self.emit(JobEvent("end", self.device.name, job.job_id, status, error or ""))
+        return record
+
+
+def _describe_runner_error(error: Mapping[str, object]) -> str:
+    return f"{error.get('type')} while {error.get('stage')}: {error.get('message')}"
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)

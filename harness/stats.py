@@ -1,0 +1,132 @@
+"""Latency statistics: pure functions over samples, no I/O.
+
+Methods:
+- Percentiles use numpy's default (linear interpolation between order statistics).
+- The confidence interval of the median is a percentile bootstrap (scipy.stats.bootstrap,
+  2000 resamples, seeded so a stored run always reports the same interval). Above
+  `BOOTSTRAP_MAX_N` samples the distribution-free order-statistic interval is used instead
+  (the two agree at such n and the bootstrap would cost seconds).
+- The runner's adaptive stop rule uses the order-statistic interval (stdlib only on the
+  device); `median_ci_order_statistic` here is the same method, tested to agree with it.
+- CV = std / mean, with std the sample standard deviation (ddof=1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+Z_95 = 1.959963984540054
+BOOTSTRAP_MAX_N = 20_000
+BOOTSTRAP_RESAMPLES = 2000
+UNSTABLE_CV = 0.10
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    n: int
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    cv: float
+    p50_ci_low_ms: float
+    p50_ci_high_ms: float
+    ci_method: str
+
+    @property
+    def ci_half_width_rel(self) -> float:
+        """Half the CI width as a fraction of the median (the stop rule's `target_ci`)."""
+        if self.p50_ms <= 0:
+            return math.inf
+        return (self.p50_ci_high_ms - self.p50_ci_low_ms) / 2.0 / self.p50_ms
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+
+def summarize(latencies_ns: Sequence[int] | np.ndarray) -> LatencySummary:
+    """Summary of timed latencies (nanoseconds in, milliseconds out)."""
+    values_ms = np.asarray(latencies_ns, dtype=np.float64) / 1e6
+    if values_ms.size == 0:
+        raise ValueError("no latencies to summarize")
+    p50, p90, p95, p99 = np.percentile(values_ms, [50, 90, 95, 99])
+    mean = float(values_ms.mean())
+    std = float(values_ms.std(ddof=1)) if values_ms.size > 1 else 0.0
+    low, high, method = median_ci(values_ms)
+    return LatencySummary(
+        n=int(values_ms.size),
+        mean_ms=mean,
+        std_ms=std,
+        min_ms=float(values_ms.min()),
+        p50_ms=float(p50),
+        p90_ms=float(p90),
+        p95_ms=float(p95),
+        p99_ms=float(p99),
+        max_ms=float(values_ms.max()),
+        cv=std / mean if mean > 0 else math.nan,
+        p50_ci_low_ms=low,
+        p50_ci_high_ms=high,
+        ci_method=method,
+    )
+
+
+def median_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float, str]:
+    """95% CI of the median: (low, high, method)."""
+    if values.size < 5:
+        median = float(np.median(values))
+        return median, median, "none (n < 5)"
+    if values.size > BOOTSTRAP_MAX_N:
+        low, high = median_ci_order_statistic(np.sort(values))
+        return low, high, "order-statistic"
+    return (*bootstrap_median_ci(values, seed=seed), "bootstrap-percentile")
+
+
+def bootstrap_median_ci(
+    values: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[float, float]:
+    from scipy.stats import bootstrap
+
+    result = bootstrap(
+        (values,),
+        np.median,
+        n_resamples=resamples,
+        confidence_level=0.95,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+        batch=max(1, 4_000_000 // max(values.size, 1)),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def median_ci_order_statistic(
+    sorted_values: Sequence[float] | np.ndarray, z: float = Z_95
+) -> tuple[float, float]:
+    """Distribution-free CI of the median from order statistics (normal approximation to
+    the binomial; Conover). Ranks rounded outwards: conservative. Needs n >= 5."""
+    n = len(sorted_values)
+    if n < 5:
+        raise ValueError("the order-statistic CI needs at least 5 samples")
+    half = z * math.sqrt(n) / 2.0
+    low_rank = max(1, math.floor(n / 2.0 - half))
+    high_rank = min(n, math.ceil(1 + n / 2.0 + half))
+    return float(sorted_values[low_rank - 1]), float(sorted_values[high_rank - 1])
+
+
+def stability_warnings(summary: LatencySummary, target_ci: float | None) -> list[str]:
+    """Reasons to distrust a result, in the manner of pyperf's checks."""
+    warnings = []
+    if summary.cv > UNSTABLE_CV:
+        warnings.append(f"unstable: CV {summary.cv:.0%} > {UNSTABLE_CV:.0%}")
+    if target_ci is not None and summary.ci_half_width_rel > target_ci:
+        warnings.append(
+            f"CI of median ±{summary.ci_half_width_rel:.1%} wider than target ±{target_ci:.1%}"
+        )
+    return warnings

@@ -1,0 +1,174 @@
+"""The run directory: append-only, written atomically, readable after a crash.
+
+    reports/runs/<run_id>/
+        run.json              plan, inventory (no secrets), controller versions, git commit
+        jobs/<job_id>.json    one JobRecord, written the moment its job ends; never rewritten
+        results.parquet       one row per job (derived from jobs/)
+        samples.parquet       every timed latency (derived from jobs/)
+
+The job files are the source of truth; the parquet files are views rebuilt from them, so a
+run killed half way is read from its job files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import StoreError
+from harness.records import RESULT_COLUMNS, JobRecord, result_row
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RUN_SCHEMA = "harness.run/1"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id(plan_name: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{plan_name}-{secrets.token_hex(2)}"
+
+
+class RunStore:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.jobs_dir = self.run_dir / "jobs"
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+    @classmethod
+    def create(cls, output_dir: Path, plan_name: str) -> RunStore:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = output_dir / new_run_id(plan_name)
+        (run_dir / "jobs").mkdir(parents=True)
+        return cls(run_dir)
+
+    def write_run_meta(self, meta: dict[str, Any]) -> None:
+        write_json_atomic(self.run_dir / "run.json", {"schema": RUN_SCHEMA, **meta})
+
+    def read_run_meta(self) -> dict[str, Any]:
+        path = self.run_dir / "run.json"
+        if not path.is_file():
+            return {}
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+    def write_job(self, record: JobRecord) -> Path:
+        """Persist one finished job now; a job is written once and never overwritten."""
+        path = self.jobs_dir / f"{record.job_id}.json"
+        if path.exists():
+            raise StoreError(f"{path} exists already: results are never overwritten")
+        write_json_atomic(path, record.to_json())
+        return path
+
+    def finished_job_ids(self) -> set[str]:
+        return {p.stem for p in self.jobs_dir.glob("*.json")}
+
+    def records(self) -> list[JobRecord]:
+        records = []
+        for path in sorted(self.jobs_dir.glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise StoreError(f"{path}: unreadable job record ({exc})") from None
+            records.append(JobRecord.from_json(data, source=str(path)))
+        return records
+
+    def finalize(self) -> None:
+        """Write the parquet views from the job records."""
+        results, samples = self.frames()
+        _write_parquet_atomic(results, self.run_dir / "results.parquet")
+        _write_parquet_atomic(samples, self.run_dir / "samples.parquet")
+
+    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        records = self.records()
+        return results_frame(records), samples_frame(records)
+
+
+def results_frame(records: list[JobRecord]) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame([result_row(r) for r in records], columns=list(RESULT_COLUMNS))
+    float_columns = [
+        c
+        for c in RESULT_COLUMNS
+        if c.endswith(("_ms", "_mb", "_w", "_mj", "_c"))
+        or c in ("cv", "accuracy", "top1_agreement")
+    ]
+    frame[float_columns] = frame[float_columns].astype("float64")
+    for column in ("n", "threads", "model_bytes", "schema_version"):
+        frame[column] = frame[column].astype("Int64")
+    frame["throttled"] = frame["throttled"].astype("boolean")
+    return frame
+
+
+def samples_frame(records: list[JobRecord]) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    parts = [
+        pd.DataFrame(
+            {
+                "run_id": r.run_id,
+                "job_id": r.job_id,
+                "iteration": np.arange(len(r.latencies_ns), dtype=np.int64),
+                "latency_ns": np.asarray(r.latencies_ns, dtype=np.int64),
+            }
+        )
+        for r in records
+        if r.latencies_ns
+    ]
+    if not parts:
+        return pd.DataFrame(
+            {
+                "run_id": pd.Series(dtype="str"),
+                "job_id": pd.Series(dtype="str"),
+                "iteration": pd.Series(dtype="int64"),
+                "latency_ns": pd.Series(dtype="int64"),
+            }
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def resolve_run(output_dir: Path, ref: str) -> RunStore:
+    """`latest`, a run id under output_dir, or a path to a run directory."""
+    if ref == "latest":
+        runs = sorted(p for p in output_dir.glob("*") if (p / "jobs").is_dir())
+        if not runs:
+            raise StoreError(f"no runs under {output_dir}; start one with `harness run PLAN`")
+        return RunStore(runs[-1])
+    for candidate in (Path(ref), output_dir / ref):
+        if (candidate / "jobs").is_dir():
+            return RunStore(candidate)
+    raise StoreError(f"no run '{ref}' (looked for {ref} and {output_dir / ref})")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)

@@ -1,0 +1,80 @@
+"""Transports: `local` (this machine) and `ssh` (paramiko). `adb` comes with phones."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from harness.config import Device
+from harness.errors import ConfigError
+from harness.transport.base import BaseTransport, CommandResult, Transport, confine, sha256_of
+
+__all__ = [
+    "BaseTransport",
+    "CommandResult",
+    "Transport",
+    "confine",
+    "open_transport",
+    "sha256_of",
+]
+
+
+def open_transport(device: Device, inventory: Mapping[str, Device] | None = None) -> BaseTransport:
+    """The transport for a device; it connects lazily, on first use."""
+    if device.transport == "local":
+        from harness.transport.local import LocalTransport
+
+        return LocalTransport(device.name, device.workdir)
+    return _ssh_transport(device, inventory or {}, seen=())
+
+
+def _ssh_transport(
+    device: Device, inventory: Mapping[str, Device], seen: tuple[str, ...]
+) -> BaseTransport:
+    from harness.transport.ssh import SSHTransport, resolve_target
+
+    target, config_jump = resolve_target(
+        host=device.host,
+        port=device.port,
+        user=device.user,
+        identity_file=device.identity_file,
+        use_agent=device.use_agent,
+        ssh_alias=device.ssh_alias,
+        ssh_config=device.ssh_config,
+        known_hosts=device.known_hosts,
+        trust_on_first_use=device.trust_on_first_use,
+        connect_timeout_s=device.connect_timeout_s,
+        password_env=device.password_env,
+    )
+    jump_ref = device.proxy_jump or config_jump
+    jump = None
+    if jump_ref and jump_ref.lower() != "none":
+        if device.name in seen:
+            raise ConfigError(device.source, f"proxy_jump loops through {seen}", "proxy_jump")
+        jump_device = inventory.get(jump_ref) or _adhoc_jump(device, jump_ref)
+        jump = _ssh_transport(jump_device, inventory, (*seen, device.name))
+    return SSHTransport(device.name, target, device.workdir, jump=jump)
+
+
+def _adhoc_jump(device: Device, spec: str) -> Device:
+    """A ProxyJump given as `[user@]host[:port]` rather than as a device name."""
+    if "," in spec:
+        raise ConfigError(
+            device.source,
+            f"'{spec}' chains several jump hosts; register each as a device and chain their "
+            "proxy_jump keys",
+            "proxy_jump",
+        )
+    user, _, hostport = spec.rpartition("@")
+    host, _, port = hostport.partition(":")
+    return Device(
+        name=f"{device.name}-jump",
+        transport="ssh",
+        host=host,
+        port=int(port) if port else None,
+        user=user or None,
+        ssh_config=device.ssh_config,
+        known_hosts=device.known_hosts,
+        trust_on_first_use=device.trust_on_first_use,
+        connect_timeout_s=device.connect_timeout_s,
+        role="gateway",
+    )

@@ -1,0 +1,390 @@
+"""SSH devices through paramiko: one connection per device, SFTP for files.
+
+Host keys are verified against known_hosts (trust-on-first-use only when the device file
+says so). Commands are argv lists joined with `shlex.join`; each runs under a wrapper that
+reports its process group, so a timeout kills the remote process and its children.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import select
+import shlex
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from harness.errors import (
+    AuthFailed,
+    CommandTimeout,
+    DeviceUnreachable,
+    HostKeyRejected,
+    TransportError,
+)
+from harness.transport.base import BaseTransport, CommandResult
+
+# Prints "harness-pid:<pid> <pgid>" on stderr, then becomes the command (same pid).
+_WRAPPER = (
+    'pgid=$(cut -d" " -f5 /proc/$$/stat 2>/dev/null || echo $$); '
+    'echo "harness-pid:$$ $pgid" >&2; exec "$@"'
+)
+_KILLER = (
+    'kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$2" 2>/dev/null; i=0; '
+    'while kill -0 "$2" 2>/dev/null && [ "$i" -lt 20 ]; do sleep 0.1; i=$((i+1)); done; '
+    'kill -KILL -- "-$1" 2>/dev/null; kill -KILL "$2" 2>/dev/null; true'
+)
+_MARKER = "harness-pid:"
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and as whom to connect, after ~/.ssh/config and the device file are merged."""
+
+    host: str
+    port: int
+    user: str | None
+    identity_files: tuple[str, ...]
+    use_agent: bool
+    known_hosts: str
+    trust_on_first_use: bool
+    connect_timeout_s: float
+    password_env: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+
+
+def resolve_target(
+    *,
+    host: str | None,
+    port: int | None,
+    user: str | None,
+    identity_file: str | None,
+    use_agent: bool,
+    ssh_alias: str | None,
+    ssh_config: str | None,
+    known_hosts: str | None,
+    trust_on_first_use: bool,
+    connect_timeout_s: float,
+    password_env: str | None,
+) -> tuple[SSHTarget, str | None]:
+    """Merge device-file values over ~/.ssh/config; returns the target and its ProxyJump."""
+    config_path = Path(ssh_config or "~/.ssh/config").expanduser()
+    entry: dict[str, Any] = {}
+    if config_path.is_file():
+        entry = paramiko.SSHConfig.from_path(str(config_path)).lookup(ssh_alias or host or "")
+    identity = (identity_file,) if identity_file else tuple(entry.get("identityfile", ()))
+    target = SSHTarget(
+        host=host or entry.get("hostname") or ssh_alias or "",
+        port=int(port or entry.get("port", 22)),
+        user=user or entry.get("user"),
+        identity_files=tuple(str(Path(p).expanduser()) for p in identity),
+        use_agent=use_agent,
+        known_hosts=str(
+            Path(
+                known_hosts or entry.get("userknownhostsfile", "~/.ssh/known_hosts").split()[0]
+            ).expanduser()
+        ),
+        trust_on_first_use=trust_on_first_use,
+        connect_timeout_s=connect_timeout_s,
+        password_env=password_env,
+    )
+    return target, entry.get("proxyjump")
+
+
+class _SaveNewKey(paramiko.MissingHostKeyPolicy):
+    """Trust on first use: accept an unknown key and record it in the device's known_hosts."""
+
+    def __init__(self, known_hosts: str) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        Path(self.known_hosts).parent.mkdir(parents=True, exist_ok=True)
+        entries = paramiko.HostKeys()
+        if os.path.exists(self.known_hosts):
+            entries.load(self.known_hosts)
+        entries.add(hostname, key.get_name(), key)
+        entries.save(self.known_hosts)
+
+
+class SSHTransport(BaseTransport):
+    def __init__(
+        self,
+        device_name: str,
+        target: SSHTarget,
+        workdir: str,
+        jump: BaseTransport | None = None,
+    ) -> None:
+        super().__init__(device_name)
+        self.target = target
+        self.jump = jump
+        self._requested_workdir = workdir
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    # -- lifecycle
+    def _open(self) -> str:
+        self._client = self._connect()
+        transport = self._client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(15)
+        home = self._sftp_client().normalize(".")
+        workdir = posixpath.join(home, self._requested_workdir.replace("~/", "", 1))
+        self._mkdirs(workdir)
+        return posixpath.normpath(workdir)
+
+    def _close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self.jump is not None:
+            self.jump.close()
+
+    def _connect(self) -> paramiko.SSHClient:
+        target = self.target
+        client = paramiko.SSHClient()
+        if os.path.exists(target.known_hosts):
+            client.load_host_keys(target.known_hosts)
+        if target.trust_on_first_use:
+            client.set_missing_host_key_policy(_SaveNewKey(target.known_hosts))
+        else:
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        password = os.environ.get(target.password_env) if target.password_env else None
+        sock = self._tunnel() if self.jump is not None else None
+        try:
+            client.connect(
+                target.host,
+                port=target.port,
+                username=target.user,
+                password=password,
+                key_filename=list(target.identity_files) or None,
+                allow_agent=target.use_agent,
+                look_for_keys=not target.identity_files,
+                timeout=target.connect_timeout_s,
+                banner_timeout=target.connect_timeout_s,
+                auth_timeout=target.connect_timeout_s,
+                channel_timeout=target.connect_timeout_s,
+                sock=sock,
+            )
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyRejected(
+                self.device_name,
+                f"the host key of {target} does not match {target.known_hosts} "
+                f"(got {exc.key.get_name()} {exc.key.fingerprint}). Nothing was run. If the "
+                f"device was reinstalled, verify the new key, then `ssh-keygen -f "
+                f"{target.known_hosts} -R {_known_hosts_name(target)}` and add it again.",
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            how = ", ".join(target.identity_files) or "the agent / default keys"
+            raise AuthFailed(
+                self.device_name,
+                f"{target} refused authentication with {how} ({exc}). Check 'user' and "
+                "'identity_file' in the device file, and that the public key is in the "
+                "device's ~/.ssh/authorized_keys.",
+            ) from None
+        except paramiko.SSHException as exc:
+            client.close()
+            if "not found in known_hosts" in str(exc):
+                raise HostKeyRejected(
+                    self.device_name,
+                    f"the host key of {target} is not in {target.known_hosts}; nothing was "
+                    f"run. Verify the device's fingerprint, then add it: `ssh-keyscan -p "
+                    f"{target.port} {target.host} >> {target.known_hosts}`, or set "
+                    "trust_on_first_use = true in the device file.",
+                ) from None
+            raise DeviceUnreachable(
+                self.device_name, f"SSH handshake with {target} failed: {exc}"
+            ) from None
+        except TimeoutError:
+            client.close()
+            raise DeviceUnreachable(
+                self.device_name,
+                f"timed out after {target.connect_timeout_s:g} s connecting to {target}; is "
+                "the device on and the address right?",
+            ) from None
+        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            client.close()
+            raise DeviceUnreachable(
+                self.device_name,
+                f"connection refused by {target} ({exc.strerror}); is sshd running there and "
+                "the port right?",
+            ) from None
+        except socket.gaierror as exc:
+            client.close()
+            raise DeviceUnreachable(
+                self.device_name, f"cannot resolve host name '{target.host}': {exc.strerror}"
+            ) from None
+        except OSError as exc:
+            client.close()
+            raise DeviceUnreachable(
+                self.device_name, f"cannot connect to {target}: {exc}"
+            ) from None
+        return client
+
+    def _tunnel(self) -> paramiko.Channel:
+        assert self.jump is not None
+        self.jump.open()
+        assert isinstance(self.jump, SSHTransport) and self.jump._client is not None
+        jump_transport = self.jump._client.get_transport()
+        assert jump_transport is not None
+        try:
+            return jump_transport.open_channel(
+                "direct-tcpip",
+                (self.target.host, self.target.port),
+                ("127.0.0.1", 0),
+                timeout=self.target.connect_timeout_s,
+            )
+        except (paramiko.SSHException, OSError) as exc:
+            raise DeviceUnreachable(
+                self.device_name,
+                f"jump host '{self.jump.device_name}' could not reach {self.target}: {exc}",
+            ) from None
+
+    # -- commands
+    def _run(self, argv: list[str], timeout_s: float) -> CommandResult:
+        assert self._client is not None
+        started = time.perf_counter()
+        deadline = time.monotonic() + timeout_s
+        command = shlex.join(["sh", "-c", _WRAPPER, "harness-run", *argv])
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise DeviceUnreachable(self.device_name, "the SSH connection was lost")
+        try:
+            channel = transport.open_session(timeout=self.target.connect_timeout_s)
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError) as exc:
+            raise DeviceUnreachable(self.device_name, f"cannot start a command: {exc}") from None
+        stdout, stderr = bytearray(), bytearray()
+        try:
+            while True:
+                while channel.recv_ready():
+                    stdout += channel.recv(1 << 16)
+                while channel.recv_stderr_ready():
+                    stderr += channel.recv_stderr(1 << 16)
+                if channel.exit_status_ready() and channel.eof_received:
+                    if not channel.recv_ready() and not channel.recv_stderr_ready():
+                        break
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._kill_remote(bytes(stderr))
+                    raise CommandTimeout(
+                        self.device_name, argv, timeout_s, _strip_marker(bytes(stderr))
+                    )
+                if not transport.is_active():
+                    raise DeviceUnreachable(
+                        self.device_name, "the SSH connection dropped while a command ran"
+                    )
+                select.select([channel], [], [], min(remaining, 1.0))
+            exit_code = channel.recv_exit_status()
+        finally:
+            channel.close()
+        return CommandResult(
+            tuple(argv),
+            stdout.decode(errors="replace"),
+            _strip_marker(bytes(stderr)),
+            exit_code,
+            time.perf_counter() - started,
+        )
+
+    def _kill_remote(self, stderr: bytes) -> None:
+        """Kill the timed-out command's process group on the device (TERM, then KILL)."""
+        pid, pgid = _parse_marker(stderr)
+        if pid is None:
+            return
+        assert self._client is not None
+        killer = shlex.join(["sh", "-c", _KILLER, "harness-kill", str(pgid), str(pid)])
+        try:
+            _, out, _ = self._client.exec_command(killer, timeout=10)
+            out.channel.recv_exit_status()
+        except (paramiko.SSHException, OSError):
+            pass
+
+    # -- files
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            assert self._client is not None
+            try:
+                self._sftp = self._client.open_sftp()
+            except paramiko.SSHException as exc:
+                raise TransportError(
+                    self.device_name,
+                    f"SFTP is not available ({exc}); enable 'Subsystem sftp' in the device's sshd",
+                ) from None
+        return self._sftp
+
+    def _mkdirs(self, path: str) -> None:
+        sftp = self._sftp_client()
+        missing: list[str] = []
+        current = path
+        while current not in ("", "/"):
+            try:
+                sftp.stat(current)
+                break
+            except FileNotFoundError:
+                missing.append(current)
+                current = posixpath.dirname(current)
+        for folder in reversed(missing):
+            sftp.mkdir(folder)
+
+    def _put(self, local: Path, remote: str) -> None:
+        self._mkdirs(posixpath.dirname(remote))
+        tmp = f"{remote}.{uuid.uuid4().hex[:8]}.part"
+        sftp = self._sftp_client()
+        sftp.put(str(local), tmp)
+        sftp.posix_rename(tmp, remote)
+
+    def _put_bytes(self, data: bytes, remote: str) -> None:
+        self._mkdirs(posixpath.dirname(remote))
+        tmp = f"{remote}.{uuid.uuid4().hex[:8]}.part"
+        sftp = self._sftp_client()
+        with sftp.open(tmp, "wb") as handle:
+            handle.write(data)
+        sftp.posix_rename(tmp, remote)
+
+    def _get(self, remote: str, local: Path) -> None:
+        self._sftp_client().get(remote, str(local))
+
+    def _exists(self, remote: str) -> bool:
+        try:
+            self._sftp_client().stat(remote)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def _known_hosts_name(target: SSHTarget) -> str:
+    return target.host if target.port == 22 else f"[{target.host}]:{target.port}"
+
+
+def _parse_marker(stderr: bytes) -> tuple[int | None, int | None]:
+    first = stderr.split(b"\n", 1)[0].decode(errors="replace")
+    if not first.startswith(_MARKER):
+        return None, None
+    parts = first[len(_MARKER) :].split()
+    try:
+        pid = int(parts[0])
+        pgid = int(parts[1]) if len(parts) > 1 else pid
+    except (ValueError, IndexError):
+        return None, None
+    return pid, pgid
+
+
+def _strip_marker(stderr: bytes) -> str:
+    text = stderr.decode(errors="replace")
+    if text.startswith(_MARKER):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    return text
