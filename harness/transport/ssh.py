@@ -34,10 +34,13 @@ _WRAPPER = (
     'pgid=$(cut -d" " -f5 /proc/$$/stat 2>/dev/null || echo $$); '
     'echo "harness-pid:$$ $pgid" >&2; exec "$@"'
 )
+# TERM the process group, wait up to 2 s, then KILL. Both spellings of a group kill, since
+# dash only takes `kill -s SIG -- -PGID` and some shells only `kill -SIG -PGID`.
 _KILLER = (
-    'kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$2" 2>/dev/null; i=0; '
+    'group() { kill -s "$1" -- "-$2" 2>/dev/null || kill -"$1" "-$2" 2>/dev/null; }; '
+    'group TERM "$1" || kill -TERM "$2" 2>/dev/null; i=0; '
     'while kill -0 "$2" 2>/dev/null && [ "$i" -lt 20 ]; do sleep 0.1; i=$((i+1)); done; '
-    'kill -KILL -- "-$1" 2>/dev/null; kill -KILL "$2" 2>/dev/null; true'
+    'group KILL "$1"; kill -KILL "$2" 2>/dev/null; true'
 )
 _MARKER = "harness-pid:"
 

@@ -1,0 +1,259 @@
+"""`harness run` end to end: real runner, real onnxruntime / LiteRT, local and sshd devices."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SSHServer, free_port, pids_matching
+
+from harness.scheduler import prepare_run, run_prepared
+
+BIN = Path(sys.executable).parent
+
+
+def write_plan(workspace: Path, body: str, name: str = "t") -> Path:
+    path = workspace / "plans" / f"{name}.toml"
+    path.write_text(f'name = "{name}"\n' + body)
+    return path
+
+
+def add_ssh_device(workspace: Path, sshd: SSHServer, name: str = "loop", **extra: object) -> None:
+    (workspace / "devices" / f"{name}.toml").write_text(
+        sshd.device_toml(name, workspace / f"{name}-device", **extra)
+    )
+
+
+def add_local_device(workspace: Path) -> None:
+    """The local device, with its workdir inside the test's folder."""
+    (workspace / "devices" / "local.toml").write_text(
+        f'transport = "local"\npython = "{sys.executable}"\nworkdir = "{workspace / "local-device"}"\n'
+    )
+
+
+def run(plan: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    prepared = prepare_run(plan)
+    run_prepared(prepared)
+    run_dir = prepared.store.run_dir
+    return (
+        pd.read_parquet(run_dir / "results.parquet"),
+        pd.read_parquet(run_dir / "samples.parquet"),
+        run_dir,
+    )
+
+
+def test_both_models_on_local_and_ssh_devices(workspace: Path, sshd: SSHServer) -> None:
+    add_local_device(workspace)
+    add_ssh_device(workspace, sshd)
+    plan = write_plan(
+        workspace,
+        """devices = ["local", "loop"]
+models = ["tiny_mbv2", "face_detection_short_range"]
+[measure]
+warmup = 3
+iterations = 40
+[runtime]
+threads = [1, 2]
+[inputs]
+dims = { batch = 2 }
+""",
+    )
+    results, samples, run_dir = run(plan)
+    assert len(results) == 2 * 2 * 2
+    assert (results["status"] == "ok").all(), results[["job_id", "error"]].to_string()
+    assert (results["n"] == 40).all()
+    assert set(results["runtime"]) == {"onnxruntime", "tflite"}
+    assert set(results["transport"]) == {"local", "ssh"}
+    assert (results["p50_ms"] > 0).all() and (results["p99_ms"] >= results["p50_ms"]).all()
+    assert (results["p50_ci_low_ms"] <= results["p50_ms"]).all()
+    assert (results["p50_ci_high_ms"] >= results["p50_ms"]).all()
+    assert (results["model_mem_mb"] > 0).all(), "memory after load must exceed memory before"
+    assert (results["peak_rss_mb"] >= results["rss_before_mb"]).all()
+    assert results["model_sha256"].str.fullmatch("[0-9a-f]{64}").all()
+    assert len(samples) == 8 * 40 and (samples["latency_ns"] > 0).all()
+    # the plan's dims reached the model: batch 2
+    record = json.loads((run_dir / "jobs" / "loop.tiny_mbv2.fp32.cpu.t1.json").read_text())
+    assert record["runner"]["inputs"] == [
+        {"name": "input", "dtype": "float32", "shape": [2, 3, 128, 128]}
+    ]
+    assert record["runner"]["runtime"]["providers"] == ["CPUExecutionProvider"]
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["finished_at"] and meta["status_counts"] == {"ok": 8}
+    assert str(sshd.user_key) in json.dumps(meta["devices"])  # the path, never a secret
+    # a second run finds the models on the device already: nothing is pushed again
+    results_again, _, run_dir_again = run(plan)
+    pushed = [
+        json.loads(p.read_text())["controller"]["model_pushed"]
+        for p in (run_dir_again / "jobs").glob("*.json")
+    ]
+    assert pushed and not any(pushed)
+    assert (results_again["status"] == "ok").all()
+
+
+def test_adaptive_stop_rule(workspace: Path) -> None:
+    add_local_device(workspace)
+    plan = write_plan(
+        workspace,
+        """models = ["tiny_mbv2"]
+[measure]
+warmup = 5
+min_iterations = 30
+max_iterations = 400
+target_ci = 0.5
+max_seconds = 20
+[inputs]
+dims = { batch = 1 }
+""",
+    )
+    results, _, run_dir = run(plan)
+    row = results.iloc[0]
+    assert row["status"] == "ok"
+    assert row["stop_reason"] == "ci"  # ±50 % is reached at the first check
+    assert row["n"] == 30
+
+
+def test_failures_are_recorded_and_the_other_jobs_go_on(workspace: Path, sshd: SSHServer) -> None:
+    """A corrupt model, a missing dynamic dimension and an unreachable device in one run."""
+    add_local_device(workspace)
+    add_ssh_device(workspace, sshd)
+    add_ssh_device(workspace, sshd, name="offline", port=free_port(), connect_timeout_s=2)
+    corrupt = workspace / "models" / "corrupt.onnx"
+    corrupt.write_bytes(b"this is not a protobuf" * 50)
+    (workspace / "models" / "corrupt.toml").write_text('file = "corrupt.onnx"\n')
+    plan = write_plan(
+        workspace,
+        """devices = ["loop", "offline", "local"]
+models = ["corrupt", "tiny_mbv2", "face_detection_short_range"]
+[measure]
+warmup = 1
+iterations = 10
+""",
+    )
+    results, _, run_dir = run(plan)
+    by_job = results.set_index("job_id")
+    for device in ("loop", "local"):
+        corrupt_row = by_job.loc[f"{device}.corrupt.fp32.cpu.t1"]
+        assert corrupt_row["status"] == "error"
+        assert "while running the job" in corrupt_row["error"]
+        assert "protobuf" in corrupt_row["error"].lower() or "load model" in corrupt_row["error"]
+        dynamic = by_job.loc[f"{device}.tiny_mbv2.fp32.cpu.t1"]
+        assert dynamic["status"] == "error"
+        assert "axis 0 is dynamic ('batch')" in dynamic["error"]
+        assert "dims = { batch = N }" in dynamic["error"]
+        assert by_job.loc[f"{device}.face_detection_short_range.fp32.xnnpack.t1", "status"] == "ok"
+    offline = results[results["device"] == "offline"]
+    assert len(offline) == 3 and (offline["status"] == "skipped").all()
+    assert offline["error"].str.contains("connection refused").all()
+    assert len(list((run_dir / "jobs").glob("*.json"))) == 9
+
+
+def test_hanging_runner_is_killed_on_the_device(workspace: Path, sshd: SSHServer) -> None:
+    add_ssh_device(workspace, sshd)
+    plan = write_plan(
+        workspace,
+        """devices = ["loop"]
+models = ["face_detection_short_range"]
+[measure]
+warmup = 0
+iterations = 100000000
+timeout_s = 2
+""",
+    )
+    started = time.monotonic()
+    results, _, run_dir = run(plan)
+    assert time.monotonic() - started < 30
+    row = results.iloc[0]
+    assert row["status"] == "timeout"
+    assert "timed out after 2 s and was killed" in row["error"]
+    deadline = time.monotonic() + 5
+    while pids_matching(f"jobs/{run_dir.name}/") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids_matching(f"jobs/{run_dir.name}/") == []
+
+
+def test_cli_run_show_and_a_run_killed_half_way(workspace: Path) -> None:
+    add_local_device(workspace)
+    plan = write_plan(
+        workspace,
+        """models = ["face_detection_short_range", "tiny_mbv2"]
+[measure]
+warmup = 1
+iterations = 20
+[runtime]
+threads = [1, 2]
+[inputs]
+dims = { batch = 1 }
+""",
+    )
+    runs_dir = workspace / "reports" / "runs"
+    env = {**os.environ, "HARNESS_RUNS_DIR": str(runs_dir)}
+    done = subprocess.run(
+        [BIN / "harness", "run", str(plan)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "tiny_mbv2 / fp32" in done.stdout and "run directory:" in done.stdout
+    shown = subprocess.run(
+        [BIN / "harness", "show", "latest"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert shown.returncode == 0 and "face_detection_short_range / fp32" in shown.stdout
+
+    # a run killed after its first job: the finished job is on disk and `show` reads it
+    slow = write_plan(
+        workspace,
+        """models = ["face_detection_short_range"]
+[measure]
+warmup = 1
+iterations = 2000
+[runtime]
+threads = [1, 2, 3]
+""",
+        name="slow",
+    )
+    proc = subprocess.Popen(
+        [BIN / "harness", "run", str(slow)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    jobs: list[Path] = []
+    while time.monotonic() < deadline and not jobs:
+        jobs = list(runs_dir.glob("*-slow-*/jobs/*.json"))
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert jobs, "no job finished within 120 s"
+    run_dir = jobs[0].parent.parent
+    assert not (run_dir / "results.parquet").exists()
+    shown = subprocess.run(
+        [BIN / "harness", "show", run_dir.name], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "did not finish" in shown.stdout
+    assert " ok " in shown.stdout
+
+
+@pytest.mark.parametrize("bad", ["missing_model", "unknown_device"])
+def test_bad_plans_fail_before_any_job(workspace: Path, bad: str) -> None:
+    body = (
+        'models = ["nope"]\n'
+        if bad == "missing_model"
+        else 'devices = ["ghost"]\nmodels = ["tiny_mbv2"]\n'
+    )
+    plan = write_plan(workspace, body)
+    done = subprocess.run(
+        [BIN / "harness", "run", str(plan)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    expected = (
+        "model 'nope' has no manifest" if bad == "missing_model" else "unknown device(s) ['ghost']"
+    )
+    assert expected in done.stdout
+    assert str(plan) in done.stdout

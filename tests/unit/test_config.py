@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import load_device, load_inventory, load_manifest, load_plan
+from harness.errors import ConfigError
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_valid_ssh_device(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "pi.toml",
+        'transport = "ssh"\nhost = "10.0.0.2"\nuser = "pi"\n[labels]\nclass = "pi5"\n',
+    )
+    device = load_device(path)
+    assert (device.name, device.host, device.device_class, device.port) == (
+        "pi",
+        "10.0.0.2",
+        "pi5",
+        None,
+    )
+    assert device.trust_on_first_use is False
+
+
+def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.toml", 'transport = "ssh\nhost = 1\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML .*line 1"):
+        load_device(path)
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "pi.toml", 'transport = "ssh"\nhots = "x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_device(path)
+    assert info.value.key == "hots"
+    assert "unknown key. Did you mean 'host'?" in str(info.value)
+    assert "pi.toml, key 'hots'" in str(info.value)
+
+
+def test_unknown_transport_lists_the_allowed(tmp_path: Path) -> None:
+    path = write(tmp_path, "pi.toml", 'transport = "telnet"\nhost = "x"\n')
+    with pytest.raises(ConfigError, match=r"key 'transport': .*'local' or 'ssh'.*telnet"):
+        load_device(path)
+
+
+def test_ssh_device_needs_an_address(tmp_path: Path) -> None:
+    path = write(tmp_path, "pi.toml", 'transport = "ssh"\n')
+    with pytest.raises(ConfigError, match="needs 'host' or 'ssh_alias'"):
+        load_device(path)
+
+
+def test_inventory_has_the_builtin_local_device(tmp_path: Path) -> None:
+    inventory = load_inventory(tmp_path / "nothing-here")
+    assert list(inventory) == ["local"] and inventory["local"].transport == "local"
+
+
+def test_password_is_only_an_environment_variable_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "pi.toml", 'transport = "ssh"\nhost = "h"\npassword_env = "hunter2!"\n')
+    with pytest.raises(ConfigError, match="password_env"):
+        load_device(path)
+
+
+def test_missing_model_file_says_how_to_make_it(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "m.toml",
+        'file = "cache/m.onnx"\n[source]\nkind = "generated"\ngenerator = "tiny_mobilenet_v2"\n',
+    )
+    with pytest.raises(
+        ConfigError, match=r"key 'file': model file .*m\.onnx does not exist; run `make models`"
+    ):
+        load_manifest(path)
+
+
+def test_model_file_must_be_onnx_or_tflite(tmp_path: Path) -> None:
+    path = write(tmp_path, "m.toml", 'file = "m.pt"\n')
+    with pytest.raises(ConfigError, match=r"must end in \.onnx or \.tflite"):
+        load_manifest(path, require_files=False)
+
+
+def test_plan_paths_are_relative_to_the_plan(tmp_path: Path) -> None:
+    (tmp_path / "plans").mkdir()
+    path = write(
+        tmp_path / "plans",
+        "p.toml",
+        'models = ["m"]\n[measure]\niterations = 5\n[runtime]\nthreads = [1, 4]\n',
+    )
+    plan = load_plan(path)
+    assert plan.name == "p" and plan.devices == ["local"]
+    assert plan.models_dir == tmp_path / "plans" / "../models"
+    assert plan.measure.iterations == 5 and plan.runtime.threads == [1, 4]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("models = []\n", "key 'models'"),
+        ('models = ["m"]\n[measure]\ntarget_ci = 2\n', "key 'measure.target_ci'"),
+        (
+            'models = ["m"]\n[measure]\nmin_iterations = 50\nmax_iterations = 10\n',
+            "max_iterations must be >= min_iterations",
+        ),
+        (
+            'models = ["m"]\n[runtime]\ntflite_delegates = ["gpu"]\n',
+            "'gpu' is not a TFLite delegate",
+        ),
+        ('models = ["m"]\n[measure]\nwarmpu = 3\n', "Did you mean 'warmup'"),
+    ],
+)
+def test_bad_plans(tmp_path: Path, body: str, message: str) -> None:
+    path = write(tmp_path, "p.toml", body)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_plan(path)
