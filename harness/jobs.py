@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,7 @@ def expand_plan(plan: Plan, devices: list[Device], manifests: list[ModelManifest
                                 target_ci=None if measure.iterations else measure.target_ci,
                             )
                         )
-    ids = [job.job_id for job in jobs]
-    duplicates = {i for i in ids if ids.count(i) > 1}
+    duplicates = {i for i, count in Counter(j.job_id for j in jobs).items() if count > 1}
     if duplicates:
         raise ConfigError(
             plan.plan_path or "plan", f"jobs collide: {sorted(duplicates)}; list each once"

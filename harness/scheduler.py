@@ -8,6 +8,7 @@ job that fails (corrupt model, runtime error, timeout) is recorded and the next 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -150,14 +151,20 @@ def run_jobs(
         by_device.setdefault(job.device, []).append(job)
     if not by_device:
         return []
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=len(by_device), thread_name_prefix="device") as pool:
         futures = [
             pool.submit(
-                _DeviceWorker(inventory[name], inventory, store, model_facts, emit).run, device_jobs
+                _DeviceWorker(inventory[name], inventory, store, model_facts, emit, stop).run,
+                device_jobs,
             )
             for name, device_jobs in by_device.items()
         ]
-        return [record for future in futures for record in future.result()]
+        try:
+            return [record for future in futures for record in future.result()]
+        except BaseException:
+            stop.set()  # Ctrl-C: each device finishes (and saves) its current job, then stops
+            raise
 
 
 class _DeviceWorker:
@@ -168,12 +175,14 @@ class _DeviceWorker:
         store: RunStore,
         file_facts: Mapping[Path, tuple[str, int]],
         emit: EventSink,
+        stop: threading.Event,
     ) -> None:
         self.device = device
         self.inventory = inventory
         self.store = store
         self.file_facts = file_facts
         self.emit = emit
+        self.stop = stop
 
     def run(self, jobs: list[Job]) -> list[JobRecord]:
         records = []
@@ -189,6 +198,8 @@ class _DeviceWorker:
                 return records
             self.emit(JobEvent("device-ready", self.device.name))
             for job in jobs:
+                if self.stop.is_set():
+                    break
                 self.emit(JobEvent("start", self.device.name, job.job_id))
                 record = self._run_one(job, transport, runner_path)
                 records.append(record)

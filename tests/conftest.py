@@ -75,3 +75,10 @@ def pids_matching(pattern: str) -> list[int]:
         if pattern in cmdline and int(entry.name) != os.getpid():
             found.append(int(entry.name))
     return found
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration/ uses real parts: `-m "not integration"` skips it."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)

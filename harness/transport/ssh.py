@@ -7,6 +7,7 @@ reports its process group, so a timeout kills the remote process and its childre
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 import select
@@ -43,6 +44,9 @@ _KILLER = (
     'group KILL "$1"; kill -KILL "$2" 2>/dev/null; true'
 )
 _MARKER = "harness-pid:"
+
+# paramiko logs connection failures with tracebacks; we raise our own errors instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,12 @@ class SSHTransport(BaseTransport):
                     f"run. Verify the device's fingerprint, then add it: `ssh-keyscan -p "
                     f"{target.port} {target.host} >> {target.known_hosts}`, or set "
                     "trust_on_first_use = true in the device file.",
+                ) from None
+            if "protocol banner" in str(exc):
+                raise DeviceUnreachable(
+                    self.device_name,
+                    f"no SSH greeting from {target} within {target.connect_timeout_s:g} s: is "
+                    "an SSH server listening there, and is the device responsive?",
                 ) from None
             raise DeviceUnreachable(
                 self.device_name, f"SSH handshake with {target} failed: {exc}"

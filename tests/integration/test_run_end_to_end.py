@@ -257,3 +257,35 @@ def test_bad_plans_fail_before_any_job(workspace: Path, bad: str) -> None:
     )
     assert expected in done.stdout
     assert str(plan) in done.stdout
+
+
+def test_ctrl_c_stops_after_the_current_job_and_keeps_the_finished(workspace: Path) -> None:
+    add_local_device(workspace)
+    plan = write_plan(
+        workspace,
+        """models = ["face_detection_short_range"]
+[measure]
+warmup = 1
+iterations = 2000
+[runtime]
+threads = [1, 2, 3, 4]
+""",
+        name="interrupted",
+    )
+    runs_dir = workspace / "reports" / "runs"
+    proc = subprocess.Popen(
+        [BIN / "harness", "run", str(plan)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(runs_dir.glob("*/jobs/*.json")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    finished = list(runs_dir.glob("*/jobs/*.json"))
+    assert 1 <= len(finished) < 4
+    assert all(json.loads(p.read_text())["status"] == "ok" for p in finished)

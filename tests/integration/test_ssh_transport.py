@@ -148,7 +148,7 @@ def test_silent_server_times_out(tmp_path: Path, sshd: SSHServer) -> None:
             tmp_path, sshd, port=listener.getsockname()[1], connect_timeout_s=1
         )
         started = time.monotonic()
-        with pytest.raises(DeviceUnreachable, match="SSH handshake|timed out"):
+        with pytest.raises(DeviceUnreachable, match="no SSH greeting from .* within 1 s"):
             transport.run(["true"], timeout_s=10)
         assert time.monotonic() - started < 8
     finally:
