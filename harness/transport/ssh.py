@@ -203,6 +203,8 @@ class SSHTransport(BaseTransport):
                 "device's ~/.ssh/authorized_keys.",
             ) from None
         except paramiko.SSHException as exc:
+            session = client.get_transport()
+            greeted = bool(session and session.remote_version)
             client.close()
             if "not found in known_hosts" in str(exc):
                 raise HostKeyRejected(
@@ -212,7 +214,7 @@ class SSHTransport(BaseTransport):
                     f"{target.port} {target.host} >> {target.known_hosts}`, or set "
                     "trust_on_first_use = true in the device file.",
                 ) from None
-            if "protocol banner" in str(exc):
+            if not greeted:
                 raise DeviceUnreachable(
                     self.device_name,
                     f"no SSH greeting from {target} within {target.connect_timeout_s:g} s: is "
