@@ -111,18 +111,42 @@ class InputSpec(_Strict):
 
 
 class Variant(_Strict):
-    """One benchmarked form of a model. `fp32` is the base file as given."""
+    """One benchmarked form of a model. `fp32` is the base file as given; `external` a file
+    the team built elsewhere (label it with `label`); the others are built by harness/compress."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    strategy: Literal["fp32", "external"]
+    strategy: Literal[
+        "fp32", "fp16", "int8-dynamic", "int8-static", "prune-unstructured",
+        "prune-structured", "low-rank", "external",
+    ]  # fmt: skip
     file: Path | None = None
+    label: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _external_needs_file(self) -> Variant:
+    def _file_only_for_external(self) -> Variant:
         if self.strategy == "external" and self.file is None:
             raise ValueError("an 'external' variant needs 'file' (the model the team built)")
+        if self.strategy not in ("external", "fp32") and self.file is not None:
+            raise ValueError(
+                f"a '{self.strategy}' variant is built by the harness and takes no 'file'; "
+                "use strategy = 'external' for a model built elsewhere"
+            )
         return self
+
+
+class EvalSet(_Strict):
+    """A labelled evaluation set: an .npz with one array per model input and the labels."""
+
+    file: Path
+    labels: str = "labels"
+    inputs: dict[str, str] = Field(default_factory=dict)  # model input -> array name
+    top_k: Annotated[int, Field(ge=1, le=100)] = 5
+    reference_accuracy: float | None = None  # the fp32 accuracy measured when it was made
+    calibration_file: Path | None = None  # for int8-static; else the eval set is used
+
+    def input_key(self, input_name: str) -> str:
+        return self.inputs.get(input_name, input_name)
 
 
 class ModelSource(_Strict):
@@ -146,6 +170,7 @@ class ModelManifest(_Strict):
     task: str = ""
     inputs: list[InputSpec] = Field(default_factory=list)
     source: ModelSource | None = None
+    eval: EvalSet | None = None
     variants: list[Variant] = Field(default_factory=list)
     manifest_path: Path | None = None
 
@@ -161,7 +186,7 @@ class ModelManifest(_Strict):
 
     def all_variants(self) -> list[Variant]:
         """The base (`fp32`) first, then the declared ones."""
-        declared = [v for v in self.variants if v.name != "fp32"]
+        declared = [v for v in self.variants if v.strategy != "fp32"]
         return [Variant(name="fp32", strategy="fp32", file=self.file), *declared]
 
 
@@ -187,12 +212,37 @@ def load_manifest(path: Path, *, require_files: bool = True) -> ModelManifest:
         v.model_copy(update={"file": (base / v.file) if v.file else None})
         for v in manifest.variants
     ]
-    manifest = manifest.model_copy(
-        update={"file": base / manifest.file, "variants": variants, "manifest_path": path}
+    evaluation = (
+        manifest.eval.model_copy(
+            update={
+                "file": base / manifest.eval.file,
+                "calibration_file": (
+                    base / manifest.eval.calibration_file
+                    if manifest.eval.calibration_file
+                    else None
+                ),
+            }
+        )
+        if manifest.eval
+        else None
     )
+    manifest = manifest.model_copy(
+        update={
+            "file": base / manifest.file,
+            "variants": variants,
+            "eval": evaluation,
+            "manifest_path": path,
+        }
+    )
+    names = [v.name for v in manifest.all_variants()]
+    if len(names) != len(set(names)):
+        raise ConfigError(path, f"variant names repeat: {names}", "variants")
     if require_files:
+        if manifest.eval is not None and not manifest.eval.file.is_file():
+            raise ConfigError(path, f"eval set {manifest.eval.file} does not exist", "eval.file")
         for variant in manifest.all_variants():
-            assert variant.file is not None
+            if variant.file is None:
+                continue
             if not variant.file.is_file():
                 key = "file" if variant.name == "fp32" else f"variants.{variant.name}.file"
                 hint = (

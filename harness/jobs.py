@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,23 @@ class Job:
     input_file: Path | None
     input_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
     target_ci: float | None = None
+    eval_file: Path | None = None
+    eval_inputs: dict[str, str] = field(default_factory=dict)
+    eval_labels: str = "labels"
+    top_k: int = 5
+    variant_report: dict[str, Any] = field(default_factory=dict)
+    variant_params: dict[str, Any] = field(default_factory=dict)
+    build_error: str | None = None
 
-    def spec(self, model_path: str, input_path: str | None) -> dict[str, Any]:
+    def spec(
+        self, model_path: str, input_path: str | None, eval_path: str | None = None
+    ) -> dict[str, Any]:
         """The job spec document the runner reads (paths are the device's)."""
+        evaluation = (
+            {"file": eval_path, "inputs": self.eval_inputs, "top_k": self.top_k}
+            if eval_path
+            else None
+        )
         return {
             "schema": JOB_SCHEMA,
             "job_id": self.job_id,
@@ -56,11 +71,29 @@ class Job:
             "dims": self.dims,
             "input_file": input_path,
             "input_specs": self.input_specs,
+            "eval": evaluation,
         }
 
 
-def expand_plan(plan: Plan, devices: list[Device], manifests: list[ModelManifest]) -> list[Job]:
-    """devices × models × variants × threads × providers, in a stable order."""
+@dataclass(frozen=True)
+class VariantFile:
+    """A variant ready to run (its file and build report), or why it could not be built."""
+
+    path: Path | None
+    report: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def expand_plan(
+    plan: Plan,
+    devices: list[Device],
+    manifests: list[ModelManifest],
+    variant_files: Mapping[tuple[str, str], VariantFile] | None = None,
+) -> list[Job]:
+    """devices × models × variants × providers × threads, in a stable order.
+
+    `variant_files` gives built variants' files by (model, variant); without an entry a
+    variant's own `file` is used (fp32 and external variants have one)."""
     measure = plan.measure
     if measure.iterations:
         stop: dict[str, Any] = {"iterations": measure.iterations}
@@ -78,8 +111,11 @@ def expand_plan(plan: Plan, devices: list[Device], manifests: list[ModelManifest
             if plan.variants is not None:
                 variants = [v for v in variants if v.name in plan.variants]
             for variant in variants:
-                assert variant.file is not None
-                runtime = runtime_for(variant.file)
+                built = (variant_files or {}).get((manifest.name, variant.name))
+                if built is None:
+                    built = VariantFile(variant.file)
+                model_file = built.path or manifest.file
+                runtime = runtime_for(model_file)
                 providers = (
                     plan.runtime.onnx_providers
                     if runtime == "onnxruntime"
@@ -95,8 +131,8 @@ def expand_plan(plan: Plan, devices: list[Device], manifests: list[ModelManifest
                                 device=device.name,
                                 model=manifest.name,
                                 variant=variant.name,
-                                strategy=variant.strategy,
-                                model_file=variant.file,
+                                strategy=variant.label or variant.strategy,
+                                model_file=model_file,
                                 runtime=runtime,
                                 provider=provider,
                                 threads=threads,
@@ -108,6 +144,13 @@ def expand_plan(plan: Plan, devices: list[Device], manifests: list[ModelManifest
                                 input_file=plan.inputs.files.get(manifest.name),
                                 input_specs=_input_specs(manifest),
                                 target_ci=None if measure.iterations else measure.target_ci,
+                                eval_file=manifest.eval.file if manifest.eval else None,
+                                eval_inputs=dict(manifest.eval.inputs) if manifest.eval else {},
+                                eval_labels=manifest.eval.labels if manifest.eval else "labels",
+                                top_k=manifest.eval.top_k if manifest.eval else 5,
+                                variant_report=built.report,
+                                variant_params=dict(variant.params),
+                                build_error=built.error,
                             )
                         )
     duplicates = {i for i, count in Counter(j.job_id for j in jobs).items() if count > 1}

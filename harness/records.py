@@ -5,22 +5,29 @@ truth); `result_row` derives the `results.parquet` row (DESIGN.md's columns) fro
 
 Format history:
   harness.job-record/1 -- first version.
-Result table columns (`RESULT_COLUMNS`), version 1: DESIGN.md's list plus `stop_reason`,
-`warnings`, `ci_method` and `schema_version`. Columns are added, never repurposed.
+  harness.job-record/2 -- adds eval_metrics, variant_report, variant_params (version 1
+                          records still load: the new fields default to empty).
+Result table columns (`RESULT_COLUMNS`):
+  1 -- DESIGN.md's list plus `stop_reason`, `warnings`, `ci_method`, `schema_version`.
+  2 -- adds variant_params, gzip_bytes, sparsity, calibration, eval_n, top5_accuracy,
+       max_abs_dev, mean_abs_dev.
+Columns are added, never repurposed.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.accuracy import output_deviation, top1_agreement
 from harness.errors import StoreError
 from harness.stats import stability_warnings, summarize
 
-JOB_RECORD_SCHEMA = "harness.job-record/1"
-JOB_RECORD_VERSION = 1
-RESULTS_SCHEMA_VERSION = 1
+JOB_RECORD_VERSION = 2
+JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
+RESULTS_SCHEMA_VERSION = 2
 
 RESULT_COLUMNS = (
     "run_id", "job_id", "started_at", "device", "device_class", "arch", "transport",
@@ -30,6 +37,8 @@ RESULT_COLUMNS = (
     "p50_ci_low_ms", "p50_ci_high_ms", "rss_before_mb", "peak_rss_mb", "model_mem_mb",
     "idle_power_w", "avg_power_w", "energy_mj", "temp_start_c", "temp_end_c", "throttled",
     "accuracy", "top1_agreement", "stop_reason", "ci_method", "warnings", "schema_version",
+    "variant_params", "gzip_bytes", "sparsity", "calibration", "eval_n", "top5_accuracy",
+    "max_abs_dev", "mean_abs_dev",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "timeout", "skipped")
@@ -58,6 +67,9 @@ class JobRecord:
     runner: dict[str, Any] = field(default_factory=dict)
     latencies_ns: tuple[int, ...] = ()
     controller: dict[str, Any] = field(default_factory=dict)
+    eval_metrics: dict[str, Any] = field(default_factory=dict)
+    variant_report: dict[str, Any] = field(default_factory=dict)
+    variant_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -121,12 +133,43 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         temp_end_c=_hottest(thermal.get("after")),
         stop_reason=runner.get("stop_reason"),
         schema_version=RESULTS_SCHEMA_VERSION,
+        variant_params=json.dumps(record.variant_params, sort_keys=True),
+        gzip_bytes=record.variant_report.get("gzip_bytes"),
+        sparsity=record.variant_report.get("sparsity"),
+        calibration=record.variant_report.get("calibration"),
+        eval_n=record.eval_metrics.get("eval_n"),
+        accuracy=record.eval_metrics.get("accuracy"),
+        top5_accuracy=record.eval_metrics.get("top5_accuracy"),
     )
     if record.status == "ok" and record.latencies_ns:
         summary = summarize(record.latencies_ns)
         row.update(summary.as_dict())
         row["warnings"] = "; ".join(stability_warnings(summary, record.target_ci)) or None
     return row
+
+
+def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord]) -> None:
+    """Top-1 agreement and output deviation of each variant against the fp32 variant of
+    the same model on the same device (same provider and threads when measured, else any)."""
+    evaluated = {r.job_id: r for r in records if r.status == "ok" and r.runner.get("eval")}
+    references: dict[tuple[str, ...], JobRecord] = {}
+    for fp32 in (r for r in evaluated.values() if r.variant == "fp32"):
+        references.setdefault((fp32.device, fp32.model), fp32)
+        references[(fp32.device, fp32.model, fp32.provider, str(fp32.threads))] = fp32
+    for row in rows:
+        record = evaluated.get(row["job_id"])
+        if record is None:
+            continue
+        reference: JobRecord | None = references.get(
+            (record.device, record.model, record.provider, str(record.threads))
+        ) or references.get((record.device, record.model))
+        if reference is None:
+            continue
+        mine, theirs = record.runner["eval"], reference.runner["eval"]
+        row["top1_agreement"] = top1_agreement(mine["top_k"], theirs["top_k"])
+        row["max_abs_dev"], row["mean_abs_dev"] = output_deviation(
+            mine.get("outputs"), theirs.get("outputs")
+        )
 
 
 def _mb(kb: float | None) -> float | None:

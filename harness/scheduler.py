@@ -15,7 +15,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from harness.accuracy import eval_metrics
+from harness.compress import BuildContext, build_all
 from harness.config import Device, Plan, load_inventory, load_plan, resolve_model
 from harness.deploy import install_runner
 from harness.errors import (
@@ -41,8 +44,13 @@ class PreparedRun:
     store: RunStore
 
 
-def prepare_run(plan_path: Path, only_devices: list[str] | None = None) -> PreparedRun:
-    """Validate everything a run needs (plan, devices, manifests, files) before any job."""
+def prepare_run(
+    plan_path: Path,
+    only_devices: list[str] | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> PreparedRun:
+    """Validate everything a run needs (plan, devices, manifests, files) and build the
+    missing variants, before any job."""
     plan = load_plan(plan_path)
     inventory = load_inventory(plan.devices_dir)
     names = plan.devices
@@ -65,7 +73,14 @@ def prepare_run(plan_path: Path, only_devices: list[str] | None = None) -> Prepa
             plan_path, f"{gateways} are gateways (role = 'gateway'), not targets", "devices"
         )
     manifests = [resolve_model(plan, ref) for ref in plan.models]
-    jobs = expand_plan(plan, [inventory[n] for n in names], manifests)
+    variant_files = build_all(
+        manifests,
+        plan.variants,
+        variant_cache_dir(plan.models_dir),
+        lambda manifest: BuildContext(manifest, dict(plan.inputs.dims), plan.inputs.seed),
+        log,
+    )
+    jobs = expand_plan(plan, [inventory[n] for n in names], manifests, variant_files)
     store = RunStore.create(plan.output_dir, plan.name)
     store.write_run_meta(
         {
@@ -79,6 +94,10 @@ def prepare_run(plan_path: Path, only_devices: list[str] | None = None) -> Prepa
         }
     )
     return PreparedRun(plan, inventory, jobs, store)
+
+
+def variant_cache_dir(models_dir: Path) -> Path:
+    return models_dir / "cache" / "variants"
 
 
 def run_prepared(prepared: PreparedRun, on_event: EventSink | None = None) -> list[JobRecord]:
@@ -141,11 +160,9 @@ def run_jobs(
     emit = on_event or (lambda event: None)
     done = store.finished_job_ids()
     pending = [job for job in jobs if job.job_id not in done]
-    model_facts = {
-        path: (sha256_of(path), path.stat().st_size)
-        for path in {j.model_file for j in pending}
-        | {j.input_file for j in pending if j.input_file}
-    }
+    files = {j.model_file for j in pending if not j.build_error}
+    files |= {f for j in pending for f in (j.input_file, j.eval_file) if f is not None}
+    file_facts = {path: (sha256_of(path), path.stat().st_size) for path in files}
     by_device: dict[str, list[Job]] = {}
     for job in pending:
         by_device.setdefault(job.device, []).append(job)
@@ -155,7 +172,7 @@ def run_jobs(
     with ThreadPoolExecutor(max_workers=len(by_device), thread_name_prefix="device") as pool:
         futures = [
             pool.submit(
-                _DeviceWorker(inventory[name], inventory, store, model_facts, emit, stop).run,
+                _DeviceWorker(inventory[name], inventory, store, file_facts, emit, stop).run,
                 device_jobs,
             )
             for name, device_jobs in by_device.items()
@@ -211,6 +228,10 @@ class _DeviceWorker:
 
     def _run_one(self, job: Job, transport: BaseTransport, runner_path: str) -> JobRecord:
         started_at = utc_now()
+        if job.build_error:
+            return self._save(
+                job, started_at, "error", error=f"variant not built: {job.build_error}"
+            )
         clock = time.perf_counter()
         timings: dict[str, float | bool] = {}
         try:
@@ -222,9 +243,13 @@ class _DeviceWorker:
                 remote_input, _ = transport.put_content_addressed(
                     job.input_file, "inputs", input_sha
                 )
+            remote_eval = None
+            if job.eval_file is not None:
+                eval_sha, _ = self.file_facts[job.eval_file]
+                remote_eval, _ = transport.put_content_addressed(job.eval_file, "eval", eval_sha)
             spec_path = transport.remote_path(f"jobs/{self.store.run_id}/{job.job_id}.json")
             transport.put_bytes(
-                json.dumps(job.spec(remote_model, remote_input)).encode(), spec_path
+                json.dumps(job.spec(remote_model, remote_input, remote_eval)).encode(), spec_path
             )
             timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
             result = transport.run(
@@ -253,6 +278,9 @@ class _DeviceWorker:
         timings["total_s"] = time.perf_counter() - clock
         error = doc.get("error")
         latencies = tuple(doc.pop("latencies_ns", None) or ())
+        metrics = {}
+        if doc.get("eval") and job.eval_file is not None:
+            metrics = eval_metrics(doc["eval"]["top_k"], self._labels(job))
         return self._save(
             job,
             started_at,
@@ -262,7 +290,15 @@ class _DeviceWorker:
             latencies=latencies,
             controller=timings,
             model_facts=(sha, size),
+            eval_metrics=metrics,
         )
+
+    def _labels(self, job: Job) -> Any:
+        import numpy as np
+
+        assert job.eval_file is not None
+        with np.load(job.eval_file) as data:
+            return data[job.eval_labels]
 
     def _save(
         self,
@@ -275,6 +311,7 @@ class _DeviceWorker:
         latencies: tuple[int, ...] = (),
         controller: Mapping[str, object] | None = None,
         model_facts: tuple[str, int] | None = None,
+        eval_metrics: dict[str, Any] | None = None,
     ) -> JobRecord:
         facts = model_facts or self.file_facts.get(job.model_file)
         sha, size = facts if facts else (None, None)
@@ -300,6 +337,9 @@ class _DeviceWorker:
             runner=dict(runner or {}),
             latencies_ns=latencies,
             controller=dict(controller or {}),
+            eval_metrics=eval_metrics or {},
+            variant_report=job.variant_report,
+            variant_params=job.variant_params,
         )
         self.store.write_job(record)
         self.emit(JobEvent("end", self.device.name, job.job_id, status, error or ""))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError
-from harness.records import RESULT_COLUMNS, JobRecord, result_row
+from harness.records import RESULT_COLUMNS, JobRecord, fill_reference_metrics, result_row
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,7 +99,9 @@ class RunStore:
 def results_frame(records: list[JobRecord]) -> pd.DataFrame:
     import pandas as pd
 
-    frame = pd.DataFrame([result_row(r) for r in records], columns=list(RESULT_COLUMNS))
+    rows = [result_row(r) for r in records]
+    fill_reference_metrics(rows, records)
+    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     float_columns = [
         c
         for c in RESULT_COLUMNS
@@ -107,7 +109,7 @@ def results_frame(records: list[JobRecord]) -> pd.DataFrame:
         or c in ("cv", "accuracy", "top1_agreement")
     ]
     frame[float_columns] = frame[float_columns].astype("float64")
-    for column in ("n", "threads", "model_bytes", "schema_version"):
+    for column in ("n", "threads", "model_bytes", "schema_version", "gzip_bytes", "eval_n"):
         frame[column] = frame[column].astype("Int64")
     frame["throttled"] = frame["throttled"].astype("boolean")
     return frame

@@ -29,6 +29,7 @@ RESULT_SCHEMA = "harness.result/1"
 FACTS_SCHEMA = "harness.facts/1"
 JOB_SCHEMA = "harness.job/1"
 Z_95 = 1.959963984540054
+MAX_EVAL_VALUES = 2000000  # raw outputs returned for deviation checks, at most this many
 
 ORT_DTYPES = {
     "tensor(float)": "float32",
@@ -412,6 +413,42 @@ def run_job(job, np, doc):
     doc["stop_reason"] = reason
     doc["memory_kb"]["after_run"] = read_memory_kb()
     doc["thermal_c"]["after"] = read_thermal_c()
+    if job.get("eval"):
+        doc["eval"] = run_eval(np, session, declared, job["eval"])
+
+
+def run_eval(np, session, declared, spec):
+    """Every eval sample, one at a time, after (never inside) the timed loop: the top-k
+    indices of the first output, and its raw values while they stay under a cap."""
+    data = np.load(spec["file"], allow_pickle=False)
+    keys = spec.get("inputs") or {}
+    arrays = {}
+    for name, _, _ in declared:
+        key = keys.get(name, name)
+        if key not in data.files:
+            raise JobError(
+                "eval set %s has no array '%s' for input '%s' (it has %s)"
+                % (os.path.basename(spec["file"]), key, name, data.files)
+            )
+        arrays[name] = data[key]
+    count = min(len(a) for a in arrays.values())
+    top_k = int(spec.get("top_k", 5))
+    predictions, outputs, values = [], [], 0
+    for index in range(count):
+        session.set_inputs(
+            {
+                name: np.ascontiguousarray(arrays[name][index : index + 1], dtype=dtype)
+                for name, dtype, _ in declared
+            }
+        )
+        first = np.asarray(session.outputs()[0], dtype=np.float64).ravel()
+        predictions.append(np.argsort(-first, kind="stable")[:top_k].tolist())
+        values += first.size
+        if outputs is not None and values <= MAX_EVAL_VALUES:
+            outputs.append(first.tolist())
+        else:
+            outputs = None
+    return {"n": count, "top_k": predictions, "outputs": outputs}
 
 
 # ----------------------------------------------------------------------------- facts

@@ -140,6 +140,6 @@ def test_records_from_a_newer_harness_are_refused(tmp_path: Path) -> None:
     data = record().to_json()
     assert JobRecord.from_json(data) == record()
     with pytest.raises(StoreError, match="newer harness"):
-        JobRecord.from_json({**data, "schema": "harness.job-record/2"}, source="x.json")
+        JobRecord.from_json({**data, "schema": "harness.job-record/3"}, source="x.json")
     with pytest.raises(ValueError, match="status must be one of"):
         record("exploded")

@@ -1,0 +1,25 @@
+"""fp16: weights and compute in float16 (onnxconverter-common)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.compress.base import BuildContext, Params, Strategy
+
+
+class FP16Params(Params):
+    keep_io_types: bool = True  # inputs/outputs stay float32, so callers need not change
+
+
+def build(base: Path, out: Path, params: FP16Params, context: BuildContext) -> dict[str, Any]:
+    import onnx
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(base))
+    converted = float16.convert_float_to_float16(model, keep_io_types=params.keep_io_types)
+    onnx.save(converted, str(out))
+    return {"io_types": "float32" if params.keep_io_types else "float16"}
+
+
+STRATEGY = Strategy("fp16", FP16Params, build, "weights and compute in float16")

@@ -1,0 +1,79 @@
+"""int8 quantization through onnxruntime.quantization: dynamic, and static (QDQ)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from harness.compress.base import BuildContext, Params, Strategy, sample_inputs
+
+
+class DynamicParams(Params):
+    weight_type: Literal["int8", "uint8"] = "int8"
+    per_channel: bool = False
+
+
+class StaticParams(Params):
+    per_channel: bool = True
+    calibrate_method: Literal["MinMax", "Entropy", "Percentile"] = "MinMax"
+    calibration_samples: int = Field(default=64, ge=1, le=10_000)
+    activation_type: Literal["int8", "uint8"] = "uint8"
+
+
+def build_dynamic(
+    base: Path, out: Path, params: DynamicParams, context: BuildContext
+) -> dict[str, Any]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    weight = QuantType.QInt8 if params.weight_type == "int8" else QuantType.QUInt8
+    quantize_dynamic(str(base), str(out), weight_type=weight, per_channel=params.per_channel)
+    return {"weights": params.weight_type, "activations": "quantized at run time"}
+
+
+def build_static(
+    base: Path, out: Path, params: StaticParams, context: BuildContext
+) -> dict[str, Any]:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    samples, source = sample_inputs(base, context, params.calibration_samples)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.remaining = iter(samples)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self.remaining, None)
+
+    prepared = out.with_name(out.stem + ".pre.onnx")
+    # symbolic shape inference needs sympy and matters for transformers, not for CNNs
+    quant_pre_process(str(base), str(prepared), skip_symbolic_shape=True)
+    activation = QuantType.QInt8 if params.activation_type == "int8" else QuantType.QUInt8
+    quantize_static(
+        str(prepared),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=params.per_channel,
+        activation_type=activation,
+        weight_type=QuantType.QInt8,
+        calibrate_method=getattr(CalibrationMethod, params.calibrate_method),
+    )
+    prepared.unlink(missing_ok=True)
+    return {"format": "QDQ", "calibration": source}
+
+
+DYNAMIC = Strategy(
+    "int8-dynamic", DynamicParams, build_dynamic, "int8 weights, activations quantized at run time"
+)
+STATIC = Strategy(
+    "int8-static", StaticParams, build_static, "int8 weights and activations (QDQ), calibrated"
+)
