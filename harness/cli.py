@@ -94,6 +94,9 @@ def show(
         str, typer.Argument(metavar="RUN", help="A run id, a path, or 'latest'.")
     ] = "latest",
     runs_dir: RunsDir = Path("reports/runs"),
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Each variant against fp32: speedup, size, accuracy.")
+    ] = False,
 ) -> None:
     """Print a stored run's tables (read from disk; works for a run killed half way)."""
     from harness.errors import HarnessError
@@ -102,13 +105,64 @@ def show(
     console = _console()
     try:
         store = resolve_run(runs_dir, run_ref)
-        _print_tables(console, store)
+        if compare:
+            _print_comparison(console, store)
+        else:
+            _print_tables(console, store)
     except HarnessError as exc:
         raise _fail(str(exc)) from None
     meta = store.read_run_meta()
     if meta and not meta.get("finished_at"):
         console.print("[yellow]this run did not finish: shown are the jobs that did[/yellow]")
     console.print(f"run directory: {_shown(store.run_dir)}")
+
+
+@app.command()
+def compress(
+    model: Annotated[str, typer.Argument(help="Model manifest name (in models/) or path.")],
+    models_dir: Annotated[Path, typer.Option(help="Folder of model manifests.")] = Path("models"),
+) -> None:
+    """Build the model's variants (cached: only what changed is rebuilt)."""
+    from rich.table import Table
+
+    from harness.compress import BuildContext, build_all
+    from harness.config import load_manifest
+    from harness.errors import HarnessError
+    from harness.scheduler import variant_cache_dir
+
+    console = _console()
+    path = Path(model) if model.endswith(".toml") else models_dir / f"{model}.toml"
+    try:
+        manifest = load_manifest(path)
+        built = build_all(
+            [manifest], None, variant_cache_dir(path.parent), BuildContext, log=console.print
+        )
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    table = Table("variant", "file", "bytes", "what it did")
+    for (_, variant), result in built.items():
+        if result.error:
+            table.add_row(variant, "[red]not built[/red]", "", result.error)
+            continue
+        assert result.path is not None
+        summary = {k: v for k, v in result.report.items() if k not in ("params", "base_sha256")}
+        table.add_row(variant, str(result.path), str(result.path.stat().st_size), _brief(summary))
+    console.print(table)
+    if any(r.error for r in built.values()):
+        raise typer.Exit(1)
+
+
+def _brief(report: dict[str, Any]) -> str:
+    parts = []
+    for key, value in report.items():
+        if key in ("strategy", "bytes"):
+            continue
+        if isinstance(value, list):
+            value = f"{len(value)} layer(s)"
+        elif isinstance(value, dict):
+            value = f"{len(value)} entries"
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
 
 
 @devices_app.command("list")
@@ -247,6 +301,63 @@ def _shown(path: Path) -> str:
         return str(resolved.relative_to(Path.cwd()))
     except ValueError:
         return str(resolved)
+
+
+def _print_comparison(console: Console, store: Any) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from harness.report.compare import GROUP, compare_variants
+
+    results, _ = store.frames()
+    comparison = compare_variants(results)
+    if comparison.empty:
+        console.print("no successful jobs to compare")
+        return
+    for key, group in comparison.groupby(GROUP, sort=False, dropna=False):
+        device, model, runtime, provider, threads = key
+        table = Table(
+            title=f"{model} on {device} ({runtime} {provider}, {threads} threads) vs fp32",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        columns = ["variant", "strategy", "p50 ms", "speedup [95% CI]", "size", "peak mem"]
+        columns += ["accuracy", "Δ acc pts", "top-1 agree", "pareto"]
+        for column in columns:
+            left = column in ("variant", "strategy")
+            table.add_column(column, justify="left" if left else "right", no_wrap=True)
+        rows = group.to_dict("records")
+        for row in rows:
+            table.add_row(
+                row["variant"],
+                row["strategy"],
+                f"{row['p50_ms']:.3f}",
+                _times(row["speedup"], row["speedup_low"], row["speedup_high"]),
+                _times(row["size_ratio"]),
+                _times(row["peak_mem_ratio"]),
+                _pct(row["accuracy"]),
+                "" if row["accuracy_delta"] is None else f"{row['accuracy_delta'] * 100:+.1f}",
+                _pct(row["top1_agreement"]),
+                "*" if row["pareto"] else "",
+                style="red" if "SLOWER" in row["notes"] else None,
+            )
+        console.print(table)
+        for row in rows:
+            if row["notes"]:
+                console.print(
+                    f"  [yellow]{row['variant']}[/yellow]: {row['notes']}", soft_wrap=True
+                )
+
+
+def _times(value: float | None, low: float | None = None, high: float | None = None) -> str:
+    if value is None or value != value:
+        return ""
+    text = f"{value:.2f}x"
+    return text + (f" [{low:.2f}-{high:.2f}]" if low is not None and high is not None else "")
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None or value != value else f"{value:.1%}"
 
 
 class _Progress:

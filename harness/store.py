@@ -83,7 +83,7 @@ class RunStore:
             except (OSError, json.JSONDecodeError) as exc:
                 raise StoreError(f"{path}: unreadable job record ({exc})") from None
             records.append(JobRecord.from_json(data, source=str(path)))
-        return records
+        return sorted(records, key=lambda r: (r.started_at, r.job_id))  # job order
 
     def finalize(self) -> None:
         """Write the parquet views from the job records."""
