@@ -46,9 +46,11 @@ def output_deviation(
     if not outputs or not reference or len(outputs) != len(reference):
         return None, None
     try:
-        difference = np.abs(
-            np.asarray(outputs, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
-        )
-    except ValueError:  # shapes differ: not comparable
+        mine = np.asarray(outputs, dtype=np.float64)
+        theirs = np.asarray(reference, dtype=np.float64)
+    except ValueError:  # ragged: not comparable
         return None, None
+    if mine.shape != theirs.shape:
+        return None, None
+    difference = np.abs(mine - theirs)
     return float(difference.max()), float(difference.mean())

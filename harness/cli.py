@@ -65,7 +65,9 @@ def run(
 
     console = _console()
     try:
-        prepared = prepare_run(plan, only_devices=devices.split(",") if devices else None)
+        prepared = prepare_run(
+            plan, only_devices=devices.split(",") if devices else None, log=console.print
+        )
     except HarnessError as exc:
         raise _fail(str(exc)) from None
     console.print(
@@ -81,6 +83,7 @@ def run(
         )
         raise typer.Exit(130) from None
     _print_tables(console, prepared.store)
+    _print_comparison(console, prepared.store, only_with_variants=True)
     console.print(f"run directory: {_shown(prepared.store.run_dir)}")
     failed = [r for r in records if r.status != "ok"]
     if failed:
@@ -274,16 +277,12 @@ def _print_tables(console: Console, store: Any) -> None:
     if results.empty:
         console.print("no finished jobs yet")
         return
-    for (model, variant), rows in latency_tables(results):
-        table = Table(title=f"{model} / {variant}", title_justify="left", box=box.SIMPLE_HEAD)
+    for model, rows in latency_tables(results):
+        table = Table(title=model, title_justify="left", box=box.SIMPLE_HEAD)
         for column in TABLE_COLUMNS:
             header = "p50 95% CI" if column == "p50_ci" else column
-            table.add_column(
-                header,
-                justify="right"
-                if column not in ("device", "runtime", "provider", "status")
-                else "left",
-            )
+            left = column in ("variant", "device", "runtime", "provider", "status")
+            table.add_column(header, justify="left" if left else "right", no_wrap=left)
         for row in rows:
             style = None if row["status"] == "ok" else "red"
             table.add_row(*(str(row[c]) for c in TABLE_COLUMNS), style=style)
@@ -291,7 +290,7 @@ def _print_tables(console: Console, store: Any) -> None:
         for row in rows:
             if row["note"]:
                 marker = "[yellow]warning[/yellow]" if row["status"] == "ok" else "[red]error[/red]"
-                where = f"{row['device']} {row['provider']} t{row['threads']}"
+                where = f"{row['variant']} {row['device']} {row['provider']} t{row['threads']}"
                 console.print(f"  {marker} {where}: {row['note']}", soft_wrap=True)
 
 
@@ -303,7 +302,7 @@ def _shown(path: Path) -> str:
         return str(resolved)
 
 
-def _print_comparison(console: Console, store: Any) -> None:
+def _print_comparison(console: Console, store: Any, only_with_variants: bool = False) -> None:
     from rich import box
     from rich.table import Table
 
@@ -315,6 +314,8 @@ def _print_comparison(console: Console, store: Any) -> None:
         console.print("no successful jobs to compare")
         return
     for key, group in comparison.groupby(GROUP, sort=False, dropna=False):
+        if only_with_variants and len(group) < 2:
+            continue
         device, model, runtime, provider, threads = key
         table = Table(
             title=f"{model} on {device} ({runtime} {provider}, {threads} threads) vs fp32",
@@ -336,7 +337,7 @@ def _print_comparison(console: Console, store: Any) -> None:
                 _times(row["size_ratio"]),
                 _times(row["peak_mem_ratio"]),
                 _pct(row["accuracy"]),
-                "" if row["accuracy_delta"] is None else f"{row['accuracy_delta'] * 100:+.1f}",
+                _points(row["accuracy_delta"]),
                 _pct(row["top1_agreement"]),
                 "*" if row["pareto"] else "",
                 style="red" if "SLOWER" in row["notes"] else None,
@@ -354,6 +355,10 @@ def _times(value: float | None, low: float | None = None, high: float | None = N
         return ""
     text = f"{value:.2f}x"
     return text + (f" [{low:.2f}-{high:.2f}]" if low is not None and high is not None else "")
+
+
+def _points(value: float | None) -> str:
+    return "" if value is None or value != value else f"{value * 100:+.1f}"
 
 
 def _pct(value: float | None) -> str:

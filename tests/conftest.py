@@ -7,6 +7,7 @@ onnxruntime and LiteRT installed.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def workspace(tmp_path: Path) -> Path:
     for manifest in MODELS_DIR.glob("*.toml"):
         text = manifest.read_text().replace('file = "cache/', f'file = "{MODELS_DIR}/cache/')
         (models / manifest.name).write_text(text)
+    shutil.copytree(MODELS_DIR / "zoo", models / "zoo")
     return tmp_path
 
 

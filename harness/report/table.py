@@ -8,25 +8,26 @@ if TYPE_CHECKING:
     import pandas as pd
 
 TABLE_COLUMNS = (
-    "device", "runtime", "provider", "threads", "status", "n", "p50_ms", "p90_ms", "p99_ms",
-    "p50_ci", "load_ms", "peak_rss_mb",
+    "variant", "device", "runtime", "provider", "threads", "status", "n", "p50_ms", "p90_ms",
+    "p99_ms", "p50_ci", "load_ms", "peak_rss_mb",
 )  # fmt: skip
 
 
-def latency_tables(results: pd.DataFrame) -> list[tuple[tuple[str, str], list[dict[str, Any]]]]:
-    """One table per (model, variant): rows of display-ready cells, in job order.
+def latency_tables(results: pd.DataFrame) -> list[tuple[str, list[dict[str, Any]]]]:
+    """One table per model, a row per variant × device × setting, in job order.
 
     Each row also has a `note` (warnings, or the error of a failed job), printed below."""
     tables = []
-    for (model, variant), group in results.groupby(["model", "variant"], sort=False):
+    for model, group in results.groupby("model", sort=False):
         rows = [_row(record) for record in group.to_dict("records")]
-        tables.append(((str(model), str(variant)), rows))
+        tables.append((str(model), rows))
     return tables
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
     ok = r["status"] == "ok"
     return {
+        "variant": r["variant"],
         "device": r["device"],
         "runtime": f"{r['runtime']} {r['runtime_version'] or ''}".strip(),
         "provider": str(r["provider"]).removesuffix("ExecutionProvider"),

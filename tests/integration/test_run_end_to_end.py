@@ -56,6 +56,7 @@ def test_both_models_on_local_and_ssh_devices(workspace: Path, sshd: SSHServer) 
         workspace,
         """devices = ["local", "loop"]
 models = ["tiny_mbv2", "face_detection_short_range"]
+variants = ["fp32"]
 [measure]
 warmup = 3
 iterations = 40
@@ -131,6 +132,7 @@ def test_failures_are_recorded_and_the_other_jobs_go_on(workspace: Path, sshd: S
         workspace,
         """devices = ["loop", "offline", "local"]
 models = ["corrupt", "tiny_mbv2", "face_detection_short_range"]
+variants = ["fp32"]
 [measure]
 warmup = 1
 iterations = 10
@@ -183,6 +185,7 @@ def test_cli_run_show_and_a_run_killed_half_way(workspace: Path) -> None:
     plan = write_plan(
         workspace,
         """models = ["face_detection_short_range", "tiny_mbv2"]
+variants = ["fp32"]
 [measure]
 warmup = 1
 iterations = 20
@@ -198,11 +201,11 @@ dims = { batch = 1 }
         [BIN / "harness", "run", str(plan)], capture_output=True, text=True, env=env, timeout=300
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "tiny_mbv2 / fp32" in done.stdout and "run directory:" in done.stdout
+    assert "tiny_mbv2" in done.stdout and "run directory:" in done.stdout
     shown = subprocess.run(
         [BIN / "harness", "show", "latest"], capture_output=True, text=True, env=env, timeout=60
     )
-    assert shown.returncode == 0 and "face_detection_short_range / fp32" in shown.stdout
+    assert shown.returncode == 0 and "face_detection_short_range" in shown.stdout
 
     # a run killed after its first job: the finished job is on disk and `show` reads it
     slow = write_plan(
@@ -289,3 +292,55 @@ threads = [1, 2, 3, 4]
     finished = list(runs_dir.glob("*/jobs/*.json"))
     assert 1 <= len(finished) < 4
     assert all(json.loads(p.read_text())["status"] == "ok" for p in finished)
+
+
+def test_every_strategy_with_accuracy_over_ssh(workspace: Path, sshd: SSHServer) -> None:
+    """The digits CNN and all its built variants on the SSH device, plus one variant that
+    cannot be built: accuracy and agreement are filled, the failure is recorded alone."""
+    add_ssh_device(workspace, sshd)
+    manifest = workspace / "models" / "digits_cnn.toml"
+    manifest.write_text(
+        manifest.read_text()
+        + '\n[[variants]]\nname = "impossible"\nstrategy = "low-rank"\nparams = { rank = 1000 }\n'
+    )
+    plan = write_plan(
+        workspace,
+        """devices = ["loop"]
+models = ["digits_cnn"]
+[measure]
+warmup = 2
+iterations = 30
+[inputs]
+dims = { batch = 1 }
+""",
+    )
+    results, _, run_dir = run(plan)
+    by_variant = results.set_index("variant")
+    assert set(by_variant.index) == {
+        "fp32", "fp16", "int8-dynamic", "int8-static", "sparse-60", "channels-10",
+        "lowrank-e95", "impossible",
+    }  # fmt: skip
+    impossible = by_variant.loc["impossible"]
+    assert impossible["status"] == "error" and "variant not built" in impossible["error"]
+    assert "saves nothing" in impossible["error"]
+    ok = by_variant.drop(index="impossible")
+    assert (ok["status"] == "ok").all(), ok["error"].to_dict()
+    assert (ok["eval_n"] == 360).all()
+    assert ok["accuracy"].notna().all() and ok["top1_agreement"].notna().all()
+    assert ok.loc["fp32", "accuracy"] == pytest.approx(0.9694, abs=1e-3)
+    assert ok.loc["fp32", "top1_agreement"] == 1.0 and ok.loc["fp32", "max_abs_dev"] == 0.0
+    for variant in ("fp16", "int8-static"):
+        assert abs(ok.loc[variant, "accuracy"] - ok.loc["fp32", "accuracy"]) <= 0.02
+    assert ok.loc["int8-static", "calibration"].startswith("calibration set digits_calib.npz")
+    assert ok.loc["sparse-60", "sparsity"] == pytest.approx(0.6, abs=0.01)
+    assert ok.loc["sparse-60", "gzip_bytes"] < ok.loc["fp32", "model_bytes"]
+    assert ok.loc["channels-10", "model_bytes"] < ok.loc["fp32", "model_bytes"]
+    assert (ok["max_abs_dev"] >= 0).all()
+    shown = subprocess.run(
+        [BIN / "harness", "show", str(run_dir), "--compare"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "digits_cnn on loop" in shown.stdout and "speedup" in shown.stdout

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.accuracy import eval_metrics, output_deviation, top1_agreement
+from harness.report.compare import compare_variants
+
+
+def test_accuracy_from_top_k_predictions() -> None:
+    predictions = [[3, 1, 2, 0, 4], [1, 3, 0, 2, 4], [2, 0, 1, 3, 4], [0, 9, 8, 7, 6]]
+    labels = np.array([3, 3, 2, 5])
+    metrics = eval_metrics(predictions, labels)
+    assert metrics == {"eval_n": 4, "accuracy": 0.5, "top5_accuracy": 0.75}
+    assert eval_metrics([], labels)["accuracy"] is None
+
+
+def test_agreement_and_deviation() -> None:
+    assert top1_agreement([[1], [2], [3], [4]], [[1], [2], [0], [4]]) == 0.75
+    assert top1_agreement([], [[1]]) is None
+    assert output_deviation([[1.0, 2.0], [3.0, 4.0]], [[1.5, 2.0], [3.0, 3.0]]) == (1.0, 0.375)
+    assert output_deviation(None, [[1.0]]) == (None, None)
+    assert output_deviation([[1.0, 2.0]], [[1.0]]) == (None, None)  # shapes differ
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    base = {"device": "pi", "model": "m", "runtime": "onnxruntime", "provider": "CPU", "threads": 1,
+            "status": "ok", "peak_rss_mb": 100.0, "top1_agreement": np.nan}  # fmt: skip
+    return pd.DataFrame([{**base, **row} for row in rows])
+
+
+def variant(name: str, p50: float, size: int, accuracy: float | None, ci: float = 0.01) -> dict:
+    return {"variant": name, "strategy": name, "p50_ms": p50, "p50_ci_low_ms": p50 * (1 - ci),
+            "p50_ci_high_ms": p50 * (1 + ci), "model_bytes": size,
+            "accuracy": np.nan if accuracy is None else accuracy}  # fmt: skip
+
+
+def test_speedup_size_accuracy_and_pareto() -> None:
+    results = frame(
+        [
+            variant("fp32", 10.0, 1000, 0.97),
+            variant("int8", 5.0, 250, 0.96),
+            variant("fp16", 12.0, 500, 0.97),  # slower: said plainly
+            variant("pruned", 6.0, 800, 0.90),  # dominated by int8
+            {**variant("broken", 1.0, 10, 0.1), "status": "error"},
+        ]
+    )
+    table = compare_variants(results).set_index("variant")
+    assert "broken" not in table.index
+    assert table.loc["int8", "speedup"] == pytest.approx(2.0)
+    assert table.loc["int8", "speedup_low"] == pytest.approx(10 * 0.99 / (5 * 1.01))
+    assert table.loc["int8", "size_ratio"] == 0.25
+    assert table.loc["int8", "accuracy_delta"] == pytest.approx(-0.01)
+    assert "SLOWER than fp32" in table.loc["fp16", "notes"]
+    assert "accuracy -7.0 pts" in table.loc["pruned", "notes"]
+    assert table["pareto"].to_dict() == {"fp32": True, "int8": True, "fp16": False, "pruned": False}
+
+
+def test_without_accuracy_size_decides_pareto_and_no_fp32_is_said() -> None:
+    results = frame([variant("fp32", 10.0, 1000, None), variant("small", 11.0, 100, None)])
+    table = compare_variants(results).set_index("variant")
+    assert table["pareto"].to_dict() == {"fp32": True, "small": True}
+    alone = compare_variants(frame([variant("int8", 5.0, 250, None)]))
+    assert alone.loc[0, "notes"] == "no fp32 result to compare with"
