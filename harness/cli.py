@@ -333,7 +333,8 @@ def _print_comparison(console: Console, store: Any, only_with_variants: bool = F
                 row["variant"],
                 row["strategy"],
                 f"{row['p50_ms']:.3f}",
-                _times(row["speedup"], row["speedup_low"], row["speedup_high"]),
+                _times(row["speedup"], row["speedup_low"], row["speedup_high"])
+                + ("" if row["significant"] is not False else " ~"),
                 _times(row["size_ratio"]),
                 _times(row["peak_mem_ratio"]),
                 _pct(row["accuracy"]),
@@ -343,6 +344,8 @@ def _print_comparison(console: Console, store: Any, only_with_variants: bool = F
                 style="red" if "SLOWER" in row["notes"] else None,
             )
         console.print(table)
+        if any(row["significant"] is False for row in rows):
+            console.print("  ~ : not distinguishable from fp32 (CI or process-to-process noise)")
         for row in rows:
             if row["notes"]:
                 console.print(

@@ -267,6 +267,8 @@ class Measure(_Strict):
     target_ci: Annotated[float, Field(gt=0, lt=1)] = 0.01
     max_seconds: Annotated[float, Field(gt=0)] = 10.0
     timeout_s: Annotated[float, Field(gt=0)] = 300.0
+    # fresh runner processes per job, in rounds over the device's jobs; latencies pooled
+    processes: Annotated[int, Field(ge=1, le=100)] = 1
 
     @model_validator(mode="after")
     def _ordered(self) -> Measure:

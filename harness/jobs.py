@@ -35,6 +35,7 @@ class Job:
     threads: int
     warmup: int
     stop: dict[str, Any]
+    processes: int
     timeout_s: float
     seed: int
     dims: dict[str, int]
@@ -138,6 +139,7 @@ def expand_plan(
                                 threads=threads,
                                 warmup=measure.warmup,
                                 stop=stop,
+                                processes=measure.processes,
                                 timeout_s=measure.timeout_s,
                                 seed=plan.inputs.seed,
                                 dims=dict(plan.inputs.dims),

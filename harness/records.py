@@ -10,7 +10,7 @@ Format history:
 Result table columns (`RESULT_COLUMNS`):
   1 -- DESIGN.md's list plus `stop_reason`, `warnings`, `ci_method`, `schema_version`.
   2 -- adds variant_params, gzip_bytes, sparsity, calibration, eval_n, top5_accuracy,
-       max_abs_dev, mean_abs_dev.
+       max_abs_dev, mean_abs_dev, processes, process_p50_spread.
 Columns are added, never repurposed.
 """
 
@@ -38,7 +38,7 @@ RESULT_COLUMNS = (
     "idle_power_w", "avg_power_w", "energy_mj", "temp_start_c", "temp_end_c", "throttled",
     "accuracy", "top1_agreement", "stop_reason", "ci_method", "warnings", "schema_version",
     "variant_params", "gzip_bytes", "sparsity", "calibration", "eval_n", "top5_accuracy",
-    "max_abs_dev", "mean_abs_dev",
+    "max_abs_dev", "mean_abs_dev", "processes", "process_p50_spread",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "timeout", "skipped")
@@ -144,7 +144,18 @@ def result_row(record: JobRecord) -> dict[str, Any]:
     if record.status == "ok" and record.latencies_ns:
         summary = summarize(record.latencies_ns)
         row.update(summary.as_dict())
-        row["warnings"] = "; ".join(stability_warnings(summary, record.target_ci)) or None
+        warnings = stability_warnings(summary, record.target_ci)
+        process_p50s = [p["p50_ms"] for p in runner.get("processes") or [] if p.get("p50_ms")]
+        row["processes"] = max(1, len(process_p50s))
+        if len(process_p50s) > 1:
+            spread = (max(process_p50s) - min(process_p50s)) / summary.p50_ms
+            row["process_p50_spread"] = spread
+            if spread > 2 * summary.ci_half_width_rel:
+                warnings.append(
+                    f"processes disagree: their p50s spread {spread:.1%}, wider than the CI "
+                    f"±{summary.ci_half_width_rel:.1%} (between-process noise)"
+                )
+        row["warnings"] = "; ".join(warnings) or None
     return row
 
 

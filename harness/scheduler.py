@@ -184,6 +184,20 @@ def run_jobs(
             raise
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One successful runner process of a job."""
+
+    doc: dict[str, Any]
+    timings: dict[str, Any]
+
+
+def median_ms(latencies_ns: list[int]) -> float | None:
+    import statistics
+
+    return statistics.median(latencies_ns) / 1e6 if latencies_ns else None
+
+
 class _DeviceWorker:
     def __init__(
         self,
@@ -202,7 +216,9 @@ class _DeviceWorker:
         self.stop = stop
 
     def run(self, jobs: list[Job]) -> list[JobRecord]:
-        records = []
+        """Each job in `job.processes` fresh runner processes, in rounds over all the
+        device's jobs, so drifts and process placement fall on every variant alike."""
+        records: list[JobRecord] = []
         transport = open_transport(self.device, self.inventory)
         try:
             try:
@@ -214,28 +230,44 @@ class _DeviceWorker:
                     records.append(self._save(job, utc_now(), "skipped", error=str(exc)))
                 return records
             self.emit(JobEvent("device-ready", self.device.name))
-            for job in jobs:
-                if self.stop.is_set():
-                    break
-                self.emit(JobEvent("start", self.device.name, job.job_id))
-                record = self._run_one(job, transport, runner_path)
-                records.append(record)
-                if record.controller.get("lost"):
-                    transport.close()  # the connection is gone: reconnect for the next job
+            started: dict[str, str] = {}
+            done: dict[str, list[_Attempt]] = {job.job_id: [] for job in jobs}
+            open_jobs = list(jobs)
+            for round_index in range(max((job.processes for job in jobs), default=0)):
+                for job in list(open_jobs):
+                    if self.stop.is_set():
+                        return records
+                    if round_index == 0:
+                        self.emit(JobEvent("start", self.device.name, job.job_id))
+                        started[job.job_id] = utc_now()
+                    outcome = self._attempt(job, transport, runner_path, round_index)
+                    if isinstance(outcome, JobRecord) or len(done[job.job_id]) + 1 == job.processes:
+                        if not isinstance(outcome, JobRecord):
+                            done[job.job_id].append(outcome)
+                            outcome = self._finish(job, started[job.job_id], done[job.job_id])
+                        records.append(outcome)
+                        open_jobs.remove(job)
+                        if outcome.controller.get("lost"):
+                            transport.close()  # the connection is gone: reconnect next time
+                    else:
+                        done[job.job_id].append(outcome)
         finally:
             transport.close()
         return records
 
-    def _run_one(self, job: Job, transport: BaseTransport, runner_path: str) -> JobRecord:
+    def _attempt(
+        self, job: Job, transport: BaseTransport, runner_path: str, round_index: int
+    ) -> _Attempt | JobRecord:
+        """One runner process for the job: its result, or the job's failure record."""
         started_at = utc_now()
         if job.build_error:
             return self._save(
                 job, started_at, "error", error=f"variant not built: {job.build_error}"
             )
         clock = time.perf_counter()
-        timings: dict[str, float | bool] = {}
+        timings: dict[str, Any] = {}
         try:
-            sha, size = self.file_facts[job.model_file]
+            sha, _ = self.file_facts[job.model_file]
             remote_model, pushed = transport.put_content_addressed(job.model_file, "models", sha)
             remote_input = None
             if job.input_file is not None:
@@ -244,7 +276,7 @@ class _DeviceWorker:
                     job.input_file, "inputs", input_sha
                 )
             remote_eval = None
-            if job.eval_file is not None:
+            if job.eval_file is not None and round_index == 0:  # accuracy once per job
                 eval_sha, _ = self.file_facts[job.eval_file]
                 remote_eval, _ = transport.put_content_addressed(job.eval_file, "eval", eval_sha)
             spec_path = transport.remote_path(f"jobs/{self.store.run_id}/{job.job_id}.json")
@@ -271,25 +303,57 @@ class _DeviceWorker:
         except HarnessError as exc:
             return self._save(job, started_at, "error", error=str(exc), controller=timings)
         except Exception as exc:  # a bug of ours must not lose the other jobs
-            timings["traceback"] = traceback.format_exc()  # type: ignore[assignment]
+            timings["traceback"] = traceback.format_exc()
             return self._save(
                 job, started_at, "error", error=f"internal error: {exc!r}", controller=timings
             )
         timings["total_s"] = time.perf_counter() - clock
-        error = doc.get("error")
-        latencies = tuple(doc.pop("latencies_ns", None) or ())
+        if doc["status"] != "ok":
+            return self._save(
+                job,
+                started_at,
+                "error",
+                error=_describe_runner_error(doc["error"]),
+                runner=doc,
+                controller=timings,
+            )
+        return _Attempt(doc, timings)
+
+    def _finish(self, job: Job, started_at: str, attempts: list[_Attempt]) -> JobRecord:
+        """Pool the processes' latencies into one record; the first process's document
+        (load, first inference, memory, eval) stands for the job, with each process summed
+        up under `processes`."""
+        first = dict(attempts[0].doc)
+        latencies: list[int] = []
+        summaries = []
+        for attempt in attempts:
+            own = attempt.doc.get("latencies_ns") or []
+            latencies += own
+            summaries.append(
+                {
+                    "n": len(own),
+                    "p50_ms": median_ms(own),
+                    "load_ms": attempt.doc.get("load_ms"),
+                    "stop_reason": attempt.doc.get("stop_reason"),
+                    "peak_hwm_kb": (attempt.doc.get("memory_kb") or {})
+                    .get("after_run", {})
+                    .get("hwm_kb"),
+                }
+            )
+        first.pop("latencies_ns", None)
+        first["processes"] = summaries
         metrics = {}
-        if doc.get("eval") and job.eval_file is not None:
-            metrics = eval_metrics(doc["eval"]["top_k"], self._labels(job))
+        if first.get("eval") and job.eval_file is not None:
+            metrics = eval_metrics(first["eval"]["top_k"], self._labels(job))
+        controller = dict(attempts[0].timings)
+        controller["run_s_per_process"] = [a.timings.get("run_s") for a in attempts]
         return self._save(
             job,
             started_at,
-            doc["status"],
-            error=_describe_runner_error(error) if error else None,
-            runner=doc,
-            latencies=latencies,
-            controller=timings,
-            model_facts=(sha, size),
+            "ok",
+            runner=first,
+            latencies=tuple(latencies),
+            controller=controller,
             eval_metrics=metrics,
         )
 
@@ -310,10 +374,9 @@ class _DeviceWorker:
         runner: dict[str, object] | None = None,
         latencies: tuple[int, ...] = (),
         controller: Mapping[str, object] | None = None,
-        model_facts: tuple[str, int] | None = None,
         eval_metrics: dict[str, Any] | None = None,
     ) -> JobRecord:
-        facts = model_facts or self.file_facts.get(job.model_file)
+        facts = self.file_facts.get(job.model_file)
         sha, size = facts if facts else (None, None)
         record = JobRecord(
             run_id=self.store.run_id,

@@ -109,7 +109,8 @@ def results_frame(records: list[JobRecord]) -> pd.DataFrame:
         or c in ("cv", "accuracy", "top1_agreement")
     ]
     frame[float_columns] = frame[float_columns].astype("float64")
-    for column in ("n", "threads", "model_bytes", "schema_version", "gzip_bytes", "eval_n"):
+    integer_columns = ("n", "threads", "model_bytes", "schema_version", "gzip_bytes", "eval_n")
+    for column in (*integer_columns, "processes"):
         frame[column] = frame[column].astype("Int64")
     frame["throttled"] = frame["throttled"].astype("boolean")
     return frame

@@ -344,3 +344,27 @@ dims = { batch = 1 }
     )
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "digits_cnn on loop" in shown.stdout and "speedup" in shown.stdout
+
+
+def test_jobs_repeat_in_fresh_processes_interleaved(workspace: Path) -> None:
+    add_local_device(workspace)
+    plan = write_plan(
+        workspace,
+        """models = ["digits_cnn"]
+variants = ["fp32", "fp16"]
+[measure]
+warmup = 2
+iterations = 25
+processes = 3
+[inputs]
+dims = { batch = 1 }
+""",
+    )
+    results, samples, run_dir = run(plan)
+    assert (results["n"] == 75).all() and (results["processes"] == 3).all()
+    assert results["process_p50_spread"].notna().all()
+    assert (results["eval_n"] == 360).all()  # accuracy measured once, in the first process
+    record = json.loads((run_dir / "jobs" / "local.digits_cnn.fp16.cpu.t1.json").read_text())
+    assert [p["n"] for p in record["runner"]["processes"]] == [25, 25, 25]
+    assert len(record["controller"]["run_s_per_process"]) == 3
+    assert len(samples) == 150

@@ -63,3 +63,19 @@ def test_without_accuracy_size_decides_pareto_and_no_fp32_is_said() -> None:
     assert table["pareto"].to_dict() == {"fp32": True, "small": True}
     alone = compare_variants(frame([variant("int8", 5.0, 250, None)]))
     assert alone.loc[0, "notes"] == "no fp32 result to compare with"
+
+
+def test_a_speedup_inside_process_to_process_noise_is_not_a_result() -> None:
+    results = frame(
+        [
+            {**variant("fp32", 10.0, 1000, None), "process_p50_spread": 0.30},
+            {**variant("sparse", 8.0, 1000, None), "process_p50_spread": 0.05},
+            {**variant("int8", 4.0, 250, None), "process_p50_spread": 0.05},
+        ]
+    )
+    table = compare_variants(results).set_index("variant")
+    assert table.loc["sparse", "speedup"] == pytest.approx(1.25)
+    assert not table.loc["sparse", "significant"]
+    assert "within process-to-process noise (±30%)" in table.loc["sparse", "notes"]
+    assert table.loc["int8", "significant"] and table.loc["int8", "notes"] == ""
+    assert table.loc["fp32", "significant"] is None
