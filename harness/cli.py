@@ -121,6 +121,183 @@ def show(
 
 
 @app.command()
+def report(
+    run_ref: Annotated[
+        str, typer.Argument(metavar="RUN", help="A run id, a path, or 'latest'.")
+    ] = "latest",
+    runs_dir: RunsDir = Path("reports/runs"),
+    budgets: Annotated[
+        Path | None, typer.Option(help="Budgets TOML: puts the gate's verdict on top.")
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="Baseline run for max_regression_pct.")
+    ] = None,
+) -> None:
+    """Write report.html (self-contained), summary.md and plots/ into the run directory."""
+    from harness.errors import HarnessError
+    from harness.report.document import write_report
+    from harness.store import resolve_run
+
+    console = _console()
+    try:
+        store = resolve_run(runs_dir, run_ref)
+        verdict = _verdict(budgets, store, runs_dir, baseline) if budgets else None
+        files = write_report(store, verdict)
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"report: {_shown(files.html)}")
+    console.print(f"summary: {_shown(files.markdown)}")
+    console.print(f"plots: {len(files.plots)} in {_shown(files.html.parent / 'plots')}")
+
+
+@app.command()
+def gate(
+    budgets: Annotated[Path, typer.Argument(help="Budgets TOML ([[budget]] tables).")],
+    run_ref: Annotated[
+        str, typer.Argument(metavar="RUN", help="A run id, a path, or 'latest'.")
+    ] = "latest",
+    runs_dir: RunsDir = Path("reports/runs"),
+    baseline: Annotated[
+        str | None, typer.Option(help="Baseline run for max_regression_pct.")
+    ] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
+    summary: Annotated[Path | None, typer.Option(help="Write the Markdown summary here.")] = None,
+) -> None:
+    """Decide a release: exit 0 pass, 1 fail, 2 inconclusive or incomplete."""
+    from harness.errors import HarnessError
+    from harness.gate import junit_xml, markdown_summary
+    from harness.store import resolve_run
+
+    console = _console()
+    try:
+        store = resolve_run(runs_dir, run_ref)
+        verdict = _verdict(budgets, store, runs_dir, baseline)
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    text = markdown_summary(verdict)
+    if junit:
+        junit.write_text(junit_xml(verdict))
+    if summary:
+        summary.write_text(text)
+    console.print(text, markup=False)
+    raise typer.Exit(verdict.exit_code)
+
+
+def _verdict(budgets_path: Path, store: Any, runs_dir: Path, baseline: str | None) -> Any:
+    from harness.config import load_budgets
+    from harness.gate import evaluate
+    from harness.store import resolve_run
+
+    budgets = load_budgets(budgets_path)
+    results, samples = store.frames()
+    reference = baseline or budgets.baseline
+    base_frames = resolve_run(runs_dir, reference).frames() if reference else None
+    return evaluate(budgets, results, samples, base_frames)
+
+
+@app.command()
+def history(
+    sources: Annotated[list[str] | None, typer.Argument(help="Run folders or globs.")] = None,
+    runs_dir: RunsDir = Path("reports/runs"),
+    out: Annotated[
+        Path | None, typer.Option(help="Write the stacked results here (.parquet).")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write trend plots into this folder.")] = None,
+) -> None:
+    """Every stored run in one table; per-device noise floors; trend plots."""
+    from harness.errors import HarnessError
+    from harness.history import load_history, noise_floor
+    from harness.report import plots
+
+    console = _console()
+    try:
+        frame, _ = load_history(sources or [runs_dir])
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    ok = frame[frame["status"] == "ok"]
+    pivot = ok.pivot_table(
+        index=["device", "model", "variant", "threads"], columns="run_id", values="p50_ms"
+    )
+    console.print(f"{frame['run_id'].nunique()} runs, {len(frame)} jobs; p50 ms per run:")
+    console.print(pivot.iloc[:, -6:].round(4).to_string(), markup=False)
+    for device, floor in noise_floor(frame).items():
+        console.print(f"noise floor of {device}: ±{floor:.1%} (p95 of |p50 / median − 1|)")
+    if out:
+        frame.to_parquet(out, index=False)
+        console.print(f"wrote {out}")
+    if plot:
+        figure = plots.trend(frame)
+        if figure is not None:
+            console.print(f"wrote {plots.save(figure, plot, 'trend')}")
+
+
+@app.command("compare")
+def compare_command(
+    before: Annotated[str, typer.Argument(help="The earlier run (id, path).")],
+    after: Annotated[str, typer.Argument(help="The later run (id, path, or 'latest').")] = "latest",
+    runs_dir: RunsDir = Path("reports/runs"),
+    threshold: Annotated[float, typer.Option(help="Smallest change that counts, percent.")] = 5.0,
+) -> None:
+    """Per matching job: ratio of medians [95% CI], Mann-Whitney p, verdict. Exit 1 when a
+    job is slower beyond the threshold (never below the device's noise floor)."""
+    from rich.table import Table
+
+    from harness.errors import HarnessError
+    from harness.history import compare_runs, load_history, noise_floor
+    from harness.store import resolve_run
+
+    console = _console()
+    try:
+        a, b = resolve_run(runs_dir, before), resolve_run(runs_dir, after)
+        try:
+            floors = noise_floor(load_history([runs_dir])[0])
+        except HarnessError:
+            floors = {}
+        table_frame = compare_runs(a, b, threshold / 100, floors)
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(
+        "device",
+        "model",
+        "variant",
+        "t",
+        "p50 before",
+        "p50 after",
+        "ratio [95% CI]",
+        "p",
+        "verdict",
+        "why",
+    )
+    for row in table_frame.to_dict("records"):
+        ratio = (
+            f"{row['ratio']:.3f} [{row['ratio_low']:.3f}-{row['ratio_high']:.3f}]"
+            if row["ratio"] is not None and row["ratio"] == row["ratio"]
+            else ""
+        )
+        style = {"slower": "red", "faster": "green", "not comparable": "yellow"}.get(row["verdict"])
+        table.add_row(
+            str(row["device"]),
+            str(row["model"]),
+            str(row["variant"]),
+            str(row["threads"]),
+            _num_text(row["p50_a_ms"]),
+            _num_text(row["p50_b_ms"]),
+            ratio,
+            _num_text(row["p_value"], ".2g"),
+            row["verdict"],
+            row["reason"],
+            style=style,
+        )
+    console.print(table)
+    if (table_frame["verdict"] == "slower").any():
+        raise typer.Exit(1)
+
+
+def _num_text(value: Any, spec: str = ".4f") -> str:
+    return "" if value is None or value != value else format(value, spec)
+
+
+@app.command()
 def compress(
     model: Annotated[str, typer.Argument(help="Model manifest name (in models/) or path.")],
     models_dir: Annotated[Path, typer.Option(help="Folder of model manifests.")] = Path("models"),

@@ -410,3 +410,44 @@ def _first_model(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+class Budget(_Strict):
+    """Limits for one model (optionally one variant, device, device class) in a release gate."""
+
+    model: str
+    variant: str | None = None
+    device: str | None = None
+    device_class: str | None = None
+    p50_ms: Annotated[float, Field(gt=0)] | None = None
+    p90_ms: Annotated[float, Field(gt=0)] | None = None
+    p99_ms: Annotated[float, Field(gt=0)] | None = None
+    peak_mem_mb: Annotated[float, Field(gt=0)] | None = None
+    energy_mj: Annotated[float, Field(gt=0)] | None = None
+    max_accuracy_drop: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_regression_pct: Annotated[float, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _has_a_limit(self) -> Budget:
+        if not any(getattr(self, name) is not None for name in BUDGET_METRICS):
+            raise ValueError(f"a budget needs at least one of {', '.join(BUDGET_METRICS)}")
+        return self
+
+
+BUDGET_METRICS = (
+    "p50_ms", "p90_ms", "p99_ms", "peak_mem_mb", "energy_mj", "max_accuracy_drop",
+    "max_regression_pct",
+)  # fmt: skip
+
+
+class Budgets(_Strict):
+    baseline: str | None = None  # a run id, a path, or "latest": for max_regression_pct
+    budget: list[Budget] = Field(min_length=1)
+
+
+def load_budgets(path: Path) -> Budgets:
+    budgets: Budgets = _validate(Budgets, _read_toml(path), path)
+    return budgets

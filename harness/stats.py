@@ -130,3 +130,47 @@ def stability_warnings(summary: LatencySummary, target_ci: float | None) -> list
             f"CI of median ±{summary.ci_half_width_rel:.1%} wider than target ±{target_ci:.1%}"
         )
     return warnings
+
+
+def percentile_ci(
+    values: np.ndarray, q: float, seed: int = 0, resamples: int = 1000
+) -> tuple[float, float, float]:
+    """(estimate, low, high): the q-th percentile with a 95% percentile-bootstrap CI.
+    Above BOOTSTRAP_MAX_N samples a random subsample of that size is resampled (the CI is
+    then slightly conservative)."""
+    values = np.asarray(values, dtype=np.float64)
+    estimate = float(np.percentile(values, q))
+    if values.size < 5:
+        return estimate, estimate, estimate
+    rng = np.random.default_rng(seed)
+    pool = values if values.size <= BOOTSTRAP_MAX_N else rng.choice(values, BOOTSTRAP_MAX_N)
+    draws = np.empty(resamples)
+    for i in range(resamples):
+        draws[i] = np.percentile(rng.choice(pool, pool.size), q)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return estimate, float(low), float(high)
+
+
+def ratio_of_medians(
+    before: np.ndarray, after: np.ndarray, seed: int = 0, resamples: int = 1000
+) -> tuple[float, float, float]:
+    """(ratio, low, high): median(after) / median(before) with a 95% bootstrap CI, each
+    sample set resampled independently (at most BOOTSTRAP_MAX_N of each)."""
+    rng = np.random.default_rng(seed)
+    a = np.asarray(before, dtype=np.float64)
+    b = np.asarray(after, dtype=np.float64)
+    ratio = float(np.median(b) / np.median(a))
+    a = a if a.size <= BOOTSTRAP_MAX_N else rng.choice(a, BOOTSTRAP_MAX_N, replace=False)
+    b = b if b.size <= BOOTSTRAP_MAX_N else rng.choice(b, BOOTSTRAP_MAX_N, replace=False)
+    draws = np.empty(resamples)
+    for i in range(resamples):
+        draws[i] = np.median(rng.choice(b, b.size)) / np.median(rng.choice(a, a.size))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return ratio, float(low), float(high)
+
+
+def mann_whitney_p(before: np.ndarray, after: np.ndarray) -> float:
+    """Two-sided Mann–Whitney U p-value (scipy): do the two sample sets differ in location?"""
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(before, after, alternative="two-sided").pvalue)

@@ -1,0 +1,307 @@
+"""Release gates: budgets against stored results, with their uncertainty. Pure.
+
+Each limit is checked against a 95% interval, not a point: *pass* when the whole interval
+is inside the budget, *fail* when the whole interval is outside, *inconclusive* when it
+straddles the limit. Latency percentiles use a bootstrap CI from the raw samples; an
+accuracy drop a normal-approximation CI — paired when the variant's top-1 agreement with
+fp32 on the same samples is known (a conservative bound from it), else of two independent
+proportions; a regression
+the bootstrap CI of the ratio of medians against the baseline run. Peak memory is one
+measurement and is compared as it is. Missing data (no matching job, a failed job, a metric
+not measured) is never a pass.
+
+Exit codes (only `cli.py` turns the verdict into one): 0 pass, 1 fail, 2 inconclusive or
+incomplete.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.config import Budget, Budgets
+from harness.stats import percentile_ci, ratio_of_medians
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+OUTCOMES = ("pass", "fail", "inconclusive", "missing")
+KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One metric of one budget on one job."""
+
+    metric: str
+    limit: float
+    outcome: str
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One budget × device × model (× variant, setting): a JUnit test case."""
+
+    name: str
+    budget_index: int
+    job_id: str | None
+    checks: tuple[Check, ...]
+
+    @property
+    def outcome(self) -> str:
+        return _worst(c.outcome for c in self.checks)
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    cases: tuple[Case, ...] = field(default_factory=tuple)
+
+    @property
+    def outcome(self) -> str:
+        return _worst(c.outcome for c in self.cases) if self.cases else "missing"
+
+    @property
+    def exit_code(self) -> int:
+        return {"pass": 0, "fail": 1}.get(self.outcome, 2)
+
+    def counts(self) -> dict[str, int]:
+        outcomes = [c.outcome for c in self.cases]
+        return {o: outcomes.count(o) for o in OUTCOMES if o in outcomes}
+
+
+def _worst(outcomes: Any) -> str:
+    seen = set(outcomes)
+    for outcome in ("fail", "missing", "inconclusive", "pass"):
+        if outcome in seen:
+            return outcome
+    return "missing"
+
+
+def evaluate(
+    budgets: Budgets,
+    results: pd.DataFrame,
+    samples: pd.DataFrame,
+    baseline: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> GateVerdict:
+    cases: list[Case] = []
+    for index, budget in enumerate(budgets.budget):
+        rows = _matching(results, budget)
+        label = _budget_label(budget)
+        if rows.empty:
+            cases.append(
+                Case(
+                    f"{label}: no job in this run matches",
+                    index,
+                    None,
+                    (Check("jobs", 0, "missing", message="no matching job in the run"),),
+                )
+            )
+            continue
+        for row in rows.to_dict("records"):
+            setting = f"{row['variant']}, {row['provider']}, t{row['threads']}"
+            name = f"{label} on {row['device']} [{setting}]"
+            cases.append(
+                Case(
+                    name,
+                    index,
+                    row["job_id"],
+                    tuple(_checks(budget, row, results, samples, baseline)),
+                )
+            )
+    return GateVerdict(tuple(cases))
+
+
+def _matching(results: pd.DataFrame, budget: Budget) -> pd.DataFrame:
+    mask = results["model"] == budget.model
+    for column, wanted in (
+        ("variant", budget.variant),
+        ("device", budget.device),
+        ("device_class", budget.device_class),
+    ):
+        if wanted is not None:
+            mask &= results[column] == wanted
+    return results[mask]
+
+
+def _budget_label(budget: Budget) -> str:
+    parts = [budget.model] + [
+        f"{k}={v}"
+        for k, v in (
+            ("variant", budget.variant),
+            ("device", budget.device),
+            ("class", budget.device_class),
+        )
+        if v  # fmt: skip
+    ]
+    return " ".join(parts)
+
+
+def _checks(
+    budget: Budget,
+    row: dict[str, Any],
+    results: pd.DataFrame,
+    samples: pd.DataFrame,
+    baseline: tuple[pd.DataFrame, pd.DataFrame] | None,
+) -> list[Check]:
+    checks: list[Check] = []
+    if row["status"] != "ok":
+        return [Check("job", 0, "missing", message=f"job {row['status']}: {row['error']}")]
+    latencies_ms = _samples_ms(samples, row["job_id"])
+    for metric, q in (("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99)):
+        limit = getattr(budget, metric)
+        if limit is None:
+            continue
+        if latencies_ms.size == 0:
+            checks.append(Check(metric, limit, "missing", message="no latency samples"))
+            continue
+        value, low, high = percentile_ci(latencies_ms, q)
+        checks.append(_interval_check(metric, limit, value, low, high, "ms"))
+    if budget.peak_mem_mb is not None:
+        checks.append(_point_check("peak_mem_mb", budget.peak_mem_mb, row["peak_rss_mb"], "MB"))
+    if budget.energy_mj is not None:
+        checks.append(_point_check("energy_mj", budget.energy_mj, row["energy_mj"], "mJ"))
+    if budget.max_accuracy_drop is not None:
+        checks.append(_accuracy_check(budget.max_accuracy_drop, row, results))
+    if budget.max_regression_pct is not None:
+        checks.append(_regression_check(budget.max_regression_pct, row, samples, baseline))
+    return checks
+
+
+def _interval_check(
+    metric: str, limit: float, value: float, low: float, high: float, unit: str
+) -> Check:
+    outcome = "pass" if high <= limit else "fail" if low > limit else "inconclusive"
+    message = f"{value:.4g} {unit} [95% CI {low:.4g} to {high:.4g}] vs budget {limit:g} {unit}"
+    return Check(metric, limit, outcome, value, low, high, message)
+
+
+def _point_check(metric: str, limit: float, value: Any, unit: str) -> Check:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Check(metric, limit, "missing", message=f"{metric} was not measured")
+    value = float(value)
+    outcome = "pass" if value <= limit else "fail"
+    message = f"{value:.4g} {unit} vs budget {limit:g} {unit}"
+    return Check(metric, limit, outcome, value, value, value, message)
+
+
+def _accuracy_check(limit: float, row: dict[str, Any], results: pd.DataFrame) -> Check:
+    reference = results[
+        (results["device"] == row["device"]) & (results["model"] == row["model"])
+        & (results["variant"] == "fp32") & (results["status"] == "ok")
+    ]  # fmt: skip
+    if (
+        reference.empty
+        or _missing(row.get("accuracy"))
+        or _missing(reference.iloc[0]["accuracy"])
+        or not row.get("eval_n")
+    ):
+        message = "accuracy of this variant or of fp32 on this device was not measured"
+        return Check("max_accuracy_drop", limit, "missing", message=message)
+    accuracy, n = float(row["accuracy"]), int(row["eval_n"])
+    base, n_base = float(reference.iloc[0]["accuracy"]), int(reference.iloc[0]["eval_n"])
+    drop = base - accuracy
+    agreement = row.get("top1_agreement")
+    if not _missing(agreement) and n == n_base:
+        # Paired (same eval samples): d_i = correct_fp32_i - correct_variant_i is nonzero
+        # only where the two predictions differ, so Var(d) <= (1 - agreement) - drop^2.
+        se = math.sqrt(max((1 - float(agreement)) - drop**2, 0.0) / n)
+    else:
+        se = math.sqrt(base * (1 - base) / n_base + accuracy * (1 - accuracy) / n)
+    low, high = drop - 1.96 * se, drop + 1.96 * se
+    outcome = _interval_check("max_accuracy_drop", limit, drop, low, high, "").outcome
+    message = (
+        f"drop {drop * 100:+.2f} pts [95% CI {low * 100:+.2f} to {high * 100:+.2f}] "
+        f"vs budget {limit * 100:g} pts"
+    )
+    return Check("max_accuracy_drop", limit, outcome, drop, low, high, message)
+
+
+def _regression_check(
+    limit_pct: float,
+    row: dict[str, Any],
+    samples: pd.DataFrame,
+    baseline: tuple[pd.DataFrame, pd.DataFrame] | None,
+) -> Check:
+    if baseline is None:
+        return Check("max_regression_pct", limit_pct, "missing", message="no baseline run given")
+    base_results, base_samples = baseline
+    match = base_results
+    for column in KEY:
+        match = match[match[column] == row[column]]
+    match = match[match["status"] == "ok"]
+    if match.empty:
+        message = "the baseline run has no successful job with this key"
+        return Check("max_regression_pct", limit_pct, "missing", message=message)
+    before = _samples_ms(base_samples, match.iloc[0]["job_id"])
+    after = _samples_ms(samples, row["job_id"])
+    if before.size == 0 or after.size == 0:
+        return Check("max_regression_pct", limit_pct, "missing", message="no latency samples")
+    ratio, low, high = ratio_of_medians(before, after)
+    change, change_low, change_high = ((v - 1) * 100 for v in (ratio, low, high))
+    outcome = _interval_check("", limit_pct, change, change_low, change_high, "").outcome
+    message = (
+        f"p50 {change:+.1f}% [95% CI {change_low:+.1f}% to {change_high:+.1f}%] vs baseline, "
+        f"budget +{limit_pct:g}%"
+    )
+    return Check("max_regression_pct", limit_pct, outcome, change, change_low, change_high, message)
+
+
+def _samples_ms(samples: pd.DataFrame, job_id: str) -> np.ndarray:
+    values = samples.loc[samples["job_id"] == job_id, "latency_ns"].to_numpy()
+    return np.asarray(values, dtype=np.float64) / 1e6
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def junit_xml(verdict: GateVerdict, suite: str = "harness gate") -> str:
+    """One test case per budget × device × model; fail → <failure>, missing → <error>,
+    inconclusive → <skipped> (CI shows it, and the exit code is 2)."""
+    counts = verdict.counts()
+    root = ET.Element(
+        "testsuite",
+        name=suite,
+        tests=str(len(verdict.cases)),
+        failures=str(counts.get("fail", 0)),
+        errors=str(counts.get("missing", 0)),
+        skipped=str(counts.get("inconclusive", 0)),
+    )
+    for case in verdict.cases:
+        element = ET.SubElement(root, "testcase", classname="harness.gate", name=case.name)
+        details = "\n".join(f"{c.metric}: {c.outcome}: {c.message}" for c in case.checks)
+        tag = {"fail": "failure", "missing": "error", "inconclusive": "skipped"}.get(case.outcome)
+        if tag:
+            ET.SubElement(element, tag, message=f"{case.outcome}").text = details
+        ET.SubElement(element, "system-out").text = details
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def markdown_summary(verdict: GateVerdict) -> str:
+    icon = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "missing": "⛔"}
+    lines = [
+        f"## Release gate: {icon[verdict.outcome]} {verdict.outcome.upper()}",
+        "",
+        ", ".join(f"{n} {o}" for o, n in verdict.counts().items()) or "no budgets evaluated",
+        "",
+        "| case | metric | outcome | measured |",
+        "|---|---|---|---|",
+    ]
+    for case in verdict.cases:
+        for check in case.checks:
+            lines.append(
+                f"| {case.name} | {check.metric} | {icon[check.outcome]} {check.outcome} | "
+                f"{check.message} |"
+            )
+    return "\n".join(lines) + "\n"
