@@ -208,7 +208,7 @@ def _accuracy_check(limit: float, row: dict[str, Any], results: pd.DataFrame) ->
     accuracy, n = float(row["accuracy"]), int(row["eval_n"])
     base, n_base = float(reference.iloc[0]["accuracy"]), int(reference.iloc[0]["eval_n"])
     drop = base - accuracy
-    agreement = row.get("top1_agreement")
+    agreement: Any = row.get("top1_agreement")
     if not _missing(agreement) and n == n_base:
         # Paired (same eval samples): d_i = correct_fp32_i - correct_variant_i is nonzero
         # only where the two predictions differ, so Var(d) <= (1 - agreement) - drop^2.
