@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The integration tests start a real OpenSSH server; install it when missing and we can.
+# The integration tests start a real OpenSSH server and open the HTML report in headless
+# Chromium; install them when missing and we can.
 set -euo pipefail
 missing=()
 [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || missing+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing ${missing[*]} (needed by the SSH integration tests)"
+  echo "installing ${missing[*]} (needed by the integration tests)"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-  echo "error: the SSH integration tests need ${missing[*]} (a real sshd)." >&2
+  echo "error: the integration tests need ${missing[*]} (a real sshd, a real browser)." >&2
   echo "       install it (e.g. 'sudo apt-get install ${missing[*]}') and run 'make test' again." >&2
   exit 1
 fi

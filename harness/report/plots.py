@@ -39,10 +39,12 @@ def latency_by_variant(results: pd.DataFrame) -> Figure | None:
         labels = [_label(r) for _, r in rows.iterrows()]
         p50 = rows["p50_ms"].to_numpy()
         errors = [p50 - rows["p50_ci_low_ms"].to_numpy(), rows["p50_ci_high_ms"].to_numpy() - p50]
-        axis.barh(labels, p50, xerr=errors, color="#4C72B0", capsize=3)
+        axis.errorbar(p50, labels, xerr=errors, fmt="o", color="#4C72B0", capsize=3)
         axis.invert_yaxis()
-        axis.set_xscale("log")
-        axis.set_xlabel("p50 latency, ms (log; bars: 95% CI)")
+        wide = p50.max() / max(p50.min(), 1e-9) > 20
+        axis.set_xscale("log" if wide else "linear")
+        axis.set_xlabel(f"p50 latency, ms{' (log)' if wide else ''}; bars: 95% CI")
+        axis.grid(axis="x", alpha=0.3)
         axis.set_title(f"latency on {device}")
     return figure
 

@@ -1,0 +1,152 @@
+"""Reports, gates, history and run comparison, from real runs on the local device; the
+HTML report opened in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pandas as pd
+import pytest
+from conftest import MODELS_DIR, ROOT
+
+from harness.history import compare_runs, load_history, noise_floor
+from harness.scheduler import prepare_run, run_prepared
+from harness.store import RunStore
+
+BIN = Path(sys.executable).parent
+ARTIFACTS = ROOT / ".test-artifacts"
+PLAN = """name = "{name}"
+devices = ["local"]
+models = ["digits_cnn"]
+variants = ["fp32", "int8-static"]
+devices_dir = "{root}/devices"
+models_dir = "{root}/models"
+output_dir = "{root}/runs"
+[measure]
+warmup = 5
+iterations = 200
+[inputs]
+dims = {{ batch = 1 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[RunStore]]:
+    """Two runs of the same plan, real runner, real onnxruntime."""
+    root = tmp_path_factory.mktemp("reports")
+    (root / "devices").mkdir()
+    (root / "devices" / "local.toml").write_text(
+        f'transport = "local"\npython = "{sys.executable}"\nworkdir = "{root / "wd"}"\n'
+        '[labels]\nclass = "controller"\n'
+    )
+    shutil.copytree(MODELS_DIR / "zoo", root / "models" / "zoo")
+    shutil.copy(MODELS_DIR / "digits_cnn.toml", root / "models" / "digits_cnn.toml")
+    stores = []
+    for index in range(2):
+        plan = root / f"plan{index}.toml"
+        plan.write_text(PLAN.format(name=f"nightly{index}", root=root))
+        prepared = prepare_run(plan)
+        run_prepared(prepared)
+        stores.append(prepared.store)
+    return root, stores
+
+
+def test_html_report_in_headless_chromium(
+    runs: tuple[Path, list[RunStore]], tmp_path: Path
+) -> None:
+    root, (store, _) = runs
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text(
+        '[[budget]]\nmodel = "digits_cnn"\nvariant = "int8-static"\np90_ms = 50\nmax_accuracy_drop = 0.05\n'
+    )
+    args = ["--runs-dir", str(root / "runs")]
+    made = subprocess.run([BIN / "harness", "report", store.run_id, *args, "--budgets", str(budgets)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    gate = subprocess.run([BIN / "harness", "gate", str(budgets), store.run_id, *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert gate.returncode == 0, gate.stdout
+    report = store.run_dir / "report.html"
+    assert "PASS" in (store.run_dir / "summary.md").read_text()
+    for name in ("latency", "distributions", "accuracy_vs_latency", "size_vs_speedup", "memory"):
+        assert (store.run_dir / "plots" / f"{name}.png").is_file()
+        assert (store.run_dir / "plots" / f"{name}.svg").is_file()
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail(
+            "headless Chromium is needed for this test: `apt-get install chromium` (make test does it as root)"
+        )
+    # A copy of the report with a probe script appended: it writes what the page shows.
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        report.read_text().replace(
+            "</body>",
+            "<script>document.body.setAttribute('data-probe', JSON.stringify({"
+            "images: [...document.images].map(i => i.complete && i.naturalWidth > 0),"
+            "tables: document.querySelectorAll('table').length,"
+            "verdict: (document.querySelector('#verdict .outcome') || {}).textContent}));</script></body>",
+        )
+    )
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    dom = subprocess.run([chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    match = re.search(r"data-probe=\"([^\"]+)\"", dom.stdout)
+    assert match, dom.stderr[-2000:]
+    seen = json.loads(match.group(1).replace("&quot;", '"'))
+    assert len(seen["images"]) == 5 and all(seen["images"])
+    assert seen["tables"] == 2  # the verdict and the one device
+    assert seen["verdict"] == "PASS"  # and the gate's exit code was 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    subprocess.run([chromium, *flags, "--window-size=1400,2400", f"--screenshot={shot}", report.as_uri()],
+                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    assert shot.stat().st_size > 10_000
+
+
+def test_history_and_noise_floor(runs: tuple[Path, list[RunStore]], tmp_path: Path) -> None:
+    root, stores = runs
+    frame, samples = load_history([root / "runs"], with_samples=True)
+    assert set(frame["run_id"]) == {s.run_id for s in stores}
+    assert samples is not None and len(samples) == 4 * 200
+    assert noise_floor(frame) == {}  # fewer than three runs of a job: no floor yet
+    out = tmp_path / "history.parquet"
+    shown = subprocess.run([BIN / "harness", "history", str(root / "runs"), "--out", str(out), "--plot", str(tmp_path)],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert len(pd.read_parquet(out)) == 4 and (tmp_path / "trend.png").is_file()
+
+
+def test_compare_runs_gives_a_verdict_per_job(
+    runs: tuple[Path, list[RunStore]], tmp_path: Path
+) -> None:
+    root, (first, second) = runs
+    table = compare_runs(first, second).set_index("variant")
+    assert set(table.index) == {"fp32", "int8-static"}
+    assert set(table["verdict"]) <= {"faster", "slower", "no change"}
+    assert (table["ratio_low"] <= table["ratio"]).all() and (
+        table["ratio"] <= table["ratio_high"]
+    ).all()
+    assert table["p_value"].between(0, 1).all()
+    # a run of a different model file under the same name is not comparable, and says why
+    changed = tmp_path / "changed"
+    shutil.copytree(first.run_dir, changed)
+    record_path = changed / "jobs" / "local.digits_cnn.fp32.cpu.t1.json"
+    record = json.loads(record_path.read_text())
+    model = onnx.load(str(MODELS_DIR / "zoo" / "digits_cnn.onnx"))
+    assert record["model_sha256"] != "0" * 64 and model is not None
+    record["model_sha256"] = "0" * 64  # as if the model had been retrained
+    record_path.write_text(json.dumps(record))
+    verdicts = compare_runs(RunStore(changed), second).set_index("variant")
+    assert verdicts.loc["fp32", "verdict"] == "not comparable"
+    assert "model_sha256" in verdicts.loc["fp32", "reason"]
+    cli = subprocess.run([BIN / "harness", "compare", first.run_id, second.run_id, "--runs-dir", str(root / "runs")],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert cli.returncode in (0, 1) and "ratio" in cli.stdout

@@ -1,0 +1,107 @@
+"""Release-gate verdicts over synthetic but realistic frames (pure logic, no devices)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+
+from harness.config import Budget, Budgets
+from harness.gate import evaluate, junit_xml, markdown_summary
+
+RNG = np.random.default_rng(0)
+
+
+def job(job_id: str, variant: str, p_ms: float, status: str = "ok", **extra: object) -> dict:
+    return {"job_id": job_id, "device": "pi", "device_class": "pi5", "model": "m", "variant": variant,
+            "runtime": "onnxruntime", "provider": "CPU", "threads": 1, "status": status, "error": None,
+            "peak_rss_mb": 100.0, "energy_mj": np.nan, "accuracy": np.nan, "eval_n": np.nan,
+            "top1_agreement": np.nan, "p50_ms": p_ms, **extra}  # fmt: skip
+
+
+def samples_for(rows: list[dict], spread: float = 0.02) -> pd.DataFrame:
+    parts = []
+    for row in rows:
+        values = RNG.normal(row["p50_ms"], row["p50_ms"] * spread, 2000) * 1e6
+        parts.append(pd.DataFrame({"job_id": row["job_id"], "latency_ns": values.astype(np.int64)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def gate(budget: Budget, rows: list[dict], baseline: list[dict] | None = None):
+    results = pd.DataFrame(rows)
+    base = (pd.DataFrame(baseline), samples_for(baseline)) if baseline else None
+    return evaluate(Budgets(budget=[budget]), results, samples_for(rows), base)
+
+
+def test_pass_fail_and_straddle() -> None:
+    rows = [job("a", "fp32", 10.0)]
+    # p90 of N(10, 0.2) is ~10.26 with a narrow CI
+    assert gate(Budget(model="m", p90_ms=11.0), rows).outcome == "pass"
+    assert gate(Budget(model="m", p90_ms=9.0), rows).outcome == "fail"
+    straddled = gate(Budget(model="m", p90_ms=10.256), rows)
+    assert straddled.outcome == "inconclusive" and straddled.exit_code == 2
+    check = straddled.cases[0].checks[0]
+    assert check.low is not None and check.high is not None and check.low < 10.256 < check.high
+
+
+def test_missing_data_is_never_a_pass() -> None:
+    rows = [job("a", "fp32", 10.0)]
+    no_match = gate(Budget(model="other", p90_ms=100.0), rows)
+    assert no_match.outcome == "missing" and no_match.exit_code == 2
+    failed = gate(
+        Budget(model="m", p90_ms=100.0),
+        [job("a", "fp32", 10.0, status="timeout", error="timed out")],
+    )
+    assert failed.outcome == "missing" and "job timeout" in failed.cases[0].checks[0].message
+    energy = gate(Budget(model="m", energy_mj=5.0), rows)
+    assert energy.outcome == "missing" and "not measured" in energy.cases[0].checks[0].message
+    assert gate(Budget(model="m", max_regression_pct=5), rows).outcome == "missing"
+
+
+def test_worst_outcome_wins_and_exit_codes() -> None:
+    rows = [job("a", "fp32", 10.0)]
+    budgets = Budgets(budget=[Budget(model="m", p90_ms=11.0), Budget(model="m", peak_mem_mb=50.0)])
+    verdict = evaluate(budgets, pd.DataFrame(rows), samples_for(rows))
+    assert [c.outcome for c in verdict.cases] == ["pass", "fail"]
+    assert verdict.outcome == "fail" and verdict.exit_code == 1
+    assert gate(Budget(model="m", peak_mem_mb=150.0), rows).exit_code == 0
+
+
+def test_accuracy_drop_uses_the_paired_bound_when_agreement_is_known() -> None:
+    fp32 = job("a", "fp32", 10.0, accuracy=0.97, eval_n=360, top1_agreement=1.0)
+    int8 = job("b", "int8", 5.0, accuracy=0.9667, eval_n=360, top1_agreement=0.99)
+    paired = gate(Budget(model="m", variant="int8", max_accuracy_drop=0.02), [fp32, int8])
+    assert paired.outcome == "pass"  # drop 0.3 pts, CI about ±1 pt
+    unpaired = gate(Budget(model="m", variant="int8", max_accuracy_drop=0.02),
+                    [fp32, {**int8, "top1_agreement": np.nan}])  # fmt: skip
+    assert unpaired.outcome == "inconclusive"  # two independent proportions: about ±2.5 pts
+    bad = gate(Budget(model="m", variant="int8", max_accuracy_drop=0.02),
+               [fp32, {**int8, "accuracy": 0.90, "top1_agreement": 0.92}])  # fmt: skip
+    assert bad.outcome == "fail"
+
+
+def test_regression_against_a_baseline() -> None:
+    before = [job("a0", "fp32", 10.0)]
+    assert (
+        gate(Budget(model="m", max_regression_pct=5), [job("a1", "fp32", 10.0)], before).outcome
+        == "pass"
+    )
+    assert (
+        gate(Budget(model="m", max_regression_pct=5), [job("a1", "fp32", 12.0)], before).outcome
+        == "fail"
+    )
+
+
+def test_junit_and_markdown() -> None:
+    rows = [job("a", "fp32", 10.0), job("b", "int8", 5.0)]
+    budgets = Budgets(budget=[Budget(model="m", p90_ms=6.0)])
+    verdict = evaluate(budgets, pd.DataFrame(rows), samples_for(rows))
+    suite = ET.fromstring(junit_xml(verdict))
+    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    cases = suite.findall("testcase")
+    assert cases[0].find("failure") is not None and cases[1].find("failure") is None
+    text = markdown_summary(verdict)
+    assert text.startswith("## Release gate: ❌ FAIL") and "1 pass, 1 fail" in text.replace(
+        "1 fail, 1 pass", "1 pass, 1 fail"
+    )
