@@ -203,15 +203,24 @@ def history(
         Path | None, typer.Option(help="Write the stacked results here (.parquet).")
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write trend plots into this folder.")] = None,
+    budgets: Annotated[
+        Path | None, typer.Option(help="Budgets TOML: p50/p90 limits drawn in the plots.")
+    ] = None,
 ) -> None:
     """Every stored run in one table; per-device noise floors; trend plots."""
+    from harness.config import load_budgets
     from harness.errors import HarnessError
-    from harness.history import load_history, noise_floor
+    from harness.history import consecutive_regressions, load_history, noise_floor
     from harness.report import plots
 
     console = _console()
     try:
-        frame, _ = load_history(sources or [runs_dir])
+        frame, samples = load_history(sources or [runs_dir], with_samples=plot is not None)
+        limits = {}
+        for budget in load_budgets(budgets).budget if budgets else []:
+            limit = budget.p50_ms or budget.p90_ms
+            if limit is not None:
+                limits[(budget.model, budget.variant or "fp32")] = limit
     except HarnessError as exc:
         raise _fail(str(exc)) from None
     ok = frame[frame["status"] == "ok"]
@@ -226,7 +235,9 @@ def history(
         frame.to_parquet(out, index=False)
         console.print(f"wrote {out}")
     if plot:
-        figure = plots.trend(frame)
+        assert samples is not None
+        marked = consecutive_regressions(frame, samples, floors=noise_floor(frame))
+        figure = plots.trend(frame, limits, marked)
         if figure is not None:
             console.print(f"wrote {plots.save(figure, plot, 'trend')}")
 
@@ -243,7 +254,7 @@ def compare_command(
     from rich.table import Table
 
     from harness.errors import HarnessError
-    from harness.history import compare_runs, load_history, noise_floor
+    from harness.history import calibrated_floors, compare_runs, load_history, noise_floor
     from harness.store import resolve_run
 
     console = _console()
@@ -253,6 +264,8 @@ def compare_command(
             floors = noise_floor(load_history([runs_dir])[0])
         except HarnessError:
             floors = {}
+        for device, floor in calibrated_floors(runs_dir.parent / "calibration").items():
+            floors[device] = max(floor, floors.get(device, 0.0))
         table_frame = compare_runs(a, b, threshold / 100, floors)
     except HarnessError as exc:
         raise _fail(str(exc)) from None
@@ -295,6 +308,54 @@ def compare_command(
 
 def _num_text(value: Any, spec: str = ".4f") -> str:
     return "" if value is None or value != value else format(value, spec)
+
+
+@app.command()
+def calibrate(
+    device: Annotated[str, typer.Argument(help="Device name.")],
+    model: Annotated[str, typer.Option(help="Model manifest to time.")] = "tiny_mbv2",
+    processes: Annotated[int, typer.Option(help="Fresh runner processes.")] = 10,
+    iterations: Annotated[int, typer.Option(help="Timed iterations per process.")] = 200,
+    devices_dir: DevicesDir = Path("devices"),
+    models_dir: Annotated[Path, typer.Option(help="Folder of model manifests.")] = Path("models"),
+    runs_dir: RunsDir = Path("reports/runs"),
+) -> None:
+    """Measure the device's noise floor: how much identical processes of one job vary.
+    `harness compare` never uses a threshold below it for this device."""
+    import json
+    import tempfile
+
+    from harness.errors import HarnessError
+    from harness.history import process_noise_floor
+    from harness.scheduler import prepare_run, run_prepared
+
+    console = _console()
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = Path(tmp) / f"calibrate-{device}.toml"
+        plan.write_text(
+            f'name = "calibrate-{device}"\ndevices = ["{device}"]\nmodels = ["{model}"]\n'
+            f'variants = ["fp32"]\ndevices_dir = "{devices_dir.resolve()}"\n'
+            f'models_dir = "{models_dir.resolve()}"\noutput_dir = "{runs_dir.resolve()}"\n'
+            f"[measure]\nwarmup = 20\niterations = {iterations}\nprocesses = {processes}\n"
+            "[inputs]\ndims = { batch = 1 }\n"
+        )
+        try:
+            prepared = prepare_run(plan)
+            records = run_prepared(prepared)
+        except HarnessError as exc:
+            raise _fail(str(exc)) from None
+    failed = [r for r in records if r.status != "ok"]
+    if failed:
+        raise _fail(f"calibration job failed: {failed[0].error}", 1)
+    floor = process_noise_floor(prepared.store.frames()[1])
+    if floor is None:
+        raise _fail("need at least 3 processes to measure a noise floor")
+    out = runs_dir.parent / "calibration" / f"{device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    measured = {"device": device, "noise_floor": floor, "model": model, "processes": processes}
+    out.write_text(json.dumps({**measured, "run_id": prepared.store.run_id}, indent=1))
+    console.print(f"noise floor of {device}: ±{floor:.1%} (p95 of |process p50 / median − 1|)")
+    console.print(f"wrote {_shown(out)}")
 
 
 @app.command()

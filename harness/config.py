@@ -269,6 +269,8 @@ class Measure(_Strict):
     timeout_s: Annotated[float, Field(gt=0)] = 300.0
     # fresh runner processes per job, in rounds over the device's jobs; latencies pooled
     processes: Annotated[int, Field(ge=1, le=100)] = 1
+    # for testing regression detection only: every inference made this fraction slower
+    inject_slowdown: Annotated[float, Field(ge=0, le=10)] = 0.0
 
     @model_validator(mode="after")
     def _ordered(self) -> Measure:

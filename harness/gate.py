@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.config import Budget, Budgets
-from harness.stats import percentile_ci, ratio_of_medians
+from harness.history import compare_latencies
+from harness.stats import percentile_ci
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,16 +133,8 @@ def _matching(results: pd.DataFrame, budget: Budget) -> pd.DataFrame:
 
 
 def _budget_label(budget: Budget) -> str:
-    parts = [budget.model] + [
-        f"{k}={v}"
-        for k, v in (
-            ("variant", budget.variant),
-            ("device", budget.device),
-            ("class", budget.device_class),
-        )
-        if v  # fmt: skip
-    ]
-    return " ".join(parts)
+    filters = {"variant": budget.variant, "device": budget.device, "class": budget.device_class}
+    return " ".join([budget.model] + [f"{k}={v}" for k, v in filters.items() if v])
 
 
 def _checks(
@@ -240,11 +233,12 @@ def _regression_check(
     if match.empty:
         message = "the baseline run has no successful job with this key"
         return Check("max_regression_pct", limit_pct, "missing", message=message)
-    before = _samples_ms(base_samples, match.iloc[0]["job_id"])
-    after = _samples_ms(samples, row["job_id"])
-    if before.size == 0 or after.size == 0:
+    before = base_samples[base_samples["job_id"] == match.iloc[0]["job_id"]]
+    after = samples[samples["job_id"] == row["job_id"]]
+    if before.empty or after.empty:
         return Check("max_regression_pct", limit_pct, "missing", message="no latency samples")
-    ratio, low, high = ratio_of_medians(before, after)
+    compared = compare_latencies(before, after)
+    ratio, low, high = compared["ratio"], compared["ratio_low"], compared["ratio_high"]
     change, change_low, change_high = ((v - 1) * 100 for v in (ratio, low, high))
     outcome = _interval_check("", limit_pct, change, change_low, change_high, "").outcome
     message = (

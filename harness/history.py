@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import StoreError
-from harness.stats import mann_whitney_p, ratio_of_medians
+from harness.stats import mann_whitney_p, ratio_of_medians, welch_p
 from harness.store import RunStore
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 JOB_KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
 COMPARABILITY = ("arch", "runtime_version", "model_sha256")
 ALPHA = 0.01
+MIN_PROCESSES = 3
 
 
 def run_dirs(sources: Iterable[str | Path]) -> list[Path]:
@@ -78,6 +79,28 @@ def noise_floor(history: pd.DataFrame, quantile: float = 0.95) -> dict[str, floa
     return floors
 
 
+def process_noise_floor(samples: pd.DataFrame, quantile: float = 0.95) -> float | None:
+    """How far one process's median strays from the median over processes of the same job
+    (the `quantile` of |process median / median − 1|): what `harness calibrate` measures."""
+    deviations: list[float] = []
+    for _, job in samples.groupby("job_id"):
+        medians = job.groupby("process")["latency_ns"].median().to_numpy(dtype=np.float64)
+        if len(medians) >= MIN_PROCESSES:
+            deviations += list(np.abs(medians / np.median(medians) - 1))
+    return float(np.quantile(deviations, quantile)) if deviations else None
+
+
+def calibrated_floors(calibration_dir: Path) -> dict[str, float]:
+    """Noise floors written by `harness calibrate` (one JSON per device)."""
+    import json
+
+    floors = {}
+    for path in sorted(calibration_dir.glob("*.json")) if calibration_dir.is_dir() else []:
+        data = json.loads(path.read_text())
+        floors[str(data["device"])] = float(data["noise_floor"])
+    return floors
+
+
 def compare_runs(
     before: RunStore,
     after: RunStore,
@@ -95,8 +118,8 @@ def compare_runs(
     rows: list[dict[str, Any]] = []
     for row in merged.to_dict("records"):
         out: dict[str, Any] = {k: row[k] for k in JOB_KEY}
-        out.update(p50_a_ms=row["p50_ms_a"], p50_b_ms=row["p50_ms_b"], ratio=None,
-                   ratio_low=None, ratio_high=None, p_value=None)  # fmt: skip
+        out.update(p50_a_ms=row["p50_ms_a"], p50_b_ms=row["p50_ms_b"])
+        out.update(ratio=None, ratio_low=None, ratio_high=None, p_value=None, test=None)
         device_threshold = max(threshold, (floors or {}).get(str(row["device"]), 0.0))
         out["threshold"] = device_threshold
         if row["status_a"] != "ok" or row["status_b"] != "ok":
@@ -114,15 +137,76 @@ def compare_runs(
             out["reason"] = "; ".join(differences)
             rows.append(out)
             continue
-        a = _samples(a_samples, row["job_id_a"])
-        b = _samples(b_samples, row["job_id_b"])
-        out["ratio"], out["ratio_low"], out["ratio_high"] = ratio_of_medians(a, b)
-        out["p_value"] = mann_whitney_p(a, b)
+        change = compare_latencies(
+            _samples(a_samples, row["job_id_a"]), _samples(b_samples, row["job_id_b"])
+        )
+        out.update(change)
         out["verdict"], out["reason"] = regression_verdict(
-            out["ratio"], out["p_value"], device_threshold
+            change["ratio"], change["p_value"], device_threshold
         )
         rows.append(out)
     return pd.DataFrame(rows)
+
+
+def compare_latencies(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, Any]:
+    """Ratio of medians (after / before) with a 95% CI, and a p-value, from two jobs'
+    samples (columns `process`, `latency_ns`).
+
+    When both jobs ran in at least MIN_PROCESSES processes, the unit is the process: the
+    per-process medians are compared (bootstrap CI of their ratio of medians, Welch's t-test),
+    because latencies of one process are not independent of each other — a process draws a
+    memory layout that shifts all of them. Otherwise the raw samples are compared
+    (Mann–Whitney U), which cannot see that between-process noise."""
+    a_process = before.groupby("process")["latency_ns"].median().to_numpy(dtype=np.float64)
+    b_process = after.groupby("process")["latency_ns"].median().to_numpy(dtype=np.float64)
+    if len(a_process) >= MIN_PROCESSES and len(b_process) >= MIN_PROCESSES:
+        ratio, low, high = ratio_of_medians(a_process, b_process)
+        p_value = welch_p(a_process, b_process)
+        test = f"Welch t, {len(a_process)}+{len(b_process)} process medians"
+        return {
+            "ratio": ratio,
+            "ratio_low": low,
+            "ratio_high": high,
+            "p_value": p_value,
+            "test": test,
+        }
+    a = before["latency_ns"].to_numpy(dtype=np.float64)
+    b = after["latency_ns"].to_numpy(dtype=np.float64)
+    ratio, low, high = ratio_of_medians(a, b)
+    p_value, test = mann_whitney_p(a, b), "Mann-Whitney U on samples"
+    return {"ratio": ratio, "ratio_low": low, "ratio_high": high, "p_value": p_value, "test": test}
+
+
+def consecutive_regressions(
+    history: pd.DataFrame,
+    samples: pd.DataFrame,
+    threshold: float = 0.05,
+    floors: dict[str, float] | None = None,
+) -> set[tuple[str, str, str, str]]:
+    """(run_id, device, model, variant) of every job that got slower than the same job in
+    the run before it — what the trend plots mark."""
+    marked: set[tuple[str, str, str, str]] = set()
+    ok = history[history["status"] == "ok"].sort_values("started_at")
+    for key, jobs in ok.groupby(JOB_KEY, sort=False):
+        device, model, variant = str(key[0]), str(key[1]), str(key[2])
+        rows = jobs.to_dict("records")
+        for previous, current in zip(rows, rows[1:], strict=False):
+            if any(previous[c] != current[c] for c in COMPARABILITY):
+                continue
+            before = samples[
+                (samples["run_id"] == previous["run_id"])
+                & (samples["job_id"] == previous["job_id"])
+            ]
+            after = samples[
+                (samples["run_id"] == current["run_id"]) & (samples["job_id"] == current["job_id"])
+            ]
+            if before.empty or after.empty:
+                continue
+            change = compare_latencies(before, after)
+            limit = max(threshold, (floors or {}).get(device, 0.0))
+            if regression_verdict(change["ratio"], change["p_value"], limit)[0] == "slower":
+                marked.add((str(current["run_id"]), device, model, variant))
+    return marked
 
 
 def regression_verdict(ratio: float, p_value: float, threshold: float) -> tuple[str, str]:
@@ -137,5 +221,5 @@ def regression_verdict(ratio: float, p_value: float, threshold: float) -> tuple[
     return "no change", f"{change}: significant but within the {threshold:.0%} threshold"
 
 
-def _samples(samples: pd.DataFrame, job_id: str) -> np.ndarray:
-    return samples.loc[samples["job_id"] == job_id, "latency_ns"].to_numpy(dtype=np.float64)
+def _samples(samples: pd.DataFrame, job_id: str) -> pd.DataFrame:
+    return samples.loc[samples["job_id"] == job_id, ["process", "latency_ns"]]

@@ -36,6 +36,7 @@ class Job:
     warmup: int
     stop: dict[str, Any]
     processes: int
+    inject_slowdown: float
     timeout_s: float
     seed: int
     dims: dict[str, int]
@@ -73,6 +74,7 @@ class Job:
             "input_file": input_path,
             "input_specs": self.input_specs,
             "eval": evaluation,
+            "inject_slowdown": self.inject_slowdown,
         }
 
 
@@ -140,6 +142,7 @@ def expand_plan(
                                 warmup=measure.warmup,
                                 stop=stop,
                                 processes=measure.processes,
+                                inject_slowdown=measure.inject_slowdown,
                                 timeout_s=measure.timeout_s,
                                 seed=plan.inputs.seed,
                                 dims=dict(plan.inputs.dims),

@@ -145,6 +145,8 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         summary = summarize(record.latencies_ns)
         row.update(summary.as_dict())
         warnings = stability_warnings(summary, record.target_ci)
+        if runner.get("inject_slowdown"):
+            warnings.append(f"a {runner['inject_slowdown']:.0%} slowdown was injected (testing)")
         process_p50s = [p["p50_ms"] for p in runner.get("processes") or [] if p.get("p50_ms")]
         row["processes"] = max(1, len(process_p50s))
         if len(process_p50s) > 1:

@@ -174,3 +174,10 @@ def mann_whitney_p(before: np.ndarray, after: np.ndarray) -> float:
     from scipy.stats import mannwhitneyu
 
     return float(mannwhitneyu(before, after, alternative="two-sided").pvalue)
+
+
+def welch_p(before: np.ndarray, after: np.ndarray) -> float:
+    """Two-sided Welch's t-test p-value (scipy), for a few per-process medians."""
+    from scipy.stats import ttest_ind
+
+    return float(ttest_ind(before, after, equal_var=False).pvalue)

@@ -117,6 +117,8 @@ def results_frame(records: list[JobRecord]) -> pd.DataFrame:
 
 
 def samples_frame(records: list[JobRecord]) -> pd.DataFrame:
+    """Every timed latency: run, job, the runner process it came from (0-based, in the
+    order the processes ran) and its iteration within the job."""
     import numpy as np
     import pandas as pd
 
@@ -125,6 +127,7 @@ def samples_frame(records: list[JobRecord]) -> pd.DataFrame:
             {
                 "run_id": r.run_id,
                 "job_id": r.job_id,
+                "process": _process_index(r),
                 "iteration": np.arange(len(r.latencies_ns), dtype=np.int64),
                 "latency_ns": np.asarray(r.latencies_ns, dtype=np.int64),
             }
@@ -133,15 +136,19 @@ def samples_frame(records: list[JobRecord]) -> pd.DataFrame:
         if r.latencies_ns
     ]
     if not parts:
-        return pd.DataFrame(
-            {
-                "run_id": pd.Series(dtype="str"),
-                "job_id": pd.Series(dtype="str"),
-                "iteration": pd.Series(dtype="int64"),
-                "latency_ns": pd.Series(dtype="int64"),
-            }
-        )
+        columns = {"run_id": "str", "job_id": "str", "process": "int64", "iteration": "int64"}
+        columns["latency_ns"] = "int64"
+        return pd.DataFrame({name: pd.Series(dtype=kind) for name, kind in columns.items()})
     return pd.concat(parts, ignore_index=True)
+
+
+def _process_index(record: JobRecord) -> Any:
+    import numpy as np
+
+    counts = [p.get("n", 0) for p in record.runner.get("processes") or []]
+    if sum(counts) != len(record.latencies_ns):
+        counts = [len(record.latencies_ns)]  # one process (or a record from before processes)
+    return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
 
 
 def resolve_run(output_dir: Path, ref: str) -> RunStore:

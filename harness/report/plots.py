@@ -153,8 +153,11 @@ def memory_by_variant(results: pd.DataFrame) -> Figure | None:
     return figure
 
 
-def trend(history: pd.DataFrame, budgets: dict[tuple[str, str], float] | None = None,
-          regressions: set[tuple[str, str, str, str]] | None = None) -> Figure | None:  # fmt: skip
+def trend(
+    history: pd.DataFrame,
+    budgets: dict[tuple[str, str], float] | None = None,
+    regressions: set[tuple[str, str, str, str]] | None = None,
+) -> Figure | None:
     """p50 over runs per device × model × variant; budget lines (p50 or p90 limits keyed by
     (model, variant)) and regressions (run_id, device, model, variant) marked."""
     ok = history[history["status"] == "ok"]

@@ -363,6 +363,21 @@ def timed_loop(infer, stop):
             return latencies, "max_iterations"
 
 
+def slowed(infer, fraction):
+    """For testing regression detectors only: each call busy-waits `fraction` of its own
+    duration more (a sleep is too coarse at these scales)."""
+    clock = time.perf_counter_ns
+
+    def slower():
+        start = clock()
+        infer()
+        until = clock() + int((clock() - start) * fraction)
+        while clock() < until:
+            pass
+
+    return slower
+
+
 def run_job(job, np, doc):
     """Everything for one job; fills `doc` as it goes so a failure keeps what was measured."""
     doc["memory_kb"] = {"before_load": read_memory_kb()}
@@ -398,6 +413,9 @@ def run_job(job, np, doc):
     ]
     doc["memory_kb"]["after_load"] = read_memory_kb()
     infer = session.infer_callable()
+    if job.get("inject_slowdown"):
+        infer = slowed(infer, float(job["inject_slowdown"]))
+        doc["inject_slowdown"] = float(job["inject_slowdown"])
     gc.collect()
     gc.disable()
     try:

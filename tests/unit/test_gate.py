@@ -24,7 +24,11 @@ def samples_for(rows: list[dict], spread: float = 0.02) -> pd.DataFrame:
     parts = []
     for row in rows:
         values = RNG.normal(row["p50_ms"], row["p50_ms"] * spread, 2000) * 1e6
-        parts.append(pd.DataFrame({"job_id": row["job_id"], "latency_ns": values.astype(np.int64)}))
+        parts.append(
+            pd.DataFrame(
+                {"job_id": row["job_id"], "process": 0, "latency_ns": values.astype(np.int64)}
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
