@@ -52,11 +52,11 @@ dims = {{ batch = 1 }}
         )
         prepared = prepare_run(plan, log=print)
         run_prepared(prepared)
-        results, _ = prepared.store.frames()
+        results, samples = prepared.store.frames()
     failed = results[results["status"] != "ok"]
     for row in failed.itertuples():
         print(f"not measured: {row.model}/{row.variant}: {row.error}")
-    table = compare_variants(results)
+    table = compare_variants(results, samples)
     table = table.merge(
         results[["job_id", "model", "variant", "model_bytes"]].assign(
             job_key=lambda f: f["model"] + "/" + f["variant"]

@@ -162,16 +162,28 @@ def gate(
     ] = None,
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
     summary: Annotated[Path | None, typer.Option(help="Write the Markdown summary here.")] = None,
+    extend: Annotated[
+        bool, typer.Option("--extend", help="Re-run inconclusive jobs with more iterations.")
+    ] = False,
+    factor: Annotated[int, typer.Option(help="With --extend: times more iterations.")] = 4,
 ) -> None:
     """Decide a release: exit 0 pass, 1 fail, 2 inconclusive or incomplete."""
     from harness.errors import HarnessError
-    from harness.gate import junit_xml, markdown_summary
+    from harness.gate import extendable_jobs, junit_xml, markdown_summary, merge_extension
     from harness.store import resolve_run
 
     console = _console()
     try:
         store = resolve_run(runs_dir, run_ref)
         verdict = _verdict(budgets, store, runs_dir, baseline)
+        rerun = extendable_jobs(verdict) if extend else set()
+        if rerun:
+            console.print(f"re-running {len(rerun)} inconclusive job(s) with {factor}x the samples")
+            extension = _extend(store, rerun, factor)
+            console.print(f"extension run: {_shown(extension.run_dir)}")
+            verdict = merge_extension(
+                verdict, _verdict(budgets, extension, runs_dir, baseline), rerun
+            )
     except HarnessError as exc:
         raise _fail(str(exc)) from None
     text = markdown_summary(verdict)
@@ -181,6 +193,33 @@ def gate(
         summary.write_text(text)
     console.print(text, markup=False)
     raise typer.Exit(verdict.exit_code)
+
+
+def _extend(store: Any, job_ids: set[str], factor: int) -> Any:
+    """A new run (nothing is overwritten) of the given jobs of `store`'s plan, with
+    `factor` times the iterations (or the minimum and budget of the adaptive rule)."""
+    from harness.config import load_plan
+    from harness.errors import StoreError
+    from harness.scheduler import prepare_plan, run_prepared
+
+    plan_path = store.read_run_meta().get("plan", {}).get("plan_path")
+    if not plan_path or not Path(plan_path).is_file():
+        raise StoreError(f"--extend needs the run's plan file, which is gone: {plan_path}")
+    plan = load_plan(Path(plan_path))
+    measure = plan.measure
+    longer = measure.model_copy(
+        update={
+            "iterations": measure.iterations * factor if measure.iterations else None,
+            "min_iterations": measure.min_iterations * factor,
+            "max_iterations": max(measure.max_iterations, measure.min_iterations * factor),
+            "max_seconds": measure.max_seconds * factor,
+            "timeout_s": measure.timeout_s * factor,
+        }
+    )
+    extended = plan.model_copy(update={"name": f"{plan.name}-extend", "measure": longer})
+    prepared = prepare_plan(extended, only_jobs=job_ids)
+    run_prepared(prepared)
+    return prepared.store
 
 
 def _verdict(budgets_path: Path, store: Any, runs_dir: Path, baseline: str | None) -> Any:
@@ -546,8 +585,8 @@ def _print_comparison(console: Console, store: Any, only_with_variants: bool = F
 
     from harness.report.compare import GROUP, compare_variants
 
-    results, _ = store.frames()
-    comparison = compare_variants(results)
+    results, samples = store.frames()
+    comparison = compare_variants(results, samples)
     if comparison.empty:
         console.print("no successful jobs to compare")
         return

@@ -260,6 +260,24 @@ def _missing(value: Any) -> bool:
 # --------------------------------------------------------------------------- outputs
 
 
+def extendable_jobs(verdict: GateVerdict) -> set[str]:
+    """Jobs whose verdict is inconclusive on a latency interval: more samples may decide."""
+    latency = {"p50_ms", "p90_ms", "p99_ms", "max_regression_pct"}
+    return {
+        case.job_id
+        for case in verdict.cases
+        if case.job_id
+        and any(c.outcome == "inconclusive" and c.metric in latency for c in case.checks)
+    }
+
+
+def merge_extension(verdict: GateVerdict, extension: GateVerdict, rerun: set[str]) -> GateVerdict:
+    """The verdict with the cases of re-run jobs replaced by their cases in the extension."""
+    kept = [case for case in verdict.cases if case.job_id not in rerun]
+    added = [case for case in extension.cases if case.job_id in rerun]
+    return GateVerdict(tuple(kept + added))
+
+
 def junit_xml(verdict: GateVerdict, suite: str = "harness gate") -> str:
     """One test case per budget × device × model; fail → <failure>, missing → <error>,
     inconclusive → <skipped> (CI shows it, and the exit code is 2)."""

@@ -27,6 +27,7 @@ JOB_KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
 COMPARABILITY = ("arch", "runtime_version", "model_sha256")
 ALPHA = 0.01
 MIN_PROCESSES = 3
+MIN_ROUNDS = 5  # a paired t-test on fewer rounds has too few degrees of freedom to say much
 
 
 def run_dirs(sources: Iterable[str | Path]) -> list[Path]:
@@ -207,6 +208,33 @@ def consecutive_regressions(
             if regression_verdict(change["ratio"], change["p_value"], limit)[0] == "slower":
                 marked.add((str(current["run_id"]), device, model, variant))
     return marked
+
+
+def compare_interleaved(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, Any]:
+    """Two jobs of the same run whose processes ran interleaved, round by round (the
+    scheduler's order): round k of one is compared with round k of the other, so a drift of
+    the machine over the run cancels out. Ratio = geometric mean of the per-round ratios of
+    medians; 95% CI and p-value from a one-sample t-test on their logs. Falls back to
+    `compare_latencies` with fewer than MIN_ROUNDS common rounds."""
+    from scipy import stats as scipy_stats
+
+    a = before.groupby("process")["latency_ns"].median()
+    b = after.groupby("process")["latency_ns"].median()
+    rounds = a.index.intersection(b.index)
+    if len(rounds) < MIN_ROUNDS:
+        return compare_latencies(before, after)
+    logs = np.log(b[rounds].to_numpy(dtype=np.float64) / a[rounds].to_numpy(dtype=np.float64))
+    mean, half = float(logs.mean()), 0.0
+    if logs.std(ddof=1) > 0:
+        half = float(
+            scipy_stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
+        )
+        p_value = float(scipy_stats.ttest_1samp(logs, 0.0).pvalue)
+    else:
+        p_value = 0.0 if mean != 0 else 1.0
+    return {"ratio": float(np.exp(mean)), "ratio_low": float(np.exp(mean - half)),
+            "ratio_high": float(np.exp(mean + half)), "p_value": p_value,
+            "test": f"paired t, {len(rounds)} interleaved rounds"}  # fmt: skip
 
 
 def regression_verdict(ratio: float, p_value: float, threshold: float) -> tuple[str, str]:

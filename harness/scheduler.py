@@ -51,7 +51,18 @@ def prepare_run(
 ) -> PreparedRun:
     """Validate everything a run needs (plan, devices, manifests, files) and build the
     missing variants, before any job."""
-    plan = load_plan(plan_path)
+    return prepare_plan(load_plan(plan_path), only_devices, log)
+
+
+def prepare_plan(
+    plan: Plan,
+    only_devices: list[str] | None = None,
+    log: Callable[[str], None] = lambda message: None,
+    only_jobs: set[str] | None = None,
+) -> PreparedRun:
+    """`prepare_run` for a plan already loaded (and perhaps changed, e.g. by `gate --extend`,
+    which re-runs only `only_jobs`)."""
+    plan_path = plan.plan_path or Path(plan.name)
     inventory = load_inventory(plan.devices_dir)
     names = plan.devices
     if only_devices:
@@ -81,6 +92,8 @@ def prepare_run(
         log,
     )
     jobs = expand_plan(plan, [inventory[n] for n in names], manifests, variant_files)
+    if only_jobs is not None:
+        jobs = [job for job in jobs if job.job_id in only_jobs]
     store = RunStore.create(plan.output_dir, plan.name)
     store.write_run_meta(
         {

@@ -1,10 +1,12 @@
 """Variants against their fp32 base, per device and runtime setting: data in, data out.
 
-Speedup is fp32 p50 / variant p50; its interval divides the CIs of the two medians
-(fp32 low / variant high .. fp32 high / variant low), a conservative bound. Those CIs come
-from samples of the same processes; when a job ran in several processes, the spread of
-their p50s is a noise floor too, and a speedup inside it is called noise, not a result
-(in the manner of asv: different only when over the threshold *and* outside the noise).
+When both jobs ran in >= 5 processes interleaved round by round (the scheduler's order),
+the speedup is paired by round (`history.compare_interleaved`): the drift of the machine
+over a run cancels, and "significant" means p < 0.01 with a CI that excludes 1. Otherwise
+speedup is fp32 p50 / variant p50 with an interval from the two medians' CIs (fp32 low /
+variant high .. fp32 high / variant low); with several processes the spread of their p50s
+is a noise floor, and a speedup inside it is called noise, not a result (as asv does:
+different only when over the threshold *and* outside the noise).
 A variant is
 Pareto-optimal when no other variant of the same group is at least as fast *and* at least
 as accurate (and better in one); without accuracy, model size stands in for it.
@@ -13,6 +15,8 @@ as accurate (and better in one); without accuracy, model size stands in for it.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from harness.history import ALPHA, MIN_ROUNDS, compare_interleaved
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,7 +29,10 @@ COMPARE_COLUMNS = [
 ]  # fmt: skip
 
 
-def compare_variants(results: pd.DataFrame) -> pd.DataFrame:
+def compare_variants(results: pd.DataFrame, samples: pd.DataFrame | None = None) -> pd.DataFrame:
+    """With `samples`, variants whose processes ran interleaved with fp32's (>= 3 rounds)
+    are compared round by round (`history.compare_interleaved`), which cancels the drift of
+    the machine; otherwise from the two medians' CIs and the process-to-process noise."""
     import pandas as pd
 
     ok = results[results["status"] == "ok"]
@@ -33,13 +40,13 @@ def compare_variants(results: pd.DataFrame) -> pd.DataFrame:
     for _, group in ok.groupby(GROUP, sort=False, dropna=False):
         base_rows = group[group["variant"] == "fp32"]
         base = base_rows.iloc[0] if len(base_rows) else None
-        group_rows = [_compare(row, base) for _, row in group.iterrows()]
+        group_rows = [_compare(row, base, samples) for _, row in group.iterrows()]
         _mark_pareto(group_rows)
         rows += group_rows
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
-def _compare(row: Any, base: Any) -> dict[str, Any]:
+def _compare(row: Any, base: Any, samples: pd.DataFrame | None = None) -> dict[str, Any]:
     out = {key: row[key] for key in GROUP}
     out.update(
         variant=row["variant"],
@@ -60,6 +67,16 @@ def _compare(row: Any, base: Any) -> dict[str, Any]:
     if base is None:
         out["notes"] = "no fp32 result to compare with"
         return out
+    paired = _interleaved(row, base, samples)
+    if paired is not None and row["variant"] != "fp32":
+        out["speedup"] = 1 / paired["ratio"]
+        out["speedup_low"], out["speedup_high"] = 1 / paired["ratio_high"], 1 / paired["ratio_low"]
+        out["noise"] = 0.0
+        out["significant"] = bool(
+            paired["p_value"] < ALPHA and not out["speedup_low"] <= 1 <= out["speedup_high"]
+        )
+        _finish_notes(out, row, base, f"paired p={paired['p_value']:.2g}")
+        return out
     out["speedup"] = base["p50_ms"] / row["p50_ms"]
     out["speedup_low"] = base["p50_ci_low_ms"] / row["p50_ci_high_ms"]
     out["speedup_high"] = base["p50_ci_high_ms"] / row["p50_ci_low_ms"]
@@ -71,6 +88,11 @@ def _compare(row: Any, base: Any) -> dict[str, Any]:
         out["significant"] = bool(
             out["speedup_low"] > 1 + noise or out["speedup_high"] < 1 / (1 + noise)
         )
+    _finish_notes(out, row, base, None)
+    return out
+
+
+def _finish_notes(out: dict[str, Any], row: Any, base: Any, test: str | None) -> None:
     out["size_ratio"] = _ratio(row["model_bytes"], base["model_bytes"])
     out["peak_mem_ratio"] = _ratio(row["peak_rss_mb"], base["peak_rss_mb"])
     if out["accuracy"] is not None and _value(base["accuracy"]) is not None:
@@ -79,12 +101,23 @@ def _compare(row: Any, base: Any) -> dict[str, Any]:
     if row["variant"] != "fp32":
         if out["significant"] and out["speedup"] < 1:
             notes.append(f"SLOWER than fp32 on this device ({out['speedup']:.2f}x)")
-        elif not out["significant"] and noise > 0:
-            notes.append(f"speed difference within process-to-process noise (±{noise:.0%})")
+        elif not out["significant"] and test:
+            notes.append(f"speed difference not significant ({test})")
+        elif not out["significant"] and out["noise"]:
+            notes.append(f"speed difference within process-to-process noise (±{out['noise']:.0%})")
     if out["accuracy_delta"] is not None and out["accuracy_delta"] <= -0.01:
         notes.append(f"accuracy {out['accuracy_delta'] * 100:+.1f} pts")
     out["notes"] = "; ".join(notes)
-    return out
+
+
+def _interleaved(row: Any, base: Any, samples: pd.DataFrame | None) -> dict[str, Any] | None:
+    rounds = min(_value(row.get("processes")) or 1, _value(base.get("processes")) or 1)
+    if samples is None or rounds < MIN_ROUNDS:
+        return None
+    mine = samples[samples["job_id"] == row["job_id"]]
+    theirs = samples[samples["job_id"] == base["job_id"]]
+    compared = compare_interleaved(theirs, mine)
+    return compared if compared["test"].startswith("paired") else None
 
 
 def _mark_pareto(rows: list[dict[str, Any]]) -> None:

@@ -42,7 +42,7 @@ class ReportFiles:
 
 def write_report(store: RunStore, verdict: GateVerdict | None = None) -> ReportFiles:
     results, samples = store.frames()
-    comparison = compare_variants(results)
+    comparison = compare_variants(results, samples)
     folder = store.run_dir / "plots"
     figures = {
         "latency": plots.latency_by_variant(results),
@@ -173,7 +173,8 @@ def render_html(
             f"<figcaption>{e(name.replace('_', ' '))} (also {e(path.with_suffix('.svg').name)})"
             "</figcaption></figure>"
         )
-    parts.append("<p>No power samples in this run: energy per inference is not measured.</p>")
+    if not meta.get("power_sampled"):
+        parts.append("<p>No power samples in this run: energy per inference is not measured.</p>")
     parts.append("</section><section id='metadata'><h2>Run metadata</h2><pre>")
     shown = {
         k: meta.get(k)

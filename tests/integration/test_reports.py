@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import MODELS_DIR, ROOT
 
-from harness.history import compare_runs, load_history, noise_floor
+from harness.history import calibrated_floors, compare_runs, load_history, noise_floor
 from harness.scheduler import prepare_run, run_prepared
 from harness.store import RunStore
 
@@ -150,3 +150,78 @@ def test_compare_runs_gives_a_verdict_per_job(
     cli = subprocess.run([BIN / "harness", "compare", first.run_id, second.run_id, "--runs-dir", str(root / "runs")],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert cli.returncode in (0, 1) and "ratio" in cli.stdout
+
+
+def test_calibrate_measures_a_noise_floor_that_compare_respects(
+    runs: tuple[Path, list[RunStore]], tmp_path: Path
+) -> None:
+    root, (first, second) = runs
+    runs_dir = tmp_path / "reports" / "runs"
+    runs_dir.mkdir(parents=True)
+    for store in (first, second):
+        shutil.copytree(store.run_dir, runs_dir / store.run_id)
+    done = subprocess.run(
+        [BIN / "harness", "calibrate", "local", "--model", "digits_cnn", "--processes", "4",
+         "--iterations", "100", "--devices-dir", str(root / "devices"),
+         "--models-dir", str(root / "models"), "--runs-dir", str(runs_dir)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    calibration = json.loads((tmp_path / "reports" / "calibration" / "local.json").read_text())
+    assert calibration["device"] == "local" and 0 < calibration["noise_floor"] < 1
+    compared = subprocess.run(
+        [BIN / "harness", "compare", first.run_id, second.run_id, "--runs-dir", str(runs_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert compared.returncode in (0, 1), compared.stdout + compared.stderr
+    floors = calibrated_floors(tmp_path / "reports" / "calibration")
+    assert floors == {"local": calibration["noise_floor"]}
+    table = compare_runs(first, second, threshold=0.001, floors={"local": 0.5})
+    assert (table["threshold"] == 0.5).all()  # never below the device's floor
+    assert set(table["verdict"]) == {"no change"}
+    budgets = tmp_path / "b.toml"
+    budgets.write_text('[[budget]]\nmodel = "digits_cnn"\np50_ms = 0.5\n')
+    history = subprocess.run(
+        [BIN / "harness", "history", str(runs_dir), "--plot", str(tmp_path / "plots"),
+         "--budgets", str(budgets)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert history.returncode == 0, history.stdout + history.stderr
+    assert (tmp_path / "plots" / "trend.png").is_file()
+
+
+def test_gate_extend_reruns_only_inconclusive_jobs(
+    runs: tuple[Path, list[RunStore]], tmp_path: Path
+) -> None:
+    from harness.stats import percentile_ci
+
+    root, (store, _) = runs
+    results, samples = store.frames()
+    fp32 = results.set_index("variant").loc["fp32", "job_id"]
+    latencies = samples.loc[samples["job_id"] == fp32, "latency_ns"].to_numpy() / 1e6
+    value, low, high = percentile_ci(latencies, 90)
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text(f'[[budget]]\nmodel = "digits_cnn"\nvariant = "fp32"\np90_ms = {(low + high) / 2}\n'
+                       '[[budget]]\nmodel = "digits_cnn"\nvariant = "int8-static"\np90_ms = 1000\n')  # fmt: skip
+    args = [
+        str(budgets),
+        store.run_id,
+        "--runs-dir",
+        str(root / "runs"),
+        "--junit",
+        str(tmp_path / "j.xml"),
+    ]
+    before = subprocess.run(
+        [BIN / "harness", "gate", *args], capture_output=True, text=True, timeout=120
+    )
+    assert before.returncode == 2 and "INCONCLUSIVE" in before.stdout
+    extended = subprocess.run(
+        [BIN / "harness", "gate", *args, "--extend"], capture_output=True, text=True, timeout=300
+    )
+    assert extended.returncode in (0, 1, 2), extended.stdout + extended.stderr
+    assert "re-running 1 inconclusive job(s) with 4x the samples" in extended.stdout
+    extension = [p for p in (root / "runs").iterdir() if "-extend-" in p.name]
+    assert len(extension) == 1
+    ext_results, _ = RunStore(extension[0]).frames()
+    assert list(ext_results["variant"]) == ["fp32"] and list(ext_results["n"]) == [800]
+    assert "int8-static" in (tmp_path / "j.xml").read_text()  # the decided case is kept
