@@ -38,6 +38,8 @@ DevicesDir = Annotated[
 RunsDir = Annotated[
     Path, typer.Option(envvar="HARNESS_RUNS_DIR", help="Folder holding run directories.")
 ]
+RunRef = Annotated[str, typer.Argument(metavar="RUN", help="A run id, a path, or 'latest'.")]
+Baseline = Annotated[str | None, typer.Option(help="Baseline run for max_regression_pct.")]
 
 
 def _console() -> Console:
@@ -93,9 +95,7 @@ def run(
 
 @app.command()
 def show(
-    run_ref: Annotated[
-        str, typer.Argument(metavar="RUN", help="A run id, a path, or 'latest'.")
-    ] = "latest",
+    run_ref: RunRef = "latest",
     runs_dir: RunsDir = Path("reports/runs"),
     compare: Annotated[
         bool, typer.Option("--compare", help="Each variant against fp32: speedup, size, accuracy.")
@@ -122,16 +122,12 @@ def show(
 
 @app.command()
 def report(
-    run_ref: Annotated[
-        str, typer.Argument(metavar="RUN", help="A run id, a path, or 'latest'.")
-    ] = "latest",
+    run_ref: RunRef = "latest",
     runs_dir: RunsDir = Path("reports/runs"),
     budgets: Annotated[
         Path | None, typer.Option(help="Budgets TOML: puts the gate's verdict on top.")
     ] = None,
-    baseline: Annotated[
-        str | None, typer.Option(help="Baseline run for max_regression_pct.")
-    ] = None,
+    baseline: Baseline = None,
 ) -> None:
     """Write report.html (self-contained), summary.md and plots/ into the run directory."""
     from harness.errors import HarnessError
@@ -153,13 +149,9 @@ def report(
 @app.command()
 def gate(
     budgets: Annotated[Path, typer.Argument(help="Budgets TOML ([[budget]] tables).")],
-    run_ref: Annotated[
-        str, typer.Argument(metavar="RUN", help="A run id, a path, or 'latest'.")
-    ] = "latest",
+    run_ref: RunRef = "latest",
     runs_dir: RunsDir = Path("reports/runs"),
-    baseline: Annotated[
-        str | None, typer.Option(help="Baseline run for max_regression_pct.")
-    ] = None,
+    baseline: Baseline = None,
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
     summary: Annotated[Path | None, typer.Option(help="Write the Markdown summary here.")] = None,
     extend: Annotated[
@@ -170,6 +162,7 @@ def gate(
     """Decide a release: exit 0 pass, 1 fail, 2 inconclusive or incomplete."""
     from harness.errors import HarnessError
     from harness.gate import extendable_jobs, junit_xml, markdown_summary, merge_extension
+    from harness.scheduler import extend_run
     from harness.store import resolve_run
 
     console = _console()
@@ -179,7 +172,7 @@ def gate(
         rerun = extendable_jobs(verdict) if extend else set()
         if rerun:
             console.print(f"re-running {len(rerun)} inconclusive job(s) with {factor}x the samples")
-            extension = _extend(store, rerun, factor)
+            extension = extend_run(store, rerun, factor)
             console.print(f"extension run: {_shown(extension.run_dir)}")
             verdict = merge_extension(
                 verdict, _verdict(budgets, extension, runs_dir, baseline), rerun
@@ -193,33 +186,6 @@ def gate(
         summary.write_text(text)
     console.print(text, markup=False)
     raise typer.Exit(verdict.exit_code)
-
-
-def _extend(store: Any, job_ids: set[str], factor: int) -> Any:
-    """A new run (nothing is overwritten) of the given jobs of `store`'s plan, with
-    `factor` times the iterations (or the minimum and budget of the adaptive rule)."""
-    from harness.config import load_plan
-    from harness.errors import StoreError
-    from harness.scheduler import prepare_plan, run_prepared
-
-    plan_path = store.read_run_meta().get("plan", {}).get("plan_path")
-    if not plan_path or not Path(plan_path).is_file():
-        raise StoreError(f"--extend needs the run's plan file, which is gone: {plan_path}")
-    plan = load_plan(Path(plan_path))
-    measure = plan.measure
-    longer = measure.model_copy(
-        update={
-            "iterations": measure.iterations * factor if measure.iterations else None,
-            "min_iterations": measure.min_iterations * factor,
-            "max_iterations": max(measure.max_iterations, measure.min_iterations * factor),
-            "max_seconds": measure.max_seconds * factor,
-            "timeout_s": measure.timeout_s * factor,
-        }
-    )
-    extended = plan.model_copy(update={"name": f"{plan.name}-extend", "measure": longer})
-    prepared = prepare_plan(extended, only_jobs=job_ids)
-    run_prepared(prepared)
-    return prepared.store
 
 
 def _verdict(budgets_path: Path, store: Any, runs_dir: Path, baseline: str | None) -> Any:
@@ -249,17 +215,14 @@ def history(
     """Every stored run in one table; per-device noise floors; trend plots."""
     from harness.config import load_budgets
     from harness.errors import HarnessError
+    from harness.gate import budget_lines
     from harness.history import consecutive_regressions, load_history, noise_floor
     from harness.report import plots
 
     console = _console()
     try:
         frame, samples = load_history(sources or [runs_dir], with_samples=plot is not None)
-        limits = {}
-        for budget in load_budgets(budgets).budget if budgets else []:
-            limit = budget.p50_ms or budget.p90_ms
-            if limit is not None:
-                limits[(budget.model, budget.variant or "fp32")] = limit
+        limits = budget_lines(load_budgets(budgets)) if budgets else {}
     except HarnessError as exc:
         raise _fail(str(exc)) from None
     ok = frame[frame["status"] == "ok"]
@@ -362,37 +325,28 @@ def calibrate(
     """Measure the device's noise floor: how much identical processes of one job vary.
     `harness compare` never uses a threshold below it for this device."""
     import json
-    import tempfile
 
     from harness.errors import HarnessError
     from harness.history import process_noise_floor
-    from harness.scheduler import prepare_run, run_prepared
+    from harness.scheduler import calibration_run
 
     console = _console()
-    with tempfile.TemporaryDirectory() as tmp:
-        plan = Path(tmp) / f"calibrate-{device}.toml"
-        plan.write_text(
-            f'name = "calibrate-{device}"\ndevices = ["{device}"]\nmodels = ["{model}"]\n'
-            f'variants = ["fp32"]\ndevices_dir = "{devices_dir.resolve()}"\n'
-            f'models_dir = "{models_dir.resolve()}"\noutput_dir = "{runs_dir.resolve()}"\n'
-            f"[measure]\nwarmup = 20\niterations = {iterations}\nprocesses = {processes}\n"
-            "[inputs]\ndims = { batch = 1 }\n"
+    try:
+        store, records = calibration_run(
+            device, model, processes, iterations, devices_dir, models_dir, runs_dir
         )
-        try:
-            prepared = prepare_run(plan)
-            records = run_prepared(prepared)
-        except HarnessError as exc:
-            raise _fail(str(exc)) from None
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
     failed = [r for r in records if r.status != "ok"]
     if failed:
         raise _fail(f"calibration job failed: {failed[0].error}", 1)
-    floor = process_noise_floor(prepared.store.frames()[1])
+    floor = process_noise_floor(store.frames()[1])
     if floor is None:
         raise _fail("need at least 3 processes to measure a noise floor")
     out = runs_dir.parent / "calibration" / f"{device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     measured = {"device": device, "noise_floor": floor, "model": model, "processes": processes}
-    out.write_text(json.dumps({**measured, "run_id": prepared.store.run_id}, indent=1))
+    out.write_text(json.dumps({**measured, "run_id": store.run_id}, indent=1))
     console.print(f"noise floor of {device}: ±{floor:.1%} (p95 of |process p50 / median − 1|)")
     console.print(f"wrote {_shown(out)}")
 

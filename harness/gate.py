@@ -260,6 +260,16 @@ def _missing(value: Any) -> bool:
 # --------------------------------------------------------------------------- outputs
 
 
+def budget_lines(budgets: Budgets) -> dict[tuple[str, str], float]:
+    """The latency limit to draw in trend plots, by (model, variant): p50, else p90."""
+    lines = {}
+    for budget in budgets.budget:
+        limit = budget.p50_ms or budget.p90_ms
+        if limit is not None:
+            lines[(budget.model, budget.variant or "fp32")] = limit
+    return lines
+
+
 def extendable_jobs(verdict: GateVerdict) -> set[str]:
     """Jobs whose verdict is inconclusive on a latency interval: more samples may decide."""
     latency = {"p50_ms", "p90_ms", "p99_ms", "max_regression_pct"}

@@ -19,7 +19,15 @@ from typing import Any
 
 from harness.accuracy import eval_metrics
 from harness.compress import BuildContext, build_all
-from harness.config import Device, Plan, load_inventory, load_plan, resolve_model
+from harness.config import (
+    Device,
+    Inputs,
+    Measure,
+    Plan,
+    load_inventory,
+    load_plan,
+    resolve_model,
+)
 from harness.deploy import install_runner
 from harness.errors import (
     CommandTimeout,
@@ -27,6 +35,7 @@ from harness.errors import (
     DeviceUnreachable,
     HarnessError,
     RunnerFailed,
+    StoreError,
     TransportError,
 )
 from harness.jobs import Job, expand_plan, parse_result_document
@@ -107,6 +116,55 @@ def prepare_plan(
         }
     )
     return PreparedRun(plan, inventory, jobs, store)
+
+
+def extend_run(store: RunStore, job_ids: set[str], factor: int) -> RunStore:
+    """A new run (nothing is overwritten) of the given jobs of `store`'s plan, with
+    `factor` times the iterations (or the minimum and budget of the adaptive rule)."""
+    plan_path = store.read_run_meta().get("plan", {}).get("plan_path")
+    if not plan_path or not Path(plan_path).is_file():
+        raise StoreError(f"extending a run needs its plan file, which is gone: {plan_path}")
+    plan = load_plan(Path(plan_path))
+    measure = plan.measure
+    longer = measure.model_copy(
+        update={
+            "iterations": measure.iterations * factor if measure.iterations else None,
+            "min_iterations": measure.min_iterations * factor,
+            "max_iterations": max(measure.max_iterations, measure.min_iterations * factor),
+            "max_seconds": measure.max_seconds * factor,
+            "timeout_s": measure.timeout_s * factor,
+        }
+    )
+    extended = plan.model_copy(update={"name": f"{plan.name}-extend", "measure": longer})
+    prepared = prepare_plan(extended, only_jobs=job_ids)
+    run_prepared(prepared)
+    return prepared.store
+
+
+def calibration_run(
+    device: str,
+    model: str,
+    processes: int,
+    iterations: int,
+    devices_dir: Path,
+    models_dir: Path,
+    runs_dir: Path,
+) -> tuple[RunStore, list[JobRecord]]:
+    """One job of the model's fp32 variant on the device in `processes` fresh processes:
+    the raw material of the device's noise floor (`harness calibrate`)."""
+    plan = Plan(
+        name=f"calibrate-{device}",
+        devices=[device],
+        models=[model],
+        variants=["fp32"],
+        devices_dir=devices_dir,
+        models_dir=models_dir,
+        output_dir=runs_dir,
+        measure=Measure(warmup=20, iterations=iterations, processes=processes),
+        inputs=Inputs(dims={"batch": 1}),
+    )
+    prepared = prepare_plan(plan)
+    return prepared.store, run_prepared(prepared)
 
 
 def variant_cache_dir(models_dir: Path) -> Path:
