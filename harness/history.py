@@ -3,8 +3,9 @@
 `load_history` stacks every run's results (and optionally samples) into one frame with the
 same columns as `results.parquet` — the layout teams query with pandas or DuckDB. A change
 between two runs is a regression only when it is larger than the threshold *and*
-statistically significant (Mann–Whitney U on the raw samples), and the threshold for a
-device is never below that device's noise floor, measured from history.
+statistically significant (see `compare_latencies` and `compare_interleaved` for the tests),
+and the threshold for a device is never below that device's noise floor, measured from
+history or by `harness calibrate`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def load_history(
 
     results, samples = [], []
     for path in run_dirs(sources):
-        run_results, run_samples = RunStore(path).frames()
+        run_results, run_samples = RunStore(path).stored_frames()
         results.append(run_results)
         if with_samples:
             samples.append(run_samples)
@@ -158,8 +159,8 @@ def compare_latencies(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, An
     because latencies of one process are not independent of each other — a process draws a
     memory layout that shifts all of them. Otherwise the raw samples are compared
     (Mann–Whitney U), which cannot see that between-process noise."""
-    a_process = before.groupby("process")["latency_ns"].median().to_numpy(dtype=np.float64)
-    b_process = after.groupby("process")["latency_ns"].median().to_numpy(dtype=np.float64)
+    a_process = _per_process(before).to_numpy(dtype=np.float64)
+    b_process = _per_process(after).to_numpy(dtype=np.float64)
     if len(a_process) >= MIN_PROCESSES and len(b_process) >= MIN_PROCESSES:
         ratio, low, high = ratio_of_medians(a_process, b_process)
         p_value = welch_p(a_process, b_process)
@@ -218,8 +219,7 @@ def compare_interleaved(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, 
     `compare_latencies` with fewer than MIN_ROUNDS common rounds."""
     from scipy import stats as scipy_stats
 
-    a = before.groupby("process")["latency_ns"].median()
-    b = after.groupby("process")["latency_ns"].median()
+    a, b = _per_process(before), _per_process(after)
     rounds = a.index.intersection(b.index)
     if len(rounds) < MIN_ROUNDS:
         return compare_latencies(before, after)
@@ -249,5 +249,12 @@ def regression_verdict(ratio: float, p_value: float, threshold: float) -> tuple[
     return "no change", f"{change}: significant but within the {threshold:.0%} threshold"
 
 
+def _per_process(samples: pd.DataFrame) -> pd.Series:
+    """Median latency of each runner process (samples from before `process` existed: one)."""
+    if "process" not in samples.columns:
+        return samples["latency_ns"].groupby(np.zeros(len(samples), dtype=np.int64)).median()
+    return samples.groupby("process")["latency_ns"].median()
+
+
 def _samples(samples: pd.DataFrame, job_id: str) -> pd.DataFrame:
-    return samples.loc[samples["job_id"] == job_id, ["process", "latency_ns"]]
+    return samples.loc[samples["job_id"] == job_id]

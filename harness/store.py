@@ -91,6 +91,16 @@ class RunStore:
         _write_parquet_atomic(results, self.run_dir / "results.parquet")
         _write_parquet_atomic(samples, self.run_dir / "samples.parquet")
 
+    def stored_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The parquet views of a finished run, read as written (fast for long histories);
+        rebuilt from the job records when the run did not finish."""
+        import pandas as pd
+
+        results, samples = self.run_dir / "results.parquet", self.run_dir / "samples.parquet"
+        if self.read_run_meta().get("finished_at") and results.is_file() and samples.is_file():
+            return pd.read_parquet(results), pd.read_parquet(samples)
+        return self.frames()
+
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         records = self.records()
         return results_frame(records), samples_frame(records)
