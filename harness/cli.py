@@ -60,6 +60,10 @@ def run(
     devices: Annotated[
         str | None, typer.Option(help="Comma-separated device names: a subset of the plan's.")
     ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(metavar="RUN", help="Finish this run: only jobs without a result run."),
+    ] = None,
 ) -> None:
     """Run a plan: models x variants x devices x runtime settings."""
     from harness.errors import HarnessError
@@ -68,16 +72,23 @@ def run(
     console = _console()
     try:
         prepared = prepare_run(
-            plan, only_devices=devices.split(",") if devices else None, log=console.print
+            plan,
+            only_devices=devices.split(",") if devices else None,
+            log=console.print,
+            resume=resume,
         )
     except HarnessError as exc:
         raise _fail(str(exc)) from None
+    done = prepared.store.finished_job_ids()
+    pending = [job for job in prepared.jobs if job.job_id not in done]
+    finished = len(prepared.jobs) - len(pending)
     console.print(
         f"run [bold]{prepared.store.run_id}[/bold]: {len(prepared.jobs)} jobs on "
         f"{len({j.device for j in prepared.jobs})} device(s)"
+        + (f", {finished} already finished (kept as they are)" if finished else "")
     )
     try:
-        with _Progress(console, prepared.jobs) as progress:
+        with _Progress(console, pending) as progress:
             records = run_prepared(prepared, on_event=progress.on_event)
     except KeyboardInterrupt:
         console.print(

@@ -40,7 +40,7 @@ from harness.errors import (
 )
 from harness.jobs import Job, expand_plan, parse_result_document
 from harness.records import JobRecord
-from harness.store import RunStore, utc_now
+from harness.store import RunStore, resolve_run, utc_now
 from harness.transport import open_transport, sha256_of
 from harness.transport.base import BaseTransport
 
@@ -57,10 +57,24 @@ def prepare_run(
     plan_path: Path,
     only_devices: list[str] | None = None,
     log: Callable[[str], None] = lambda message: None,
+    resume: str | None = None,
 ) -> PreparedRun:
     """Validate everything a run needs (plan, devices, manifests, files) and build the
-    missing variants, before any job."""
-    return prepare_plan(load_plan(plan_path), only_devices, log)
+    missing variants, before any job. With `resume` (a run id or path made by this plan),
+    the jobs go into that run, and those it has finished are not run again."""
+    plan = load_plan(plan_path)
+    store = None
+    if resume is not None:
+        store = resolve_run(plan.output_dir, resume)
+        made_by = store.read_run_meta().get("plan", {}).get("name")
+        if made_by != plan.name:
+            raise ConfigError(
+                plan_path,
+                f"run {store.run_id} was made by plan '{made_by}', not '{plan.name}': "
+                "resume it with its own plan",
+                "name",
+            )
+    return prepare_plan(plan, only_devices, log, store=store)
 
 
 def prepare_plan(
@@ -68,6 +82,7 @@ def prepare_plan(
     only_devices: list[str] | None = None,
     log: Callable[[str], None] = lambda message: None,
     only_jobs: set[str] | None = None,
+    store: RunStore | None = None,
 ) -> PreparedRun:
     """`prepare_run` for a plan already loaded (and perhaps changed, e.g. by `gate --extend`,
     which re-runs only `only_jobs`)."""
@@ -103,6 +118,13 @@ def prepare_plan(
     jobs = expand_plan(plan, [inventory[n] for n in names], manifests, variant_files)
     if only_jobs is not None:
         jobs = [job for job in jobs if job.job_id in only_jobs]
+    if store is not None:  # resuming: keep what the run recorded, note the resumption
+        meta = store.read_run_meta()
+        meta.pop("schema", None)
+        meta.pop("finished_at", None)
+        meta["resumed_at"] = [*meta.get("resumed_at", []), utc_now()]
+        store.write_run_meta(meta)
+        return PreparedRun(plan, inventory, jobs, store)
     store = RunStore.create(plan.output_dir, plan.name)
     store.write_run_meta(
         {
@@ -177,7 +199,7 @@ def run_prepared(prepared: PreparedRun, on_event: EventSink | None = None) -> li
     prepared.store.finalize()
     meta = prepared.store.read_run_meta()
     meta.pop("schema", None)
-    statuses = [r.status for r in records]
+    statuses = [r.status for r in prepared.store.records()]
     meta.update(
         finished_at=utc_now(), status_counts={s: statuses.count(s) for s in sorted(set(statuses))}
     )

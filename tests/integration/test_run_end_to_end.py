@@ -242,6 +242,26 @@ threads = [1, 2, 3]
     assert "did not finish" in shown.stdout
     assert " ok " in shown.stdout
 
+    # resumed: only the missing jobs run; the finished ones are kept byte for byte
+    kept = {p.name: p.read_bytes() for p in (run_dir / "jobs").glob("*.json")}
+    resumed = subprocess.run(
+        [BIN / "harness", "run", str(slow), "--resume", run_dir.name],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{len(kept)} already finished (kept as they are)" in resumed.stdout
+    after = {p.name: p.read_bytes() for p in (run_dir / "jobs").glob("*.json")}
+    assert len(after) == 3 and all(after[name] == data for name, data in kept.items())
+    assert len(pd.read_parquet(run_dir / "results.parquet")) == 3
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["finished_at"] and len(meta["resumed_at"]) == 1
+    assert meta["status_counts"] == {"ok": 3}
+    wrong = subprocess.run(
+        [BIN / "harness", "run", str(plan), "--resume", run_dir.name],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert wrong.returncode == 2 and "was made by plan 'slow'" in wrong.stdout
+
 
 @pytest.mark.parametrize("bad", ["missing_model", "unknown_device"])
 def test_bad_plans_fail_before_any_job(workspace: Path, bad: str) -> None:
