@@ -58,7 +58,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def run(
     plan: Annotated[Path, typer.Argument(help="Plan TOML, e.g. plans/quickstart.toml.")],
     devices: Annotated[
-        str | None, typer.Option(help="Comma-separated device names: a subset of the plan's.")
+        str | None,
+        typer.Option(help="A subset of the plan's devices: names and/or labels, e.g. class=pi5."),
     ] = None,
     resume: Annotated[
         str | None,

@@ -81,6 +81,29 @@ def builtin_local_device(workdir: str | None = None) -> Device:
     )
 
 
+def select_devices(
+    names: list[str], inventory: dict[str, Device], selectors: list[str]
+) -> list[str]:
+    """The plan's devices that match every `key=value` label selector and, if names are
+    given among the selectors, are one of them (`--devices pi5-a,class=pi5`)."""
+    wanted_names = {s for s in selectors if "=" not in s}
+    labels = dict(s.split("=", 1) for s in selectors if "=" in s)
+    unknown = sorted(wanted_names - set(names))
+    if unknown:
+        raise ConfigError(
+            "--devices", f"{unknown} are not devices of this plan ({', '.join(names)})"
+        )
+    chosen = [
+        name
+        for name in names
+        if (not wanted_names or name in wanted_names)
+        and all(inventory[name].labels.get(k) == v for k, v in labels.items())
+    ]
+    if not chosen:
+        raise ConfigError("--devices", f"no device of this plan matches {', '.join(selectors)}")
+    return chosen
+
+
 def load_device(path: Path) -> Device:
     data = _read_toml(path)
     data.setdefault("name", path.stem)

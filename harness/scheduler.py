@@ -27,6 +27,7 @@ from harness.config import (
     load_inventory,
     load_plan,
     resolve_model,
+    select_devices,
 )
 from harness.deploy import install_runner
 from harness.errors import (
@@ -89,11 +90,6 @@ def prepare_plan(
     plan_path = plan.plan_path or Path(plan.name)
     inventory = load_inventory(plan.devices_dir)
     names = plan.devices
-    if only_devices:
-        unknown = sorted(set(only_devices) - set(names))
-        if unknown:
-            raise ConfigError(plan_path, f"--devices names {unknown}, not in the plan", "devices")
-        names = [n for n in names if n in only_devices]
     missing = [n for n in names if n not in inventory]
     if missing:
         raise ConfigError(
@@ -102,6 +98,8 @@ def prepare_plan(
             f"(known: {', '.join(sorted(inventory))})",
             "devices",
         )
+    if only_devices:
+        names = select_devices(names, inventory, only_devices)
     gateways = [n for n in names if inventory[n].role == "gateway"]
     if gateways:
         raise ConfigError(

@@ -119,3 +119,24 @@ def test_bad_plans(tmp_path: Path, body: str, message: str) -> None:
     path = write(tmp_path, "p.toml", body)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
         load_plan(path)
+
+
+def test_devices_are_selected_by_name_and_labels() -> None:
+    from harness.config import Device, select_devices
+
+    inventory = {
+        name: Device(name=name, transport="ssh", host=name, labels=labels)
+        for name, labels in [
+            ("pi-a", {"class": "pi5", "soc": "bcm2712"}),
+            ("pi-b", {"class": "pi5", "soc": "bcm2712"}),
+            ("rock", {"class": "rock5", "soc": "rk3588"}),
+        ]
+    }
+    names = ["pi-a", "pi-b", "rock"]
+    assert select_devices(names, inventory, ["class=pi5"]) == ["pi-a", "pi-b"]
+    assert select_devices(names, inventory, ["soc=rk3588", "class=rock5"]) == ["rock"]
+    assert select_devices(names, inventory, ["pi-b", "class=pi5"]) == ["pi-b"]
+    with pytest.raises(ConfigError, match="no device of this plan matches class=jetson"):
+        select_devices(names, inventory, ["class=jetson"])
+    with pytest.raises(ConfigError, match=r"\['orin'\] are not devices of this plan"):
+        select_devices(names, inventory, ["orin"])
