@@ -155,6 +155,12 @@ class _GraphBuilder:
             pads=[k // 2] * 4, group=groups,
         )  # fmt: skip
 
+    def stem(self, c_out: int, k: int, pads: list[int] | None = None) -> str:
+        """conv k×k stride 2, ReLU, max-pool 3×3 stride 2: the usual input stem."""
+        pool_pads = {"pads": pads} if pads else {}
+        x = self.relu(self.conv("input", 3, c_out, k, 2))
+        return self.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], **pool_pads)
+
     def relu(self, x: str) -> str:
         return self.node("Relu", [x])
 
@@ -227,9 +233,7 @@ def squeezenet_like(path: Path) -> None:
     """SqueezeNet 1.1-style: fire modules (1x1 squeeze, then 1x1 and 3x3 expand,
     concatenated) between max-pools; 3x128x128 input, 10 classes."""
     g = _GraphBuilder(seed=11)
-    x = g.node(
-        "MaxPool", [g.relu(g.conv("input", 3, 64, 3, 2))], kernel_shape=[3, 3], strides=[2, 2]
-    )
+    x = g.stem(64, 3)
     channels = 64
     for index, (squeeze, expand) in enumerate(
         [(16, 64), (16, 64), (32, 128), (32, 128), (48, 192), (64, 256)]
@@ -253,13 +257,7 @@ def shufflenet_like(path: Path) -> None:
     average-pooled shortcut; 3x128x128 input, 10 classes."""
     g = _GraphBuilder(seed=12)
     groups = 2
-    x = g.node(
-        "MaxPool",
-        [g.relu(g.conv("input", 3, 24, 3, 2))],
-        kernel_shape=[3, 3],
-        strides=[2, 2],
-        pads=[1, 1, 1, 1],
-    )
+    x = g.stem(24, 3, pads=[1, 1, 1, 1])
     channels = 24
     split_shapes: dict[int, str] = {}
 
@@ -299,13 +297,7 @@ def resnet18_like(path: Path) -> None:
     (64-128-256-512 channels, 1x1 projection shortcuts); 3x128x128 input, 10 classes.
     The big model that compression is usually applied to."""
     g = _GraphBuilder(seed=18)
-    x = g.node(
-        "MaxPool",
-        [g.relu(g.conv("input", 3, 64, 7, 2))],
-        kernel_shape=[3, 3],
-        strides=[2, 2],
-        pads=[1, 1, 1, 1],
-    )
+    x = g.stem(64, 7, pads=[1, 1, 1, 1])
     channels = 64
     for stage, c_out in enumerate([64, 128, 256, 512]):
         for block in range(2):

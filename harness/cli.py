@@ -96,8 +96,9 @@ def run(
             f"[yellow]interrupted[/yellow]; finished jobs are in {prepared.store.run_dir}"
         )
         raise typer.Exit(130) from None
-    _print_tables(console, prepared.store)
-    _print_comparison(console, prepared.store, only_with_variants=True)
+    results, samples = prepared.store.frames()
+    _print_tables(console, results)
+    _print_comparison(console, results, samples, only_with_variants=True)
     console.print(f"run directory: {_shown(prepared.store.run_dir)}")
     failed = [r for r in records if r.status != "ok"]
     if failed:
@@ -120,10 +121,11 @@ def show(
     console = _console()
     try:
         store = resolve_run(runs_dir, run_ref)
+        results, samples = store.frames()
         if compare:
-            _print_comparison(console, store)
+            _print_comparison(console, results, samples)
         else:
-            _print_tables(console, store)
+            _print_tables(console, results)
     except HarnessError as exc:
         raise _fail(str(exc)) from None
     meta = store.read_run_meta()
@@ -149,8 +151,9 @@ def report(
     console = _console()
     try:
         store = resolve_run(runs_dir, run_ref)
-        verdict = _verdict(budgets, store, runs_dir, baseline) if budgets else None
-        files = write_report(store, verdict)
+        results, samples = store.frames()
+        verdict = _verdict(budgets, results, samples, runs_dir, baseline) if budgets else None
+        files = write_report(store, results, samples, verdict)
     except HarnessError as exc:
         raise _fail(str(exc)) from None
     console.print(f"report: {_shown(files.html)}")
@@ -180,14 +183,14 @@ def gate(
     console = _console()
     try:
         store = resolve_run(runs_dir, run_ref)
-        verdict = _verdict(budgets, store, runs_dir, baseline)
+        verdict = _verdict(budgets, *store.frames(), runs_dir, baseline)
         rerun = extendable_jobs(verdict) if extend else set()
         if rerun:
             console.print(f"re-running {len(rerun)} inconclusive job(s) with {factor}x the samples")
             extension = extend_run(store, rerun, factor)
             console.print(f"extension run: {_shown(extension.run_dir)}")
             verdict = merge_extension(
-                verdict, _verdict(budgets, extension, runs_dir, baseline), rerun
+                verdict, _verdict(budgets, *extension.frames(), runs_dir, baseline), rerun
             )
     except HarnessError as exc:
         raise _fail(str(exc)) from None
@@ -200,13 +203,14 @@ def gate(
     raise typer.Exit(verdict.exit_code)
 
 
-def _verdict(budgets_path: Path, store: Any, runs_dir: Path, baseline: str | None) -> Any:
+def _verdict(
+    budgets_path: Path, results: Any, samples: Any, runs_dir: Path, baseline: str | None
+) -> Any:
     from harness.config import load_budgets
     from harness.gate import evaluate
     from harness.store import resolve_run
 
     budgets = load_budgets(budgets_path)
-    results, samples = store.frames()
     reference = baseline or budgets.baseline
     base_frames = resolve_run(runs_dir, reference).frames() if reference else None
     return evaluate(budgets, results, samples, base_frames)
@@ -510,13 +514,12 @@ def models_fetch(
     console.print(f"{len(made)} model file(s) created; the others were up to date")
 
 
-def _print_tables(console: Console, store: Any) -> None:
+def _print_tables(console: Console, results: Any) -> None:
     from rich import box
     from rich.table import Table
 
     from harness.report.table import TABLE_COLUMNS, latency_tables
 
-    results, _ = store.frames()
     if results.empty:
         console.print("no finished jobs yet")
         return
@@ -545,13 +548,14 @@ def _shown(path: Path) -> str:
         return str(resolved)
 
 
-def _print_comparison(console: Console, store: Any, only_with_variants: bool = False) -> None:
+def _print_comparison(
+    console: Console, results: Any, samples: Any, only_with_variants: bool = False
+) -> None:
     from rich import box
     from rich.table import Table
 
     from harness.report.compare import GROUP, compare_variants
 
-    results, samples = store.frames()
     comparison = compare_variants(results, samples)
     if comparison.empty:
         console.print("no successful jobs to compare")

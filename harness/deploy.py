@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
-from harness.transport.base import BaseTransport
+from harness.transport.base import Transport
 
 RUNNER_FILE = "run.py"
 
@@ -18,7 +18,7 @@ def runner_hash() -> str:
     return hashlib.sha256(runner_source()).hexdigest()[:16]
 
 
-def install_runner(transport: BaseTransport) -> str:
+def install_runner(transport: Transport) -> str:
     """`<workdir>/runner/<hash>/run.py`, copied only when this version is not there yet."""
     remote = transport.remote_path(f"runner/{runner_hash()}/{RUNNER_FILE}")
     if not transport.exists(remote):

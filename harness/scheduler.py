@@ -43,7 +43,7 @@ from harness.jobs import Job, expand_plan, parse_result_document
 from harness.records import JobRecord
 from harness.store import RunStore, resolve_run, utc_now
 from harness.transport import open_transport, sha256_of
-from harness.transport.base import BaseTransport
+from harness.transport.base import Transport
 
 
 @dataclass(frozen=True)
@@ -332,22 +332,21 @@ class _DeviceWorker:
                         self.emit(JobEvent("start", self.device.name, job.job_id))
                         started[job.job_id] = utc_now()
                     outcome = self._attempt(job, transport, runner_path, round_index)
-                    if isinstance(outcome, JobRecord) or len(done[job.job_id]) + 1 == job.processes:
-                        if not isinstance(outcome, JobRecord):
-                            done[job.job_id].append(outcome)
-                            outcome = self._finish(job, started[job.job_id], done[job.job_id])
-                        records.append(outcome)
-                        open_jobs.remove(job)
-                        if outcome.controller.get("lost"):
-                            transport.close()  # the connection is gone: reconnect next time
-                    else:
+                    if isinstance(outcome, _Attempt):
                         done[job.job_id].append(outcome)
+                        if len(done[job.job_id]) < job.processes:
+                            continue  # more processes of this job in later rounds
+                        outcome = self._finish(job, started[job.job_id], done[job.job_id])
+                    records.append(outcome)
+                    open_jobs.remove(job)
+                    if outcome.controller.get("lost"):
+                        transport.close()  # the connection is gone: reconnect next time
         finally:
             transport.close()
         return records
 
     def _attempt(
-        self, job: Job, transport: BaseTransport, runner_path: str, round_index: int
+        self, job: Job, transport: Transport, runner_path: str, round_index: int
     ) -> _Attempt | JobRecord:
         """One runner process for the job: its result, or the job's failure record."""
         started_at = utc_now()

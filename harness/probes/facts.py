@@ -9,7 +9,7 @@ from typing import Any
 from harness.config import Device
 from harness.deploy import install_runner
 from harness.errors import HarnessError, RunnerFailed
-from harness.transport.base import BaseTransport
+from harness.transport.base import Transport
 
 MIN_PYTHON = (3, 8)
 CHECK_TIMEOUT_S = 60.0
@@ -64,7 +64,7 @@ def parse_facts(stdout: str, device: str, workdir: str) -> DeviceFacts:
     )
 
 
-def check_device(device: Device, transport: BaseTransport) -> DeviceFacts:
+def check_device(device: Device, transport: Transport) -> DeviceFacts:
     """Connect, check the interpreter, install the runner and ask it for the facts.
 
     Raises a HarnessError subclass that says exactly why the device cannot be used."""

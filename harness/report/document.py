@@ -40,8 +40,14 @@ class ReportFiles:
     plots: list[Path]
 
 
-def write_report(store: RunStore, verdict: GateVerdict | None = None) -> ReportFiles:
-    results, samples = store.frames()
+def write_report(
+    store: RunStore,
+    results: pd.DataFrame,
+    samples: pd.DataFrame,
+    verdict: GateVerdict | None = None,
+) -> ReportFiles:
+    """`results` and `samples` are the run's frames (`store.frames()`), computed once by
+    the caller, who may also have judged them with the gate."""
     comparison = compare_variants(results, samples)
     folder = store.run_dir / "plots"
     figures = {

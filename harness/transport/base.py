@@ -28,16 +28,23 @@ class CommandResult:
 
 @runtime_checkable
 class Transport(Protocol):
-    """What the scheduler needs from a device connection."""
+    """What the scheduler, the deployer and `devices check` need from a device connection.
+    Every transport passes tests/integration/test_transport_contract.py."""
 
     device_name: str
 
     @property
     def workdir(self) -> str: ...
 
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
     def run(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult: ...
 
     def run_check(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult: ...
+
+    def remote_path(self, relative: str) -> str: ...
 
     def put(self, local: Path, remote: str) -> None: ...
 
@@ -47,7 +54,7 @@ class Transport(Protocol):
 
     def exists(self, remote: str) -> bool: ...
 
-    def close(self) -> None: ...
+    def put_content_addressed(self, local: Path, folder: str, sha256: str) -> tuple[str, bool]: ...
 
 
 class BaseTransport:

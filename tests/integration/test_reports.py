@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnx
 import pandas as pd
 import pytest
 from conftest import MODELS_DIR, ROOT
@@ -140,8 +139,7 @@ def test_compare_runs_gives_a_verdict_per_job(
     shutil.copytree(first.run_dir, changed)
     record_path = changed / "jobs" / "local.digits_cnn.fp32.cpu.t1.json"
     record = json.loads(record_path.read_text())
-    model = onnx.load(str(MODELS_DIR / "zoo" / "digits_cnn.onnx"))
-    assert record["model_sha256"] != "0" * 64 and model is not None
+    assert record["model_sha256"] != "0" * 64
     record["model_sha256"] = "0" * 64  # as if the model had been retrained
     record_path.write_text(json.dumps(record))
     verdicts = compare_runs(RunStore(changed), second).set_index("variant")

@@ -1,23 +1,22 @@
-"""The SSH transport against a real OpenSSH sshd on 127.0.0.1."""
+"""What only the SSH transport does, against a real OpenSSH sshd on 127.0.0.1: host keys,
+authentication, unreachable and silent servers, ~/.ssh/config aliases and ProxyJump. The
+behaviour every transport shares is in test_transport_contract.py."""
 
 from __future__ import annotations
 
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import SSHServer, free_port, pids_matching
+from conftest import SSHServer, free_port
 
 from harness.config import load_device, load_inventory
 from harness.errors import (
     AuthFailed,
-    CommandTimeout,
     DeviceUnreachable,
     HostKeyRejected,
-    RemotePathError,
 )
 from harness.transport import open_transport
 from harness.transport.base import BaseTransport
@@ -31,57 +30,6 @@ def ssh_transport(
     path = devices / f"{name}.toml"
     path.write_text(sshd.device_toml(name, tmp_path / f"{name}-workdir", **extra))
     return open_transport(load_device(path), load_inventory(devices))
-
-
-def test_argv_reaches_the_device_unchanged(tmp_path: Path, sshd: SSHServer) -> None:
-    tricky = ["a b", "it's", '"q"', "$(touch pwned)", "; rm -rf /", "*", "", "ü\tx"]
-    with ssh_transport(tmp_path, sshd) as transport:
-        result = transport.run_check(
-            [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))", *tricky],
-            timeout_s=30,
-        )
-    import json
-
-    assert json.loads(result.stdout) == tricky
-    assert not Path("pwned").exists()
-
-
-def test_exit_status_and_stderr_come_back(tmp_path: Path, sshd: SSHServer) -> None:
-    with ssh_transport(tmp_path, sshd) as transport:
-        result = transport.run(["sh", "-c", "echo out; echo err >&2; exit 7"], timeout_s=30)
-    assert (result.exit_code, result.stdout, result.stderr) == (7, "out\n", "err\n")
-
-
-def test_timeout_kills_the_remote_process_group(tmp_path: Path, sshd: SSHServer) -> None:
-    marker = f"300.{time.monotonic_ns()}"  # a unique sleep duration marks the processes
-    with ssh_transport(tmp_path, sshd) as transport:
-        started = time.monotonic()
-        with pytest.raises(CommandTimeout, match="timed out after 1 s"):
-            # a child in the background and a foreground one: both must die
-            transport.run(["sh", "-c", f"sleep {marker} & exec sleep {marker}"], timeout_s=1)
-        assert time.monotonic() - started < 10
-    deadline = time.monotonic() + 5
-    while pids_matching(marker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert pids_matching(marker) == []
-
-
-def test_files_go_and_come_back_inside_the_workdir(tmp_path: Path, sshd: SSHServer) -> None:
-    source = tmp_path / "model.bin"
-    source.write_bytes(b"\x00model" * 1000)
-    with ssh_transport(tmp_path, sshd) as transport:
-        remote, sent = transport.put_content_addressed(source, "models", "abc123")
-        assert sent and remote == f"{transport.workdir}/models/abc123.bin"
-        assert transport.put_content_addressed(source, "models", "abc123") == (remote, False)
-        transport.put_bytes(b"spec", "jobs/run/one.json")
-        back = tmp_path / "back.bin"
-        transport.get(remote, back)
-        assert back.read_bytes() == source.read_bytes()
-        assert transport.exists("jobs/run/one.json")
-        for escape in ("../outside", "/etc/passwd", "models/../../x"):
-            with pytest.raises(RemotePathError, match="leaves the device workdir"):
-                transport.put_bytes(b"x", escape)
-    assert not (tmp_path / "outside").exists()
 
 
 def test_unknown_host_key_is_refused_and_nothing_runs(tmp_path: Path, sshd: SSHServer) -> None:

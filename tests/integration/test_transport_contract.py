@@ -1,0 +1,90 @@
+"""The transport contract: every transport (local, and ssh against a real sshd on
+127.0.0.1) passes the same tests — argv arrives unchanged, exit status and stderr come back,
+a timeout kills the whole process group on the device, files go and come back by content,
+and nothing leaves the work directory."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import SSHServer, pids_matching
+
+from harness.config import load_device, load_inventory
+from harness.errors import CommandTimeout, RemotePathError
+from harness.transport import Transport, open_transport
+from harness.transport.local import LocalTransport
+
+
+@pytest.fixture(params=["local", "ssh"])
+def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transport]:
+    if request.param == "local":
+        opened: Transport = LocalTransport("local", str(tmp_path / "wd"))
+    else:
+        sshd: SSHServer = request.getfixturevalue("sshd")
+        devices = tmp_path / "devices"
+        devices.mkdir()
+        (devices / "loop.toml").write_text(sshd.device_toml("loop", tmp_path / "wd"))
+        opened = open_transport(load_device(devices / "loop.toml"), load_inventory(devices))
+    opened.open()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_it_is_a_transport(transport: Transport) -> None:
+    assert isinstance(transport, Transport)
+    assert Path(transport.workdir).is_absolute() and transport.workdir.endswith("/wd")
+
+
+def test_argv_reaches_the_device_unchanged(transport: Transport) -> None:
+    tricky = ["a b", "it's", '"q"', "$(touch pwned)", "; rm -rf /", "*", "", "ü\tx", "$x"]
+    result = transport.run_check(
+        [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))", *tricky],
+        timeout_s=30,
+    )
+    assert json.loads(result.stdout) == tricky
+    assert not Path("pwned").exists()
+
+
+def test_exit_status_and_stderr_come_back(transport: Transport) -> None:
+    result = transport.run(["sh", "-c", "echo out; echo err >&2; exit 7"], timeout_s=30)
+    assert (result.exit_code, result.stdout, result.stderr) == (7, "out\n", "err\n")
+    assert transport.run(["/no/such/binary"], timeout_s=10).exit_code == 127
+
+
+def test_timeout_kills_the_process_group(transport: Transport) -> None:
+    marker = f"300.{time.monotonic_ns()}"  # a unique sleep duration marks the processes
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout, match="timed out after 1 s"):
+        # a child in the background and a foreground one: both must die
+        transport.run(["sh", "-c", f"sleep {marker} & exec sleep {marker}"], timeout_s=1)
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 5
+    while pids_matching(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids_matching(marker) == []
+
+
+def test_files_go_and_come_back_inside_the_workdir(transport: Transport, tmp_path: Path) -> None:
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"\x00model" * 1000)
+    remote, sent = transport.put_content_addressed(source, "models", "abc123")
+    assert sent and remote == f"{transport.workdir}/models/abc123.bin"
+    assert transport.put_content_addressed(source, "models", "abc123") == (remote, False)
+    transport.put_bytes(b"spec", "jobs/run/one.json")
+    back = tmp_path / "back.bin"
+    transport.get(remote, back)
+    assert back.read_bytes() == source.read_bytes()
+    assert transport.exists("jobs/run/one.json") and not transport.exists("jobs/none.json")
+    for escape in ("../outside", "/etc/passwd", "models/../../x", str(tmp_path / "elsewhere")):
+        with pytest.raises(RemotePathError, match="leaves the device workdir"):
+            transport.put_bytes(b"x", escape)
+    with pytest.raises(RemotePathError):
+        transport.put(source, str(tmp_path / "elsewhere"))
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "elsewhere").exists()
