@@ -461,7 +461,7 @@ def devices_check(
     """Connect and report what the device is and which runtimes it can run."""
     from harness.config import load_inventory
     from harness.errors import HarnessError
-    from harness.probes.facts import check_device
+    from harness.probes.facts import check_device, check_phone
     from harness.transport import open_transport
 
     console = _console()
@@ -471,6 +471,9 @@ def devices_check(
             raise _fail(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
         device = inventory[name]
         with open_transport(device, inventory) as transport:
+            if device.transport == "adb":
+                _print_phone(console, check_phone(device, transport))
+                return
             facts = check_device(device, transport)
     except HarnessError as exc:
         raise _fail(str(exc), 1) from None
@@ -495,6 +498,33 @@ def devices_check(
         console.print(
             "[red]no inference runtime imports there: install onnxruntime or ai-edge-litert[/red]"
         )
+        raise typer.Exit(1)
+
+
+def _print_phone(console: Console, facts: Any) -> None:
+    props = facts.props
+    free = f"{facts.disk_free_bytes / 2**30:.1f} GiB" if facts.disk_free_bytes else "unknown"
+    battery = (
+        f"{facts.battery_percent}% ({facts.battery_status or 'status unknown'})"
+        if facts.battery_percent is not None
+        else "unknown"
+    )
+    console.print(f"[bold]{facts.device}[/bold]: reachable over adb")
+    for label, value in [
+        ("model", " ".join(filter(None, [props.get("manufacturer"), props.get("model")]))),
+        ("android", f"{props.get('android', '?')} (SDK {props.get('sdk', '?')})"),
+        ("abi", props.get("abi", "?")),
+        ("soc", props.get("soc") or props.get("platform") or "?"),
+        ("battery", battery),
+        ("workdir", f"{facts.workdir} ({free} free)"),
+    ]:
+        console.print(f"  {label:8} {value or '?'}")
+    for tool, state in facts.binaries.items():
+        style = "red" if state == "missing" else "green"
+        console.print(f"  {tool:22} [{style}]{state}[/{style}]")
+    if not facts.binaries:
+        console.print("  [yellow]no benchmark binaries configured ([binaries.*])[/yellow]")
+    if "missing" in facts.binaries.values():
         raise typer.Exit(1)
 
 

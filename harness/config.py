@@ -24,6 +24,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DEFAULT_WORKDIR = "edge-harness"
+ADB_WORKDIR = "/data/local/tmp/harness"
+NativeTool = Literal["benchmark_model", "onnxruntime_perf_test", "trtexec"]
+
+
+class NativeBinary(_Strict):
+    """A benchmark binary: `local` (on the controller, pushed by content hash) or
+    `device` (already on the device, an absolute path)."""
+
+    local: Path | None = None
+    device: Annotated[str, Field(pattern=r"^/")] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> NativeBinary:
+        if (self.local is None) == (self.device is None):
+            raise ValueError("give exactly one of 'local' (controller path) or 'device' (path)")
+        return self
+
+
 # --------------------------------------------------------------------------- devices
 
 
@@ -31,7 +50,7 @@ class Device(_Strict):
     """What a device is and how to reach it; never how to talk to it (see transport/)."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    transport: Literal["local", "ssh"]
+    transport: Literal["local", "ssh", "adb"]
     role: Literal["target", "gateway"] = "target"
     description: str = ""
     # ssh
@@ -47,9 +66,18 @@ class Device(_Strict):
     trust_on_first_use: bool = False
     password_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # adb (a phone, on this machine's adb server or on another lab machine's)
+    serial: str | None = None
+    adb: str = "adb"
+    adb_host: str | None = None
+    adb_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     # on the device
     python: str = "python3"
-    workdir: str = "edge-harness"
+    workdir: str = DEFAULT_WORKDIR
+    # "python": harness/runner/run.py; "native": the benchmark binaries in `binaries`
+    runner: Literal["python", "native"] | None = None
+    binaries: dict[NativeTool, NativeBinary] = Field(default_factory=dict)
+    cores: Annotated[str, Field(pattern=r"^[0-9][0-9,-]*$")] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     source: str = ""
 
@@ -57,15 +85,28 @@ class Device(_Strict):
     def device_class(self) -> str:
         return self.labels.get("class", "")
 
+    @property
+    def runner_kind(self) -> str:
+        """Phones have no Python: they run the native binaries unless told otherwise."""
+        return self.runner or ("native" if self.transport == "adb" else "python")
+
+    @property
+    def device_workdir(self) -> str:
+        if self.transport == "adb" and self.workdir == DEFAULT_WORKDIR:
+            return ADB_WORKDIR
+        return self.workdir
+
     @model_validator(mode="after")
     def _ssh_needs_a_host(self) -> Device:
         if self.transport == "ssh" and not (self.host or self.ssh_alias):
             raise ValueError("an ssh device needs 'host' or 'ssh_alias'")
+        if self.transport == "adb" and not self.serial:
+            raise ValueError("an adb device needs 'serial' (see `adb devices`)")
         return self
 
     def redacted(self) -> dict[str, Any]:
         """The record as written to run.json: no secrets, only the names of where they live."""
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 def builtin_local_device(workdir: str | None = None) -> Device:
@@ -107,7 +148,17 @@ def select_devices(
 def load_device(path: Path) -> Device:
     data = _read_toml(path)
     data.setdefault("name", path.stem)
-    return _validate(Device, data, path)
+    device: Device = _validate(Device, data, path)
+    binaries = {
+        tool: binary.model_copy(update={"local": path.parent / binary.local})
+        if binary.local is not None
+        else binary
+        for tool, binary in device.binaries.items()
+    }
+    for tool, binary in binaries.items():
+        if binary.local is not None and not binary.local.is_file():
+            raise ConfigError(path, f"no such file: {binary.local}", f"binaries.{tool}.local")
+    return device.model_copy(update={"binaries": binaries})
 
 
 def load_inventory(devices_dir: Path) -> dict[str, Device]:
@@ -302,6 +353,9 @@ class Measure(_Strict):
         return self
 
 
+TFLITE_DELEGATES = ("xnnpack", "builtin", "gpu", "nnapi")
+
+
 class RuntimeSettings(_Strict):
     threads: list[Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=lambda: [1])
     onnx_providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
@@ -311,10 +365,11 @@ class RuntimeSettings(_Strict):
     @classmethod
     def _known_delegate(cls, values: list[str]) -> list[str]:
         for value in values:
-            if value not in ("xnnpack", "builtin") and not value.startswith("delegate:"):
+            if value not in TFLITE_DELEGATES and not value.startswith("delegate:"):
                 raise ValueError(
                     f"'{value}' is not a TFLite delegate: use 'xnnpack' (default kernels), "
-                    "'builtin' (no default delegate) or 'delegate:/path/on/device/libX.so'"
+                    "'builtin' (no default delegate), 'gpu' or 'nnapi' (benchmark_model "
+                    "only) or 'delegate:/path/on/device/libX.so'"
                 )
         return values
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.config import Device, ModelManifest, Plan, runtime_for
 from harness.errors import ConfigError, RunnerFailed
+from harness.native.commands import PYTHON_RUNNER, TRTEXEC_PROVIDERS, check_provider, tool_for
 
 RESULT_SCHEMA = "harness.result/1"
 JOB_SCHEMA = "harness.job/1"
@@ -50,6 +51,8 @@ class Job:
     variant_report: dict[str, Any] = field(default_factory=dict)
     variant_params: dict[str, Any] = field(default_factory=dict)
     build_error: str | None = None
+    # what measures it: "runner" (harness/runner/run.py) or a native tool's name
+    tool: str = PYTHON_RUNNER
 
     def spec(
         self, model_path: str, input_path: str | None, eval_path: str | None = None
@@ -125,6 +128,12 @@ def expand_plan(
                     else plan.runtime.tflite_delegates
                 )
                 for provider in providers:
+                    tool = tool_for(
+                        device.runner_kind, runtime, provider, "trtexec" in device.binaries
+                    )
+                    if tool is None:
+                        continue  # e.g. trtexec on a device without it
+                    check_provider(tool, provider, plan.plan_path or "plan")
                     for threads in plan.runtime.threads:
                         jobs.append(
                             Job(
@@ -136,7 +145,7 @@ def expand_plan(
                                 variant=variant.name,
                                 strategy=variant.label or variant.strategy,
                                 model_file=model_file,
-                                runtime=runtime,
+                                runtime="tensorrt" if tool == "trtexec" else runtime,
                                 provider=provider,
                                 threads=threads,
                                 warmup=measure.warmup,
@@ -156,8 +165,17 @@ def expand_plan(
                                 variant_report=built.report,
                                 variant_params=dict(variant.params),
                                 build_error=built.error,
+                                tool=tool,
                             )
                         )
+    wanted_trtexec = set(plan.runtime.onnx_providers) & set(TRTEXEC_PROVIDERS)
+    if wanted_trtexec and not any(job.tool == "trtexec" for job in jobs):
+        raise ConfigError(
+            plan.plan_path or "plan",
+            f"{sorted(wanted_trtexec)} need a device with `binaries.trtexec`; none of "
+            f"{[d.name for d in devices]} has one",
+            "runtime.onnx_providers",
+        )
     duplicates = {i for i, count in Counter(j.job_id for j in jobs).items() if count > 1}
     if duplicates:
         raise ConfigError(

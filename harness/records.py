@@ -124,7 +124,8 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         rss_before_mb=_mb(memory.get("before_load", {}).get("rss_kb")),
         peak_rss_mb=_mb(memory.get("after_run", {}).get("hwm_kb")),
         model_mem_mb=_mb(
-            _difference(
+            memory.get("model_kb")  # a native tool's own figure
+            or _difference(
                 memory.get("after_load", {}).get("rss_kb"),
                 memory.get("before_load", {}).get("rss_kb"),
             )
@@ -158,7 +159,30 @@ def result_row(record: JobRecord) -> dict[str, Any]:
                     f"±{summary.ci_half_width_rel:.1%} (between-process noise)"
                 )
         row["warnings"] = "; ".join(warnings) or None
+    elif record.status == "ok" and runner.get("reported_stats"):
+        row.update(_reported_summary(runner))
     return row
+
+
+def _reported_summary(runner: dict[str, Any]) -> dict[str, Any]:
+    """A native tool that prints only summary statistics: its figures as they are, no CI
+    (there are no samples to bootstrap), and a warning that says so."""
+    stats = runner["reported_stats"]
+    tool = (runner.get("tool") or {}).get("name", "the tool")
+    summary: dict[str, Any] = {k: stats.get(k) for k in SUMMARY_COLUMNS}
+    if stats.get("std_ms") is not None and stats.get("mean_ms"):
+        summary["cv"] = stats["std_ms"] / stats["mean_ms"]
+    summary["ci_method"] = "none (tool summary)"
+    summary["processes"] = max(1, len(runner.get("processes") or []))
+    summary["warnings"] = (
+        f"{tool} reported summary statistics only: no per-run samples, so no confidence "
+        "interval and no percentiles beyond what it printed"
+    )
+    return summary
+
+
+SUMMARY_COLUMNS = ("n", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p95_ms",
+                   "p99_ms")  # fmt: skip
 
 
 def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord]) -> None:

@@ -8,6 +8,7 @@ job that fails (corrupt model, runtime error, timeout) is recorded and the next 
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 import traceback
@@ -40,6 +41,13 @@ from harness.errors import (
     TransportError,
 )
 from harness.jobs import Job, expand_plan, parse_result_document
+from harness.native.commands import (
+    PYTHON_RUNNER,
+    native_command,
+    parse_tool_output,
+    pool_reported,
+    result_document,
+)
 from harness.records import JobRecord
 from harness.store import RunStore, resolve_run, utc_now
 from harness.transport import open_transport, sha256_of
@@ -314,7 +322,8 @@ class _DeviceWorker:
         try:
             try:
                 transport.open()
-                runner_path = install_runner(transport)
+                needs_runner = any(job.tool == PYTHON_RUNNER for job in jobs)
+                runner_path = install_runner(transport) if needs_runner else ""
             except HarnessError as exc:
                 self.emit(JobEvent("device-error", self.device.name, message=str(exc)))
                 for job in jobs:
@@ -357,34 +366,10 @@ class _DeviceWorker:
         clock = time.perf_counter()
         timings: dict[str, Any] = {}
         try:
-            sha, _ = self.file_facts[job.model_file]
-            remote_model, pushed = transport.put_content_addressed(job.model_file, "models", sha)
-            remote_input = None
-            if job.input_file is not None:
-                input_sha, _ = self.file_facts[job.input_file]
-                remote_input, _ = transport.put_content_addressed(
-                    job.input_file, "inputs", input_sha
-                )
-            remote_eval = None
-            if job.eval_file is not None and round_index == 0:  # accuracy once per job
-                eval_sha, _ = self.file_facts[job.eval_file]
-                remote_eval, _ = transport.put_content_addressed(job.eval_file, "eval", eval_sha)
-            spec_path = transport.remote_path(f"jobs/{self.store.run_id}/{job.job_id}.json")
-            transport.put_bytes(
-                json.dumps(job.spec(remote_model, remote_input, remote_eval)).encode(), spec_path
-            )
-            timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
-            result = transport.run(
-                [self.device.python, runner_path, spec_path], timeout_s=job.timeout_s
-            )
-            timings["run_s"] = result.duration_s
-            try:
-                doc = parse_result_document(
-                    result.stdout, device=self.device.name, job_id=job.job_id
-                )
-            except RunnerFailed as exc:
-                detail = _tail(result.stderr) or f"exit status {result.exit_code}"
-                raise RunnerFailed(f"{exc}; runner stderr: {detail}") from None
+            if job.tool == PYTHON_RUNNER:
+                doc = self._run_runner(job, transport, runner_path, round_index, timings)
+            else:
+                doc = self._run_native(job, transport, timings)
         except CommandTimeout as exc:
             return self._save(job, started_at, "timeout", error=str(exc), controller=timings)
         except (DeviceUnreachable, TransportError) as exc:
@@ -409,6 +394,105 @@ class _DeviceWorker:
             )
         return _Attempt(doc, timings)
 
+    def _run_runner(
+        self,
+        job: Job,
+        transport: Transport,
+        runner_path: str,
+        round_index: int,
+        timings: dict[str, Any],
+    ) -> dict[str, Any]:
+        """One process of harness/runner/run.py: its validated result document."""
+        clock = time.perf_counter()
+        sha, _ = self.file_facts[job.model_file]
+        remote_model, pushed = transport.put_content_addressed(job.model_file, "models", sha)
+        remote_input = None
+        if job.input_file is not None:
+            input_sha, _ = self.file_facts[job.input_file]
+            remote_input, _ = transport.put_content_addressed(job.input_file, "inputs", input_sha)
+        remote_eval = None
+        if job.eval_file is not None and round_index == 0:  # accuracy once per job
+            eval_sha, _ = self.file_facts[job.eval_file]
+            remote_eval, _ = transport.put_content_addressed(job.eval_file, "eval", eval_sha)
+        spec_path = transport.remote_path(f"jobs/{self.store.run_id}/{job.job_id}.json")
+        transport.put_bytes(
+            json.dumps(job.spec(remote_model, remote_input, remote_eval)).encode(), spec_path
+        )
+        timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
+        result = transport.run(
+            [self.device.python, runner_path, spec_path], timeout_s=job.timeout_s
+        )
+        timings["run_s"] = result.duration_s
+        try:
+            doc = parse_result_document(result.stdout, device=self.device.name, job_id=job.job_id)
+        except RunnerFailed as exc:
+            detail = _tail(result.stderr) or f"exit status {result.exit_code}"
+            raise RunnerFailed(f"{exc}; runner stderr: {detail}") from None
+        return doc
+
+    def _run_native(
+        self, job: Job, transport: Transport, timings: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One run of the job's native tool; its output parsed into a result document."""
+        clock = time.perf_counter()
+        sha, _ = self.file_facts[job.model_file]
+        remote_model, pushed = transport.put_content_addressed(job.model_file, "models", sha)
+        binary = self._native_binary(job.tool, transport)
+        times_path = None
+        if job.tool == "trtexec":
+            times_path = transport.remote_path(f"jobs/{self.store.run_id}/{job.job_id}.times.json")
+        argv = native_command(
+            job.tool,
+            binary=binary,
+            model_path=remote_model,
+            provider=job.provider,
+            threads=job.threads,
+            warmup=job.warmup,
+            stop=job.stop,
+            times_path=times_path,
+            cores=self.device.cores,
+        )
+        timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
+        result = transport.run(argv, timeout_s=job.timeout_s)
+        timings["run_s"] = result.duration_s
+        times_json = None
+        if times_path is not None and transport.exists(times_path):
+            with tempfile.TemporaryDirectory(prefix="harness-times-") as folder:
+                local = Path(folder) / "times.json"
+                transport.get(times_path, local)
+                times_json = local.read_text()
+        output = result.stdout + "\n" + result.stderr
+        try:
+            report = parse_tool_output(job.tool, output, times_json)
+        except RunnerFailed as exc:
+            raise RunnerFailed(
+                f"job {job.job_id} on '{self.device.name}': {exc} (exit status {result.exit_code})"
+            ) from None
+        if result.exit_code != 0:
+            raise RunnerFailed(
+                f"job {job.job_id} on '{self.device.name}': {job.tool} exited with status "
+                f"{result.exit_code}: {_tail(output)}"
+            )
+        return result_document(job.job_id, job.runtime, report, argv)
+
+    def _native_binary(self, tool: str, transport: Transport) -> str:
+        """The tool's path on the device: as configured, or pushed once by content hash."""
+        binary = next((b for name, b in self.device.binaries.items() if name == tool), None)
+        if binary is None:
+            raise ConfigError(
+                self.device.source or self.device.name,
+                f"device '{self.device.name}' has no {tool}: add [binaries.{tool}] with "
+                "`local` (a file on this machine, pushed) or `device` (a path on the device)",
+                f"binaries.{tool}",
+            )
+        if binary.device is not None:
+            return str(binary.device)
+        assert binary.local is not None
+        remote, sent = transport.put_content_addressed(binary.local, "bin", sha256_of(binary.local))
+        if sent:
+            transport.run_check(["chmod", "755", remote], timeout_s=30)
+        return remote
+
     def _finish(self, job: Job, started_at: str, attempts: list[_Attempt]) -> JobRecord:
         """Pool the processes' latencies into one record; the first process's document
         (load, first inference, memory, eval) stands for the job, with each process summed
@@ -422,7 +506,8 @@ class _DeviceWorker:
             summaries.append(
                 {
                     "n": len(own),
-                    "p50_ms": median_ms(own),
+                    "p50_ms": median_ms(own)
+                    or (attempt.doc.get("reported_stats") or {}).get("p50_ms"),
                     "load_ms": attempt.doc.get("load_ms"),
                     "stop_reason": attempt.doc.get("stop_reason"),
                     "peak_hwm_kb": (attempt.doc.get("memory_kb") or {})
@@ -431,6 +516,8 @@ class _DeviceWorker:
                 }
             )
         first.pop("latencies_ns", None)
+        if not latencies and first.get("reported_stats"):  # a native tool's summaries
+            first["reported_stats"] = pool_reported([a.doc["reported_stats"] for a in attempts])
         first["processes"] = summaries
         metrics = {}
         if first.get("eval") and job.eval_file is not None:

@@ -9,15 +9,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sshd_server import SSHDUnavailable, SSHServer, free_port, loopback_sshd
 
-__all__ = ["SSHServer", "free_port"]
+__all__ = ["SSHServer", "StandinPhones", "free_port"]
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
+STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +43,37 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
             yield server
     except SSHDUnavailable as exc:
         pytest.fail(str(exc))
+
+
+@dataclass(frozen=True)
+class StandinPhones:
+    """The stand-in `adb` (tests/standin/adb) first on PATH, serving phones whose storage
+    is `root` on this machine."""
+
+    root: Path
+    serials: tuple[str, ...]
+
+    def device_toml(self, name: str, serial: str, **extra: str) -> str:
+        lines = [
+            f'name = "{name}"',
+            'transport = "adb"',
+            f'serial = "{serial}"',
+            f'workdir = "{self.root}/data/local/tmp/harness"',
+        ]
+        lines += [f"{key} = {value}" for key, value in extra.items()]
+        return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def phones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StandinPhones:
+    root = tmp_path / "phone"
+    (root / "data/local/tmp").mkdir(parents=True)
+    serials = ("R58M12ABCDE", "emulator-5554")
+    monkeypatch.setenv("PATH", f"{STANDIN_DIR}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STANDIN_ADB_ROOT", str(root))
+    monkeypatch.setenv("STANDIN_ADB_SERIALS", ",".join(serials))
+    monkeypatch.delenv("STANDIN_ADB_LEGACY", raising=False)
+    return StandinPhones(root, serials)
 
 
 @pytest.fixture

@@ -95,3 +95,86 @@ def check_device(device: Device, transport: Transport) -> DeviceFacts:
         [device.python, runner, "--facts", transport.workdir], timeout_s=CHECK_TIMEOUT_S
     )
     return parse_facts(facts.stdout, device.name, transport.workdir)
+
+
+# --------------------------------------------------------------------------- phones
+
+PHONE_PROPS = {
+    "ro.product.manufacturer": "manufacturer",
+    "ro.product.model": "model",
+    "ro.build.version.release": "android",
+    "ro.build.version.sdk": "sdk",
+    "ro.product.cpu.abi": "abi",
+    "ro.soc.model": "soc",
+    "ro.board.platform": "platform",
+}
+# getprop per property, the battery from sysfs, free space by statfs, and each binary's
+# presence: one round trip. $1 is the workdir, the rest the binaries' device paths.
+_PHONE_PROBE = (
+    'for p in "$@"; do case "$p" in ro.*) echo "prop:$p=$(getprop "$p")";; esac; done; '
+    'b=/sys/class/power_supply/battery; echo "battery.capacity=$(cat $b/capacity 2>/dev/null)"; '
+    'echo "battery.status=$(cat $b/status 2>/dev/null)"; '
+    'for p in "$@"; do case "$p" in /*) if [ -d "$p" ]; then '
+    'echo "disk.free=$(stat -f -c "%a %S" "$p" 2>/dev/null)"; elif [ -x "$p" ]; then '
+    'echo "binary:$p=present"; else echo "binary:$p=missing"; fi;; esac; done'
+)
+
+
+@dataclass(frozen=True)
+class PhoneFacts:
+    device: str
+    props: dict[str, str]
+    battery_percent: int | None
+    battery_status: str | None
+    disk_free_bytes: int | None
+    workdir: str
+    binaries: dict[str, str]  # tool -> "present" | "missing" | "pushed on first use"
+
+
+def parse_phone_facts(
+    stdout: str, device: str, workdir: str, binaries: dict[str, str]
+) -> PhoneFacts:
+    """The probe's `key=value` lines; `binaries` maps a tool to its device path (or '')."""
+    props: dict[str, str] = {}
+    present: dict[str, str] = {}
+    values: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if key.startswith("prop:"):
+            prop = key.removeprefix("prop:")
+            if prop in PHONE_PROPS and value.strip():
+                props[PHONE_PROPS[prop]] = value.strip()
+        elif key.startswith("binary:"):
+            present[key.removeprefix("binary:")] = value.strip()
+        else:
+            values[key] = value.strip()
+    capacity = values.get("battery.capacity", "")
+    free = values.get("disk.free", "").split()
+    return PhoneFacts(
+        device=device,
+        props=props,
+        battery_percent=int(capacity) if capacity.isdigit() else None,
+        battery_status=values.get("battery.status") or None,
+        disk_free_bytes=int(free[0]) * int(free[1])
+        if len(free) == 2 and all(part.isdigit() for part in free)
+        else None,
+        workdir=workdir,
+        binaries={
+            tool: present.get(path, "missing") if path else "pushed on first use"
+            for tool, path in binaries.items()
+        },
+    )
+
+
+def check_phone(device: Device, transport: Transport) -> PhoneFacts:
+    """What `devices check` says of a phone: model, Android, ABI, SoC, battery, free
+    space, and whether each configured benchmark binary is there."""
+    transport.open()
+    binaries: dict[str, str] = {tool: b.device or "" for tool, b in device.binaries.items()}
+    argv = ["sh", "-c", _PHONE_PROBE, "harness-facts", *PHONE_PROPS, transport.workdir]
+    result = transport.run_check(
+        [*argv, *(p for p in binaries.values() if p)], timeout_s=CHECK_TIMEOUT_S
+    )
+    return parse_phone_facts(result.stdout, device.name, transport.workdir, binaries)

@@ -290,6 +290,11 @@ class TFLiteSession:
                 kwargs["experimental_delegates"] = [load_delegate(library)]
             except (ValueError, OSError) as exc:
                 raise JobError("cannot load TFLite delegate %s: %s" % (library, exc))
+        elif delegate in ("gpu", "nnapi"):
+            raise JobError(
+                'the %s delegate is measured by benchmark_model: set runner = "native" and '
+                "binaries.benchmark_model in the device file" % delegate
+            )
         elif delegate != "xnnpack":
             raise JobError("unknown TFLite delegate '%s'" % delegate)
         self.interpreter = interpreter_cls(**kwargs)

@@ -1,4 +1,4 @@
-"""Transports: `local` (this machine) and `ssh` (paramiko). `adb` comes with phones."""
+"""Transports: `local` (this machine), `ssh` (paramiko) and `adb` (phones)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,18 @@ def open_transport(device: Device, inventory: Mapping[str, Device] | None = None
         from harness.transport.local import LocalTransport
 
         return LocalTransport(device.name, device.workdir)
+    if device.transport == "adb":
+        from harness.transport.adb import AdbTransport
+
+        assert device.serial is not None
+        return AdbTransport(
+            device.name,
+            device.serial,
+            device.device_workdir,
+            adb=device.adb,
+            host=device.adb_host,
+            port=device.adb_port,
+        )
     return _ssh_transport(device, inventory or {}, seen=())
 
 

@@ -29,21 +29,7 @@ from harness.errors import (
     TransportError,
 )
 from harness.transport.base import BaseTransport, CommandResult
-
-# Prints "harness-pid:<pid> <pgid>" on stderr, then becomes the command (same pid).
-_WRAPPER = (
-    'pgid=$(cut -d" " -f5 /proc/$$/stat 2>/dev/null || echo $$); '
-    'echo "harness-pid:$$ $pgid" >&2; exec "$@"'
-)
-# TERM the process group, wait up to 2 s, then KILL. Both spellings of a group kill, since
-# dash only takes `kill -s SIG -- -PGID` and some shells only `kill -SIG -PGID`.
-_KILLER = (
-    'group() { kill -s "$1" -- "-$2" 2>/dev/null || kill -"$1" "-$2" 2>/dev/null; }; '
-    'group TERM "$1" || kill -TERM "$2" 2>/dev/null; i=0; '
-    'while kill -0 "$2" 2>/dev/null && [ "$i" -lt 20 ]; do sleep 0.1; i=$((i+1)); done; '
-    'group KILL "$1"; kill -KILL "$2" 2>/dev/null; true'
-)
-_MARKER = "harness-pid:"
+from harness.transport.remote_shell import KILLER, WRAPPER, parse_marker, strip_marker
 
 # paramiko logs connection failures with tracebacks; we raise our own errors instead.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -273,7 +259,7 @@ class SSHTransport(BaseTransport):
         assert self._client is not None
         started = time.perf_counter()
         deadline = time.monotonic() + timeout_s
-        command = shlex.join(["sh", "-c", _WRAPPER, "harness-run", *argv])
+        command = shlex.join(["sh", "-c", WRAPPER, "harness-run", *argv])
         transport = self._client.get_transport()
         if transport is None or not transport.is_active():
             raise DeviceUnreachable(self.device_name, "the SSH connection was lost")
@@ -297,7 +283,7 @@ class SSHTransport(BaseTransport):
                 if remaining <= 0:
                     self._kill_remote(bytes(stderr))
                     raise CommandTimeout(
-                        self.device_name, argv, timeout_s, _strip_marker(bytes(stderr))
+                        self.device_name, argv, timeout_s, strip_marker(bytes(stderr))
                     )
                 if not transport.is_active():
                     raise DeviceUnreachable(
@@ -310,18 +296,18 @@ class SSHTransport(BaseTransport):
         return CommandResult(
             tuple(argv),
             stdout.decode(errors="replace"),
-            _strip_marker(bytes(stderr)),
+            strip_marker(bytes(stderr)),
             exit_code,
             time.perf_counter() - started,
         )
 
     def _kill_remote(self, stderr: bytes) -> None:
         """Kill the timed-out command's process group on the device (TERM, then KILL)."""
-        pid, pgid = _parse_marker(stderr)
+        pid, pgid = parse_marker(stderr)
         if pid is None:
             return
         assert self._client is not None
-        killer = shlex.join(["sh", "-c", _KILLER, "harness-kill", str(pgid), str(pid)])
+        killer = shlex.join(["sh", "-c", KILLER, "harness-kill", str(pgid), str(pid)])
         try:
             _, out, _ = self._client.exec_command(killer, timeout=10)
             out.channel.recv_exit_status()
@@ -383,23 +369,3 @@ class SSHTransport(BaseTransport):
 
 def _known_hosts_name(target: SSHTarget) -> str:
     return target.host if target.port == 22 else f"[{target.host}]:{target.port}"
-
-
-def _parse_marker(stderr: bytes) -> tuple[int | None, int | None]:
-    first = stderr.split(b"\n", 1)[0].decode(errors="replace")
-    if not first.startswith(_MARKER):
-        return None, None
-    parts = first[len(_MARKER) :].split()
-    try:
-        pid = int(parts[0])
-        pgid = int(parts[1]) if len(parts) > 1 else pid
-    except (ValueError, IndexError):
-        return None, None
-    return pid, pgid
-
-
-def _strip_marker(stderr: bytes) -> str:
-    text = stderr.decode(errors="replace")
-    if text.startswith(_MARKER):
-        text = text.split("\n", 1)[1] if "\n" in text else ""
-    return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import onnxruntime
 import pytest
-from conftest import SSHServer
+from conftest import SSHServer, StandinPhones
 
 from harness.config import load_inventory
 from harness.errors import HarnessError
@@ -99,3 +100,49 @@ def test_cli_check_of_an_unreachable_device(tmp_path: Path, sshd: SSHServer) -> 
     )
     assert done.returncode == 1
     assert "device 'loop'" in done.stdout and "ssh-keyscan" in done.stdout
+
+
+def test_phone_check_through_adb(
+    tmp_path: Path, phones: StandinPhones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in phone's shell is this machine's, so `getprop` is a script the test
+    provides; what is checked is that each fact reaches the report through adb."""
+    tools = tmp_path / "phone-bin"
+    tools.mkdir()
+    getprop = tools / "getprop"
+    getprop.write_text(
+        '#!/bin/sh\ncase "$1" in ro.product.model) echo "Pixel 8";; '
+        "ro.build.version.release) echo 15;; ro.product.cpu.abi) echo arm64-v8a;; "
+        "ro.soc.model) echo GS301;; esac\n"
+    )
+    getprop.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    present = phones.root / "data/local/tmp/benchmark_model"
+    present.write_text("#!/bin/sh\n")
+    present.chmod(0o755)
+    write_device(
+        tmp_path / "devices",
+        "pixel",
+        phones.device_toml("pixel", phones.serials[1])
+        + f'[binaries.benchmark_model]\ndevice = "{present}"\n'
+        + f'[binaries.onnxruntime_perf_test]\ndevice = "{phones.root}/nowhere/perf_test"\n',
+    )
+    done = subprocess.run(
+        [BIN / "harness", "devices", "check", "pixel", "--devices-dir", tmp_path / "devices"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr  # a configured binary is missing
+    for expected in ("reachable over adb", "Pixel 8", "15", "arm64-v8a", "GS301", "GiB free"):
+        assert expected in done.stdout, done.stdout
+    assert "benchmark_model" in done.stdout and "present" in done.stdout
+    assert "onnxruntime_perf_test  missing" in done.stdout
+
+
+def test_an_unplugged_phone_is_reported_with_a_hint(tmp_path: Path, phones: StandinPhones) -> None:
+    write_device(tmp_path / "devices", "gone", phones.device_toml("gone", "NOT-PLUGGED"))
+    inventory = load_inventory(tmp_path / "devices")
+    with pytest.raises(HarnessError, match=r"NOT-PLUGGED.*not found.*adb devices"):
+        with open_transport(inventory["gone"], inventory) as transport:
+            transport.open()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SSHServer, free_port, pids_matching
+from conftest import STANDIN_DIR, SSHServer, StandinPhones, free_port, pids_matching
 
 from harness.scheduler import prepare_run, run_prepared
 
@@ -388,3 +388,57 @@ dims = { batch = 1 }
     assert [p["n"] for p in record["runner"]["processes"]] == [25, 25, 25]
     assert len(record["controller"]["run_s_per_process"]) == 3
     assert len(samples) == 150
+
+
+def test_a_plan_mixing_local_ssh_and_a_phone_lands_in_one_table(
+    workspace: Path, sshd: SSHServer, phones: StandinPhones
+) -> None:
+    """The phone is the stand-in adb serving a sandbox; its benchmark_model a stand-in that
+    times the model with LiteRT (tests/standin/benchmark_model.py), pushed by content hash,
+    run under taskset, its output parsed into the same result schema."""
+    add_local_device(workspace)
+    add_ssh_device(workspace, sshd)
+    tool = workspace / "tools" / "benchmark_model"
+    tool.parent.mkdir()
+    tool.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN_DIR}/benchmark_model.py" "$@"\n')
+    (workspace / "devices" / "pixel.toml").write_text(
+        phones.device_toml("pixel", phones.serials[0], cores='"0"')
+        + f'[binaries.benchmark_model]\nlocal = "{tool}"\n'
+    )
+    plan = write_plan(
+        workspace,
+        """devices = ["local", "loop", "pixel"]
+models = ["face_detection_short_range", "tiny_mbv2"]
+variants = ["fp32"]
+[measure]
+warmup = 3
+iterations = 30
+[inputs]
+dims = { batch = 1 }
+""",
+    )
+    results, samples, run_dir = run(plan)
+    by_device = results.set_index("job_id")
+    phone_tflite = by_device.loc["pixel.face_detection_short_range.fp32.xnnpack.t1"]
+    assert phone_tflite["status"] == "ok", phone_tflite["error"]
+    assert phone_tflite["transport"] == "adb" and phone_tflite["n"] == 30
+    assert 0 < phone_tflite["min_ms"] <= phone_tflite["p50_ms"] <= phone_tflite["max_ms"]
+    assert phone_tflite["ci_method"] == "none (tool summary)"
+    assert "summary statistics only" in phone_tflite["warnings"]
+    assert phone_tflite["load_ms"] > 0 and phone_tflite["model_mem_mb"] is not None
+    # the ONNX model needs onnxruntime_perf_test, which this phone lacks: said, and the rest ran
+    phone_onnx = by_device.loc["pixel.tiny_mbv2.fp32.cpu.t1"]
+    assert phone_onnx["status"] == "error"
+    assert "has no onnxruntime_perf_test" in phone_onnx["error"]
+    others = results[results["device"] != "pixel"]
+    assert len(others) == 4 and (others["status"] == "ok").all(), others["error"].tolist()
+    assert set(results["transport"]) == {"local", "ssh", "adb"}
+    seen = json.loads((phones.root / "benchmark_model.argv.json").read_text())
+    argv = seen["argv"]
+    assert seen["cpus"] == [0]  # `cores = "0"` reached it through taskset
+    assert "--num_threads=1" in argv and "--num_runs=30" in argv and "--warmup_runs=3" in argv
+    assert "--use_xnnpack=true" in argv
+    pushed = list((phones.root / "data/local/tmp/harness/bin").iterdir())
+    assert [p.stat().st_mode & 0o111 for p in pushed] == [0o111]
+    # no per-run samples from the tool: the phone's job has none in samples.parquet
+    assert not (samples["job_id"] == phone_tflite.name).any()

@@ -1,5 +1,5 @@
-"""The transport contract: every transport (local, and ssh against a real sshd on
-127.0.0.1) passes the same tests — argv arrives unchanged, exit status and stderr come back,
+"""The transport contract: every transport (local; ssh against a real sshd on 127.0.0.1;
+adb against the stand-in adb client, with and without shell protocol v2) passes the same tests — argv arrives unchanged, exit status and stderr come back,
 a timeout kills the whole process group on the device, files go and come back by content,
 and nothing leaves the work directory."""
 
@@ -12,18 +12,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SSHServer, pids_matching
+from conftest import SSHServer, StandinPhones, pids_matching
 
 from harness.config import load_device, load_inventory
 from harness.errors import CommandTimeout, RemotePathError
 from harness.transport import Transport, open_transport
+from harness.transport.adb import AdbTransport
 from harness.transport.local import LocalTransport
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", "ssh", "adb", "adb-legacy"])
 def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transport]:
     if request.param == "local":
         opened: Transport = LocalTransport("local", str(tmp_path / "wd"))
+    elif request.param.startswith("adb"):
+        phones: StandinPhones = request.getfixturevalue("phones")
+        if request.param == "adb-legacy":  # an old adbd: no shell protocol v2
+            request.getfixturevalue("monkeypatch").setenv("STANDIN_ADB_LEGACY", "1")
+        opened = AdbTransport("phone", phones.serials[0], str(phones.root / "wd"))
     else:
         sshd: SSHServer = request.getfixturevalue("sshd")
         devices = tmp_path / "devices"
@@ -54,7 +60,10 @@ def test_argv_reaches_the_device_unchanged(transport: Transport) -> None:
 
 def test_exit_status_and_stderr_come_back(transport: Transport) -> None:
     result = transport.run(["sh", "-c", "echo out; echo err >&2; exit 7"], timeout_s=30)
-    assert (result.exit_code, result.stdout, result.stderr) == (7, "out\n", "err\n")
+    if getattr(transport, "shell_v2", True):
+        assert (result.exit_code, result.stdout, result.stderr) == (7, "out\n", "err\n")
+    else:  # old adbd: one stream; the exit status still comes back, through the marker
+        assert (result.exit_code, result.stdout) == (7, "out\nerr\n")
     assert transport.run(["/no/such/binary"], timeout_s=10).exit_code == 127
 
 

@@ -47,7 +47,7 @@ def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
 
 def test_unknown_transport_lists_the_allowed(tmp_path: Path) -> None:
     path = write(tmp_path, "pi.toml", 'transport = "telnet"\nhost = "x"\n')
-    with pytest.raises(ConfigError, match=r"key 'transport': .*'local' or 'ssh'.*telnet"):
+    with pytest.raises(ConfigError, match=r"key 'transport': .*'local', 'ssh' or 'adb'.*telnet"):
         load_device(path)
 
 
@@ -109,8 +109,8 @@ def test_plan_paths_are_relative_to_the_plan(tmp_path: Path) -> None:
             "max_iterations must be >= min_iterations",
         ),
         (
-            'models = ["m"]\n[runtime]\ntflite_delegates = ["gpu"]\n',
-            "'gpu' is not a TFLite delegate",
+            'models = ["m"]\n[runtime]\ntflite_delegates = ["hexagon"]\n',
+            "'hexagon' is not a TFLite delegate",
         ),
         ('models = ["m"]\n[measure]\nwarmpu = 3\n', "Did you mean 'warmup'"),
     ],
@@ -140,3 +140,42 @@ def test_devices_are_selected_by_name_and_labels() -> None:
         select_devices(names, inventory, ["class=jetson"])
     with pytest.raises(ConfigError, match=r"\['orin'\] are not devices of this plan"):
         select_devices(names, inventory, ["orin"])
+
+
+def test_a_phone_needs_a_serial_and_defaults_to_the_native_runner(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs 'serial'"):
+        load_device(write(tmp_path, "phone.toml", 'transport = "adb"\n'))
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "benchmark_model").write_bytes(b"\x7fELF")
+    phone = load_device(
+        write(
+            tmp_path,
+            "phone.toml",
+            'transport = "adb"\nserial = "R58M"\ncores = "4-7"\n'
+            '[binaries.benchmark_model]\nlocal = "tools/benchmark_model"\n'
+            '[binaries.onnxruntime_perf_test]\ndevice = "/data/local/tmp/ort/perf_test"\n',
+        )
+    )
+    assert phone.runner_kind == "native" and phone.device_workdir == "/data/local/tmp/harness"
+    assert phone.binaries["benchmark_model"].local == tmp_path / "tools" / "benchmark_model"
+
+
+def test_a_missing_or_ambiguous_binary_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"binaries.benchmark_model.local.*no such file"):
+        load_device(
+            write(
+                tmp_path,
+                "phone.toml",
+                'transport = "adb"\nserial = "R58M"\n'
+                '[binaries.benchmark_model]\nlocal = "nowhere/benchmark_model"\n',
+            )
+        )
+    with pytest.raises(ConfigError, match="exactly one of 'local'"):
+        load_device(
+            write(
+                tmp_path,
+                "jetson.toml",
+                'transport = "ssh"\nhost = "h"\n[binaries.trtexec]\n'
+                'local = "a"\ndevice = "/usr/src/tensorrt/bin/trtexec"\n',
+            )
+        )

@@ -1,0 +1,168 @@
+"""Command lines for the native tools, and their reports as the runner's result document.
+Pure: a job in, an argv out; a parsed report in, a `harness.result/1` document out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.native.parsers import (
+    ToolReport,
+    parse_benchmark_model,
+    parse_perf_test,
+    parse_trtexec,
+)
+
+PYTHON_RUNNER = "runner"
+TRTEXEC_PROVIDERS = ("trtexec", "trtexec:fp16", "trtexec:int8")
+
+# onnxruntime execution provider -> onnxruntime_perf_test's `-e` name
+PERF_TEST_EPS = {
+    "CPUExecutionProvider": "cpu",
+    "CUDAExecutionProvider": "cuda",
+    "TensorrtExecutionProvider": "tensorrt",
+    "NnapiExecutionProvider": "nnapi",
+    "XnnpackExecutionProvider": "xnnpack",
+    "QNNExecutionProvider": "qnn",
+    "CoreMLExecutionProvider": "coreml",
+    "OpenVINOExecutionProvider": "openvino",
+    "DnnlExecutionProvider": "dnnl",
+    "ACLExecutionProvider": "acl",
+    "ArmNNExecutionProvider": "armnn",
+}
+# plan delegate -> benchmark_model flags
+BENCHMARK_MODEL_DELEGATES = {
+    "xnnpack": ["--use_xnnpack=true"],
+    "builtin": ["--use_xnnpack=false"],
+    "gpu": ["--use_gpu=true"],
+    "nnapi": ["--use_nnapi=true"],
+}
+
+
+def tool_for(runner_kind: str, runtime: str, provider: str, has_trtexec: bool) -> str | None:
+    """Which program measures a (runtime, provider) on a device; None: not on this device."""
+    if provider in TRTEXEC_PROVIDERS:
+        return "trtexec" if has_trtexec and runtime == "onnxruntime" else None
+    if runner_kind == "python":
+        return PYTHON_RUNNER
+    return "benchmark_model" if runtime == "tflite" else "onnxruntime_perf_test"
+
+
+def cpu_mask(cores: str) -> str:
+    """`"4-7"` or `"0,2,4-5"` -> the hex mask `taskset` takes on Linux and Android's toybox."""
+    mask = 0
+    for part in cores.split(","):
+        low, _, high = part.partition("-")
+        for core in range(int(low), int(high or low) + 1):
+            mask |= 1 << core
+    return format(mask, "x")
+
+
+def native_command(
+    tool: str,
+    *,
+    binary: str,
+    model_path: str,
+    provider: str,
+    threads: int,
+    warmup: int,
+    stop: dict[str, Any],
+    times_path: str | None = None,
+    cores: str | None = None,
+) -> list[str]:
+    """The argv that runs `tool` for one job (a fixed count of timed runs: `iterations`, or
+    the adaptive rule's minimum with its time budget)."""
+    runs = int(stop.get("iterations") or stop["min_iterations"])
+    max_seconds = stop.get("max_seconds")
+    if tool == "benchmark_model":
+        argv = [binary, f"--graph={model_path}", f"--num_threads={threads}"]
+        argv += [f"--warmup_runs={warmup}", "--warmup_min_secs=0", f"--num_runs={runs}"]
+        argv += ["--min_secs=0"] if max_seconds is None else [f"--max_secs={max_seconds:g}"]
+        if provider.startswith("delegate:"):
+            argv.append(f"--external_delegate_path={provider.removeprefix('delegate:')}")
+        else:
+            argv += BENCHMARK_MODEL_DELEGATES[provider]
+    elif tool == "onnxruntime_perf_test":
+        argv = [binary, "-e", PERF_TEST_EPS[provider], "-x", str(threads)]
+        argv += ["-m", "times", "-r", str(runs), "-s", "-I", model_path]
+    elif tool == "trtexec":
+        argv = [binary, f"--onnx={model_path}", f"--iterations={runs}", "--duration=0"]
+        precision = provider.partition(":")[2]
+        if precision:
+            argv.append(f"--{precision}")
+        if times_path:
+            argv.append(f"--exportTimes={times_path}")
+    else:
+        raise ValueError(f"unknown native tool {tool!r}")
+    return ["taskset", cpu_mask(cores), *argv] if cores else argv
+
+
+def check_provider(tool: str, provider: str, where: object) -> None:
+    """A provider the tool cannot be told to use is a plan error, found before any job."""
+    if tool == "onnxruntime_perf_test" and provider not in PERF_TEST_EPS:
+        raise ConfigError(
+            where,
+            f"onnxruntime_perf_test has no `-e` for '{provider}'; known: {sorted(PERF_TEST_EPS)}",
+            "runtime.onnx_providers",
+        )
+    if tool == "benchmark_model" and not (
+        provider in BENCHMARK_MODEL_DELEGATES or provider.startswith("delegate:")
+    ):
+        raise ConfigError(where, f"benchmark_model has no flag for '{provider}'", "runtime")
+
+
+def parse_tool_output(tool: str, text: str, times_json: str | None = None) -> ToolReport:
+    if tool == "benchmark_model":
+        return parse_benchmark_model(text)
+    if tool == "onnxruntime_perf_test":
+        return parse_perf_test(text)
+    return parse_trtexec(text, times_json)
+
+
+def result_document(
+    job_id: str, runtime: str, report: ToolReport, argv: Sequence[str]
+) -> dict[str, Any]:
+    """The tool's report in the runner's schema, so records, tables and reports need no
+    second code path: raw samples (if any) as `latencies_ns`, else `reported_stats`."""
+    from harness.jobs import RESULT_SCHEMA  # the runner contract's owner (imports us)
+
+    memory: dict[str, Any] = {}
+    if report.peak_memory_mb is not None:
+        memory["after_run"] = {"hwm_kb": report.peak_memory_mb * 1024}
+    if report.model_memory_mb is not None:
+        memory["model_kb"] = report.model_memory_mb * 1024
+    return {
+        "schema": RESULT_SCHEMA,
+        "status": "ok",
+        "job_id": job_id,
+        "runtime": {"name": runtime, "version": report.version, "tool": report.tool},
+        "load_ms": report.load_ms,
+        "first_ms": report.first_ms,
+        "latencies_ns": list(report.latencies_ns),
+        "reported_stats": report.stats(),
+        "memory_kb": memory,
+        "stop_reason": "tool",
+        "tool": {"name": report.tool, "argv": list(argv), "extra": report.extra},
+    }
+
+
+def pool_reported(stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several processes' summary statistics as one: counts add, the mean is weighted,
+    min/max are the extremes; percentiles and the std cannot be pooled from summaries."""
+    if len(stats) == 1:
+        return dict(stats[0])
+    counts = [s.get("n") or 0 for s in stats]
+    total = sum(counts)
+    mean = (
+        sum(c * s["mean_ms"] for c, s in zip(counts, stats, strict=True)) / total
+        if total
+        else math.fsum(s["mean_ms"] for s in stats) / len(stats)
+    )
+    mins = [s["min_ms"] for s in stats if s.get("min_ms") is not None]
+    maxs = [s["max_ms"] for s in stats if s.get("max_ms") is not None]
+    pooled: dict[str, Any] = dict.fromkeys(stats[0])
+    pooled.update(n=total or None, mean_ms=mean, min_ms=min(mins, default=None))
+    pooled["max_ms"] = max(maxs, default=None)
+    return pooled

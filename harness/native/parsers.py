@@ -1,0 +1,324 @@
+"""Parsers of the native benchmark binaries' output: TFLite/LiteRT `benchmark_model`,
+`onnxruntime_perf_test` and TensorRT's `trtexec`. Pure: text in, `ToolReport` out.
+
+Each copes with the formats recorded in tests/fixtures/<tool>/ (log prefixes such as
+`INFO: ` or `[date] [I] `, scientific notation, profiling tables and other lines in
+between). A line that looks like one of the tool's result lines but cannot be read, or
+output without the results at all, is a `NativeOutputError` quoting the line(s)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import RunnerFailed
+
+US_PER_MS = 1000.0
+
+
+class NativeOutputError(RunnerFailed):
+    """The tool's output is not what its parser knows."""
+
+
+@dataclass(frozen=True)
+class ToolReport:
+    """What a native tool says about one run. Latency figures are in milliseconds;
+    `latencies_ns` holds raw per-inference samples where the tool gives them."""
+
+    tool: str
+    n: int | None
+    mean_ms: float
+    std_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    load_ms: float | None = None
+    first_ms: float | None = None
+    warmup_mean_ms: float | None = None
+    peak_memory_mb: float | None = None
+    model_memory_mb: float | None = None
+    version: str | None = None
+    latencies_ns: tuple[int, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def stats(self) -> dict[str, float | int | None]:
+        return {
+            "n": self.n,
+            "mean_ms": self.mean_ms,
+            "std_ms": self.std_ms,
+            "min_ms": self.min_ms,
+            "max_ms": self.max_ms,
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "p95_ms": self.p95_ms,
+            "p99_ms": self.p99_ms,
+        }
+
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_PREFIX = re.compile(r"^\s*(?:(?:INFO|VERBOSE|WARNING|ERROR|[IWEV] tflite\s*):\s*)?")
+
+
+def _float(text: str, line: str, tool: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise NativeOutputError(
+            f"{tool}: cannot read the number {text!r} in line {line!r}"
+        ) from None
+
+
+def _no_results(tool: str, lines: list[str], what: str) -> NativeOutputError:
+    errors = [line.strip() for line in lines if re.search(r"error|failed|abort", line, re.I)]
+    kept = errors[:2] + errors[-2:] if errors else [ln.strip() for ln in lines if ln.strip()][-3:]
+    tail = list(dict.fromkeys(kept))  # the first errors say why, the last ones where it ended
+    quoted = " | ".join(tail) or "(no output)"
+    return NativeOutputError(f"{tool}: no {what} in its output; it ended with: {quoted!r}")
+
+
+# --------------------------------------------------------------------------- benchmark_model
+
+_BM_STATS = re.compile(r"^count=(\S+)(?P<rest>.*)$")
+_BM_PAIR = re.compile(r"(\w+)=(\S+)")
+_BM_SUMMARY = re.compile(
+    rf"^Inference timings in us: Init: (?P<init>{_NUMBER}), First inference: (?P<first>{_NUMBER}),"
+    rf" Warmup \(avg\): (?P<warmup>{_NUMBER}), Inference \(avg\): (?P<avg>{_NUMBER})\s*$"
+)
+_BM_MEMORY = re.compile(
+    r"^(?P<kind>Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\):"
+    r" init=(?P<init>\S+) overall=(?P<overall>\S+)\s*$"
+)
+_BM_PEAK_MONITOR = re.compile(
+    r"^Overall peak memory footprint \(MB\) via periodic monitoring: (?P<peak>\S+)\s*$"
+)
+
+
+def parse_benchmark_model(text: str) -> ToolReport:
+    """TFLite/LiteRT `benchmark_model`: the timed run's `count=... avg=... std=...` line
+    (the last such line before the summary; op-profiling tables after it are ignored),
+    the `Inference timings in us` summary and the memory footprint line (absolute peak in
+    old builds, delta from the tool's start in newer ones). Times are microseconds."""
+    tool = "benchmark_model"
+    lines = text.splitlines()
+    stats: dict[str, float] | None = None
+    summary = memory = None
+    memory_kind = ""
+    monitored_peak: float | None = None
+    for raw in lines:
+        line = _PREFIX.sub("", raw).rstrip()
+        if summary is None and (match := _BM_STATS.match(line)):
+            stats = {k: _float(v.split("(")[0], raw, tool) for k, v in _BM_PAIR.findall(line)}
+        elif line.startswith("Inference timings in us"):
+            if not (match := _BM_SUMMARY.match(line)):
+                raise NativeOutputError(f"{tool}: cannot read the summary line {raw.strip()!r}")
+            summary = {k: _float(v, raw, tool) for k, v in match.groupdict().items()}
+        elif "memory footprint" in line.lower() and "(MB)" in line:
+            if match := _BM_MEMORY.match(line):
+                memory = {k: _float(match[k], raw, tool) for k in ("init", "overall")}
+                memory_kind = "peak" if match["kind"].startswith("Peak") else "delta"
+            elif match := _BM_PEAK_MONITOR.match(line):
+                monitored_peak = _float(match["peak"], raw, tool)
+            else:
+                raise NativeOutputError(f"{tool}: cannot read the memory line {raw.strip()!r}")
+    if summary is None or stats is None:
+        raise _no_results(tool, lines, "'Inference timings' summary")
+    if "count" not in stats or "curr" not in stats:
+        raise NativeOutputError(f"{tool}: the timed run's statistics line lacks count/curr")
+    n = int(stats["count"])
+    single = "avg" not in stats  # "count=1 curr=X": every run took the same time
+    peak_mb = monitored_peak
+    if memory and memory_kind == "peak":
+        peak_mb = memory["overall"]
+    return ToolReport(
+        tool=tool,
+        n=n,
+        mean_ms=(stats["curr"] if single else stats["avg"]) / US_PER_MS,
+        std_ms=(0.0 if single else stats.get("std", 0.0)) / US_PER_MS,
+        min_ms=stats.get("min", stats["curr"]) / US_PER_MS,
+        max_ms=stats.get("max", stats["curr"]) / US_PER_MS,
+        p50_ms=stats["median"] / US_PER_MS if "median" in stats else None,
+        p95_ms=stats["p95"] / US_PER_MS if "p95" in stats else None,
+        load_ms=summary["init"] / US_PER_MS,
+        first_ms=summary["first"] / US_PER_MS,
+        warmup_mean_ms=summary["warmup"] / US_PER_MS,
+        peak_memory_mb=peak_mb,
+        model_memory_mb=memory["init"] if memory and memory_kind == "delta" else None,
+        extra={
+            "p5_ms": stats["p5"] / US_PER_MS if "p5" in stats else None,
+            "memory_mb": memory,
+            "memory_kind": memory_kind or None,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- perf_test
+
+_PT_LINE = re.compile(
+    r"^(?P<key>[A-Za-z][A-Za-z0-9 ()_-]*?)\s*:\s*(?P<value>\S+)(?:\s*(?P<unit>\S+))?\s*$"
+)
+_PT_SECONDS = {"min latency", "max latency", "p50 latency", "p90 latency", "p95 latency",
+               "p99 latency", "p999 latency"}  # fmt: skip
+
+
+def parse_perf_test(text: str) -> ToolReport:
+    """`onnxruntime_perf_test`: `Key: value unit` lines. The average is in ms, the
+    `-s` percentiles (`P50 Latency: 0.0186 s`) in seconds, memory in bytes."""
+    tool = "onnxruntime_perf_test"
+    lines = text.splitlines()
+    values: dict[str, float] = {}
+    provider = None
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith("using ") and line.endswith("ExecutionProvider"):
+            provider = line.removeprefix("using ")
+            continue
+        match = _PT_LINE.match(line)
+        if not match:
+            continue
+        key = match["key"].lower()
+        known = key in _PT_SECONDS or key in _PT_KEYS
+        if not known:
+            continue
+        values[key] = _float(match["value"], raw, tool)
+        unit = match["unit"] or ""
+        if key in _PT_SECONDS and unit != "s":
+            raise NativeOutputError(f"{tool}: expected seconds in line {raw.strip()!r}")
+    if "average inference time cost" not in values:
+        raise _no_results(tool, lines, "'Average inference time cost' line")
+    n = values.get("total inference requests", values.get("runs"))
+    if n is None:
+        raise NativeOutputError(f"{tool}: no 'Total inference requests' line")
+
+    def seconds(key: str) -> float | None:
+        return values[key] * 1000.0 if key in values else None
+
+    peak = values.get("peak working set size")
+    return ToolReport(
+        tool=tool,
+        n=int(n),
+        mean_ms=values["average inference time cost"],
+        min_ms=seconds("min latency"),
+        max_ms=seconds("max latency"),
+        p50_ms=seconds("p50 latency"),
+        p90_ms=seconds("p90 latency"),
+        p95_ms=seconds("p95 latency"),
+        p99_ms=seconds("p99 latency"),
+        load_ms=seconds("session creation time cost"),
+        first_ms=values.get("first inference time cost"),
+        peak_memory_mb=peak / 2**20 if peak is not None else None,
+        extra={
+            "p999_ms": seconds("p999 latency"),
+            "throughput_per_s": values.get("number of inferences per second"),
+            "cpu_usage_pct": values.get("avg cpu usage", values.get("total cpu usage")),
+            "provider": provider,
+        },
+    )
+
+
+_PT_KEYS = {
+    "session creation time cost", "first inference time cost", "total inference time cost",
+    "total inference requests", "average inference time cost", "total inference run time",
+    "number of inferences per second", "avg cpu usage", "total cpu usage",
+    "peak working set size", "runs",
+}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- trtexec
+
+_TRT_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*)*")
+_TRT_STATS = re.compile(
+    r"^(?P<name>Latency|GPU Compute Time|End-to-End Host Latency|Enqueue Time|H2D Latency|"
+    r"D2H Latency): (?P<body>.*)$"
+)
+_TRT_PAIR = re.compile(rf"(min|max|mean|median|percentile\((?:[\d.]+)%\)) = ({_NUMBER}) ms")
+_TRT_VERSION = re.compile(r"TensorRT v(\d+)")
+_TRT_QUERIES = re.compile(r"^Timing trace has (\d+) queries")
+
+
+def parse_trtexec(text: str, times_json: str | None = None) -> ToolReport:
+    """TensorRT `trtexec`: the `=== Performance summary ===` lines (`Latency: min = … ms,
+    …, percentile(99%) = … ms`, `GPU Compute Time: …`, `Throughput: … qps`) and the final
+    `&&&& PASSED|FAILED` line. `Latency` (host: H2D + compute + D2H) is the job's latency;
+    the others are kept in `extra`. With `--exportTimes`, its JSON gives raw samples."""
+    tool = "trtexec"
+    lines = text.splitlines()
+    sections: dict[str, dict[str, float]] = {}
+    throughput = None
+    version = None
+    outcome = None
+    queries = None
+    for raw in lines:
+        line = _TRT_PREFIX.sub("", raw).strip()
+        if match := _TRT_QUERIES.match(line):
+            queries = int(match[1])
+        if raw.startswith("&&&& "):
+            outcome = "passed" if raw.startswith("&&&& PASSED") else raw.split()[1].lower()
+            if match := _TRT_VERSION.search(raw):
+                version = _trt_version(match[1])
+            continue
+        if match := _TRT_STATS.match(line):
+            pairs = _TRT_PAIR.findall(match["body"])
+            if not pairs:
+                raise NativeOutputError(f"{tool}: cannot read the statistics line {raw.strip()!r}")
+            sections[match["name"]] = {key: float(value) for key, value in pairs}
+        elif line.startswith("Throughput:"):
+            found = re.match(rf"Throughput: ({_NUMBER}) qps", line)
+            if not found:
+                raise NativeOutputError(f"{tool}: cannot read the line {raw.strip()!r}")
+            throughput = float(found[1])
+    if outcome not in (None, "passed"):
+        raise _no_results(tool, lines, "result (trtexec reported FAILED)")
+    latency = sections.get("Latency")
+    if latency is None or "mean" not in latency:
+        raise _no_results(tool, lines, "'Latency: min = …' performance summary")
+    raw_ns = parse_trtexec_times(times_json) if times_json else ()
+    return ToolReport(
+        tool=tool,
+        n=len(raw_ns) or queries,
+        mean_ms=latency["mean"],
+        min_ms=latency.get("min"),
+        max_ms=latency.get("max"),
+        p50_ms=latency.get("median"),
+        p90_ms=latency.get("percentile(90%)"),
+        p95_ms=latency.get("percentile(95%)"),
+        p99_ms=latency.get("percentile(99%)"),
+        version=version,
+        latencies_ns=raw_ns,
+        extra={
+            "throughput_qps": throughput,
+            "gpu_compute_ms": sections.get("GPU Compute Time"),
+            "end_to_end_host_ms": sections.get("End-to-End Host Latency"),
+            "enqueue_ms": sections.get("Enqueue Time"),
+        },
+    )
+
+
+def parse_trtexec_times(text: str) -> tuple[int, ...]:
+    """`--exportTimes` JSON: one object per timed inference, `latencyMs` its host latency
+    (field names as in TensorRT's samples/trtexec/tracer.py)."""
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NativeOutputError(f"trtexec: the --exportTimes file is not JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise NativeOutputError("trtexec: the --exportTimes file is not a list of timings")
+    samples = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("latencyMs"), (int, float)):
+            raise NativeOutputError(f"trtexec: an --exportTimes entry has no latencyMs: {entry!r}")
+        samples.append(max(1, round(entry["latencyMs"] * 1e6)))
+    return tuple(samples)
+
+
+def _trt_version(code: str) -> str:
+    """`v8401` -> 8.4.1, `v100300` -> 10.3.0 (TensorRT's MAJOR*1000+MINOR*100+PATCH, and
+    from 10 on MAJOR*10000+MINOR*100+PATCH)."""
+    number = int(code)
+    if number >= 100000:
+        return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
+    return f"{number // 1000}.{number // 100 % 10}.{number % 100}"

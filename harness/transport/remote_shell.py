@@ -1,0 +1,40 @@
+"""The POSIX-shell side of running a command on a device: a wrapper that reports the
+command's pid and process group on stderr, and a killer for that group. Shared by the
+transports that reach a device's shell (ssh, adb); works with dash, bash and Android's mksh."""
+
+from __future__ import annotations
+
+# Prints "harness-pid:<pid> <pgid>" on stderr, then becomes the command (same pid).
+WRAPPER = (
+    'pgid=$(cut -d" " -f5 /proc/$$/stat 2>/dev/null || echo $$); '
+    'echo "harness-pid:$$ $pgid" >&2; exec "$@"'
+)
+# TERM the process group, wait up to 2 s, then KILL. Both spellings of a group kill, since
+# dash only takes `kill -s SIG -- -PGID` and some shells only `kill -SIG -PGID`.
+KILLER = (
+    'group() { kill -s "$1" -- "-$2" 2>/dev/null || kill -"$1" "-$2" 2>/dev/null; }; '
+    'group TERM "$1" || kill -TERM "$2" 2>/dev/null; i=0; '
+    'while kill -0 "$2" 2>/dev/null && [ "$i" -lt 20 ]; do sleep 0.1; i=$((i+1)); done; '
+    'group KILL "$1"; kill -KILL "$2" 2>/dev/null; true'
+)
+MARKER = "harness-pid:"
+
+
+def parse_marker(stderr: bytes) -> tuple[int | None, int | None]:
+    first = stderr.split(b"\n", 1)[0].decode(errors="replace")
+    if not first.startswith(MARKER):
+        return None, None
+    parts = first[len(MARKER) :].split()
+    try:
+        pid = int(parts[0])
+        pgid = int(parts[1]) if len(parts) > 1 else pid
+    except (ValueError, IndexError):
+        return None, None
+    return pid, pgid
+
+
+def strip_marker(stderr: bytes) -> str:
+    text = stderr.decode(errors="replace")
+    if text.startswith(MARKER):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    return text
