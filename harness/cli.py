@@ -427,27 +427,17 @@ def devices_list(devices_dir: DevicesDir = Path("devices")) -> None:
         inventory = load_inventory(devices_dir)
     except HarnessError as exc:
         raise _fail(str(exc)) from None
-    table = Table("name", "transport", "address", "role", "labels", "python", "source")
+    table = Table("name", "transport", "address", "role", "labels", "runner", "source")
     for device in inventory.values():
-        address = (
-            (
-                device.ssh_alias
-                or f"{device.user + '@' if device.user else ''}{device.host}"
-                + (f":{device.port}" if device.port else "")
-            )
-            if device.transport == "ssh"
-            else "-"
-        )
-        if device.proxy_jump:
-            address += f" via {device.proxy_jump}"
         labels = ", ".join(f"{k}={v}" for k, v in device.labels.items())
+        runner = device.python if device.runner_kind == "python" else "native"
         table.add_row(
             device.name,
             device.transport,
-            address,
+            device.address,
             device.role,
             labels,
-            device.python,
+            runner,
             device.source,
         )
     _console().print(table)

@@ -86,6 +86,21 @@ class Device(_Strict):
         return self.labels.get("class", "")
 
     @property
+    def address(self) -> str:
+        """Where it is, as `devices list` shows it."""
+        if self.transport == "ssh":
+            user = f"{self.user}@" if self.user else ""
+            port = f":{self.port}" if self.port else ""
+            where = self.ssh_alias or f"{user}{self.host}{port}"
+            return where + (f" via {self.proxy_jump}" if self.proxy_jump else "")
+        if self.transport == "adb":
+            server = (
+                f" on adb server {self.adb_host}:{self.adb_port or 5037}" if self.adb_host else ""
+            )
+            return f"serial {self.serial}{server}"
+        return "-"
+
+    @property
     def runner_kind(self) -> str:
         """Phones have no Python: they run the native binaries unless told otherwise."""
         return self.runner or ("native" if self.transport == "adb" else "python")
@@ -155,9 +170,6 @@ def load_device(path: Path) -> Device:
         else binary
         for tool, binary in device.binaries.items()
     }
-    for tool, binary in binaries.items():
-        if binary.local is not None and not binary.local.is_file():
-            raise ConfigError(path, f"no such file: {binary.local}", f"binaries.{tool}.local")
     return device.model_copy(update={"binaries": binaries})
 
 

@@ -134,7 +134,9 @@ def expand_plan(
                     if tool is None:
                         continue  # e.g. trtexec on a device without it
                     check_provider(tool, provider, plan.plan_path or "plan")
-                    for threads in plan.runtime.threads:
+                    # trtexec has no thread setting: one job, not one per thread count
+                    thread_axis = plan.runtime.threads[:1] if tool == "trtexec" else None
+                    for threads in thread_axis or plan.runtime.threads:
                         jobs.append(
                             Job(
                                 job_id=job_id(

@@ -488,6 +488,12 @@ class _DeviceWorker:
         if binary.device is not None:
             return str(binary.device)
         assert binary.local is not None
+        if not binary.local.is_file():
+            raise ConfigError(
+                self.device.source or self.device.name,
+                f"no such file: {binary.local} (the {tool} binary to push to the device)",
+                f"binaries.{tool}.local",
+            )
         remote, sent = transport.put_content_addressed(binary.local, "bin", sha256_of(binary.local))
         if sent:
             transport.run_check(["chmod", "755", remote], timeout_s=30)

@@ -128,7 +128,9 @@ def test_plans_expand_per_device_capabilities(tmp_path: Path) -> None:
     plan = Plan(
         name="p",
         models=["a", "b"],
-        runtime=RuntimeSettings(onnx_providers=["CPUExecutionProvider", "trtexec:fp16"]),
+        runtime=RuntimeSettings(
+            threads=[1, 4], onnx_providers=["CPUExecutionProvider", "trtexec:fp16"]
+        ),
         measure=Measure(iterations=10),
         inputs=Inputs(dims={"batch": 1}),
     )
@@ -138,6 +140,7 @@ def test_plans_expand_per_device_capabilities(tmp_path: Path) -> None:
     assert "phone.a.fp32.trtexec-fp16.t1" not in jobs  # no trtexec on the phone
     trt = jobs["orin.a.fp32.trtexec-fp16.t1"]
     assert (trt.tool, trt.runtime) == ("trtexec", "tensorrt")
+    assert "orin.a.fp32.trtexec-fp16.t4" not in jobs  # trtexec has no threads axis
     assert jobs["orin.a.fp32.cpu.t1"].tool == "runner"
     with pytest.raises(ConfigError, match="need a device with `binaries.trtexec`"):
         expand_plan(plan, [phone], manifests)
