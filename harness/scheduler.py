@@ -8,6 +8,7 @@ job that fails (corrupt model, runtime error, timeout) is recorded and the next 
 from __future__ import annotations
 
 import json
+import posixpath
 import tempfile
 import threading
 import time
@@ -441,6 +442,7 @@ class _DeviceWorker:
         times_path = None
         if job.tool == "trtexec":
             times_path = transport.remote_path(f"jobs/{self.store.run_id}/{job.job_id}.times.json")
+            transport.run_check(["mkdir", "-p", posixpath.dirname(times_path)], timeout_s=30)
         argv = native_command(
             job.tool,
             binary=binary,

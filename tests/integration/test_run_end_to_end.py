@@ -442,3 +442,36 @@ dims = { batch = 1 }
     assert [p.stat().st_mode & 0o111 for p in pushed] == [0o111]
     # no per-run samples from the tool: the phone's job has none in samples.parquet
     assert not (samples["job_id"] == phone_tflite.name).any()
+
+
+def test_trtexec_on_an_ssh_device_keeps_its_trace_as_samples(
+    workspace: Path, sshd: SSHServer
+) -> None:
+    """A Jetson-like SSH device with `binaries.trtexec` (a stand-in that times with
+    onnxruntime, tests/standin/trtexec.py): argv from the plan, the --exportTimes trace
+    fetched back and stored as the job's raw samples."""
+    tool = workspace / "trtexec"
+    tool.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN_DIR}/trtexec.py" "$@"\n')
+    tool.chmod(0o755)
+    add_ssh_device(workspace, sshd, name="orin")
+    with open(workspace / "devices" / "orin.toml", "a") as handle:
+        handle.write(f'[binaries.trtexec]\ndevice = "{tool}"\n')
+    plan = write_plan(
+        workspace,
+        """devices = ["orin"]
+models = ["tiny_mbv2"]
+variants = ["fp32"]
+[measure]
+iterations = 25
+[runtime]
+onnx_providers = ["trtexec:fp16"]
+[inputs]
+dims = { batch = 1 }
+""",
+    )
+    results, samples, _ = run(plan)
+    row = results.set_index("job_id").loc["orin.tiny_mbv2.fp32.trtexec-fp16.t1"]
+    assert row["status"] == "ok", row["error"]
+    assert row["runtime"] == "tensorrt" and row["runtime_version"] == "8.6.1"
+    assert row["n"] == 25 and row["p50_ci_low_ms"] <= row["p50_ms"] <= row["p50_ci_high_ms"]
+    assert (samples["job_id"] == row.name).sum() == 25
