@@ -27,6 +27,7 @@ class _Strict(BaseModel):
 DEFAULT_WORKDIR = "edge-harness"
 ADB_WORKDIR = "/data/local/tmp/harness"
 NativeTool = Literal["benchmark_model", "onnxruntime_perf_test", "trtexec"]
+PowerSource = Literal["rapl", "ina3221", "tegrastats", "pi5-pmic", "android-battery", "command"]
 
 
 class NativeBinary(_Strict):
@@ -78,6 +79,12 @@ class Device(_Strict):
     runner: Literal["python", "native"] | None = None
     binaries: dict[NativeTool, NativeBinary] = Field(default_factory=dict)
     cores: Annotated[str, Field(pattern=r"^[0-9][0-9,-]*$")] | None = None
+    # power, sampled on the device beside the runner (harness/probes/power.py)
+    power: PowerSource | None = None
+    power_root: str = "/sys"  # where sysfs is (a test points it at a tree of its own)
+    power_interval_ms: Annotated[int, Field(ge=1, le=60_000)] | None = None
+    power_command: list[str] | None = None  # power = "command": prints watts
+    power_idle_s: Annotated[float, Field(ge=0, le=600)] = 2.0
     labels: dict[str, str] = Field(default_factory=dict)
     source: str = ""
 
@@ -117,6 +124,8 @@ class Device(_Strict):
             raise ValueError("an ssh device needs 'host' or 'ssh_alias'")
         if self.transport == "adb" and not self.serial:
             raise ValueError("an adb device needs 'serial' (see `adb devices`)")
+        if self.power == "command" and not self.power_command:
+            raise ValueError("power = 'command' needs power_command = [argv printing watts]")
         return self
 
     def redacted(self) -> dict[str, Any]:

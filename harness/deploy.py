@@ -8,19 +8,26 @@ from importlib import resources
 from harness.transport.base import Transport
 
 RUNNER_FILE = "run.py"
+RUNNER_FILES = (RUNNER_FILE, "sampler.py")  # the runner starts the power sampler beside it
 
 
-def runner_source() -> bytes:
-    return resources.files("harness.runner").joinpath(RUNNER_FILE).read_bytes()
+def runner_source(name: str = RUNNER_FILE) -> bytes:
+    return resources.files("harness.runner").joinpath(name).read_bytes()
 
 
 def runner_hash() -> str:
-    return hashlib.sha256(runner_source()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for name in RUNNER_FILES:
+        digest.update(runner_source(name))
+    return digest.hexdigest()[:16]
 
 
 def install_runner(transport: Transport) -> str:
-    """`<workdir>/runner/<hash>/run.py`, copied only when this version is not there yet."""
-    remote = transport.remote_path(f"runner/{runner_hash()}/{RUNNER_FILE}")
+    """`<workdir>/runner/<hash>/run.py` (and the sampler beside it), copied only when this
+    version is not there yet. Returns run.py's path."""
+    folder = f"runner/{runner_hash()}"
+    remote = transport.remote_path(f"{folder}/{RUNNER_FILE}")
     if not transport.exists(remote):
-        transport.put_bytes(runner_source(), remote)
+        for name in reversed(RUNNER_FILES):  # run.py last: its presence means all are there
+            transport.put_bytes(runner_source(name), transport.remote_path(f"{folder}/{name}"))
     return remote

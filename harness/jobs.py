@@ -16,6 +16,7 @@ from typing import Any
 from harness.config import Device, ModelManifest, Plan, runtime_for
 from harness.errors import ConfigError, RunnerFailed
 from harness.native.commands import PYTHON_RUNNER, TRTEXEC_PROVIDERS, check_provider, tool_for
+from harness.probes.power import DEFAULT_INTERVAL_MS, FALLBACK_INTERVAL_MS
 
 RESULT_SCHEMA = "harness.result/1"
 JOB_SCHEMA = "harness.job/1"
@@ -53,9 +54,15 @@ class Job:
     build_error: str | None = None
     # what measures it: "runner" (harness/runner/run.py) or a native tool's name
     tool: str = PYTHON_RUNNER
+    # the device's power source for the sampler (without the output path), or None
+    power: dict[str, Any] | None = None
 
     def spec(
-        self, model_path: str, input_path: str | None, eval_path: str | None = None
+        self,
+        model_path: str,
+        input_path: str | None,
+        eval_path: str | None = None,
+        power_out: str | None = None,
     ) -> dict[str, Any]:
         """The job spec document the runner reads (paths are the device's)."""
         evaluation = (
@@ -78,6 +85,7 @@ class Job:
             "input_specs": self.input_specs,
             "eval": evaluation,
             "inject_slowdown": self.inject_slowdown,
+            "power": {**self.power, "out": power_out} if self.power and power_out else None,
         }
 
 
@@ -168,6 +176,7 @@ def expand_plan(
                                 variant_params=dict(variant.params),
                                 build_error=built.error,
                                 tool=tool,
+                                power=power_spec(device) if tool == PYTHON_RUNNER else None,
                             )
                         )
     wanted_trtexec = set(plan.runtime.onnx_providers) & set(TRTEXEC_PROVIDERS)
@@ -191,6 +200,22 @@ def expand_plan(
                 f"inputs.files.{job.model}",
             )
     return jobs
+
+
+def power_spec(device: Device) -> dict[str, Any] | None:
+    """What the device's sampler reads, how often, and how long the idle baseline is."""
+    if device.power is None:
+        return None
+    interval_ms = device.power_interval_ms or DEFAULT_INTERVAL_MS.get(
+        device.power, FALLBACK_INTERVAL_MS
+    )
+    return {
+        "source": device.power,
+        "root": device.power_root,
+        "interval_s": interval_ms / 1000.0,
+        "command": device.power_command,
+        "idle_s": device.power_idle_s,
+    }
 
 
 def job_id(device: str, model: str, variant: str, provider: str, threads: int) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from harness.accuracy import output_deviation, top1_agreement
 from harness.errors import StoreError
+from harness.probes.power import PowerParseError, energy_summary, power_trace
 from harness.stats import stability_warnings, summarize
 
 JOB_RECORD_VERSION = 2
@@ -161,7 +162,39 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         row["warnings"] = "; ".join(warnings) or None
     elif record.status == "ok" and runner.get("reported_stats"):
         row.update(_reported_summary(runner))
+    if record.status == "ok" and (runner.get("power") or {}).get("timed_window_ns"):
+        columns, notes = power_columns(runner["power"])
+        row.update(columns)
+        if notes:
+            row["warnings"] = "; ".join(filter(None, [row.get("warnings"), *notes]))
     return row
+
+
+def power_columns(power: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """idle_power_w, avg_power_w and energy_mj from the sampler's readings, and what a
+    reader must know about them (a sampler error, too few readings, a phone charging)."""
+    notes = [f"power sampler: {power['error']}"] if power.get("error") else []
+    try:
+        trace = power_trace(power["source"], power.get("samples") or [])
+    except PowerParseError as exc:
+        return {}, [*notes, f"power not measured: {exc}"]
+    summary = energy_summary(
+        trace, power["timed_window_ns"], power.get("iterations") or 0, power.get("idle_window_ns")
+    )
+    if summary.samples_in_window < 2:
+        notes.append(
+            f"only {summary.samples_in_window} power reading(s) inside the timed window: "
+            "energy is extrapolated; run longer or sample faster (power_interval_ms)"
+        )
+    statuses = {str((s.get("raw") or {}).get("status", "")).lower() for s in power["samples"]}
+    if power["source"] == "android-battery" and "charging" in statuses:
+        notes.append("the phone was charging: battery power does not measure its consumption")
+    columns = {
+        "idle_power_w": summary.idle_power_w,
+        "avg_power_w": summary.avg_power_w,
+        "energy_mj": summary.energy_mj,
+    }
+    return columns, notes
 
 
 def _reported_summary(runner: dict[str, Any]) -> dict[str, Any]:

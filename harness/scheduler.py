@@ -416,9 +416,9 @@ class _DeviceWorker:
             eval_sha, _ = self.file_facts[job.eval_file]
             remote_eval, _ = transport.put_content_addressed(job.eval_file, "eval", eval_sha)
         spec_path = transport.remote_path(f"jobs/{self.store.run_id}/{job.job_id}.json")
-        transport.put_bytes(
-            json.dumps(job.spec(remote_model, remote_input, remote_eval)).encode(), spec_path
-        )
+        power_out = spec_path.removesuffix(".json") + ".power.jsonl" if job.power else None
+        spec = job.spec(remote_model, remote_input, remote_eval, power_out)
+        transport.put_bytes(json.dumps(spec).encode(), spec_path)
         timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
         result = transport.run(
             [self.device.python, runner_path, spec_path], timeout_s=job.timeout_s

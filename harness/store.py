@@ -5,6 +5,7 @@
         jobs/<job_id>.json    one JobRecord, written the moment its job ends; never rewritten
         results.parquet       one row per job (derived from jobs/)
         samples.parquet       every timed latency (derived from jobs/)
+        power.parquet         every power reading of jobs on devices with a power source
 
 The job files are the source of truth; the parquet files are views rebuilt from them, so a
 run killed half way is read from its job files.
@@ -90,6 +91,7 @@ class RunStore:
         results, samples = self.frames()
         _write_parquet_atomic(results, self.run_dir / "results.parquet")
         _write_parquet_atomic(samples, self.run_dir / "samples.parquet")
+        _write_parquet_atomic(power_frame(self.records()), self.run_dir / "power.parquet")
 
     def stored_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The parquet views of a finished run, read as written (fast for long histories);
@@ -150,6 +152,41 @@ def samples_frame(records: list[JobRecord]) -> pd.DataFrame:
         columns["latency_ns"] = "int64"
         return pd.DataFrame({name: pd.Series(dtype=kind) for name, kind in columns.items()})
     return pd.concat(parts, ignore_index=True)
+
+
+def power_frame(records: list[JobRecord]) -> pd.DataFrame:
+    """Every job's power trace: seconds from the start of its timed window (negative
+    before it), watts, and the phase ('idle' baseline, 'timed' window, or 'other': the
+    model load, first inference and warm-up)."""
+    import pandas as pd
+
+    from harness.probes.power import PowerParseError, power_trace
+
+    rows = []
+    for record in records:
+        power = record.runner.get("power") or {}
+        window = power.get("timed_window_ns")
+        if record.status != "ok" or not window:
+            continue
+        try:
+            trace = power_trace(power["source"], power.get("samples") or [])
+        except PowerParseError:
+            continue  # the result row says why
+        idle = power.get("idle_window_ns") or [0, 0]
+        for t_s, watts in trace:
+            t_ns = t_s * 1e9
+            phase = (
+                "timed"
+                if window[0] <= t_ns <= window[1]
+                else "idle"
+                if idle[0] <= t_ns <= idle[1]
+                else "other"
+            )
+            rows.append((record.run_id, record.job_id, (t_ns - window[0]) / 1e9, watts, phase))
+    columns = ["run_id", "job_id", "t_s", "power_w", "phase"]
+    return pd.DataFrame(rows, columns=columns).astype(
+        {"run_id": "str", "job_id": "str", "t_s": "float64", "power_w": "float64", "phase": "str"}
+    )
 
 
 def _process_index(record: JobRecord) -> Any:

@@ -21,6 +21,7 @@ import math
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -383,8 +384,77 @@ def slowed(infer, fraction):
     return slower
 
 
+class PowerSampler:
+    """sampler.py in a process of its own, from before the idle baseline and the model
+    load until after the timed loop; its raw readings go back in the result document."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.out = spec["out"]
+        self.proc = None
+        self.log = None
+
+    def start(self):
+        with open(self.out, "w"):
+            pass  # a fresh file per process
+        self.log = open(self.out + ".stderr", "w+")  # noqa: SIM115 -- lives as long as the sampler
+        sampler = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sampler.py")
+        self.proc = subprocess.Popen(
+            [sys.executable, sampler, json.dumps(self.spec), self.out],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+        deadline = time.monotonic() + 10
+        while os.path.getsize(self.out) == 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise JobError("the power sampler did not start: %s" % self.error_text())
+            time.sleep(0.005)
+
+    def stop(self):
+        """One more interval (a reading after the window's end), then SIGTERM."""
+        if self.proc.poll() is None:
+            time.sleep(float(self.spec.get("interval_s", 0.05)))
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        samples = []
+        with open(self.out) as handle:
+            for line in handle:
+                try:
+                    samples.append(json.loads(line))
+                except ValueError:
+                    break  # a line cut short by the stop
+        return {"samples": samples, "error": self.error_text() or None}
+
+    def error_text(self):
+        self.log.seek(0)
+        return self.log.read().strip()[-500:]
+
+
 def run_job(job, np, doc):
     """Everything for one job; fills `doc` as it goes so a failure keeps what was measured."""
+    power = job.get("power")
+    sampler = PowerSampler(power) if power else None
+    if sampler is not None:
+        sampler.start()
+        doc["power"] = {"source": power["source"], "interval_s": power.get("interval_s")}
+    try:
+        if sampler is not None and float(power.get("idle_s", 0)) > 0:
+            idle_start = time.monotonic_ns()
+            time.sleep(float(power["idle_s"]))  # the baseline: nothing loaded, nothing running
+            doc["power"]["idle_window_ns"] = [idle_start, time.monotonic_ns()]
+        measure_job(job, np, doc)
+    finally:
+        if sampler is not None:
+            doc["power"].update(sampler.stop())
+
+
+def measure_job(job, np, doc):
     doc["memory_kb"] = {"before_load": read_memory_kb()}
     doc["thermal_c"] = {"before": read_thermal_c()}
     threads = int(job["threads"])
@@ -429,7 +499,11 @@ def run_job(job, np, doc):
         doc["first_ms"] = (time.perf_counter_ns() - start) / 1e6
         for _ in range(int(job.get("warmup", 0))):
             infer()
+        window_start = time.monotonic_ns()
         latencies, reason = timed_loop(infer, job["stop"])
+        if "power" in doc:
+            doc["power"]["timed_window_ns"] = [window_start, time.monotonic_ns()]
+            doc["power"]["iterations"] = len(latencies)
     finally:
         gc.enable()
     doc["latencies_ns"] = latencies

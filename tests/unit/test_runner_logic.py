@@ -12,14 +12,17 @@ import pytest
 from harness.runner import run as runner
 
 RUNNER = Path(runner.__file__)
+DEVICE_FILES = [RUNNER, RUNNER.with_name("sampler.py")]
 
 
-def test_runner_parses_as_python_3_8() -> None:
-    ast.parse(RUNNER.read_text(), feature_version=(3, 8))
+@pytest.mark.parametrize("path", DEVICE_FILES, ids=lambda p: p.name)
+def test_device_side_files_parse_as_python_3_8(path: Path) -> None:
+    ast.parse(path.read_text(), feature_version=(3, 8))
 
 
-def test_runner_imports_only_the_standard_library() -> None:
-    tree = ast.parse(RUNNER.read_text())
+@pytest.mark.parametrize("path", DEVICE_FILES, ids=lambda p: p.name)
+def test_device_side_files_import_only_the_standard_library(path: Path) -> None:
+    tree = ast.parse(path.read_text())
     imported = {
         (node.module or "").split(".")[0]
         if isinstance(node, ast.ImportFrom)

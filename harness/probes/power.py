@@ -1,0 +1,259 @@
+"""Power: the parsers of each source's raw readings, and energy per inference. Pure.
+
+The sampler on the device (harness/runner/sampler.py) records each source's raw reading
+with a `time.monotonic_ns()` timestamp, the clock the runner stamps its idle and timed
+windows with; everything here turns those readings into a power trace (seconds, watts)
+and integrates it over the windows:
+
+    idle_power_w = mean power over the idle window (before the model is loaded)
+    avg_power_w  = mean power over the timed window
+    energy_mj    = ∫ (P − idle_power_w) dt over the timed window / iterations, in mJ
+
+Sources: `rapl` (Intel RAPL powercap counters, µJ, wrapping at max_energy_range_uj),
+`ina3221` (hwmon sysfs: mV and mA per channel, or µW on the older ina3221x driver),
+`tegrastats` (Jetson rail lines), `pi5-pmic` (`vcgencmd pmic_read_adc`), `android-battery`
+(current_now µA × voltage_now µV), `command` (an external meter printing watts).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+from harness.errors import RunnerFailed
+
+SOURCES = ("rapl", "ina3221", "tegrastats", "pi5-pmic", "android-battery", "command")
+DEFAULT_INTERVAL_MS = {"pi5-pmic": 1000, "command": 1000}  # slow sources; others 50 ms
+FALLBACK_INTERVAL_MS = 50
+
+
+class PowerParseError(RunnerFailed):
+    """A power reading the parser cannot read."""
+
+
+@dataclass(frozen=True)
+class TegraReading:
+    total_w: float
+    total_from: str  # "VDD_IN", "POM_5V_IN" or "sum of rails"
+    rails_w: dict[str, float]
+    temps_c: dict[str, float]
+
+
+# --------------------------------------------------------------------------- tegrastats
+
+_TEGRA_RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(mW)?/(\d+)(?:mW)?(?:/\d+(?:mW)?)*(?=\s|$)")
+_TEGRA_TEMP = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*)@(-?\d+(?:\.\d+)?)C\b")
+_TEGRA_INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
+_TEGRA_NOT_RAILS = {"RAM", "SWAP", "IRAM", "EMC_FREQ", "GR3D_FREQ"}
+
+
+def parse_tegrastats(line: str) -> TegraReading:
+    """One tegrastats line. Rails are `NAME now/avg` in mW (units written as `mW` from
+    L4T r35 on, bare before; some boards print more values after the average — the first
+    is the reading). The board's input power is VDD_IN (TX1/TX2/Xavier NX/Orin Nano) or
+    POM_5V_IN (Nano); boards without an input rail (AGX Xavier, AGX Orin) sum their rails."""
+    rails = {
+        name: int(now) / 1000.0
+        for name, now, _unit, _avg in _TEGRA_RAIL.findall(line)
+        if name not in _TEGRA_NOT_RAILS
+    }
+    if not rails:
+        raise PowerParseError(f"tegrastats: no power rails in line {line.strip()[:200]!r}")
+    temps = {name: float(value) for name, value in _TEGRA_TEMP.findall(line)}
+    for name in _TEGRA_INPUT_RAILS:
+        if name in rails:
+            return TegraReading(rails[name], name, rails, temps)
+    return TegraReading(sum(rails.values()), "sum of rails", rails, temps)
+
+
+# --------------------------------------------------------------------------- Pi 5 PMIC
+
+_PMIC_LINE = re.compile(r"^\s*(\S+)_([AV]) (?:current|volt)\(\d+\)=([-+\d.eE]+|nan)([AV])\s*$")
+
+
+def parse_pmic_read_adc(text: str) -> dict[str, float]:
+    """`vcgencmd pmic_read_adc`: `<RAIL>_A current(n)=…A` and `<RAIL>_V volt(m)=…V` lines;
+    a rail's power is V × I where both exist (EXT5V and BATT have a voltage only; the
+    indices in brackets do not pair rails, the names do). Returns watts per rail."""
+    amps: dict[str, float] = {}
+    volts: dict[str, float] = {}
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        match = _PMIC_LINE.match(raw)
+        if not match:
+            raise PowerParseError(f"pmic_read_adc: cannot read the line {raw.strip()!r}")
+        name, kind, value, _unit = match.groups()
+        (amps if kind == "A" else volts)[name] = float(value)
+    rails = {name: amps[name] * volts[name] for name in amps if name in volts}
+    if not rails:
+        raise PowerParseError(
+            "pmic_read_adc: no rail with both current and voltage; is this a Raspberry Pi 5? "
+            "(a Pi 4 or older has no power sensor: use an external meter, power = 'command')"
+        )
+    return rails
+
+
+# --------------------------------------------------------------------------- traces
+
+
+def power_trace(source: str, samples: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]]:
+    """(seconds on the monotonic clock, watts) from the sampler's raw samples."""
+    if source == "rapl":
+        return _rapl_trace(samples)
+    trace = []
+    for sample in samples:
+        watts = _instant_watts(source, sample["raw"])
+        if watts is not None:
+            trace.append((sample["t_ns"] / 1e9, watts))
+    return trace
+
+
+def _instant_watts(source: str, raw: Any) -> float | None:
+    if source == "tegrastats":
+        return parse_tegrastats(str(raw)).total_w
+    if source == "pi5-pmic":
+        return sum(parse_pmic_read_adc(str(raw)).values())
+    if source == "ina3221":
+        return ina3221_watts(raw)
+    if source == "android-battery":
+        return android_watts(raw)
+    if source == "command":
+        return _meter_watts(str(raw))
+    raise PowerParseError(f"unknown power source {source!r}; known: {', '.join(SOURCES)}")
+
+
+def _rapl_trace(samples: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]]:
+    """RAPL gives energy counters: power between two samples is ΔE/Δt, placed at the
+    interval's middle; a counter that went down wrapped at its max_energy_range_uj."""
+    trace = []
+    for before, after in pairwise(samples):
+        seconds = (after["t_ns"] - before["t_ns"]) / 1e9
+        if seconds <= 0:
+            continue
+        joules = 0.0
+        for domain, end in after["raw"]["energy_uj"].items():
+            start = before["raw"]["energy_uj"].get(domain)
+            if start is None:
+                continue
+            delta = end - start
+            if delta < 0:
+                delta += after["raw"]["max_energy_range_uj"][domain]
+            joules += delta / 1e6
+        trace.append(((before["t_ns"] + after["t_ns"]) / 2e9, joules / seconds))
+    return trace
+
+
+def ina3221_watts(raw: Mapping[str, str]) -> float:
+    """hwmon INA3221 files as read: `in<N>_input` (mV) × `curr<N>_input` (mA) per channel,
+    or the older ina3221x driver's `in_power<N>_input` (mW). With a label naming the
+    board's input (VDD_IN / POM_5V_IN / VIN), that channel alone is the total."""
+    power_mw: dict[str, float] = {}
+    labels: dict[str, str] = {}
+    for name, value in raw.items():
+        if match := re.fullmatch(r"in_power(\d+)_input", name):
+            power_mw[match[1]] = float(value)
+        elif match := re.fullmatch(r"(?:in|rail_name_)(\d+)(?:_label)?", name):
+            labels[match[1]] = str(value).strip()
+    for name, value in raw.items():
+        match = re.fullmatch(r"curr(\d+)_input", name)
+        volts = raw.get(f"in{match[1]}_input") if match else None
+        if match and volts is not None and match[1] not in power_mw:
+            power_mw[match[1]] = float(value) * float(volts) / 1000.0
+    if not power_mw:
+        raise PowerParseError(f"ina3221: no channel with power or current+voltage in {sorted(raw)}")
+    for channel, label in labels.items():
+        if label.upper() in ("VDD_IN", "POM_5V_IN", "VIN") and channel in power_mw:
+            return power_mw[channel] / 1000.0
+    return sum(power_mw.values()) / 1000.0
+
+
+def android_watts(raw: Mapping[str, str]) -> float:
+    """`current_now` (µA) × `voltage_now` (µV). Vendors disagree on the current's sign
+    while discharging (negative on most Pixels, positive on many others), so the
+    magnitude is used; `battery_sign` (below) records which convention the phone uses."""
+    current_ua = float(raw["current_now"])
+    voltage_uv = float(raw["voltage_now"])
+    return abs(current_ua) * voltage_uv / 1e12
+
+
+def battery_sign(samples: Sequence[Mapping[str, Any]]) -> str | None:
+    """Which sign the phone gives a discharging current: 'negative', 'positive' or None."""
+    signs = {
+        math.copysign(1, float(s["raw"]["current_now"]))
+        for s in samples
+        if str(s["raw"].get("status", "")).lower() == "discharging"
+        and float(s["raw"]["current_now"]) != 0
+    }
+    if len(signs) != 1:
+        return None
+    return "negative" if signs == {-1.0} else "positive"
+
+
+def _meter_watts(text: str) -> float:
+    """An external meter command prints watts: the last number of its output."""
+    numbers = re.findall(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", text)
+    if not numbers:
+        raise PowerParseError(f"power command printed no number: {text.strip()[:120]!r}")
+    return float(numbers[-1])
+
+
+# --------------------------------------------------------------------------- energy
+
+
+def mean_power(trace: Sequence[tuple[float, float]], start_s: float, end_s: float) -> float | None:
+    """Time-weighted mean of the piecewise-linear trace over [start, end]; held flat
+    beyond its first and last points. None when the trace is empty or the window is."""
+    if not trace or end_s <= start_s:
+        return None
+    return _integral(trace, start_s, end_s) / (end_s - start_s)
+
+
+def _integral(trace: Sequence[tuple[float, float]], start_s: float, end_s: float) -> float:
+    points = sorted(trace)
+
+    def at(t: float) -> float:
+        if t <= points[0][0]:
+            return points[0][1]
+        if t >= points[-1][0]:
+            return points[-1][1]
+        for (t0, p0), (t1, p1) in pairwise(points):
+            if t0 <= t <= t1:
+                return p0 if t1 == t0 else p0 + (p1 - p0) * (t - t0) / (t1 - t0)
+        return points[-1][1]
+
+    knots = [start_s] + [t for t, _ in points if start_s < t < end_s] + [end_s]
+    return sum((b - a) * (at(a) + at(b)) / 2 for a, b in pairwise(knots))
+
+
+@dataclass(frozen=True)
+class EnergySummary:
+    idle_power_w: float | None
+    avg_power_w: float | None
+    energy_mj: float | None  # per inference, above idle
+    samples_in_window: int
+
+
+def energy_summary(
+    trace: Sequence[tuple[float, float]],
+    timed_window_ns: Sequence[int],
+    iterations: int,
+    idle_window_ns: Sequence[int] | None = None,
+) -> EnergySummary:
+    """The result columns from a power trace and the runner's windows."""
+    start, end = timed_window_ns[0] / 1e9, timed_window_ns[1] / 1e9
+    idle = (
+        mean_power(trace, idle_window_ns[0] / 1e9, idle_window_ns[1] / 1e9)
+        if idle_window_ns
+        else None
+    )
+    average = mean_power(trace, start, end)
+    energy = None
+    if average is not None and iterations > 0:
+        energy = (average - (idle or 0.0)) * (end - start) / iterations * 1000.0
+    inside = sum(1 for t, _ in trace if start <= t <= end)
+    return EnergySummary(idle, average, energy, inside)

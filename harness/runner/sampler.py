@@ -1,0 +1,144 @@
+"""Power sampler: a process of its own beside the runner (never inside the process that
+times inferences), recording a power source's raw readings, each stamped with
+time.monotonic_ns() — the clock the runner stamps its idle and timed windows with.
+
+    python3 sampler.py SPEC_JSON OUT_PATH
+
+SPEC: {"source": ..., "root": "/sys", "interval_s": 0.05, "command": [...]}. One JSON line
+per reading is appended to OUT_PATH ({"t_ns": ..., "raw": ...}); it stops on SIGTERM.
+The readings are parsed on the controller (harness/probes/power.py), so this file only
+reads. Standard library only, Python 3.8+. Never imports harness.
+"""
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+STOP = []
+
+
+def read_text(path):
+    with open(path) as handle:
+        return handle.read().strip()
+
+
+def rapl(spec):
+    """Top-level RAPL domains (intel-rapl:N, not their sub-zones): energy counters in µJ."""
+    base = os.path.join(spec["root"], "class", "powercap")
+    energy, maximum = {}, {}
+    for zone in sorted(glob.glob(os.path.join(base, "intel-rapl:*"))):
+        if not re.search(r"intel-rapl:\d+$", zone):
+            continue
+        name = (
+            read_text(os.path.join(zone, "name"))
+            if os.path.exists(os.path.join(zone, "name"))
+            else os.path.basename(zone)
+        )
+        key = "%s:%s" % (os.path.basename(zone), name)
+        energy[key] = int(read_text(os.path.join(zone, "energy_uj")))
+        maximum[key] = int(read_text(os.path.join(zone, "max_energy_range_uj")))
+    if not energy:
+        raise RuntimeError("no RAPL domains under %s" % base)
+    return {"energy_uj": energy, "max_energy_range_uj": maximum}
+
+
+_INA_FILES = re.compile(
+    r"^(in\d+_input|curr\d+_input|in\d+_label|in_power\d+_input|rail_name_\d+)$"
+)
+
+
+def ina3221(spec):
+    """Every INA3221 channel file of the first hwmon device named ina3221/ina3221x (or
+    of `root` itself when it holds them), as text."""
+    candidates = [spec["root"]] + sorted(
+        glob.glob(os.path.join(spec["root"], "class", "hwmon", "hwmon*"))
+    )
+    for folder in candidates:
+        name_file = os.path.join(folder, "name")
+        named = os.path.exists(name_file) and read_text(name_file) in ("ina3221", "ina3221x")
+        files = (
+            [f for f in os.listdir(folder) if _INA_FILES.match(f)] if os.path.isdir(folder) else []
+        )
+        if files and (named or folder == spec["root"]):
+            return {f: read_text(os.path.join(folder, f)) for f in files}
+    raise RuntimeError("no INA3221 hwmon device under %s" % spec["root"])
+
+
+def android_battery(spec):
+    folder = os.path.join(spec["root"], "class", "power_supply", "battery")
+    return {f: read_text(os.path.join(folder, f)) for f in ("current_now", "voltage_now", "status")}
+
+
+def command_output(argv):
+    return subprocess.run(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10, check=False
+    ).stdout.decode(errors="replace")
+
+
+POLLED = {
+    "rapl": rapl,
+    "ina3221": ina3221,
+    "android-battery": android_battery,
+    "pi5-pmic": lambda spec: command_output(["vcgencmd", "pmic_read_adc"]),
+    "command": lambda spec: command_output(spec["command"]),
+}
+
+
+def poll(spec, out):
+    read = POLLED[spec["source"]]
+    interval_ns = int(float(spec["interval_s"]) * 1e9)
+    next_tick = time.monotonic_ns()
+    while not STOP:
+        stamp = time.monotonic_ns()
+        out.write(json.dumps({"t_ns": stamp, "raw": read(spec)}) + "\n")
+        out.flush()
+        next_tick += interval_ns
+        delay = next_tick - time.monotonic_ns()
+        if delay > 0:
+            time.sleep(delay / 1e9)
+        else:
+            next_tick = time.monotonic_ns()
+
+
+def stream_tegrastats(spec, out):
+    """tegrastats prints a line per interval; each is stamped as it arrives."""
+    interval_ms = str(max(1, int(float(spec["interval_s"]) * 1000)))
+    argv = (spec.get("command") or ["tegrastats"]) + ["--interval", interval_ms]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        for line in iter(proc.stdout.readline, b""):
+            if STOP:
+                break
+            out.write(
+                json.dumps(
+                    {"t_ns": time.monotonic_ns(), "raw": line.decode(errors="replace").strip()}
+                )
+                + "\n"
+            )
+            out.flush()
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def main(argv):
+    spec = json.loads(argv[1])
+    signal.signal(signal.SIGTERM, lambda signum, frame: STOP.append(signum))
+    with open(argv[2], "a") as out:
+        if spec["source"] == "tegrastats":
+            stream_tegrastats(spec, out)
+        else:
+            poll(spec, out)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv)
+    except Exception as exc:  # the runner reports it; nothing else may stop a run
+        sys.stderr.write("power sampler: %s: %s\n" % (type(exc).__name__, exc))
+        sys.exit(3)
