@@ -103,6 +103,15 @@ class RunStore:
             return pd.read_parquet(results), pd.read_parquet(samples)
         return self.frames()
 
+    def power(self) -> pd.DataFrame:
+        """power.parquet of a finished run, else rebuilt from the job records."""
+        import pandas as pd
+
+        path = self.run_dir / "power.parquet"
+        if self.read_run_meta().get("finished_at") and path.is_file():
+            return pd.read_parquet(path)
+        return power_frame(self.records())
+
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         records = self.records()
         return results_frame(records), samples_frame(records)
@@ -156,8 +165,8 @@ def samples_frame(records: list[JobRecord]) -> pd.DataFrame:
 
 def power_frame(records: list[JobRecord]) -> pd.DataFrame:
     """Every job's power trace: seconds from the start of its timed window (negative
-    before it), watts, and the phase ('idle' baseline, 'timed' window, or 'other': the
-    model load, first inference and warm-up)."""
+    before it), watts, the phase ('idle' baseline, 'timed' window, or 'other': the model
+    load, first inference and warm-up) and the timed window's length."""
     import pandas as pd
 
     from harness.probes.power import PowerParseError, power_trace
@@ -182,11 +191,13 @@ def power_frame(records: list[JobRecord]) -> pd.DataFrame:
                 if idle[0] <= t_ns <= idle[1]
                 else "other"
             )
-            rows.append((record.run_id, record.job_id, (t_ns - window[0]) / 1e9, watts, phase))
-    columns = ["run_id", "job_id", "t_s", "power_w", "phase"]
-    return pd.DataFrame(rows, columns=columns).astype(
-        {"run_id": "str", "job_id": "str", "t_s": "float64", "power_w": "float64", "phase": "str"}
-    )
+            seconds = (window[1] - window[0]) / 1e9
+            rows.append(
+                (record.run_id, record.job_id, (t_ns - window[0]) / 1e9, watts, phase, seconds)
+            )
+    columns = {"run_id": "str", "job_id": "str", "t_s": "float64", "power_w": "float64"}
+    columns.update(phase="str", window_s="float64")
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
 
 
 def _process_index(record: JobRecord) -> Any:

@@ -56,6 +56,7 @@ def write_report(
         "accuracy_vs_latency": plots.accuracy_vs_latency(comparison),
         "size_vs_speedup": plots.size_vs_speedup(comparison),
         "memory": plots.memory_by_variant(results),
+        "power": plots.power_traces(store.power()),
     }
     saved = {name: plots.save(figure, folder, name) for name, figure in figures.items() if figure}
     meta = store.read_run_meta()
@@ -179,7 +180,7 @@ def render_html(
             f"<figcaption>{e(name.replace('_', ' '))} (also {e(path.with_suffix('.svg').name)})"
             "</figcaption></figure>"
         )
-    if not meta.get("power_sampled"):
+    if "power" not in plot_files:
         parts.append("<p>No power samples in this run: energy per inference is not measured.</p>")
     parts.append("</section><section id='metadata'><h2>Run metadata</h2><pre>")
     shown = {

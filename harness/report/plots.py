@@ -65,7 +65,7 @@ def latency_distributions(results: pd.DataFrame, samples: pd.DataFrame) -> Figur
         data = [by_job.get(job_id, []) for job_id in rows["job_id"]]
         axis.boxplot(
             data,
-            vert=False,
+            orientation="horizontal",
             tick_labels=[_label(r) for _, r in rows.iterrows()],
             showfliers=False,
             whis=(1, 99),
@@ -150,6 +150,30 @@ def memory_by_variant(results: pd.DataFrame) -> Figure | None:
     axis.set_xlabel("MB")
     axis.set_title("memory per variant")
     axis.legend(fontsize=8)
+    return figure
+
+
+def power_traces(power: pd.DataFrame, most: int = 6) -> Figure | None:
+    """Power over each job (the first `most`), the timed window shaded, the idle baseline
+    and the rest (load, warm-up) drawn as they came."""
+    if power.empty:
+        return None
+    jobs = list(dict.fromkeys(power["job_id"]))[:most]
+    figure = _figure(7, 1.6 * len(jobs) + 0.6)
+    axes = figure.subplots(len(jobs), 1, squeeze=False, sharex=False)[:, 0]
+    for axis, job in zip(axes, jobs, strict=True):
+        trace = power[power["job_id"] == job].sort_values("t_s")
+        axis.axvspan(
+            0, float(trace["window_s"].iloc[0]), color="#DD8452", alpha=0.2, label="timed window"
+        )
+        axis.plot(trace["t_s"], trace["power_w"], color="#4C72B0", linewidth=1)
+        idle = trace[trace["phase"] == "idle"]
+        if not idle.empty:
+            axis.axhline(idle["power_w"].mean(), color="grey", linestyle=":", label="idle mean")
+        axis.set_title(job, fontsize=8)
+        axis.set_ylabel("W")
+        axis.legend(fontsize=7, loc="upper right")
+    axes[-1].set_xlabel("seconds from the start of the timed window")
     return figure
 
 

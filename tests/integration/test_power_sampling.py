@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from conftest import SSHServer
 
+from harness.report.document import write_report
 from harness.scheduler import prepare_run, run_prepared
 
 WATTS = 5.0
@@ -90,6 +91,15 @@ def test_energy_per_inference_from_a_rapl_tree(
     assert len(timed) >= 20 and timed["power_w"].median() == pytest.approx(WATTS, rel=0.02)
     # single readings jitter with the timestamps; a mishandled wrap would be off by ~150 W
     assert timed["power_w"].between(WATTS / 2, WATTS * 2).all()
+    if idle_s:
+        assert (trace["phase"] == "idle").sum() >= 10
+    # the report draws the trace with its timed window
+    results, samples = prepared.store.frames()
+    files = write_report(prepared.store, results, samples)
+    assert (run_dir / "plots" / "power.png").is_file() and (
+        run_dir / "plots" / "power.svg"
+    ).is_file()
+    assert "alt='power'" in files.html.read_text()
 
 
 def test_a_sampler_that_cannot_read_fails_the_job_in_its_words(
