@@ -669,6 +669,8 @@ class _Progress:
             self.progress.print(f"[red]device {event.device} skipped:[/red] {event.message}")
         elif event.kind == "start":
             self.progress.update(task, current=event.job_id)
+        elif event.kind == "rerun":
+            self.progress.print(f"[yellow]{event.job_id}: {event.message}, once more[/yellow]")
         elif event.kind == "end":
             self.progress.update(task, advance=1, current="")
             if event.status != "ok":

@@ -81,10 +81,16 @@ class Device(_Strict):
     cores: Annotated[str, Field(pattern=r"^[0-9][0-9,-]*$")] | None = None
     # power, sampled on the device beside the runner (harness/probes/power.py)
     power: PowerSource | None = None
-    power_root: str = "/sys"  # where sysfs is (a test points it at a tree of its own)
+    sysfs_root: str = "/sys"  # where sysfs is, for power, thermal and cpufreq (tests: a tree)
     power_interval_ms: Annotated[int, Field(ge=1, le=60_000)] | None = None
     power_command: list[str] | None = None  # power = "command": prints watts
     power_idle_s: Annotated[float, Field(ge=0, le=600)] = 2.0
+    # thermal state: wait before each job until the hottest zone is below cooldown_c (or
+    # cooldown_max_s passed); a throttled job is run again up to rerun_throttled times
+    cooldown_c: Annotated[float, Field(gt=0, lt=150)] | None = None
+    cooldown_max_s: Annotated[float, Field(ge=0)] = 300.0
+    throttle_min_freq_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    rerun_throttled: Annotated[int, Field(ge=0, le=5)] = 0
     labels: dict[str, str] = Field(default_factory=dict)
     source: str = ""
 

@@ -56,6 +56,7 @@ class Job:
     tool: str = PYTHON_RUNNER
     # the device's power source for the sampler (without the output path), or None
     power: dict[str, Any] | None = None
+    sysfs_root: str = "/sys"
 
     def spec(
         self,
@@ -86,6 +87,7 @@ class Job:
             "eval": evaluation,
             "inject_slowdown": self.inject_slowdown,
             "power": {**self.power, "out": power_out} if self.power and power_out else None,
+            "sysfs_root": self.sysfs_root,
         }
 
 
@@ -177,6 +179,7 @@ def expand_plan(
                                 build_error=built.error,
                                 tool=tool,
                                 power=power_spec(device) if tool == PYTHON_RUNNER else None,
+                                sysfs_root=device.sysfs_root,
                             )
                         )
     wanted_trtexec = set(plan.runtime.onnx_providers) & set(TRTEXEC_PROVIDERS)
@@ -211,7 +214,7 @@ def power_spec(device: Device) -> dict[str, Any] | None:
     )
     return {
         "source": device.power,
-        "root": device.power_root,
+        "root": device.sysfs_root,
         "interval_s": interval_ms / 1000.0,
         "command": device.power_command,
         "idle_s": device.power_idle_s,

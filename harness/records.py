@@ -162,6 +162,18 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         row["warnings"] = "; ".join(warnings) or None
     elif record.status == "ok" and runner.get("reported_stats"):
         row.update(_reported_summary(runner))
+    reasons = record.controller.get("throttle_reasons")
+    if record.status == "ok" and reasons is not None:
+        row["throttled"] = bool(reasons)
+        notes = [f"throttled ({'; '.join(reasons)})"] if reasons else []
+        cooldown = record.controller.get("cooldown") or {}
+        if cooldown and not cooldown.get("reached"):
+            notes.append(
+                f"started hot: {cooldown.get('hottest_c')} °C after {cooldown.get('waited_s')} s "
+                f"of cooldown (target {cooldown.get('target_c')} °C)"
+            )
+        if notes:
+            row["warnings"] = "; ".join(filter(None, [row.get("warnings"), *notes]))
     if record.status == "ok" and (runner.get("power") or {}).get("timed_window_ns"):
         columns, notes = power_columns(runner["power"])
         row.update(columns)

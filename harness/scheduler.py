@@ -49,10 +49,13 @@ from harness.native.commands import (
     pool_reported,
     result_document,
 )
+from harness.probes.thermal import parse_zone_temps, throttle_reasons
 from harness.records import JobRecord
 from harness.store import RunStore, resolve_run, utc_now
 from harness.transport import open_transport, sha256_of
 from harness.transport.base import Transport
+
+COOLDOWN_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -238,7 +241,8 @@ def controller_versions() -> dict[str, str | None]:
 
 @dataclass(frozen=True)
 class JobEvent:
-    """Progress for a display: `kind` is 'device-ready', 'start' or 'end'."""
+    """Progress for a display: `kind` is 'device-ready', 'device-error', 'start', 'rerun'
+    or 'end'."""
 
     kind: str
     device: str
@@ -358,7 +362,25 @@ class _DeviceWorker:
     def _attempt(
         self, job: Job, transport: Transport, runner_path: str, round_index: int
     ) -> _Attempt | JobRecord:
-        """One runner process for the job: its result, or the job's failure record."""
+        """One runner process for the job (again, after a cooldown, when it throttled and
+        the device file allows reruns): its result, or the job's failure record."""
+        outcome = self._attempt_once(job, transport, runner_path, round_index)
+        reruns = 0
+        while (
+            isinstance(outcome, _Attempt)
+            and outcome.timings.get("throttle_reasons")
+            and reruns < self.device.rerun_throttled
+        ):
+            reruns += 1
+            self.emit(JobEvent("rerun", self.device.name, job.job_id, message="throttled"))
+            outcome = self._attempt_once(job, transport, runner_path, round_index)
+            if isinstance(outcome, _Attempt):
+                outcome.timings["reruns_after_throttling"] = reruns
+        return outcome
+
+    def _attempt_once(
+        self, job: Job, transport: Transport, runner_path: str, round_index: int
+    ) -> _Attempt | JobRecord:
         started_at = utc_now()
         if job.build_error:
             return self._save(
@@ -367,6 +389,8 @@ class _DeviceWorker:
         clock = time.perf_counter()
         timings: dict[str, Any] = {}
         try:
+            if self.device.cooldown_c is not None:
+                timings["cooldown"] = self._cool_down(transport)
             if job.tool == PYTHON_RUNNER:
                 doc = self._run_runner(job, transport, runner_path, round_index, timings)
             else:
@@ -384,6 +408,10 @@ class _DeviceWorker:
                 job, started_at, "error", error=f"internal error: {exc!r}", controller=timings
             )
         timings["total_s"] = time.perf_counter() - clock
+        state = doc.get("state") or {}
+        timings["throttle_reasons"] = throttle_reasons(
+            state.get("before"), state.get("after"), self.device.throttle_min_freq_fraction
+        )
         if doc["status"] != "ok":
             return self._save(
                 job,
@@ -477,6 +505,31 @@ class _DeviceWorker:
             )
         return result_document(job.job_id, job.runtime, report, argv)
 
+    def _cool_down(self, transport: Transport) -> dict[str, Any]:
+        """Wait until the hottest thermal zone is below the device's cooldown_c, or until
+        cooldown_max_s has passed; says how long it waited and where it got to."""
+        target = self.device.cooldown_c
+        assert target is not None
+        started = time.monotonic()
+        probe = 'cat "$1"/class/thermal/thermal_zone*/temp 2>/dev/null; true'
+        while True:
+            result = transport.run(
+                ["sh", "-c", probe, "cooldown", self.device.sysfs_root], timeout_s=30
+            )
+            temps = parse_zone_temps(result.stdout)
+            hottest = max(temps) if temps else None
+            waited = time.monotonic() - started
+            if hottest is None or hottest < target or waited >= self.device.cooldown_max_s:
+                return {
+                    "waited_s": round(waited, 3),
+                    "hottest_c": hottest,
+                    "target_c": target,
+                    "reached": hottest is None or hottest < target,
+                }
+            if self.stop.is_set():
+                return {"waited_s": round(waited, 3), "hottest_c": hottest, "reached": False}
+            time.sleep(COOLDOWN_POLL_S)
+
     def _native_binary(self, tool: str, transport: Transport) -> str:
         """The tool's path on the device: as configured, or pushed once by content hash."""
         binary = next((b for name, b in self.device.binaries.items() if name == tool), None)
@@ -532,6 +585,11 @@ class _DeviceWorker:
             metrics = eval_metrics(first["eval"]["top_k"], self._labels(job))
         controller = dict(attempts[0].timings)
         controller["run_s_per_process"] = [a.timings.get("run_s") for a in attempts]
+        recorded = [
+            a.timings["throttle_reasons"] for a in attempts if "throttle_reasons" in a.timings
+        ]
+        if recorded and any(r is not None for r in recorded):  # any process throttled counts
+            controller["throttle_reasons"] = [x for r in recorded for x in (r or [])]
         return self._save(
             job,
             started_at,

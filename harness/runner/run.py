@@ -105,10 +105,10 @@ def read_memory_kb():
     return {"rss_kb": rss, "hwm_kb": hwm}
 
 
-def read_thermal_c():
+def read_thermal_c(sysfs="/sys"):
     """Every thermal zone's temperature in °C, keyed by zone type (empty where none)."""
     zones = {}
-    root = "/sys/class/thermal"
+    root = os.path.join(sysfs, "class", "thermal")
     try:
         names = sorted(os.listdir(root))
     except OSError:
@@ -125,6 +125,53 @@ def read_thermal_c():
             continue
         zones["%s:%s" % (name, kind)] = milli / 1000.0
     return zones
+
+
+def read_cpufreq_khz(sysfs="/sys"):
+    """Each CPU's [current, maximum] frequency in kHz, where cpufreq exists."""
+    freqs = {}
+    root = os.path.join(sysfs, "devices", "system", "cpu")
+    try:
+        names = sorted(n for n in os.listdir(root) if n[3:].isdigit() and n.startswith("cpu"))
+    except OSError:
+        return freqs
+    for name in names:
+        folder = os.path.join(root, name, "cpufreq")
+        try:
+            with open(os.path.join(folder, "scaling_cur_freq")) as handle:
+                current = int(handle.read().strip())
+            with open(os.path.join(folder, "cpuinfo_max_freq")) as handle:
+                maximum = int(handle.read().strip())
+        except (OSError, ValueError):
+            continue
+        freqs[name] = [current, maximum]
+    return freqs
+
+
+def read_throttled():
+    """`vcgencmd get_throttled` as printed (a Raspberry Pi), else None."""
+    if not shutil.which("vcgencmd"):
+        return None
+    try:
+        done = subprocess.run(
+            ["vcgencmd", "get_throttled"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.decode(errors="replace").strip()
+
+
+def device_state(sysfs):
+    """What says whether this job's numbers are comparable: temperatures, clocks, throttling."""
+    return {
+        "thermal_c": read_thermal_c(sysfs),
+        "cpufreq_khz": read_cpufreq_khz(sysfs),
+        "throttled": read_throttled(),
+    }
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -455,8 +502,11 @@ def run_job(job, np, doc):
 
 
 def measure_job(job, np, doc):
+    sysfs = job.get("sysfs_root") or "/sys"
+    before = device_state(sysfs)
+    doc["state"] = {"before": before}
     doc["memory_kb"] = {"before_load": read_memory_kb()}
-    doc["thermal_c"] = {"before": read_thermal_c()}
+    doc["thermal_c"] = {"before": before["thermal_c"]}
     threads = int(job["threads"])
     load_start = time.perf_counter_ns()
     if job["runtime"] == "onnxruntime":
@@ -509,7 +559,8 @@ def measure_job(job, np, doc):
     doc["latencies_ns"] = latencies
     doc["stop_reason"] = reason
     doc["memory_kb"]["after_run"] = read_memory_kb()
-    doc["thermal_c"]["after"] = read_thermal_c()
+    doc["state"]["after"] = device_state(sysfs)
+    doc["thermal_c"]["after"] = doc["state"]["after"]["thermal_c"]
     if job.get("eval"):
         doc["eval"] = run_eval(np, session, declared, job["eval"])
 

@@ -63,7 +63,7 @@ def test_energy_per_inference_from_a_rapl_tree(
             "box",
             workspace / "box-device",
             power="rapl",
-            power_root=str(rapl_tree),
+            sysfs_root=str(rapl_tree),
             power_interval_ms=20,
             power_idle_s=idle_s,
         )
@@ -108,7 +108,7 @@ def test_a_sampler_that_cannot_read_fails_the_job_in_its_words(
     """A power root without RAPL: the job fails with the sampler's own words."""
     (workspace / "devices" / "box.toml").write_text(
         sshd.device_toml(
-            "box", workspace / "box-device", power="rapl", power_root=str(tmp_path / "nothing")
+            "box", workspace / "box-device", power="rapl", sysfs_root=str(tmp_path / "nothing")
         )
     )
     plan = workspace / "plans" / "p.toml"

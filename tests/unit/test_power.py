@@ -43,8 +43,8 @@ def test_tegrastats_without_rails_is_refused() -> None:
 
 
 def test_pi5_pmic_pairs_rails_by_name() -> None:
-    case = json.loads((FIXTURES / "vcgencmd" / "expected.json").read_text())
-    name, meta = next(iter(case.items()))
+    name = "pi5_pmic_read_adc_loaded.txt"
+    meta = json.loads((FIXTURES / "vcgencmd" / "expected.json").read_text())[name]
     rails = parse_pmic_read_adc((FIXTURES / "vcgencmd" / name).read_text())
     assert meta["source"]
     assert sum(rails.values()) == pytest.approx(meta["expected"]["total_w"])
