@@ -475,6 +475,9 @@ def devices_check(
         ("python", facts.python),
         ("numpy", facts.numpy or "missing"),
         ("cpus", facts.cpu_count),
+        ("cpu", _cpu_text(facts.identity)),
+        ("ram", f"{facts.identity['ram_mb']} MB" if facts.identity.get("ram_mb") else "?"),
+        ("board", facts.identity.get("board") or facts.identity.get("l4t") or "-"),
         ("workdir", f"{facts.workdir} ({free} free)"),
     ]:
         console.print(f"  {label:8} {value}")
@@ -489,6 +492,12 @@ def devices_check(
             "[red]no inference runtime imports there: install onnxruntime or ai-edge-litert[/red]"
         )
         raise typer.Exit(1)
+
+
+def _cpu_text(identity: dict[str, Any]) -> str:
+    parts = identity.get("cpu_parts") or []
+    cores = f" (core parts {', '.join(parts)})" if len(parts) > 1 else ""
+    return f"{identity.get('cpu_model') or '?'}{cores}"
 
 
 def _print_phone(console: Console, facts: Any) -> None:

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 JOB_KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
-COMPARABILITY = ("arch", "runtime_version", "model_sha256")
+# what must be equal for two results to be compared (runs from before schema 3 lack the
+# device identity columns: those are then not checked)
+COMPARABILITY = (
+    "arch", "runtime_version", "model_sha256", "cpu_model", "ram_mb", "os", "kernel", "board",
+)  # fmt: skip
 ALPHA = 0.01
 MIN_PROCESSES = 3
 MIN_ROUNDS = 5  # a paired t-test on fewer rounds has too few degrees of freedom to say much
@@ -103,6 +107,12 @@ def calibrated_floors(calibration_dir: Path) -> dict[str, float]:
     return floors
 
 
+def _same(a: Any, b: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(a) and pd.isna(b)) if pd.isna(a) or pd.isna(b) else bool(a == b)
+
+
 def compare_runs(
     before: RunStore,
     after: RunStore,
@@ -132,7 +142,7 @@ def compare_runs(
         differences = [
             f"{c} {row[c + '_a']} -> {row[c + '_b']}"
             for c in COMPARABILITY
-            if row[c + "_a"] != row[c + "_b"]
+            if c + "_a" in row and not _same(row[c + "_a"], row[c + "_b"])
         ]
         if differences:
             out["verdict"] = "not comparable"

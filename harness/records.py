@@ -11,6 +11,8 @@ Result table columns (`RESULT_COLUMNS`):
   1 -- DESIGN.md's list plus `stop_reason`, `warnings`, `ci_method`, `schema_version`.
   2 -- adds variant_params, gzip_bytes, sparsity, calibration, eval_n, top5_accuracy,
        max_abs_dev, mean_abs_dev, processes, process_p50_spread.
+  3 -- adds the device's identity, the comparability keys: cpu_model, ram_mb, os, kernel,
+       board (device tree model, else Jetson's L4T release).
 Columns are added, never repurposed.
 """
 
@@ -28,7 +30,7 @@ from harness.stats import stability_warnings, summarize
 
 JOB_RECORD_VERSION = 2
 JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
-RESULTS_SCHEMA_VERSION = 2
+RESULTS_SCHEMA_VERSION = 3
 
 RESULT_COLUMNS = (
     "run_id", "job_id", "started_at", "device", "device_class", "arch", "transport",
@@ -40,6 +42,7 @@ RESULT_COLUMNS = (
     "accuracy", "top1_agreement", "stop_reason", "ci_method", "warnings", "schema_version",
     "variant_params", "gzip_bytes", "sparsity", "calibration", "eval_n", "top5_accuracy",
     "max_abs_dev", "mean_abs_dev", "processes", "process_p50_spread",
+    "cpu_model", "ram_mb", "os", "kernel", "board",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "timeout", "skipped")
@@ -100,6 +103,7 @@ def result_row(record: JobRecord) -> dict[str, Any]:
     runtime = runner.get("runtime") or {}
     memory = runner.get("memory_kb") or {}
     thermal = runner.get("thermal_c") or {}
+    identity = runner.get("device") or {}
     row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
     row.update(
         run_id=record.run_id,
@@ -134,6 +138,11 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         temp_start_c=_hottest(thermal.get("before")),
         temp_end_c=_hottest(thermal.get("after")),
         stop_reason=runner.get("stop_reason"),
+        cpu_model=identity.get("cpu_model"),
+        ram_mb=identity.get("ram_mb"),
+        os=identity.get("os"),
+        kernel=identity.get("kernel"),
+        board=identity.get("board") or identity.get("l4t"),
         schema_version=RESULTS_SCHEMA_VERSION,
         variant_params=json.dumps(record.variant_params, sort_keys=True),
         gzip_bytes=record.variant_report.get("gzip_bytes"),

@@ -28,6 +28,7 @@ class DeviceFacts:
     workdir: str
     runtimes: dict[str, dict[str, Any]] = field(default_factory=dict)
     numpy: str | None = None
+    identity: dict[str, Any] = field(default_factory=dict)  # the comparability keys
 
     @property
     def usable_runtimes(self) -> list[str]:
@@ -61,6 +62,7 @@ def parse_facts(stdout: str, device: str, workdir: str) -> DeviceFacts:
         workdir=workdir,
         runtimes=data.get("runtimes", {}),
         numpy=data.get("numpy"),
+        identity=data.get("identity") or {},
     )
 
 

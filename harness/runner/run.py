@@ -612,6 +612,7 @@ def device_facts(workdir):
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "cpu_count": os.cpu_count(),
+        "identity": device_identity(),
         "runtimes": {},
     }
     try:
@@ -645,6 +646,56 @@ def device_facts(workdir):
         facts["numpy"] = None
         facts["numpy_error"] = str(exc)
     return facts
+
+
+def read_first_line(path):
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode(errors="replace").replace("\x00", "").strip()
+    except OSError:
+        return None
+    return text.splitlines()[0].strip() if text else None
+
+
+def device_identity():
+    """The comparability keys every result carries: what CPU (and which core types), how
+    much RAM, which OS and kernel, which board (device tree model; Jetson's L4T release)."""
+    cpuinfo = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpuinfo = handle.read()
+    except OSError:
+        pass
+    fields = {}
+    parts = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        fields.setdefault(key, value)
+        if key == "CPU part":
+            parts.add(value)
+    ram_mb = None
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    ram_mb = int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpu_model": fields.get("model name")
+        or fields.get("Model")
+        or fields.get("Hardware")
+        or platform.processor()
+        or None,
+        "cpu_parts": sorted(parts),
+        "cpu_count": os.cpu_count(),
+        "ram_mb": ram_mb,
+        "os": os_pretty_name(),
+        "kernel": platform.release(),
+        "board": read_first_line("/proc/device-tree/model"),
+        "l4t": read_first_line("/etc/nv_tegra_release"),
+    }
 
 
 def os_pretty_name():
@@ -681,6 +732,7 @@ def main(argv):
         "error": None,
         "python": platform.python_version(),
         "arch": platform.machine(),
+        "device": device_identity(),
     }
     stage = "reading the job spec"
     try:

@@ -38,6 +38,8 @@ def test_ssh_device_facts(tmp_path: Path, sshd: SSHServer) -> None:
     assert facts.disk_free_bytes and facts.disk_free_bytes > 0
     assert facts.cpu_count and facts.cpu_count >= 1
     assert facts.workdir == str(tmp_path / "wd")
+    assert facts.identity["kernel"] == platform.release() and facts.identity["ram_mb"] > 0
+    assert facts.identity["cpu_model"]
 
 
 def test_cli_check_prints_the_facts(tmp_path: Path, sshd: SSHServer) -> None:

@@ -145,6 +145,20 @@ def test_compare_runs_gives_a_verdict_per_job(
     verdicts = compare_runs(RunStore(changed), second).set_index("variant")
     assert verdicts.loc["fp32", "verdict"] == "not comparable"
     assert "model_sha256" in verdicts.loc["fp32", "reason"]
+    # ... and so is one taken after a kernel upgrade: the device identity is a key too
+    record = json.loads(record_path.read_text())
+    assert record["runner"]["device"]["kernel"]
+    record["model_sha256"] = json.loads(
+        (first.run_dir / "jobs" / "local.digits_cnn.fp32.cpu.t1.json").read_text()
+    )["model_sha256"]
+    record["runner"]["device"]["kernel"] = "6.99.0-upgraded"
+    record_path.write_text(json.dumps(record))
+    verdicts = compare_runs(RunStore(changed), second).set_index("variant")
+    assert verdicts.loc["fp32", "verdict"] == "not comparable"
+    assert (
+        "kernel" in verdicts.loc["fp32", "reason"]
+        and "6.99.0-upgraded" in verdicts.loc["fp32", "reason"]
+    )
     cli = subprocess.run([BIN / "harness", "compare", first.run_id, second.run_id, "--runs-dir", str(root / "runs")],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert cli.returncode in (0, 1) and "ratio" in cli.stdout
