@@ -89,8 +89,9 @@ def test_energy_per_inference_from_a_rapl_tree(
     trace = pd.read_parquet(run_dir / "power.parquet")
     timed = trace[trace["phase"] == "timed"]
     assert len(timed) >= 20 and timed["power_w"].median() == pytest.approx(WATTS, rel=0.02)
-    # single readings jitter with the timestamps; a mishandled wrap would be off by ~150 W
-    assert timed["power_w"].between(WATTS / 2, WATTS * 2).all()
+    # single readings jitter (the writer script can be starved on a busy machine, which a
+    # hardware counter is not); a mishandled wrap would read about -150 W or +150 W
+    assert timed["power_w"].between(0, 50).all()
     if idle_s:
         assert (trace["phase"] == "idle").sum() >= 10
     # the report draws the trace with its timed window
