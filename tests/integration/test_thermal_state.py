@@ -25,6 +25,15 @@ def sysfs_tree(root: Path, temp_mc: int, cur_khz: int, max_khz: int) -> Path:
     return zone / "temp"
 
 
+def write_plan(workspace: Path) -> Path:
+    plan = workspace / "plans" / "p.toml"
+    plan.write_text(
+        'name = "p"\ndevices = ["hot"]\nmodels = ["tiny_mbv2"]\nvariants = ["fp32"]\n'
+        "[measure]\niterations = 20\n[inputs]\ndims = { batch = 1 }\n"
+    )
+    return plan
+
+
 def test_cooldown_waits_and_a_throttled_job_is_run_again(
     workspace: Path, sshd: SSHServer, tmp_path: Path
 ) -> None:
@@ -42,11 +51,7 @@ def test_cooldown_waits_and_a_throttled_job_is_run_again(
             rerun_throttled=1,
         )
     )
-    plan = workspace / "plans" / "p.toml"
-    plan.write_text(
-        'name = "p"\ndevices = ["hot"]\nmodels = ["tiny_mbv2"]\nvariants = ["fp32"]\n'
-        "[measure]\niterations = 20\n[inputs]\ndims = { batch = 1 }\n"
-    )
+    plan = write_plan(workspace)
     started = time.monotonic()
     prepared = prepare_run(plan)
     [record] = run_prepared(prepared)
@@ -76,11 +81,7 @@ def test_a_board_that_stays_hot_is_run_anyway_and_said_so(
             cooldown_max_s=1,
         )
     )
-    plan = workspace / "plans" / "p.toml"
-    plan.write_text(
-        'name = "p"\ndevices = ["hot"]\nmodels = ["tiny_mbv2"]\nvariants = ["fp32"]\n'
-        "[measure]\niterations = 20\n[inputs]\ndims = { batch = 1 }\n"
-    )
+    plan = write_plan(workspace)
     prepared = prepare_run(plan)
     run_prepared(prepared)
     row = pd.read_parquet(prepared.store.run_dir / "results.parquet").iloc[0]
