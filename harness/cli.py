@@ -524,6 +524,10 @@ def _print_phone(console: Console, facts: Any) -> None:
     if not facts.binaries:
         console.print("  [yellow]no benchmark binaries configured ([binaries.*])[/yellow]")
     if "missing" in facts.binaries.values():
+        console.print(
+            "[red]a configured binary is not on the phone:[/red] `adb push` it to that path, "
+            'or set `local = "path/on/this/machine"` under [binaries.<tool>] to have it pushed'
+        )
         raise typer.Exit(1)
 
 

@@ -108,9 +108,12 @@ def calibrated_floors(calibration_dir: Path) -> dict[str, float]:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Equal, with a missing value equal only to another missing value."""
     import pandas as pd
 
-    return bool(pd.isna(a) and pd.isna(b)) if pd.isna(a) or pd.isna(b) else bool(a == b)
+    if pd.isna(a) or pd.isna(b):
+        return bool(pd.isna(a) and pd.isna(b))
+    return bool(a == b)
 
 
 def compare_runs(

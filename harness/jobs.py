@@ -145,8 +145,10 @@ def expand_plan(
                         continue  # e.g. trtexec on a device without it
                     check_provider(tool, provider, plan.plan_path or "plan")
                     # trtexec has no thread setting: one job, not one per thread count
-                    thread_axis = plan.runtime.threads[:1] if tool == "trtexec" else None
-                    for threads in thread_axis or plan.runtime.threads:
+                    threads_axis = plan.runtime.threads
+                    if tool == "trtexec":
+                        threads_axis = threads_axis[:1]
+                    for threads in threads_axis:
                         jobs.append(
                             Job(
                                 job_id=job_id(

@@ -102,7 +102,9 @@ def result_row(record: JobRecord) -> dict[str, Any]:
     runner = record.runner
     runtime = runner.get("runtime") or {}
     memory = runner.get("memory_kb") or {}
-    thermal = runner.get("thermal_c") or {}
+    state = runner.get("state") or {}
+    # results before the state snapshots kept the zones under `thermal_c`
+    thermal = runner.get("thermal_c") or {k: v.get("thermal_c") for k, v in state.items()}
     identity = runner.get("device") or {}
     row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
     row.update(
@@ -181,14 +183,17 @@ def result_row(record: JobRecord) -> dict[str, Any]:
                 f"started hot: {cooldown.get('hottest_c')} °C after {cooldown.get('waited_s')} s "
                 f"of cooldown (target {cooldown.get('target_c')} °C)"
             )
-        if notes:
-            row["warnings"] = "; ".join(filter(None, [row.get("warnings"), *notes]))
+        _add_warnings(row, notes)
     if record.status == "ok" and (runner.get("power") or {}).get("timed_window_ns"):
         columns, notes = power_columns(runner["power"])
         row.update(columns)
-        if notes:
-            row["warnings"] = "; ".join(filter(None, [row.get("warnings"), *notes]))
+        _add_warnings(row, notes)
     return row
+
+
+def _add_warnings(row: dict[str, Any], notes: list[str]) -> None:
+    if notes:
+        row["warnings"] = "; ".join(filter(None, [row.get("warnings"), *notes]))
 
 
 def power_columns(power: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

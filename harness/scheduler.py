@@ -318,6 +318,7 @@ class _DeviceWorker:
         self.file_facts = file_facts
         self.emit = emit
         self.stop = stop
+        self.binary_paths: dict[str, str] = {}  # native tool -> its path on the device
 
     def run(self, jobs: list[Job]) -> list[JobRecord]:
         """Each job in `job.processes` fresh runner processes, in rounds over all the
@@ -519,19 +520,21 @@ class _DeviceWorker:
             temps = parse_zone_temps(result.stdout)
             hottest = max(temps) if temps else None
             waited = time.monotonic() - started
-            if hottest is None or hottest < target or waited >= self.device.cooldown_max_s:
+            reached = hottest is None or hottest < target  # no zones: nothing to wait for
+            if reached or waited >= self.device.cooldown_max_s or self.stop.is_set():
                 return {
                     "waited_s": round(waited, 3),
                     "hottest_c": hottest,
                     "target_c": target,
-                    "reached": hottest is None or hottest < target,
+                    "reached": reached,
                 }
-            if self.stop.is_set():
-                return {"waited_s": round(waited, 3), "hottest_c": hottest, "reached": False}
             time.sleep(COOLDOWN_POLL_S)
 
     def _native_binary(self, tool: str, transport: Transport) -> str:
-        """The tool's path on the device: as configured, or pushed once by content hash."""
+        """The tool's path on the device: as configured, or pushed once by content hash
+        (hashed, checked and made executable once per run on this device)."""
+        if tool in self.binary_paths:
+            return self.binary_paths[tool]
         binary = next((b for name, b in self.device.binaries.items() if name == tool), None)
         if binary is None:
             raise ConfigError(
@@ -541,7 +544,8 @@ class _DeviceWorker:
                 f"binaries.{tool}",
             )
         if binary.device is not None:
-            return str(binary.device)
+            self.binary_paths[tool] = binary.device
+            return binary.device
         assert binary.local is not None
         if not binary.local.is_file():
             raise ConfigError(
@@ -549,9 +553,9 @@ class _DeviceWorker:
                 f"no such file: {binary.local} (the {tool} binary to push to the device)",
                 f"binaries.{tool}.local",
             )
-        remote, sent = transport.put_content_addressed(binary.local, "bin", sha256_of(binary.local))
-        if sent:
-            transport.run_check(["chmod", "755", remote], timeout_s=30)
+        remote, _ = transport.put_content_addressed(binary.local, "bin", sha256_of(binary.local))
+        transport.run_check(["chmod", "755", remote], timeout_s=30)
+        self.binary_paths[tool] = remote
         return remote
 
     def _finish(self, job: Job, started_at: str, attempts: list[_Attempt]) -> JobRecord:

@@ -88,10 +88,10 @@ class RunStore:
 
     def finalize(self) -> None:
         """Write the parquet views from the job records."""
-        results, samples = self.frames()
-        _write_parquet_atomic(results, self.run_dir / "results.parquet")
-        _write_parquet_atomic(samples, self.run_dir / "samples.parquet")
-        _write_parquet_atomic(power_frame(self.records()), self.run_dir / "power.parquet")
+        records = self.records()
+        _write_parquet_atomic(results_frame(records), self.run_dir / "results.parquet")
+        _write_parquet_atomic(samples_frame(records), self.run_dir / "samples.parquet")
+        _write_parquet_atomic(power_frame(records), self.run_dir / "power.parquet")
 
     def stored_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The parquet views of a finished run, read as written (fast for long histories);
@@ -182,18 +182,16 @@ def power_frame(records: list[JobRecord]) -> pd.DataFrame:
         except PowerParseError:
             continue  # the result row says why
         idle = power.get("idle_window_ns") or [0, 0]
+        window_s = (window[1] - window[0]) / 1e9
         for t_s, watts in trace:
             t_ns = t_s * 1e9
-            phase = (
-                "timed"
-                if window[0] <= t_ns <= window[1]
-                else "idle"
-                if idle[0] <= t_ns <= idle[1]
-                else "other"
-            )
-            seconds = (window[1] - window[0]) / 1e9
+            phase = "other"  # the model load, first inference and warm-up
+            if window[0] <= t_ns <= window[1]:
+                phase = "timed"
+            elif idle[0] <= t_ns <= idle[1]:
+                phase = "idle"
             rows.append(
-                (record.run_id, record.job_id, (t_ns - window[0]) / 1e9, watts, phase, seconds)
+                (record.run_id, record.job_id, (t_ns - window[0]) / 1e9, watts, phase, window_s)
             )
     columns = {"run_id": "str", "job_id": "str", "t_s": "float64", "power_w": "float64"}
     columns.update(phase="str", window_s="float64")

@@ -161,6 +161,12 @@ def parse_benchmark_model(text: str) -> ToolReport:
 _PT_LINE = re.compile(
     r"^(?P<key>[A-Za-z][A-Za-z0-9 ()_-]*?)\s*:\s*(?P<value>\S+)(?:\s*(?P<unit>\S+))?\s*$"
 )
+_PT_KEYS = {
+    "session creation time cost", "first inference time cost", "total inference time cost",
+    "total inference requests", "average inference time cost", "total inference run time",
+    "number of inferences per second", "avg cpu usage", "total cpu usage",
+    "peak working set size", "runs",
+}  # fmt: skip
 _PT_SECONDS = {"min latency", "max latency", "p50 latency", "p90 latency", "p95 latency",
                "p99 latency", "p999 latency"}  # fmt: skip
 
@@ -181,9 +187,8 @@ def parse_perf_test(text: str) -> ToolReport:
         if not match:
             continue
         key = match["key"].lower()
-        known = key in _PT_SECONDS or key in _PT_KEYS
-        if not known:
-            continue
+        if key not in _PT_SECONDS and key not in _PT_KEYS:
+            continue  # "Setting intra_op_num_threads to 4" and other chatter
         values[key] = _float(match["value"], raw, tool)
         unit = match["unit"] or ""
         if key in _PT_SECONDS and unit != "s":
@@ -218,14 +223,6 @@ def parse_perf_test(text: str) -> ToolReport:
             "provider": provider,
         },
     )
-
-
-_PT_KEYS = {
-    "session creation time cost", "first inference time cost", "total inference time cost",
-    "total inference requests", "average inference time cost", "total inference run time",
-    "number of inferences per second", "avg cpu usage", "total cpu usage",
-    "peak working set size", "runs",
-}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- trtexec

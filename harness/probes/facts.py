@@ -111,7 +111,8 @@ PHONE_PROPS = {
     "ro.board.platform": "platform",
 }
 # getprop per property, the battery from sysfs, free space by statfs, and each binary's
-# presence: one round trip. $1 is the workdir, the rest the binaries' device paths.
+# presence: one round trip. Arguments: the `ro.*` properties, then the workdir (the one
+# directory), then the binaries' device paths.
 _PHONE_PROBE = (
     'for p in "$@"; do case "$p" in ro.*) echo "prop:$p=$(getprop "$p")";; esac; done; '
     'b=/sys/class/power_supply/battery; echo "battery.capacity=$(cat $b/capacity 2>/dev/null)"; '

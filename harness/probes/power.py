@@ -214,20 +214,13 @@ def mean_power(trace: Sequence[tuple[float, float]], start_s: float, end_s: floa
 
 
 def _integral(trace: Sequence[tuple[float, float]], start_s: float, end_s: float) -> float:
-    points = sorted(trace)
+    import numpy as np
 
-    def at(t: float) -> float:
-        if t <= points[0][0]:
-            return points[0][1]
-        if t >= points[-1][0]:
-            return points[-1][1]
-        for (t0, p0), (t1, p1) in pairwise(points):
-            if t0 <= t <= t1:
-                return p0 if t1 == t0 else p0 + (p1 - p0) * (t - t0) / (t1 - t0)
-        return points[-1][1]
-
-    knots = [start_s] + [t for t, _ in points if start_s < t < end_s] + [end_s]
-    return sum((b - a) * (at(a) + at(b)) / 2 for a, b in pairwise(knots))
+    times, watts = np.array(sorted(trace), dtype=np.float64).T
+    inside = times[(times > start_s) & (times < end_s)]
+    knots = np.concatenate(([start_s], inside, [end_s]))
+    values = np.interp(knots, times, watts)  # linear inside, held flat beyond the ends
+    return float(np.sum(np.diff(knots) * (values[:-1] + values[1:]) / 2))
 
 
 @dataclass(frozen=True)

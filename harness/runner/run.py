@@ -506,7 +506,6 @@ def measure_job(job, np, doc):
     before = device_state(sysfs)
     doc["state"] = {"before": before}
     doc["memory_kb"] = {"before_load": read_memory_kb()}
-    doc["thermal_c"] = {"before": before["thermal_c"]}
     threads = int(job["threads"])
     load_start = time.perf_counter_ns()
     if job["runtime"] == "onnxruntime":
@@ -560,7 +559,6 @@ def measure_job(job, np, doc):
     doc["stop_reason"] = reason
     doc["memory_kb"]["after_run"] = read_memory_kb()
     doc["state"]["after"] = device_state(sysfs)
-    doc["thermal_c"]["after"] = doc["state"]["after"]["thermal_c"]
     if job.get("eval"):
         doc["eval"] = run_eval(np, session, declared, job["eval"])
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from harness.errors import CommandTimeout, DeviceUnreachable, TransportError
 from harness.transport.base import BaseTransport, CommandResult
-from harness.transport.local import _kill_group
-from harness.transport.remote_shell import KILLER, MARKER, WRAPPER, parse_marker, strip_marker
+from harness.transport.local import kill_process_group
+from harness.transport.remote_shell import MARKER, WRAPPER, kill_command, strip_marker
 
 ADMIN_TIMEOUT_S = 30.0
 _EXIT_MARKER = "harness-exit:"
@@ -94,26 +94,24 @@ class AdbTransport(BaseTransport):
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_process_group(proc)
             out, err = proc.communicate()
             self._kill_remote(err if err.startswith(MARKER.encode()) else out)
             raise CommandTimeout(self.device_name, argv, timeout_s, strip_marker(err)) from None
-        stdout, stderr = out.decode(errors="replace"), strip_marker(err)
-        exit_code = proc.returncode
-        if not self.shell_v2:
-            stdout = strip_marker(out)
-            stdout, exit_code = _split_exit_marker(stdout)
+        stderr = strip_marker(err)
+        if self.shell_v2:
+            stdout, exit_code = out.decode(errors="replace"), proc.returncode
+        else:  # stderr arrives merged into stdout: the wrapper's marker and our exit marker
+            stdout, exit_code = _split_exit_marker(strip_marker(out))
         if exit_code == 255 and "error: " in stderr and "device" in stderr:
             raise DeviceUnreachable(self.device_name, stderr.strip() + _hint(stderr))
         return CommandResult(tuple(argv), stdout, stderr, exit_code, time.perf_counter() - started)
 
     def _kill_remote(self, marker_stream: bytes) -> None:
-        pid, pgid = parse_marker(marker_stream)
-        if pid is None:
-            return
-        killer = shlex.join(["sh", "-c", KILLER, "harness-kill", str(pgid), str(pid)])
-        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-            self._adb(["shell", killer], ADMIN_TIMEOUT_S)
+        killer = kill_command(marker_stream)
+        if killer is not None:
+            with contextlib.suppress(DeviceUnreachable):  # the timeout is what gets reported
+                self._adb(["shell", killer], ADMIN_TIMEOUT_S)
 
     # -- files
     def _put(self, local: Path, remote: str) -> None:

@@ -48,7 +48,7 @@ class LocalTransport(BaseTransport):
         try:
             stdout, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_process_group(proc)
             _, stderr = proc.communicate()
             raise CommandTimeout(
                 self.device_name, argv, timeout_s, stderr.decode(errors="replace")
@@ -88,7 +88,7 @@ def _temp_beside(target: Path) -> Path:
     return Path(name)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_process_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the whole group, then SIGKILL whatever is left after a grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:

@@ -4,6 +4,8 @@ transports that reach a device's shell (ssh, adb); works with dash, bash and And
 
 from __future__ import annotations
 
+import shlex
+
 # Prints "harness-pid:<pid> <pgid>" on stderr, then becomes the command (same pid).
 WRAPPER = (
     'pgid=$(cut -d" " -f5 /proc/$$/stat 2>/dev/null || echo $$); '
@@ -18,6 +20,15 @@ KILLER = (
     'group KILL "$1"; kill -KILL "$2" 2>/dev/null; true'
 )
 MARKER = "harness-pid:"
+
+
+def kill_command(marker_stream: bytes) -> str | None:
+    """The shell command that kills the process group the wrapper reported on the first
+    line of `marker_stream`; None when it reported none."""
+    pid, pgid = parse_marker(marker_stream)
+    if pid is None:
+        return None
+    return shlex.join(["sh", "-c", KILLER, "harness-kill", str(pgid), str(pid)])
 
 
 def parse_marker(stderr: bytes) -> tuple[int | None, int | None]:

@@ -29,7 +29,7 @@ from harness.errors import (
     TransportError,
 )
 from harness.transport.base import BaseTransport, CommandResult
-from harness.transport.remote_shell import KILLER, WRAPPER, parse_marker, strip_marker
+from harness.transport.remote_shell import WRAPPER, kill_command, strip_marker
 
 # paramiko logs connection failures with tracebacks; we raise our own errors instead.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -303,11 +303,10 @@ class SSHTransport(BaseTransport):
 
     def _kill_remote(self, stderr: bytes) -> None:
         """Kill the timed-out command's process group on the device (TERM, then KILL)."""
-        pid, pgid = parse_marker(stderr)
-        if pid is None:
+        killer = kill_command(stderr)
+        if killer is None:
             return
         assert self._client is not None
-        killer = shlex.join(["sh", "-c", KILLER, "harness-kill", str(pgid), str(pid)])
         try:
             _, out, _ = self._client.exec_command(killer, timeout=10)
             out.channel.recv_exit_status()
