@@ -27,7 +27,9 @@ class _Strict(BaseModel):
 DEFAULT_WORKDIR = "edge-harness"
 ADB_WORKDIR = "/data/local/tmp/harness"
 NativeTool = Literal["benchmark_model", "onnxruntime_perf_test", "trtexec"]
-PowerSource = Literal["rapl", "ina3221", "tegrastats", "pi5-pmic", "android-battery", "command"]
+PowerSource = Literal[
+    "rapl", "ina3221", "tegrastats", "pi5-pmic", "android-battery", "nvidia-smi", "command"
+]
 
 
 class NativeBinary(_Strict):
@@ -78,7 +80,12 @@ class Device(_Strict):
     # "python": harness/runner/run.py; "native": the benchmark binaries in `binaries`
     runner: Literal["python", "native"] | None = None
     binaries: dict[NativeTool, NativeBinary] = Field(default_factory=dict)
-    cores: Annotated[str, Field(pattern=r"^[0-9][0-9,-]*$")] | None = None
+    cores: Annotated[str, Field(pattern=r"^[0-9][0-9,-]*$")] | None = None  # "4-7": big cores
+    # reversible preparation, allowed per device: the runner sets this cpufreq governor for
+    # each job and restores the previous one afterwards (needs write access to sysfs)
+    governor: Literal["performance"] | None = None
+    # the runner's memory (RSS, PSS, swap) sampled by a process beside it; 0: checkpoints only
+    memory_interval_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
     # power, sampled on the device beside the runner (harness/probes/power.py)
     power: PowerSource | None = None
     sysfs_root: str = "/sys"  # where sysfs is, for power, thermal and cpufreq (tests: a tree)

@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 JOB_KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
-# what must be equal for two results to be compared (runs from before schema 3 lack the
-# device identity columns: those are then not checked)
+# what must be equal for two results to be compared (a value missing on both sides, as in
+# runs from before the column existed, counts as equal)
 COMPARABILITY = (
     "arch", "runtime_version", "model_sha256", "cpu_model", "ram_mb", "os", "kernel", "board",
+    "power_mode", "governor",
 )  # fmt: skip
 ALPHA = 0.01
 MIN_PROCESSES = 3
@@ -206,7 +207,7 @@ def consecutive_regressions(
         device, model, variant = str(key[0]), str(key[1]), str(key[2])
         rows = jobs.to_dict("records")
         for previous, current in zip(rows, rows[1:], strict=False):
-            if any(previous[c] != current[c] for c in COMPARABILITY):
+            if not all(_same(previous.get(c), current.get(c)) for c in COMPARABILITY):
                 continue
             before = samples[
                 (samples["run_id"] == previous["run_id"])

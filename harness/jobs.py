@@ -15,7 +15,13 @@ from typing import Any
 
 from harness.config import Device, ModelManifest, Plan, runtime_for
 from harness.errors import ConfigError, RunnerFailed
-from harness.native.commands import PYTHON_RUNNER, TRTEXEC_PROVIDERS, check_provider, tool_for
+from harness.native.commands import (
+    PYTHON_RUNNER,
+    TRTEXEC_PROVIDERS,
+    check_provider,
+    cpu_list,
+    tool_for,
+)
 from harness.probes.power import DEFAULT_INTERVAL_MS, FALLBACK_INTERVAL_MS
 
 RESULT_SCHEMA = "harness.result/1"
@@ -57,15 +63,19 @@ class Job:
     # the device's power source for the sampler (without the output path), or None
     power: dict[str, Any] | None = None
     sysfs_root: str = "/sys"
+    # what the runner changes for the job and undoes: {"cores": [...], "governor": ...}
+    prepare: dict[str, Any] = field(default_factory=dict)
+    memory_interval_s: float = 0.0  # 0: memory read at checkpoints only
 
     def spec(
         self,
         model_path: str,
         input_path: str | None,
         eval_path: str | None = None,
-        power_out: str | None = None,
+        samples_prefix: str | None = None,
     ) -> dict[str, Any]:
-        """The job spec document the runner reads (paths are the device's)."""
+        """The job spec document the runner reads (paths are the device's; the samplers
+        write `<samples_prefix>.power.jsonl` and `.memory.jsonl`)."""
         evaluation = (
             {"file": eval_path, "inputs": self.eval_inputs, "top_k": self.top_k}
             if eval_path
@@ -86,8 +96,18 @@ class Job:
             "input_specs": self.input_specs,
             "eval": evaluation,
             "inject_slowdown": self.inject_slowdown,
-            "power": {**self.power, "out": power_out} if self.power and power_out else None,
+            "power": {**self.power, "out": f"{samples_prefix}.power.jsonl"}
+            if self.power and samples_prefix
+            else None,
             "sysfs_root": self.sysfs_root,
+            "prepare": self.prepare,
+            "memory_sampler": {
+                "source": "memory",
+                "interval_s": self.memory_interval_s,
+                "out": f"{samples_prefix}.memory.jsonl",
+            }
+            if self.memory_interval_s and samples_prefix
+            else None,
         }
 
 
@@ -182,6 +202,8 @@ def expand_plan(
                                 tool=tool,
                                 power=power_spec(device) if tool == PYTHON_RUNNER else None,
                                 sysfs_root=device.sysfs_root,
+                                prepare=runner_preparation(device),
+                                memory_interval_s=device.memory_interval_ms / 1000.0,
                             )
                         )
     wanted_trtexec = set(plan.runtime.onnx_providers) & set(TRTEXEC_PROVIDERS)
@@ -221,6 +243,16 @@ def power_spec(device: Device) -> dict[str, Any] | None:
         "command": device.power_command,
         "idle_s": device.power_idle_s,
     }
+
+
+def runner_preparation(device: Device) -> dict[str, Any]:
+    """What the Python runner changes for each job on this device (and undoes)."""
+    prepare: dict[str, Any] = {}
+    if device.cores:
+        prepare["cores"] = cpu_list(device.cores)
+    if device.governor:
+        prepare["governor"] = device.governor
+    return prepare
 
 
 def job_id(device: str, model: str, variant: str, provider: str, threads: int) -> str:

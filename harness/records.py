@@ -26,11 +26,12 @@ from typing import Any
 from harness.accuracy import output_deviation, top1_agreement
 from harness.errors import StoreError
 from harness.probes.power import PowerParseError, energy_summary, power_trace
+from harness.probes.thermal import nvpmodel_mode
 from harness.stats import stability_warnings, summarize
 
 JOB_RECORD_VERSION = 2
 JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
-RESULTS_SCHEMA_VERSION = 3
+RESULTS_SCHEMA_VERSION = 4
 
 RESULT_COLUMNS = (
     "run_id", "job_id", "started_at", "device", "device_class", "arch", "transport",
@@ -43,6 +44,7 @@ RESULT_COLUMNS = (
     "variant_params", "gzip_bytes", "sparsity", "calibration", "eval_n", "top5_accuracy",
     "max_abs_dev", "mean_abs_dev", "processes", "process_p50_spread",
     "cpu_model", "ram_mb", "os", "kernel", "board",
+    "peak_pss_mb", "peak_swap_mb", "power_mode", "governor",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "timeout", "skipped")
@@ -129,14 +131,8 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         load_ms=runner.get("load_ms"),
         first_ms=runner.get("first_ms"),
         rss_before_mb=_mb(memory.get("before_load", {}).get("rss_kb")),
-        peak_rss_mb=_mb(memory.get("after_run", {}).get("hwm_kb")),
-        model_mem_mb=_mb(
-            memory.get("model_kb")  # a native tool's own figure
-            or _difference(
-                memory.get("after_load", {}).get("rss_kb"),
-                memory.get("before_load", {}).get("rss_kb"),
-            )
-        ),
+        model_mem_mb=_mb(memory.get("model_kb") or _load_difference_kb(memory)),
+        **memory_peaks(memory, runner.get("memory_sampled")),
         temp_start_c=_hottest(thermal.get("before")),
         temp_end_c=_hottest(thermal.get("after")),
         stop_reason=runner.get("stop_reason"),
@@ -145,6 +141,8 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         os=identity.get("os"),
         kernel=identity.get("kernel"),
         board=identity.get("board") or identity.get("l4t"),
+        power_mode=nvpmodel_mode((state.get("before") or {}).get("nvpmodel")),
+        governor=_governor(state.get("before")),
         schema_version=RESULTS_SCHEMA_VERSION,
         variant_params=json.dumps(record.variant_params, sort_keys=True),
         gzip_bytes=record.variant_report.get("gzip_bytes"),
@@ -184,11 +182,75 @@ def result_row(record: JobRecord) -> dict[str, Any]:
                 f"of cooldown (target {cooldown.get('target_c')} °C)"
             )
         _add_warnings(row, notes)
+    if record.status == "ok":
+        _add_warnings(row, preparation_warnings(runner.get("preparation") or {}))
+        _add_warnings(row, charging_warnings(state))
     if record.status == "ok" and (runner.get("power") or {}).get("timed_window_ns"):
         columns, notes = power_columns(runner["power"])
         row.update(columns)
         _add_warnings(row, notes)
     return row
+
+
+def _load_difference_kb(memory: dict[str, Any]) -> float | None:
+    """What loading the model added: PSS where the kernel gives it (memory-mapped weights
+    counted as the process's share), else RSS."""
+    before, after = memory.get("before_load") or {}, memory.get("after_load") or {}
+    key = "pss_kb" if before.get("pss_kb") is not None and after.get("pss_kb") else "rss_kb"
+    return _difference(after.get(key), before.get(key))
+
+
+def memory_peaks(
+    checkpoints: dict[str, Any], sampled: dict[str, Any] | None
+) -> dict[str, float | None]:
+    """peak_rss_mb (the kernel's VmHWM), and peak_pss_mb / peak_swap_mb: the largest of
+    the sampler's readings and the runner's own checkpoints (None where neither has it)."""
+    readings = [r for r in checkpoints.values() if isinstance(r, dict)]
+    sampled_raw = [s.get("raw") or {} for s in (sampled or {}).get("samples") or []]
+    pss = [r.get("pss_kb") for r in readings] + [r.get("Pss") for r in sampled_raw]
+    swap = [r.get("swap_kb") for r in readings] + [r.get("VmSwap") for r in sampled_raw]
+    hwm = [r.get("hwm_kb") for r in readings] + [r.get("VmHWM") for r in sampled_raw]
+    return {
+        "peak_rss_mb": _mb(_largest(hwm)),
+        "peak_pss_mb": _mb(_largest(pss)),
+        "peak_swap_mb": _mb(_largest(swap)),
+    }
+
+
+def _largest(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _governor(state: dict[str, Any] | None) -> str | None:
+    """The CPUs' cpufreq governor(s) as the job started: 'performance', or several joined."""
+    governors = sorted(set(((state or {}).get("governors") or {}).values()))
+    return ",".join(governors) or None
+
+
+def preparation_warnings(preparation: dict[str, Any]) -> list[str]:
+    """What the device file asked the runner to change and it could not."""
+    return [
+        f"{what.replace('_', ' ')} not applied: {done.get('error')}"
+        for what, done in preparation.items()
+        if not done.get("applied")
+    ]
+
+
+def charging_warnings(state: dict[str, Any]) -> list[str]:
+    """A phone that charged during the job runs warmer and with other clocks than on
+    battery: say so (its state comes from `dumpsys battery` before and after)."""
+    charging = [
+        when
+        for when in ("before", "after")
+        if ((state.get(when) or {}).get("battery") or {}).get("status") == "charging"
+    ]
+    if not charging:
+        return []
+    return [
+        f"the phone was charging ({' and '.join(charging)} the job): unplug it or "
+        "disable charging to measure it as on battery"
+    ]
 
 
 def _add_warnings(row: dict[str, Any], notes: list[str]) -> None:

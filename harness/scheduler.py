@@ -49,7 +49,12 @@ from harness.native.commands import (
     pool_reported,
     result_document,
 )
-from harness.probes.thermal import parse_zone_temps, throttle_reasons
+from harness.probes.thermal import (
+    STATE_SCRIPT,
+    parse_state_probe,
+    parse_zone_temps,
+    throttle_reasons,
+)
 from harness.records import JobRecord
 from harness.store import RunStore, resolve_run, utc_now
 from harness.transport import open_transport, sha256_of
@@ -445,8 +450,7 @@ class _DeviceWorker:
             eval_sha, _ = self.file_facts[job.eval_file]
             remote_eval, _ = transport.put_content_addressed(job.eval_file, "eval", eval_sha)
         spec_path = transport.remote_path(f"jobs/{self.store.run_id}/{job.job_id}.json")
-        power_out = spec_path.removesuffix(".json") + ".power.jsonl" if job.power else None
-        spec = job.spec(remote_model, remote_input, remote_eval, power_out)
+        spec = job.spec(remote_model, remote_input, remote_eval, spec_path.removesuffix(".json"))
         transport.put_bytes(json.dumps(spec).encode(), spec_path)
         timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
         result = transport.run(
@@ -484,8 +488,10 @@ class _DeviceWorker:
             cores=self.device.cores,
         )
         timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
+        before = self._native_state(transport)
         result = transport.run(argv, timeout_s=job.timeout_s)
         timings["run_s"] = result.duration_s
+        after = self._native_state(transport)
         times_json = None
         if times_path is not None and transport.exists(times_path):
             with tempfile.TemporaryDirectory(prefix="harness-times-") as folder:
@@ -504,7 +510,17 @@ class _DeviceWorker:
                 f"job {job.job_id} on '{self.device.name}': {job.tool} exited with status "
                 f"{result.exit_code}: {_tail(output)}"
             )
-        return result_document(job.job_id, job.runtime, report, argv)
+        doc = result_document(job.job_id, job.runtime, report, argv)
+        doc["state"] = {"before": before, "after": after}
+        return doc
+
+    def _native_state(self, transport: Transport) -> dict[str, Any]:
+        """Thermal zones, a Jetson's power mode and a phone's charging state, read through
+        the transport around a native tool's run."""
+        result = transport.run(
+            ["sh", "-c", STATE_SCRIPT, "state", self.device.sysfs_root], timeout_s=30
+        )
+        return parse_state_probe(result.stdout)
 
     def _cool_down(self, transport: Transport) -> dict[str, Any]:
         """Wait until the hottest thermal zone is below the device's cooldown_c, or until

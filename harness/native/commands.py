@@ -50,14 +50,18 @@ def tool_for(runner_kind: str, runtime: str, provider: str, has_trtexec: bool) -
     return "benchmark_model" if runtime == "tflite" else "onnxruntime_perf_test"
 
 
-def cpu_mask(cores: str) -> str:
-    """`"4-7"` or `"0,2,4-5"` -> the hex mask `taskset` takes on Linux and Android's toybox."""
-    mask = 0
+def cpu_list(cores: str) -> list[int]:
+    """`"4-7"` or `"0,2,4-5"` -> [4, 5, 6, 7] or [0, 2, 4, 5]."""
+    listed: set[int] = set()
     for part in cores.split(","):
         low, _, high = part.partition("-")
-        for core in range(int(low), int(high or low) + 1):
-            mask |= 1 << core
-    return format(mask, "x")
+        listed.update(range(int(low), int(high or low) + 1))
+    return sorted(listed)
+
+
+def cpu_mask(cores: str) -> str:
+    """`"4-7"` or `"0,2,4-5"` -> the hex mask `taskset` takes on Linux and Android's toybox."""
+    return format(sum(1 << core for core in cpu_list(cores)), "x")
 
 
 def native_command(

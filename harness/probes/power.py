@@ -12,7 +12,8 @@ and integrates it over the windows:
 Sources: `rapl` (Intel RAPL powercap counters, µJ, wrapping at max_energy_range_uj),
 `ina3221` (hwmon sysfs: mV and mA per channel, or µW on the older ina3221x driver),
 `tegrastats` (Jetson rail lines), `pi5-pmic` (`vcgencmd pmic_read_adc`), `android-battery`
-(current_now µA × voltage_now µV), `command` (an external meter printing watts).
+(current_now µA × voltage_now µV), `nvidia-smi` (`--query-gpu=…,power.draw,… --format=csv`,
+summed over GPUs), `command` (an external meter printing watts).
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from typing import Any
 
 from harness.errors import RunnerFailed
 
-SOURCES = ("rapl", "ina3221", "tegrastats", "pi5-pmic", "android-battery", "command")
-DEFAULT_INTERVAL_MS = {"pi5-pmic": 1000, "command": 1000}  # slow sources; others 50 ms
+SOURCES = (
+    "rapl", "ina3221", "tegrastats", "pi5-pmic", "android-battery", "nvidia-smi", "command",
+)  # fmt: skip
+# slow sources (nvidia-smi takes tens of ms a call); others 50 ms
+DEFAULT_INTERVAL_MS = {"pi5-pmic": 1000, "command": 1000, "nvidia-smi": 200}
 FALLBACK_INTERVAL_MS = 50
 
 
@@ -122,6 +126,8 @@ def _instant_watts(source: str, raw: Any) -> float | None:
         return ina3221_watts(raw)
     if source == "android-battery":
         return android_watts(raw)
+    if source == "nvidia-smi":
+        return sum(parse_nvidia_smi(str(raw)).values())
     if source == "command":
         return _meter_watts(str(raw))
     raise PowerParseError(f"unknown power source {source!r}; known: {', '.join(SOURCES)}")
@@ -192,6 +198,35 @@ def battery_sign(samples: Sequence[Mapping[str, Any]]) -> str | None:
     if len(signs) != 1:
         return None
     return "negative" if signs == {-1.0} else "positive"
+
+
+def parse_nvidia_smi(text: str) -> dict[int, float]:
+    """Watts per GPU from `nvidia-smi --query-gpu=...power.draw... --format=csv`: the
+    column is found by its header (`power.draw [W]`, or bare with `nounits`), values with
+    or without the ` W` unit; `[N/A]` / `[Not Supported]` (GPUs without a power sensor)
+    is an error rather than a zero."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    header_at = next((i for i, line in enumerate(lines) if "power.draw" in line), None)
+    if header_at is None:
+        raise PowerParseError(f"nvidia-smi: no power.draw column in {text.strip()[:160]!r}")
+    columns = [c.strip() for c in lines[header_at].split(",")]
+    power_at = next(i for i, c in enumerate(columns) if c.startswith("power.draw"))
+    watts: dict[int, float] = {}
+    for number, line in enumerate(lines[header_at + 1 :]):
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) != len(columns):
+            raise PowerParseError(f"nvidia-smi: a row unlike its header: {line.strip()!r}")
+        value = cells[power_at].removesuffix("W").strip()
+        try:
+            watts[number] = float(value)
+        except ValueError:
+            raise PowerParseError(
+                f"nvidia-smi reports no power draw ({cells[power_at]!r}): this GPU has no "
+                'power sensor; use an external meter (power = "command")'
+            ) from None
+    if not watts:
+        raise PowerParseError("nvidia-smi printed its header but no GPU")
+    return watts
 
 
 def _meter_watts(text: str) -> float:

@@ -5,7 +5,9 @@ A job is `throttled` when, between its before and after snapshots, a Raspberry P
 `vcgencmd get_throttled` shows throttling, capping, under-voltage or the soft temperature
 limit (bits 0-3 now, or bits 16-19 newly set since boot), or — when the device file asks
 for it with `throttle_min_freq_fraction` — a CPU's clock ended below that fraction of its
-maximum.
+maximum, or a Jetson's power mode (`nvpmodel -q`) changed during the job.
+
+Also the readers of the other state tools: `nvpmodel -q` and a phone's `dumpsys battery`.
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ def throttle_reasons(
         newly = (end & ~start) & _SINCE_BOOT_MASK
         if now or newly:
             reasons.append(f"vcgencmd get_throttled: {', '.join(throttle_flags(now | newly))}")
+    mode_before, mode_after = (
+        nvpmodel_mode(before.get("nvpmodel")),
+        nvpmodel_mode(after.get("nvpmodel")),
+    )
+    if mode_before != mode_after:
+        reasons.append(f"nvpmodel power mode changed from {mode_before} to {mode_after}")
     if min_freq_fraction is not None:
         for cpu, (current, maximum) in sorted((after.get("cpufreq_khz") or {}).items()):
             if maximum and current < min_freq_fraction * maximum:
@@ -73,3 +81,77 @@ def throttle_reasons(
 def parse_zone_temps(text: str) -> list[float]:
     """`cat /sys/class/thermal/thermal_zone*/temp`: one millidegree value per line."""
     return [int(line) / 1000.0 for line in text.split() if line.lstrip("-").isdigit()]
+
+
+def nvpmodel_mode(text: str | None) -> str | None:
+    """The mode name of `nvpmodel -q` ("NV Power Mode: MAXN" then the mode id on the next
+    line, the format jetson_stats' jtop/core/nvpmodel.py reads), or None."""
+    match = re.search(r"NV Power Mode:\s*(\S+)", text or "")
+    return match[1] if match else None
+
+
+# BatteryManager.BATTERY_STATUS_* as `dumpsys battery` prints them (AOSP BatteryService)
+BATTERY_STATUS = {1: "unknown", 2: "charging", 3: "discharging", 4: "not charging", 5: "full"}
+
+
+def parse_dumpsys_battery(text: str) -> dict[str, Any]:
+    """`dumpsys battery`: charging status, which supplies are plugged, level and the
+    battery temperature (tenths of °C there)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    if "status" not in fields:
+        raise ValueError(f"not `dumpsys battery` output: {text.strip()[:80]!r}")
+    status = int(fields["status"]) if fields["status"].isdigit() else None
+    plugged = [
+        supply
+        for supply in ("ac", "usb", "wireless", "dock")
+        if fields.get(f"{supply} powered") == "true"
+    ]
+    return {
+        "status": BATTERY_STATUS.get(status or 0, fields["status"]),
+        "plugged": plugged,
+        "level": int(fields["level"]) if fields.get("level", "").isdigit() else None,
+        "temperature_c": int(fields["temperature"]) / 10
+        if fields.get("temperature", "").lstrip("-").isdigit()
+        else None,
+    }
+
+
+# The device state of a native-tool job, read by the controller through the transport
+# before and after the tool (phones have no Python runner to take its snapshots). A fixed
+# script: the sysfs root is its one argument, never pasted into it.
+STATE_SCRIPT = (
+    'for z in "$1"/class/thermal/thermal_zone*; do '
+    '[ -r "$z/temp" ] && echo "zone $(basename "$z") $(cat "$z/temp")"; done; '
+    'command -v nvpmodel >/dev/null 2>&1 && { echo "--nvpmodel--"; nvpmodel -q 2>&1; }; '
+    'command -v dumpsys >/dev/null 2>&1 && { echo "--battery--"; dumpsys battery 2>&1; }; '
+    "true"
+)
+
+
+def parse_state_probe(text: str) -> dict[str, Any]:
+    """STATE_SCRIPT's output -> a state snapshot shaped like the runner's (`thermal_c`,
+    `nvpmodel`) plus `battery` (parse_dumpsys_battery) where the device is a phone."""
+    section, zones = "zones", {}
+    sections: dict[str, list[str]] = {"nvpmodel": [], "battery": []}
+    for line in text.splitlines():
+        if line in ("--nvpmodel--", "--battery--"):
+            section = line.strip("-")
+        elif section == "zones":
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "zone" and parts[2].lstrip("-").isdigit():
+                zones[parts[1]] = int(parts[2]) / 1000.0
+        else:
+            sections[section].append(line)
+    state: dict[str, Any] = {"thermal_c": zones}
+    if sections["nvpmodel"]:
+        state["nvpmodel"] = "\n".join(sections["nvpmodel"])
+    if sections["battery"]:
+        try:
+            state["battery"] = parse_dumpsys_battery("\n".join(sections["battery"]))
+        except ValueError as exc:
+            state["battery"] = {"error": str(exc)}
+    return state

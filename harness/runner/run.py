@@ -16,6 +16,7 @@ Format history:
 from __future__ import annotations
 
 import gc
+import glob
 import json
 import math
 import os
@@ -84,25 +85,35 @@ def ci_relative_half_width(values):
 # ----------------------------------------------------------------------------- device state
 
 
+MEMORY_FIELDS = {"VmRSS:": "rss_kb", "VmHWM:": "hwm_kb", "VmSwap:": "swap_kb"}
+
+
 def read_memory_kb():
-    """VmRSS and VmHWM of this process in kB (Linux); HWM from getrusage elsewhere."""
-    rss = hwm = None
+    """VmRSS, VmHWM, VmSwap and PSS (smaps_rollup: shared, memory-mapped weights counted
+    once across processes) of this process in kB (Linux); HWM from getrusage elsewhere."""
+    memory = dict.fromkeys(list(MEMORY_FIELDS.values()) + ["pss_kb"])
     try:
         with open("/proc/self/status") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("VmHWM:"):
-                    hwm = int(line.split()[1])
+                key = MEMORY_FIELDS.get(line.split(None, 1)[0] if line.strip() else "")
+                if key:
+                    memory[key] = int(line.split()[1])
     except OSError:
         try:
             import resource
 
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            hwm = peak // 1024 if sys.platform == "darwin" else peak
+            memory["hwm_kb"] = peak // 1024 if sys.platform == "darwin" else peak
         except (ImportError, OSError):
             pass
-    return {"rss_kb": rss, "hwm_kb": hwm}
+    try:
+        with open("/proc/self/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    memory["pss_kb"] = int(line.split()[1])
+    except OSError:
+        pass  # kernels before 4.14, or not Linux
+    return memory
 
 
 def read_thermal_c(sysfs="/sys"):
@@ -148,17 +159,25 @@ def read_cpufreq_khz(sysfs="/sys"):
     return freqs
 
 
-def read_throttled():
-    """`vcgencmd get_throttled` as printed (a Raspberry Pi), else None."""
-    if not shutil.which("vcgencmd"):
+def read_governors(sysfs="/sys"):
+    """Each CPU's cpufreq governor, where cpufreq exists."""
+    governors = {}
+    for path in sorted(glob.glob(os.path.join(sysfs, "devices/system/cpu/cpu*/cpufreq"))):
+        try:
+            with open(os.path.join(path, "scaling_governor")) as handle:
+                governors[os.path.basename(os.path.dirname(path))] = handle.read().strip()
+        except OSError:
+            continue
+    return governors
+
+
+def command_text(argv):
+    """What a device tool prints (None where it is not installed or fails to start)."""
+    if not shutil.which(argv[0]):
         return None
     try:
         done = subprocess.run(
-            ["vcgencmd", "get_throttled"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=5,
-            check=False,
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=5, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -166,12 +185,68 @@ def read_throttled():
 
 
 def device_state(sysfs):
-    """What says whether this job's numbers are comparable: temperatures, clocks, throttling."""
+    """What says whether this job's numbers are comparable: temperatures, clocks and their
+    governors, throttling (a Pi's get_throttled), a Jetson's power mode (nvpmodel -q)."""
     return {
         "thermal_c": read_thermal_c(sysfs),
         "cpufreq_khz": read_cpufreq_khz(sysfs),
-        "throttled": read_throttled(),
+        "governors": read_governors(sysfs),
+        "throttled": command_text(["vcgencmd", "get_throttled"]),
+        "nvpmodel": command_text(["nvpmodel", "-q"]),
     }
+
+
+class Preparation:
+    """What the device file allows the runner to change for a job, undone afterwards: CPU
+    affinity (this process only) and the `performance` cpufreq governor (restored in
+    `undo`). Each change is recorded with whether it took, so a result says how it ran."""
+
+    def __init__(self, spec, sysfs):
+        self.spec = spec or {}
+        self.sysfs = sysfs
+        self.previous_governors = {}
+
+    def apply(self):
+        done = {}
+        cores = self.spec.get("cores")
+        if cores:
+            try:
+                os.sched_setaffinity(0, set(cores))
+                done["cpu_affinity"] = {"applied": True, "cpus": sorted(os.sched_getaffinity(0))}
+            except (AttributeError, OSError, ValueError) as exc:
+                done["cpu_affinity"] = {"applied": False, "cpus": cores, "error": str(exc)}
+        governor = self.spec.get("governor")
+        if governor:
+            done["governor"] = self._set_governor(governor)
+        return done
+
+    def _set_governor(self, governor):
+        current = read_governors(self.sysfs)
+        if not current:
+            return {"applied": False, "governor": governor, "error": "no cpufreq governors"}
+        errors = []
+        for cpu, old in current.items():
+            if old == governor:
+                continue
+            path = os.path.join(self.sysfs, "devices/system/cpu", cpu, "cpufreq/scaling_governor")
+            try:
+                with open(path, "w") as handle:
+                    handle.write(governor)
+                self.previous_governors[path] = old
+            except OSError as exc:
+                errors.append("%s: %s" % (cpu, exc.strerror or exc))
+        record = {"applied": not errors, "governor": governor, "previous": current}
+        if errors:
+            record["error"] = "; ".join(errors[:4])
+        return record
+
+    def undo(self):
+        for path, old in self.previous_governors.items():
+            try:
+                with open(path, "w") as handle:
+                    handle.write(old)
+            except OSError:
+                sys.stderr.write("could not restore the governor %s in %s\n" % (old, path))
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -431,12 +506,14 @@ def slowed(infer, fraction):
     return slower
 
 
-class PowerSampler:
-    """sampler.py in a process of its own, from before the idle baseline and the model
-    load until after the timed loop; its raw readings go back in the result document."""
+class Sampler:
+    """sampler.py in a process of its own (power, or this runner's memory), from before
+    the idle baseline and the model load until after the timed loop; its raw readings go
+    back in the result document."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, what):
         self.spec = spec
+        self.what = what
         self.out = spec["out"]
         self.proc = None
         self.log = None
@@ -456,7 +533,7 @@ class PowerSampler:
         while os.path.getsize(self.out) == 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise JobError("the power sampler did not start: %s" % self.error_text())
+                raise JobError("the %s sampler did not start: %s" % (self.what, self.error_text()))
             time.sleep(0.005)
 
     def stop(self):
@@ -485,20 +562,29 @@ class PowerSampler:
 
 def run_job(job, np, doc):
     """Everything for one job; fills `doc` as it goes so a failure keeps what was measured."""
+    preparation = Preparation(job.get("prepare"), job.get("sysfs_root") or "/sys")
     power = job.get("power")
-    sampler = PowerSampler(power) if power else None
-    if sampler is not None:
-        sampler.start()
-        doc["power"] = {"source": power["source"], "interval_s": power.get("interval_s")}
+    sampler = Sampler(power, "power") if power else None
+    memory = job.get("memory_sampler")
+    memory_sampler = Sampler(dict(memory, pid=os.getpid()), "memory") if memory else None
     try:
+        doc["preparation"] = preparation.apply()
+        if memory_sampler is not None:
+            memory_sampler.start()
+        if sampler is not None:
+            doc["power"] = {"source": power["source"], "interval_s": power.get("interval_s")}
+            sampler.start()
         if sampler is not None and float(power.get("idle_s", 0)) > 0:
             idle_start = time.monotonic_ns()
             time.sleep(float(power["idle_s"]))  # the baseline: nothing loaded, nothing running
             doc["power"]["idle_window_ns"] = [idle_start, time.monotonic_ns()]
         measure_job(job, np, doc)
     finally:
-        if sampler is not None:
+        if sampler is not None and sampler.proc is not None:
             doc["power"].update(sampler.stop())
+        if memory_sampler is not None and memory_sampler.proc is not None:
+            doc["memory_sampled"] = memory_sampler.stop()
+        preparation.undo()
 
 
 def measure_job(job, np, doc):

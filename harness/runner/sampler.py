@@ -1,13 +1,15 @@
-"""Power sampler: a process of its own beside the runner (never inside the process that
-times inferences), recording a power source's raw readings, each stamped with
-time.monotonic_ns() — the clock the runner stamps its idle and timed windows with.
+"""Sampler: a process of its own beside the runner (never inside the process that times
+inferences), recording a power source's raw readings — or the runner's memory — each
+stamped with time.monotonic_ns(), the clock the runner stamps its idle and timed windows
+with.
 
     python3 sampler.py SPEC_JSON OUT_PATH
 
-SPEC: {"source": ..., "root": "/sys", "interval_s": 0.05, "command": [...]}. One JSON line
-per reading is appended to OUT_PATH ({"t_ns": ..., "raw": ...}); it stops on SIGTERM.
-The readings are parsed on the controller (harness/probes/power.py), so this file only
-reads. Standard library only, Python 3.8+. Never imports harness.
+SPEC: {"source": ..., "root": "/sys", "interval_s": 0.05, "command": [...]}, or
+{"source": "memory", "pid": N, "interval_s": 0.1}. One JSON line per reading is appended
+to OUT_PATH ({"t_ns": ..., "raw": ...}); it stops on SIGTERM. Power readings are parsed
+on the controller (harness/probes/power.py), so this file only reads. Standard library
+only, Python 3.8+. Never imports harness.
 """
 
 import glob
@@ -74,6 +76,29 @@ def android_battery(spec):
     return {f: read_text(os.path.join(folder, f)) for f in ("current_now", "voltage_now", "status")}
 
 
+def process_memory(spec):
+    """The process's VmRSS, VmHWM and VmSwap (status) and PSS (smaps_rollup), in kB: the
+    peak of PSS and swap is only seen by sampling (the kernel keeps a peak of RSS only)."""
+    memory = {}
+    folder = "/proc/%d" % int(spec["pid"])
+    with open(os.path.join(folder, "status")) as handle:
+        for line in handle:
+            name = line.split(":", 1)[0]
+            if name in ("VmRSS", "VmHWM", "VmSwap"):
+                memory[name] = int(line.split()[1])
+    try:
+        with open(os.path.join(folder, "smaps_rollup")) as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    memory["Pss"] = int(line.split()[1])
+    except OSError:
+        pass
+    return memory
+
+
+NVIDIA_SMI = ["nvidia-smi", "--query-gpu=index,power.draw,memory.used", "--format=csv"]
+
+
 def command_output(argv):
     return subprocess.run(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10, check=False
@@ -86,6 +111,8 @@ POLLED = {
     "android-battery": android_battery,
     "pi5-pmic": lambda spec: command_output(["vcgencmd", "pmic_read_adc"]),
     "command": lambda spec: command_output(spec["command"]),
+    "nvidia-smi": lambda spec: command_output(spec.get("command") or NVIDIA_SMI),
+    "memory": process_memory,
 }
 
 
@@ -140,5 +167,5 @@ if __name__ == "__main__":
     try:
         main(sys.argv)
     except Exception as exc:  # the runner reports it; nothing else may stop a run
-        sys.stderr.write("power sampler: %s: %s\n" % (type(exc).__name__, exc))
+        sys.stderr.write("sampler: %s: %s\n" % (type(exc).__name__, exc))
         sys.exit(3)

@@ -18,6 +18,8 @@ from harness.scheduler import prepare_run, run_prepared
 
 BIN = Path(sys.executable).parent
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
 
 def write_plan(workspace: Path, body: str, name: str = "t") -> Path:
     path = workspace / "plans" / f"{name}.toml"
@@ -391,7 +393,7 @@ dims = { batch = 1 }
 
 
 def test_a_plan_mixing_local_ssh_and_a_phone_lands_in_one_table(
-    workspace: Path, sshd: SSHServer, phones: StandinPhones
+    workspace: Path, sshd: SSHServer, phones: StandinPhones, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The phone is the stand-in adb serving a sandbox; its benchmark_model a stand-in that
     times the model with LiteRT (tests/standin/benchmark_model.py), pushed by content hash,
@@ -401,6 +403,13 @@ def test_a_plan_mixing_local_ssh_and_a_phone_lands_in_one_table(
     tool = workspace / "tools" / "benchmark_model"
     tool.parent.mkdir()
     tool.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN_DIR}/benchmark_model.py" "$@"\n')
+    # the stand-in phone's shell is this machine's: its `dumpsys` prints a recorded output
+    dumpsys = workspace / "phone-bin" / "dumpsys"
+    dumpsys.parent.mkdir()
+    battery = FIXTURES / "dumpsys_battery" / "samsung_usb_charging.txt"
+    dumpsys.write_text(f'#!/bin/sh\n[ "$1" = battery ] && exec cat "{battery}"\nexit 1\n')
+    dumpsys.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{dumpsys.parent}{os.pathsep}{os.environ['PATH']}")
     (workspace / "devices" / "pixel.toml").write_text(
         phones.device_toml("pixel", phones.serials[0], cores='"0"')
         + f'[binaries.benchmark_model]\nlocal = "{tool}"\n'
@@ -442,6 +451,10 @@ dims = { batch = 1 }
     assert [p.stat().st_mode & 0o111 for p in pushed] == [0o111]
     # no per-run samples from the tool: the phone's job has none in samples.parquet
     assert not (samples["job_id"] == phone_tflite.name).any()
+    # its state was read around the tool: charging over USB, said in the table
+    assert "the phone was charging (before and after the job)" in phone_tflite["warnings"]
+    stored = json.loads((run_dir / "jobs" / f"{phone_tflite.name}.json").read_text())
+    assert stored["runner"]["state"]["before"]["battery"]["plugged"] == ["usb"]
 
 
 def test_trtexec_on_an_ssh_device_keeps_its_trace_as_samples(

@@ -87,3 +87,45 @@ def test_a_board_that_stays_hot_is_run_anyway_and_said_so(
     row = pd.read_parquet(prepared.store.run_dir / "results.parquet").iloc[0]
     assert row["status"] == "ok" and bool(row["throttled"]) is False
     assert "started hot: 90.0 °C after" in row["warnings"]
+
+
+def test_the_runner_prepares_the_cpus_and_undoes_it_and_samples_its_memory(
+    workspace: Path, sshd: SSHServer, tmp_path: Path
+) -> None:
+    """`governor = "performance"` and `cores` on a sysfs tree: the governor is set for the
+    job (the runner's own snapshot sees it) and restored after; a CPU whose governor file
+    refuses writes (a real read-only kernel file) is reported, not fatal. The memory
+    sampler beside the runner gives PSS and swap peaks."""
+    sysfs_tree(tmp_path / "sys", 45_000, 2_400_000, 2_400_000)
+    cpu = tmp_path / "sys" / "devices" / "system" / "cpu"
+    governor = cpu / "cpu0" / "cpufreq" / "scaling_governor"
+    governor.write_text("schedutil\n")
+    locked = cpu / "cpu1" / "cpufreq"
+    locked.mkdir(parents=True)
+    (locked / "scaling_governor").symlink_to("/proc/sys/kernel/ostype")  # reads, never writes
+    (workspace / "devices" / "hot.toml").write_text(
+        sshd.device_toml(
+            "hot",
+            workspace / "hot-device",
+            sysfs_root=str(tmp_path / "sys"),
+            governor="performance",
+            cores="0",
+            memory_interval_ms=20,
+        )
+    )
+    prepared = prepare_run(write_plan(workspace))
+    [record] = run_prepared(prepared)
+    assert record.status == "ok", record.error
+    done = record.runner["preparation"]
+    assert done["cpu_affinity"] == {"applied": True, "cpus": [0]}
+    assert done["governor"]["applied"] is False
+    assert done["governor"]["previous"]["cpu0"] == "schedutil"
+    assert "cpu1" in done["governor"]["error"]
+    assert record.runner["state"]["before"]["governors"]["cpu0"] == "performance"
+    assert governor.read_text().strip() == "schedutil"  # restored after the job
+    samples = record.runner["memory_sampled"]["samples"]
+    assert len(samples) >= 3 and all(s["raw"]["Pss"] > 0 for s in samples)
+    row = pd.read_parquet(prepared.store.run_dir / "results.parquet").iloc[0]
+    assert row["peak_pss_mb"] >= max(s["raw"]["Pss"] for s in samples) / 1024
+    assert row["peak_rss_mb"] >= row["peak_pss_mb"] > 0 and row["peak_swap_mb"] >= 0
+    assert "governor not applied: cpu1" in row["warnings"]

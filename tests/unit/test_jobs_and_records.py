@@ -143,3 +143,41 @@ def test_records_from_a_newer_harness_are_refused(tmp_path: Path) -> None:
         JobRecord.from_json({**data, "schema": "harness.job-record/3"}, source="x.json")
     with pytest.raises(ValueError, match="status must be one of"):
         record("exploded")
+
+
+def test_memory_by_pss_and_swap_and_what_the_runner_could_not_prepare() -> None:
+    kb = 1024
+    memory = {
+        "before_load": {"rss_kb": 40 * kb, "hwm_kb": 40 * kb, "pss_kb": 30 * kb, "swap_kb": 0},
+        "after_load": {"rss_kb": 70 * kb, "hwm_kb": 70 * kb, "pss_kb": 45 * kb, "swap_kb": 0},
+        "after_run": {"rss_kb": 72 * kb, "hwm_kb": 75 * kb, "pss_kb": 47 * kb, "swap_kb": 2 * kb},
+    }
+    sampled = {
+        "samples": [{"t_ns": 1, "raw": {"VmHWM": 75 * kb, "Pss": 52 * kb, "VmSwap": 3 * kb}}]
+    }
+    runner = {
+        **record().runner,
+        "memory_kb": memory,
+        "memory_sampled": sampled,
+        "preparation": {
+            "cpu_affinity": {"applied": True, "cpus": [4, 5]},
+            "governor": {"applied": False, "governor": "performance", "error": "cpu0: denied"},
+        },
+        "state": {
+            "before": {"governors": {"cpu0": "schedutil", "cpu1": "performance"}},
+            "after": {"battery": {"status": "charging", "plugged": ["usb"]}},
+        },
+    }
+    row = result_row(record(runner=runner))
+    # the model's memory is its PSS share (mapped weights counted once), not RSS
+    assert row["model_mem_mb"] == 15 and row["peak_rss_mb"] == 75
+    # the sampler saw a peak between the checkpoints
+    assert row["peak_pss_mb"] == 52 and row["peak_swap_mb"] == 3
+    assert row["governor"] == "performance,schedutil"
+    assert "governor not applied: cpu0: denied" in row["warnings"]
+    assert "cpu affinity" not in row["warnings"]
+    assert "the phone was charging (after the job)" in row["warnings"]
+    # checkpoints without PSS (older kernels): RSS difference, no PSS peak
+    plain = {k: {"rss_kb": v["rss_kb"], "hwm_kb": v["hwm_kb"]} for k, v in memory.items()}
+    row = result_row(record(runner={**record().runner, "memory_kb": plain}))
+    assert row["model_mem_mb"] == 30 and row["peak_pss_mb"] is None and row["governor"] is None

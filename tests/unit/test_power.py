@@ -14,6 +14,7 @@ from harness.probes.power import (
     energy_summary,
     ina3221_watts,
     mean_power,
+    parse_nvidia_smi,
     parse_pmic_read_adc,
     parse_tegrastats,
     power_trace,
@@ -104,3 +105,20 @@ def test_energy_per_inference_above_idle() -> None:
     no_idle = energy_summary(trace, (int(1.1e9), int(3.1e9)), 1000)
     assert no_idle.idle_power_w is None and no_idle.energy_mj == pytest.approx(14.0)
     assert mean_power([], 0, 1) is None
+
+
+def test_nvidia_smi_power_draw_by_header() -> None:
+    folder = FIXTURES / "nvidia-smi"
+    case = json.loads((folder / "expected.json").read_text())["query_gpu_power_draw.csv"]
+    watts = parse_nvidia_smi((folder / "query_gpu_power_draw.csv").read_text())
+    assert case["source"]
+    assert {str(k): v for k, v in watts.items()} == case["expected"]["watts_by_gpu"]
+    # the sampler's own query (index first, `nounits`), two GPUs summed in the trace
+    two = "index, power.draw [W], memory.used [MiB]\n0, 71.52, 1024\n1, 68.10, 980\n"
+    assert parse_nvidia_smi(two) == {0: 71.52, 1: 68.10}
+    [(_, total)] = power_trace("nvidia-smi", [{"t_ns": 10**9, "raw": two}])
+    assert total == pytest.approx(139.62)
+    with pytest.raises(PowerParseError, match="no power sensor"):
+        parse_nvidia_smi("power.draw [W], memory.used [MiB]\n[N/A], [N/A]\n")
+    with pytest.raises(PowerParseError, match="no power.draw column"):
+        parse_nvidia_smi("NVIDIA-SMI has failed because it couldn't communicate with the driver")
