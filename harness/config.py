@@ -69,6 +69,15 @@ class Device(_Strict):
     trust_on_first_use: bool = False
     password_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # the watchdog over every transport operation: this much, plus a command's own timeout
+    # or a transfer's size at 64 KiB/s (harness/transport/base.py)
+    io_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    # faults of the link (not of a job) are retried: this many times, waiting
+    # retry_backoff_s, then twice that, ...; a device still unreachable is quarantined
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_backoff_s: Annotated[float, Field(ge=0)] = 2.0
+    # how long to wait for another controller's lease on the device before skipping it
+    lease_wait_s: Annotated[float, Field(ge=0)] = 300.0
     # adb (a phone, on this machine's adb server or on another lab machine's)
     serial: str | None = None
     adb: str = "adb"

@@ -44,6 +44,10 @@ class AuthFailed(TransportError):
     """The device refused our credentials."""
 
 
+class LeaseHeld(TransportError):
+    """Another controller holds the device's lease (harness/lease.py)."""
+
+
 class CommandTimeout(TransportError):
     """A command ran past its timeout; it was killed on the device."""
 

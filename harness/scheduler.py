@@ -7,6 +7,7 @@ job that fails (corrupt model, runtime error, timeout) is recorded and the next 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import tempfile
@@ -17,7 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.accuracy import eval_metrics
 from harness.compress import BuildContext, build_all
@@ -37,11 +38,13 @@ from harness.errors import (
     ConfigError,
     DeviceUnreachable,
     HarnessError,
+    LeaseHeld,
     RunnerFailed,
     StoreError,
     TransportError,
 )
 from harness.jobs import Job, expand_plan, parse_result_document
+from harness.lease import Lease, acquire, new_lease, refresh, release
 from harness.native.commands import (
     PYTHON_RUNNER,
     native_command,
@@ -49,6 +52,7 @@ from harness.native.commands import (
     pool_reported,
     result_document,
 )
+from harness.probes.facts import check_device, unusable_runtimes
 from harness.probes.thermal import (
     STATE_SCRIPT,
     parse_state_probe,
@@ -59,8 +63,11 @@ from harness.records import JobRecord
 from harness.store import RunStore, resolve_run, utc_now
 from harness.transport import open_transport, sha256_of
 from harness.transport.base import Transport
+from harness.transport.remote_shell import KILL_BY_ARGUMENT
 
 COOLDOWN_POLL_S = 0.5
+MIN_FREE_BYTES = 8 * 2**20  # below this the device counts as full: not even a job spec fits
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -308,6 +315,11 @@ def median_ms(latencies_ns: list[int]) -> float | None:
 
 
 class _DeviceWorker:
+    """One device's jobs, strictly one at a time: connect (retrying link faults), reserve
+    the device (harness/lease.py), check its health, then the jobs in rounds. A fault of
+    the link is retried with backoff; a device still unreachable after its retries is
+    quarantined: its remaining jobs are recorded `skipped` with the reason."""
+
     def __init__(
         self,
         device: Device,
@@ -324,17 +336,21 @@ class _DeviceWorker:
         self.emit = emit
         self.stop = stop
         self.binary_paths: dict[str, str] = {}  # native tool -> its path on the device
+        self.lease: Lease | None = None
+        self.lease_ttl_s = 120.0
+        self.quarantined: str | None = None  # why the device's remaining jobs are skipped
 
     def run(self, jobs: list[Job]) -> list[JobRecord]:
         """Each job in `job.processes` fresh runner processes, in rounds over all the
         device's jobs, so drifts and process placement fall on every variant alike."""
         records: list[JobRecord] = []
         transport = open_transport(self.device, self.inventory)
+        cooldown_s = self.device.cooldown_max_s if self.device.cooldown_c is not None else 0.0
+        longest_s = max(job.timeout_s for job in jobs) + cooldown_s
+        self.lease_ttl_s = 2 * longest_s * (1 + self.device.rerun_throttled) + 120
         try:
             try:
-                transport.open()
-                needs_runner = any(job.tool == PYTHON_RUNNER for job in jobs)
-                runner_path = install_runner(transport) if needs_runner else ""
+                runner_path, unusable = self._start(transport, jobs)
             except HarnessError as exc:
                 self.emit(JobEvent("device-error", self.device.name, message=str(exc)))
                 for job in jobs:
@@ -343,11 +359,26 @@ class _DeviceWorker:
             self.emit(JobEvent("device-ready", self.device.name))
             started: dict[str, str] = {}
             done: dict[str, list[_Attempt]] = {job.job_id: [] for job in jobs}
-            open_jobs = list(jobs)
+            open_jobs = []
+            for job in jobs:
+                if job.tool == PYTHON_RUNNER and job.runtime in unusable:
+                    error = f"device '{self.device.name}' cannot run it: {unusable[job.runtime]}"
+                    records.append(self._save(job, utc_now(), "skipped", error=error))
+                else:
+                    open_jobs.append(job)
             for round_index in range(max((job.processes for job in jobs), default=0)):
                 for job in list(open_jobs):
                     if self.stop.is_set():
                         return records
+                    if self.quarantined is not None:
+                        open_jobs.remove(job)
+                        error = f"device quarantined for this run: {self.quarantined}"
+                        records.append(
+                            self._save(
+                                job, started.get(job.job_id, utc_now()), "skipped", error=error
+                            )
+                        )
+                        continue
                     if round_index == 0:
                         self.emit(JobEvent("start", self.device.name, job.job_id))
                         started[job.job_id] = utc_now()
@@ -359,34 +390,118 @@ class _DeviceWorker:
                         outcome = self._finish(job, started[job.job_id], done[job.job_id])
                     records.append(outcome)
                     open_jobs.remove(job)
-                    if outcome.controller.get("lost"):
-                        transport.close()  # the connection is gone: reconnect next time
         finally:
+            if self.lease is not None:
+                with contextlib.suppress(HarnessError):
+                    release(transport, self.lease)
             transport.close()
         return records
+
+    def _start(self, transport: Transport, jobs: list[Job]) -> tuple[str, dict[str, str]]:
+        """Connect, take the lease, check the device's health. Returns the runner's path
+        and the runtimes it cannot run (runtime -> why); raises what makes it unusable."""
+        self._with_retries("connecting", transport.open)
+        self.lease = acquire(
+            transport,
+            new_lease(self.store.run_id, self.lease_ttl_s),
+            self.device.lease_wait_s,
+            on_wait=lambda held: self.emit(
+                JobEvent("waiting", self.device.name, message=f"reserved by {held.describe()}")
+            ),
+            should_stop=self.stop.is_set,
+        )
+        if not any(job.tool == PYTHON_RUNNER for job in jobs):
+            return "", {}
+        facts = check_device(self.device, transport)
+        if facts.disk_free_bytes is not None and facts.disk_free_bytes < MIN_FREE_BYTES:
+            raise TransportError(
+                self.device.name,
+                f"disk full: {facts.disk_free_bytes // 1024} KiB free in {facts.workdir}; free "
+                "space on the device or point `workdir` at a larger disk",
+            )
+        return install_runner(transport), unusable_runtimes(facts.runtimes)
+
+    def _with_retries(self, what: str, operation: Callable[[], T]) -> T:
+        """`operation()`, again after backoff when the link fails (DeviceUnreachable);
+        never for a job's own failure."""
+        for retry in range(self.device.retries + 1):
+            try:
+                return operation()
+            except DeviceUnreachable as exc:
+                if retry == self.device.retries or self.stop.is_set():
+                    raise
+                wait_s = self.device.retry_backoff_s * 2**retry
+                self.emit(
+                    JobEvent(
+                        "retry",
+                        self.device.name,
+                        message=f"{what}: {exc}; retry {retry + 1}/{self.device.retries} "
+                        f"in {wait_s:g} s",
+                    )
+                )
+                self.stop.wait(wait_s)
+        raise AssertionError("unreachable")
 
     def _attempt(
         self, job: Job, transport: Transport, runner_path: str, round_index: int
     ) -> _Attempt | JobRecord:
-        """One runner process for the job (again, after a cooldown, when it throttled and
-        the device file allows reruns): its result, or the job's failure record."""
-        outcome = self._attempt_once(job, transport, runner_path, round_index)
-        reruns = 0
-        while (
-            isinstance(outcome, _Attempt)
-            and outcome.timings.get("throttle_reasons")
-            and reruns < self.device.rerun_throttled
-        ):
-            reruns += 1
-            self.emit(JobEvent("rerun", self.device.name, job.job_id, message="throttled"))
-            outcome = self._attempt_once(job, transport, runner_path, round_index)
-            if isinstance(outcome, _Attempt):
-                outcome.timings["reruns_after_throttling"] = reruns
+        """One runner process for the job (again after a link fault, and after a cooldown
+        when it throttled and the device file allows reruns): its result, or the job's
+        failure record."""
+        started_at = utc_now()
+        retries = 0
+
+        def once() -> _Attempt | JobRecord:
+            nonlocal retries
+            if retries:
+                self._kill_leftovers(job, transport)
+            retries += 1
+            return self._attempt_once(job, transport, runner_path, round_index)
+
+        try:
+            outcome = self._with_retries(job.job_id, once)
+            reruns = 0
+            while (
+                isinstance(outcome, _Attempt)
+                and outcome.timings.get("throttle_reasons")
+                and reruns < self.device.rerun_throttled
+            ):
+                reruns += 1
+                self.emit(JobEvent("rerun", self.device.name, job.job_id, message="throttled"))
+                outcome = self._with_retries(job.job_id, once)
+                if isinstance(outcome, _Attempt):
+                    outcome.timings["reruns_after_throttling"] = reruns
+        except (DeviceUnreachable, LeaseHeld) as exc:
+            transport.close()
+            self.quarantined = str(exc)
+            self.emit(JobEvent("quarantine", self.device.name, job.job_id, message=str(exc)))
+            return self._save(
+                job,
+                started_at,
+                "error",
+                error=f"{exc} (tried {retries} time(s); the device's remaining jobs are skipped)",
+                controller={"lost": True, "attempts": retries},
+            )
+        if isinstance(outcome, _Attempt) and retries > 1:
+            outcome.timings["attempts"] = retries
         return outcome
+
+    def _kill_leftovers(self, job: Job, transport: Transport) -> None:
+        """After a lost connection, the job's processes may still run on the device (and
+        would disturb the retry): kill every process whose command line names the job."""
+        marker = (
+            transport.remote_path(f"jobs/{self.store.run_id}/{job.job_id}.")
+            if job.tool == PYTHON_RUNNER
+            else self.binary_paths.get(job.tool, "")
+        )
+        if marker:
+            transport.run(["sh", "-c", KILL_BY_ARGUMENT, "cleanup", marker], timeout_s=30)
 
     def _attempt_once(
         self, job: Job, transport: Transport, runner_path: str, round_index: int
     ) -> _Attempt | JobRecord:
+        """One try: a result, or the record of the job's own failure. Link faults
+        (DeviceUnreachable) and a lost lease propagate, to be retried or quarantined."""
         started_at = utc_now()
         if job.build_error:
             return self._save(
@@ -395,17 +510,19 @@ class _DeviceWorker:
         clock = time.perf_counter()
         timings: dict[str, Any] = {}
         try:
+            if self.lease is not None:
+                self.lease = refresh(transport, self.lease, self.lease_ttl_s)
             if self.device.cooldown_c is not None:
                 timings["cooldown"] = self._cool_down(transport)
             if job.tool == PYTHON_RUNNER:
                 doc = self._run_runner(job, transport, runner_path, round_index, timings)
             else:
                 doc = self._run_native(job, transport, timings)
+        except (DeviceUnreachable, LeaseHeld):
+            transport.close()  # reconnect on the next try
+            raise
         except CommandTimeout as exc:
             return self._save(job, started_at, "timeout", error=str(exc), controller=timings)
-        except (DeviceUnreachable, TransportError) as exc:
-            timings["lost"] = isinstance(exc, DeviceUnreachable)
-            return self._save(job, started_at, "error", error=str(exc), controller=timings)
         except HarnessError as exc:
             return self._save(job, started_at, "error", error=str(exc), controller=timings)
         except Exception as exc:  # a bug of ours must not lose the other jobs

@@ -66,15 +66,22 @@ class RunStore:
         return data
 
     def write_job(self, record: JobRecord) -> Path:
-        """Persist one finished job now; a job is written once and never overwritten."""
+        """Persist one finished job now; a job is written once and never overwritten. A
+        `skipped` record is not a result: a resumed run replaces it (keeping it under
+        jobs/superseded/ for the record)."""
         path = self.jobs_dir / f"{record.job_id}.json"
         if path.exists():
-            raise StoreError(f"{path} exists already: results are never overwritten")
+            if _status_of(path) != "skipped":
+                raise StoreError(f"{path} exists already: results are never overwritten")
+            kept = self.jobs_dir / "superseded"
+            kept.mkdir(exist_ok=True)
+            path.replace(kept / f"{record.job_id}.{len(list(kept.glob('*.json')))}.json")
         write_json_atomic(path, record.to_json())
         return path
 
     def finished_job_ids(self) -> set[str]:
-        return {p.stem for p in self.jobs_dir.glob("*.json")}
+        """Jobs with a result (ok, error or timeout); skipped jobs are run by --resume."""
+        return {p.stem for p in self.jobs_dir.glob("*.json") if _status_of(p) != "skipped"}
 
     def records(self) -> list[JobRecord]:
         records = []
@@ -238,3 +245,11 @@ def _write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.part")
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)
+
+
+def _status_of(path: Path) -> str | None:
+    try:
+        status = json.loads(path.read_text()).get("status")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return str(status) if status is not None else None

@@ -35,6 +35,22 @@ class DeviceFacts:
         return [name for name, info in self.runtimes.items() if "error" not in info]
 
 
+# the runner's runtime names, and the modules (any one of them) that provide each
+RUNTIME_MODULES = {"onnxruntime": ("onnxruntime",), "tflite": ("ai_edge_litert", "tflite_runtime")}
+
+
+def unusable_runtimes(runtimes: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """runtime -> why the device cannot run it (no module of it imports there)."""
+    unusable = {}
+    for runtime, modules in RUNTIME_MODULES.items():
+        if not any("error" not in runtimes.get(m, {"error": ""}) for m in modules):
+            errors = "; ".join(
+                f"{m}: {runtimes.get(m, {}).get('error', 'absent')}" for m in modules
+            )
+            unusable[runtime] = f"{runtime} does not import there ({errors})"
+    return unusable
+
+
 def parse_python_version(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.strip().split("."))

@@ -20,6 +20,12 @@ __all__ = [
 
 def open_transport(device: Device, inventory: Mapping[str, Device] | None = None) -> BaseTransport:
     """The transport for a device; it connects lazily, on first use."""
+    transport = _transport(device, inventory)
+    transport.io_timeout_s = device.io_timeout_s
+    return transport
+
+
+def _transport(device: Device, inventory: Mapping[str, Device] | None) -> BaseTransport:
     if device.transport == "local":
         from harness.transport.local import LocalTransport
 

@@ -3,18 +3,27 @@
 Each transport implements three raw primitives (`_run`, `_put`, `_get`) plus `open` and
 `close`; the checked helpers, the work-directory confinement and content-addressed uploads
 are written once here. A transport opens lazily on first use and is a context manager.
+
+Every operation runs under a wall-clock watchdog: paramiko's own timeouts do not bound a
+slow SFTP transfer, and keep-alives take minutes to notice a dead link. When an operation
+outlives its budget the watchdog aborts the connection (`_abort`), the operation fails,
+and DeviceUnreachable says so; the next operation reconnects.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
-from harness.errors import CommandFailed, RemotePathError
+from harness.errors import CommandFailed, DeviceUnreachable, RemotePathError, TransportError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,10 @@ class BaseTransport:
     """Shared behaviour over the raw primitives each transport implements."""
 
     device_name: str
+    # the watchdog's budgets: any operation gets io_timeout_s (a command: its own timeout
+    # on top); a transfer also gets its size at min_transfer_bytes_per_s
+    io_timeout_s: float = 60.0
+    min_transfer_bytes_per_s: float = 64 * 1024
 
     def __init__(self, device_name: str) -> None:
         self.device_name = device_name
@@ -70,7 +83,7 @@ class BaseTransport:
     # -- lifecycle
     def open(self) -> None:
         if not self._opened:
-            self._workdir = self._open()
+            self._workdir = self._watched("connecting", self.io_timeout_s, self._open)
             self._opened = True
 
     def close(self) -> None:
@@ -96,7 +109,12 @@ class BaseTransport:
     def run(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult:
         """Run argv (never a shell string) with a wall-clock timeout; kill it when it expires."""
         self.open()
-        return self._run(list(argv), timeout_s)
+        budget = timeout_s + self.io_timeout_s
+        return self._watched(
+            f"running {argv[0] if argv else 'a command'}",
+            budget,
+            lambda: self._run(list(argv), timeout_s),
+        )
 
     def run_check(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult:
         result = self.run(argv, timeout_s=timeout_s)
@@ -113,19 +131,38 @@ class BaseTransport:
 
     def put(self, local: Path, remote: str) -> None:
         self.open()
-        self._put(Path(local), self._checked(remote))
+        size = Path(local).stat().st_size
+        checked = self._checked(remote)
+        with self._explained_put(checked, size):
+            self._watched(
+                f"copying {Path(local).name} ({size} bytes)",
+                self._transfer_budget(size),
+                lambda: self._put(Path(local), checked),
+            )
 
     def put_bytes(self, data: bytes, remote: str) -> None:
         self.open()
-        self._put_bytes(data, self._checked(remote))
+        checked = self._checked(remote)
+        with self._explained_put(checked, len(data)):
+            self._watched(
+                f"writing {posixpath.basename(checked)}",
+                self._transfer_budget(len(data)),
+                lambda: self._put_bytes(data, checked),
+            )
 
     def get(self, remote: str, local: Path) -> None:
         self.open()
-        self._get(self._checked(remote), Path(local))
+        checked = self._checked(remote)
+        self._watched(
+            f"fetching {posixpath.basename(checked)}",
+            2 * self.io_timeout_s,
+            lambda: self._get(checked, Path(local)),
+        )
 
     def exists(self, remote: str) -> bool:
         self.open()
-        return self._exists(self._checked(remote))
+        checked = self._checked(remote)
+        return self._watched("looking up a file", self.io_timeout_s, lambda: self._exists(checked))
 
     def put_content_addressed(self, local: Path, folder: str, sha256: str) -> tuple[str, bool]:
         """Upload once per content: `<workdir>/<folder>/<sha256><suffix>`. Returns (path, sent)."""
@@ -135,6 +172,60 @@ class BaseTransport:
         self.put(local, remote)
         return remote, True
 
+    # -- the watchdog
+    def _transfer_budget(self, size: int) -> float:
+        return self.io_timeout_s + size / self.min_transfer_bytes_per_s
+
+    def _watched(self, what: str, budget_s: float, operation: Callable[[], T]) -> T:
+        """`operation()`, aborted (connection closed) if it outlives `budget_s`."""
+        fired = threading.Event()
+
+        def expire() -> None:
+            fired.set()
+            with contextlib.suppress(Exception):
+                self._abort()
+
+        timer = threading.Timer(budget_s, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            return operation()
+        except Exception:
+            if not fired.is_set():
+                raise
+            with contextlib.suppress(Exception):
+                self.close()
+            raise DeviceUnreachable(
+                self.device_name,
+                f"{what} did not finish within {budget_s:.0f} s (a dead link or a stalled "
+                "transfer); the connection was closed",
+            ) from None
+        finally:
+            timer.cancel()
+
+    @contextlib.contextmanager
+    def _explained_put(self, remote: str, size: int) -> Iterator[None]:
+        """A failed upload on a live connection: say so when the device's disk is full."""
+        try:
+            yield
+        except DeviceUnreachable:
+            raise
+        except (TransportError, OSError) as exc:
+            folder = posixpath.dirname(remote)
+            free_kb = None
+            with contextlib.suppress(Exception):
+                df = self.run(["df", "-Pk", folder], timeout_s=30)
+                free_kb = parse_df_available_kb(df.stdout)
+            if free_kb is not None and free_kb * 1024 < size + 64 * 1024:
+                raise TransportError(
+                    self.device_name,
+                    f"no space left in {folder}: {free_kb} KiB free, {size // 1024 + 1} KiB "
+                    "needed. Free space on the device, or point `workdir` at a larger disk",
+                ) from None
+            if isinstance(exc, TransportError):
+                raise
+            raise TransportError(self.device_name, f"writing {remote} failed: {exc}") from None
+
     def _checked(self, remote: str) -> str:
         relative = posixpath.relpath(remote, self.workdir) if posixpath.isabs(remote) else remote
         return confine(self.workdir, relative)
@@ -142,6 +233,10 @@ class BaseTransport:
     # -- what each transport implements
     def _open(self) -> str:
         raise NotImplementedError
+
+    def _abort(self) -> None:
+        """Called by the watchdog from another thread: make the blocked operation fail
+        (close the connection). Local operations cannot hang on a link: nothing to do."""
 
     def _close(self) -> None:
         raise NotImplementedError
@@ -177,3 +272,12 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def parse_df_available_kb(text: str) -> int | None:
+    """`df -Pk PATH`: the Available column (KiB) of its one data line."""
+    lines = [line.split() for line in text.strip().splitlines()[1:] if line.strip()]
+    try:
+        return int(lines[-1][3])
+    except (IndexError, ValueError):
+        return None

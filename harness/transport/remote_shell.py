@@ -20,6 +20,13 @@ KILLER = (
     'group KILL "$1"; kill -KILL "$2" 2>/dev/null; true'
 )
 MARKER = "harness-pid:"
+# KILL every process whose command line contains "$1" (but this shell): what is left of a
+# job whose connection dropped, found through /proc (no pkill on every device).
+KILL_BY_ARGUMENT = (
+    'for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$$" ] && continue; '
+    'case "$(tr "\\000" " " < "$d/cmdline" 2>/dev/null)" in *"$1"*) kill -9 "$p";; esac; '
+    "done 2>/dev/null; true"
+)
 
 
 def kill_command(marker_stream: bytes) -> str | None:

@@ -7,6 +7,7 @@ reports its process group, so a timeout kills the remote process and its childre
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import posixpath
@@ -15,6 +16,7 @@ import shlex
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +135,12 @@ class SSHTransport(BaseTransport):
         workdir = posixpath.join(home, self._requested_workdir.replace("~/", "", 1))
         self._mkdirs(workdir)
         return posixpath.normpath(workdir)
+
+    def _abort(self) -> None:
+        client = self._client
+        session = client.get_transport() if client is not None else None
+        if session is not None:
+            session.close()  # wakes every channel blocked on the dead link
 
     def _close(self) -> None:
         if self._sftp is not None:
@@ -341,29 +349,55 @@ class SSHTransport(BaseTransport):
             sftp.mkdir(folder)
 
     def _put(self, local: Path, remote: str) -> None:
-        self._mkdirs(posixpath.dirname(remote))
-        tmp = f"{remote}.{uuid.uuid4().hex[:8]}.part"
-        sftp = self._sftp_client()
-        sftp.put(str(local), tmp)
-        sftp.posix_rename(tmp, remote)
+        with self._sftp_errors(f"copying to {remote}"):
+            self._mkdirs(posixpath.dirname(remote))
+            tmp = f"{remote}.{uuid.uuid4().hex[:8]}.part"
+            sftp = self._sftp_client()
+            try:
+                sftp.put(str(local), tmp)
+            except OSError:
+                with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+                    sftp.remove(tmp)  # a disk-full upload leaves no half file behind
+                raise
+            sftp.posix_rename(tmp, remote)
 
     def _put_bytes(self, data: bytes, remote: str) -> None:
-        self._mkdirs(posixpath.dirname(remote))
-        tmp = f"{remote}.{uuid.uuid4().hex[:8]}.part"
-        sftp = self._sftp_client()
-        with sftp.open(tmp, "wb") as handle:
-            handle.write(data)
-        sftp.posix_rename(tmp, remote)
+        with self._sftp_errors(f"writing {remote}"):
+            self._mkdirs(posixpath.dirname(remote))
+            tmp = f"{remote}.{uuid.uuid4().hex[:8]}.part"
+            sftp = self._sftp_client()
+            with sftp.open(tmp, "wb") as handle:
+                handle.write(data)
+            sftp.posix_rename(tmp, remote)
 
     def _get(self, remote: str, local: Path) -> None:
-        self._sftp_client().get(remote, str(local))
+        with self._sftp_errors(f"fetching {remote}"):
+            self._sftp_client().get(remote, str(local))
 
     def _exists(self, remote: str) -> bool:
+        with self._sftp_errors(f"looking up {remote}"):
+            try:
+                self._sftp_client().stat(remote)
+            except FileNotFoundError:
+                return False
+            return True
+
+    @contextlib.contextmanager
+    def _sftp_errors(self, what: str) -> Iterator[None]:
+        """paramiko's errors as ours: a dropped connection is DeviceUnreachable (worth a
+        retry); a failure the server reported on a live one is a TransportError."""
         try:
-            self._sftp_client().stat(remote)
+            yield
         except FileNotFoundError:
-            return False
-        return True
+            raise
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            session = self._client.get_transport() if self._client is not None else None
+            if session is None or not session.is_active():
+                raise DeviceUnreachable(
+                    self.device_name,
+                    f"the connection was lost while {what}: {exc or type(exc).__name__}",
+                ) from None
+            raise TransportError(self.device_name, f"{what} failed: {exc}") from None
 
 
 def _known_hosts_name(target: SSHTarget) -> str:
