@@ -9,8 +9,10 @@ are on disk); 2 bad input (configuration, unknown run); 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -65,8 +67,13 @@ def run(
         str | None,
         typer.Option(metavar="RUN", help="Finish this run: only jobs without a result run."),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(metavar="I/N", help="Only the I-th of N shares of the devices (CI matrix)."),
+    ] = None,
 ) -> None:
     """Run a plan: models x variants x devices x runtime settings."""
+    from harness.config import parse_shard
     from harness.errors import HarnessError
     from harness.scheduler import prepare_run, run_prepared
 
@@ -77,6 +84,7 @@ def run(
             only_devices=devices.split(",") if devices else None,
             log=console.print,
             resume=resume,
+            shard=parse_shard(shard) if shard else None,
         )
     except HarnessError as exc:
         raise _fail(str(exc)) from None
@@ -102,8 +110,36 @@ def run(
     console.print(f"run directory: {_shown(prepared.store.run_dir)}")
     failed = [r for r in records if r.status != "ok"]
     if failed:
+        for status in ("error", "timeout", "skipped"):
+            of_status = [r for r in failed if r.status == status]
+            for device in dict.fromkeys(r.device for r in of_status):
+                count = sum(1 for r in of_status if r.device == device)
+                reason = next(r.error for r in of_status if r.device == device)
+                console.print(f"  {device}: {count} job(s) {status} ({reason})", soft_wrap=True)
         console.print(f"[red]{len(failed)} of {len(records)} jobs did not succeed[/red]")
+        if any(r.status == "skipped" for r in failed):
+            console.print(
+                f"run the skipped jobs later: harness run {plan} --resume {prepared.store.run_id}"
+            )
         raise typer.Exit(1)
+
+
+@app.command()
+def merge(
+    runs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Runs to combine.")],
+    runs_dir: RunsDir = Path("reports/runs"),
+) -> None:
+    """Combine runs of one plan (its shards) into a new run directory."""
+    from harness.errors import HarnessError
+    from harness.store import merge_runs, resolve_run
+
+    console = _console()
+    try:
+        merged = merge_runs([resolve_run(runs_dir, ref) for ref in runs], runs_dir)
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    count = len(merged.records())
+    console.print(f"merged {len(runs)} runs ({count} jobs) into {_shown(merged.run_dir)}")
 
 
 @app.command()
@@ -494,6 +530,80 @@ def devices_check(
         raise typer.Exit(1)
 
 
+@devices_app.command("lock")
+def devices_lock(
+    name: Annotated[str, typer.Argument(help="Device name.")],
+    hours: Annotated[float, typer.Option(help="How long the reservation lasts.")] = 8.0,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a current holder.")] = 0.0,
+    devices_dir: DevicesDir = Path("devices"),
+) -> None:
+    """Reserve a device by hand (benchmark runs wait for it, or skip it)."""
+    from harness.lease import acquire, new_lease
+
+    with _device_transport(name, devices_dir) as transport:
+        lease = acquire(transport, new_lease("manual", hours * 3600), wait)
+    _console().print(f"{name}: reserved by {lease.describe()}")
+
+
+@devices_app.command("unlock")
+def devices_unlock(
+    name: Annotated[str, typer.Argument(help="Device name.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Remove another holder's lease too.")
+    ] = False,
+    devices_dir: DevicesDir = Path("devices"),
+) -> None:
+    """Release a reservation taken with `devices lock` (by you on this host)."""
+    from harness.lease import read_lease, release
+
+    with _device_transport(name, devices_dir) as transport:
+        held = read_lease(transport)
+        mine = held is not None and held.purpose == "manual" and held.owner == _lease_owner()
+        removed = release(transport, held, force=True) if (mine or force) else None
+    if held is None:
+        _console().print(f"{name}: not reserved")
+    elif removed is None:
+        raise _fail(f"{name} is reserved by {held.describe()}; use --force to remove it", 1)
+    else:
+        _console().print(f"{name}: released (was {removed.describe()})")
+
+
+@devices_app.command("who")
+def devices_who(
+    name: Annotated[str, typer.Argument(help="Device name.")],
+    devices_dir: DevicesDir = Path("devices"),
+) -> None:
+    """Who holds the device's reservation, and until when."""
+    from harness.lease import read_lease
+
+    with _device_transport(name, devices_dir) as transport:
+        held = read_lease(transport)
+    _console().print(f"{name}: " + (held.describe() if held else "not reserved"))
+
+
+def _lease_owner() -> str:
+    from harness.lease import new_lease
+
+    return new_lease("manual", 0).owner
+
+
+@contextlib.contextmanager
+def _device_transport(name: str, devices_dir: Path) -> Iterator[Any]:
+    """An open transport to a device of the inventory; errors become exit codes."""
+    from harness.config import load_inventory
+    from harness.errors import HarnessError
+    from harness.transport import open_transport
+
+    try:
+        inventory = load_inventory(devices_dir)
+        if name not in inventory:
+            raise _fail(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
+        with open_transport(inventory[name], inventory) as transport:
+            yield transport
+    except HarnessError as exc:
+        raise _fail(str(exc), 1) from None
+
+
 def _cpu_text(identity: dict[str, Any]) -> str:
     parts = identity.get("cpu_parts") or []
     cores = f" (core parts {', '.join(parts)})" if len(parts) > 1 else ""
@@ -682,6 +792,8 @@ class _Progress:
             self.progress.print(f"[red]device {event.device} skipped:[/red] {event.message}")
         elif event.kind == "start":
             self.progress.update(task, current=event.job_id)
+        elif event.kind in ("retry", "waiting", "quarantine"):
+            self.progress.print(f"[yellow]{event.device} {event.kind}:[/yellow] {event.message}")
         elif event.kind == "rerun":
             self.progress.print(f"[yellow]{event.job_id}: {event.message}, once more[/yellow]")
         elif event.kind == "end":

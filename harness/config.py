@@ -191,6 +191,20 @@ def select_devices(
     return chosen
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """`"2/4"` -> (2, 4): the second of four shards."""
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise ConfigError("--shard", f"'{text}' is not I/N with 1 <= I <= N, e.g. 1/4")
+    return int(index), int(count)
+
+
+def shard_devices(names: list[str], index: int, count: int) -> list[str]:
+    """Shard `index` of `count` (1-based): every count-th device in name order, so each
+    device belongs to exactly one shard and every controller computes the same split."""
+    return [name for k, name in enumerate(sorted(names)) if k % count == index - 1]
+
+
 def load_device(path: Path) -> Device:
     data = _read_toml(path)
     data.setdefault("name", path.stem)

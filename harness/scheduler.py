@@ -31,6 +31,7 @@ from harness.config import (
     load_plan,
     resolve_model,
     select_devices,
+    shard_devices,
 )
 from harness.deploy import install_runner
 from harness.errors import (
@@ -83,10 +84,12 @@ def prepare_run(
     only_devices: list[str] | None = None,
     log: Callable[[str], None] = lambda message: None,
     resume: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> PreparedRun:
     """Validate everything a run needs (plan, devices, manifests, files) and build the
     missing variants, before any job. With `resume` (a run id or path made by this plan),
-    the jobs go into that run, and those it has finished are not run again."""
+    the jobs go into that run, and those it has finished are not run again. With `shard`
+    (i, n), only the i-th of n shares of the plan's devices (config.shard_devices)."""
     plan = load_plan(plan_path)
     store = None
     if resume is not None:
@@ -99,7 +102,7 @@ def prepare_run(
                 "resume it with its own plan",
                 "name",
             )
-    return prepare_plan(plan, only_devices, log, store=store)
+    return prepare_plan(plan, only_devices, log, store=store, shard=shard)
 
 
 def prepare_plan(
@@ -108,6 +111,7 @@ def prepare_plan(
     log: Callable[[str], None] = lambda message: None,
     only_jobs: set[str] | None = None,
     store: RunStore | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> PreparedRun:
     """`prepare_run` for a plan already loaded (and perhaps changed, e.g. by `gate --extend`,
     which re-runs only `only_jobs`)."""
@@ -124,6 +128,8 @@ def prepare_plan(
         )
     if only_devices:
         names = select_devices(names, inventory, only_devices)
+    if shard is not None:
+        names = shard_devices(names, *shard)
     gateways = [n for n in names if inventory[n].role == "gateway"]
     if gateways:
         raise ConfigError(
@@ -156,6 +162,7 @@ def prepare_plan(
             "devices": {n: inventory[n].redacted() for n in names},
             "models": {m.name: m.model_dump(mode="json") for m in manifests},
             "jobs": [j.job_id for j in jobs],
+            "shard": f"{shard[0]}/{shard[1]}" if shard else None,
             "controller": controller_versions(),
         }
     )

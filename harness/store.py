@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,6 +213,49 @@ def _process_index(record: JobRecord) -> Any:
     if sum(counts) != len(record.latencies_ns):
         counts = [len(record.latencies_ns)]  # one process (or a record from before processes)
     return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+
+
+def merge_runs(stores: list[RunStore], output_dir: Path) -> RunStore:
+    """One run from several (the shards of a plan run on several controllers): every job
+    record, re-labelled with the new run's id; run.json says where each came from. A job
+    found in two runs keeps its result over a `skipped` record; two results of one job are
+    refused (merging must never pick a number silently)."""
+    metas = [store.read_run_meta() for store in stores]
+    plans = {str((meta.get("plan") or {}).get("name")) for meta in metas}
+    if len(plans) != 1:
+        raise StoreError(
+            f"these runs come from different plans ({sorted(plans)}); merge one plan's shards"
+        )
+    chosen: dict[str, tuple[JobRecord, str]] = {}
+    for store in stores:
+        for record in store.records():
+            held = chosen.get(record.job_id)
+            if held is None or held[0].status == "skipped":
+                chosen[record.job_id] = (record, store.run_id)
+            elif record.status != "skipped":
+                raise StoreError(
+                    f"job {record.job_id} has a result in both {held[1]} and {store.run_id}; "
+                    "merge runs of disjoint shards"
+                )
+    merged = RunStore.create(output_dir, plans.pop())
+    for record, _ in sorted(chosen.values(), key=lambda item: item[0].job_id):
+        merged.write_job(replace(record, run_id=merged.run_id))
+    meta = {k: v for k, v in metas[0].items() if k not in ("schema", "run_id", "shard")}
+    meta.update(
+        run_id=merged.run_id,
+        merged_from={
+            store.run_id: meta.get("shard") for store, meta in zip(stores, metas, strict=True)
+        },
+        jobs=sorted({j for meta in metas for j in meta.get("jobs", [])}),
+        devices={k: v for meta in metas for k, v in (meta.get("devices") or {}).items()},
+        # finished only when every shard finished (else `show` says the run is partial)
+        finished_at=max(m["finished_at"] for m in metas)
+        if all(m.get("finished_at") for m in metas)
+        else None,
+    )
+    merged.write_run_meta(meta)
+    merged.finalize()
+    return merged
 
 
 def resolve_run(output_dir: Path, ref: str) -> RunStore:
