@@ -115,6 +115,8 @@ def acquire(
         held = read_lease(transport)
         if held is None:
             continue  # released between our mkdir and our look: try again at once
+        if held.token == lease.token:
+            return held  # ours: taken before a dropped connection made us start over
         if held.expired() or held.holder_is_dead():
             _take_over(transport, held)
             continue

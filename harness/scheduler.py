@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
+import signal
 import tempfile
 import threading
 import time
@@ -406,11 +407,18 @@ class _DeviceWorker:
 
     def _start(self, transport: Transport, jobs: list[Job]) -> tuple[str, dict[str, str]]:
         """Connect, take the lease, check the device's health. Returns the runner's path
-        and the runtimes it cannot run (runtime -> why); raises what makes it unusable."""
-        self._with_retries("connecting", transport.open)
+        and the runtimes it cannot run (runtime -> why); raises what makes it unusable.
+        A link fault on the way starts it over (the lease, once taken, is recognised)."""
+        lease = new_lease(self.store.run_id, self.lease_ttl_s)
+        return self._with_retries("starting", lambda: self._start_once(transport, jobs, lease))
+
+    def _start_once(
+        self, transport: Transport, jobs: list[Job], lease: Lease
+    ) -> tuple[str, dict[str, str]]:
+        transport.open()
         self.lease = acquire(
             transport,
-            new_lease(self.store.run_id, self.lease_ttl_s),
+            lease,
             self.device.lease_wait_s,
             on_wait=lambda held: self.emit(
                 JobEvent("waiting", self.device.name, message=f"reserved by {held.describe()}")
@@ -584,8 +592,10 @@ class _DeviceWorker:
         try:
             doc = parse_result_document(result.stdout, device=self.device.name, job_id=job.job_id)
         except RunnerFailed as exc:
-            detail = _tail(result.stderr) or f"exit status {result.exit_code}"
-            raise RunnerFailed(f"{exc}; runner stderr: {detail}") from None
+            raise RunnerFailed(
+                f"{exc}; the runner {_exit_text(result.exit_code)}"
+                + (f"; its stderr: {_tail(result.stderr)}" if result.stderr.strip() else "")
+            ) from None
         return doc
 
     def _run_native(
@@ -803,3 +813,12 @@ def _describe_runner_error(error: Mapping[str, object]) -> str:
 def _tail(text: str, lines: int = 5) -> str:
     kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
     return " | ".join(kept)
+
+
+def _exit_text(code: int) -> str:
+    """`exited with status 1`, or `was killed by SIGSEGV` (a shell reports 128 + N)."""
+    number = -code if code < 0 else code - 128 if 128 < code < 160 else None
+    if number is not None:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(number).name} (exit status {code})"
+    return f"exited with status {code}"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The integration tests start a real OpenSSH server and open the HTML report in headless
-# Chromium; install them when missing and we can.
+# The integration tests start a real OpenSSH server (also inside network namespaces, with
+# iproute2 and nftables for the faults) and open the HTML report in headless Chromium;
+# install them when missing and we can.
 set -euo pipefail
 missing=()
 [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || missing+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)  # the fault lab
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -14,6 +14,7 @@ import posixpath
 import select
 import shlex
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -277,8 +278,12 @@ class SSHTransport(BaseTransport):
         except (paramiko.SSHException, OSError) as exc:
             raise DeviceUnreachable(self.device_name, f"cannot start a command: {exc}") from None
         stdout, stderr = bytearray(), bytearray()
+        heard = time.monotonic()  # the last sign of life from the device
+        probe_s = max(1.0, self.io_timeout_s / 2)
         try:
             while True:
+                if channel.recv_ready() or channel.recv_stderr_ready():
+                    heard = time.monotonic()
                 while channel.recv_ready():
                     stdout += channel.recv(1 << 16)
                 while channel.recv_stderr_ready():
@@ -297,6 +302,14 @@ class SSHTransport(BaseTransport):
                     raise DeviceUnreachable(
                         self.device_name, "the SSH connection dropped while a command ran"
                     )
+                if time.monotonic() - heard > probe_s:
+                    if not _answers(transport, probe_s):
+                        raise DeviceUnreachable(
+                            self.device_name,
+                            f"the device stopped answering while a command ran (no reply to "
+                            f"an SSH keep-alive in {probe_s:g} s: a dead link?)",
+                        )
+                    heard = time.monotonic()
                 select.select([channel], [], [], min(remaining, 1.0))
             exit_code = channel.recv_exit_status()
         finally:
@@ -398,6 +411,17 @@ class SSHTransport(BaseTransport):
                     f"the connection was lost while {what}: {exc or type(exc).__name__}",
                 ) from None
             raise TransportError(self.device_name, f"{what} failed: {exc}") from None
+
+
+def _answers(session: paramiko.Transport, timeout_s: float) -> bool:
+    """Whether the server replies to a keep-alive request within `timeout_s` (keep-alives
+    alone take minutes to notice a dead link: this asks and waits for the answer)."""
+    request = threading.Thread(
+        target=session.global_request, args=("keepalive@openssh.com",), daemon=True
+    )  # it waits for the reply; on a dead link until the connection is closed
+    request.start()
+    request.join(timeout_s)
+    return not request.is_alive()
 
 
 def _known_hosts_name(target: SSHTarget) -> str:
