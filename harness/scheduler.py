@@ -525,8 +525,11 @@ class _DeviceWorker:
         clock = time.perf_counter()
         timings: dict[str, Any] = {}
         try:
-            if self.lease is not None:
-                self.lease = refresh(transport, self.lease, self.lease_ttl_s)
+            if (
+                self.lease is not None
+                and self.lease.expires_at - time.time() < self.lease_ttl_s / 2
+            ):
+                self.lease = refresh(transport, self.lease, self.lease_ttl_s)  # half used: renew
             if self.device.cooldown_c is not None:
                 timings["cooldown"] = self._cool_down(transport)
             if job.tool == PYTHON_RUNNER:
