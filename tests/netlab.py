@@ -84,9 +84,13 @@ class NetLab:
     def drop_percent(self, device: LabDevice, percent: int) -> None:
         """Lose `percent` % of the packets both ways (nftables in the device's namespace)."""
         rules = (
-            "table inet labfault { chain input { type filter hook input priority 0; "
-            f"numgen random mod 100 < {percent} drop; }} chain output {{ type filter hook "
-            f"output priority 0; numgen random mod 100 < {percent} drop; }} }}"
+            "table inet labfault {\n"
+            + "".join(
+                f"  chain {hook} {{\n    type filter hook {hook} priority 0;\n"
+                f"    numgen random mod 100 < {percent} drop\n  }}\n"
+                for hook in ("input", "output")
+            )
+            + "}\n"
         )
         subprocess.run(
             ["ip", "netns", "exec", device.namespace, "nft", "-f", "-"],
@@ -213,3 +217,56 @@ def netlab(root: Path, count: int) -> Iterator[NetLab]:
             lab.devices.append(device)
         (root / "known_hosts").write_text("\n".join(known) + "\n")
         yield lab
+
+
+@contextmanager
+def delaying_proxy(target: tuple[str, int], delay_s: float) -> Iterator[int]:
+    """A TCP proxy on 127.0.0.1 that holds every chunk `delay_s` before passing it on, each
+    way (this kernel has no netem): yields its port."""
+    import queue
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stopping = threading.Event()
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        held: queue.Queue[tuple[float, bytes]] = queue.Queue()
+
+        def send() -> None:
+            while True:
+                due, data = held.get()
+                time.sleep(max(0.0, due - time.monotonic()))
+                if not data:
+                    with suppress(OSError):
+                        sink.shutdown(socket.SHUT_WR)
+                    return
+                with suppress(OSError):
+                    sink.sendall(data)
+
+        threading.Thread(target=send, daemon=True).start()
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                data = b""
+            held.put((time.monotonic() + delay_s, data))
+            if not data:
+                return
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stopping.set()
+        listener.close()

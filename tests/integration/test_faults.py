@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SSHServer
-from netlab import LabDevice, NetLab, can_make_namespaces, netlab
+from netlab import LabDevice, NetLab, can_make_namespaces, delaying_proxy, netlab
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -123,6 +123,28 @@ def test_a_link_cut_mid_job_is_retried_once_restored(workspace: Path, lab: NetLa
     assert retries and "stopped answering" in retries[0]
     assert time.monotonic() - started < 90
     assert lab.processes_in(device, "run.py") == []  # the first try's runner was killed
+
+
+def test_300_ms_of_delay_and_20_percent_loss_slow_the_run_down_but_it_completes(
+    workspace: Path, lab: NetLab
+) -> None:
+    device = lab.devices[0]
+    lab.drop_percent(device, 20)
+    with delaying_proxy((device.address, 22), 0.15) as port:  # 150 ms each way
+        host_key = (lab.root / "host_key.pub").read_text().split()[:2]
+        known = lab.root / "known_hosts"
+        known.write_text(known.read_text() + f"[127.0.0.1]:{port} {' '.join(host_key)}\n")
+        toml = device.device_toml(lab, "far", connect_timeout_s=20, io_timeout_s=120)
+        toml = toml.replace(f'host = "{device.address}"', 'host = "127.0.0.1"')
+        toml = toml.replace("port = 22", f"port = {port}")
+        (workspace / "devices" / "far.toml").write_text(toml)
+        plan = write_plan(workspace, ["far"], ["tiny_mbv2"], 20)
+        started = time.monotonic()
+        [record], _ = run_with(plan)
+        slow_s = time.monotonic() - started
+    assert record.status == "ok", record.error
+    assert len(record.latencies_ns) == 20
+    assert slow_s > 10  # ~3 s on a clean link; here ~30 s: every round trip 300 ms more
 
 
 def test_sshd_killed_mid_job_and_back(workspace: Path, lab: NetLab) -> None:
