@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import shlex
 
-# Prints "harness-pid:<pid> <pgid>" on stderr, then becomes the command (same pid).
+# Prints "harness-pid:<pid> <pgid>" on stderr, then runs the command in its process group
+# and exits with its status — 128 + N when signal N killed it: sshd reports a death by signal
+# as `exit-signal`, which paramiko drops, so the shell turns it into a status that arrives.
 WRAPPER = (
     'pgid=$(cut -d" " -f5 /proc/$$/stat 2>/dev/null || echo $$); '
-    'echo "harness-pid:$$ $pgid" >&2; exec "$@"'
+    'echo "harness-pid:$$ $pgid" >&2; "$@"; exit $?'
 )
 # TERM the process group, wait up to 2 s, then KILL. Both spellings of a group kill, since
 # dash only takes `kill -s SIG -- -PGID` and some shells only `kill -SIG -PGID`.

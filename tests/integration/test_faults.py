@@ -254,3 +254,27 @@ def test_two_controllers_on_one_device_take_turns(workspace: Path, sshd: SSHServ
     [record], _ = run_with(plan)
     assert record.status == "skipped" and "reserved by" in str(record.error)
     assert "manual" in str(record.error)
+
+
+def test_a_runner_that_crashes_is_recorded_and_the_next_job_runs(
+    workspace: Path, sshd: SSHServer
+) -> None:
+    """The device's interpreter dies of a real SIGSEGV on one model's job (as a runtime
+    that crashes on a model would): that job says so, the others run."""
+    crashing = workspace / "python-that-crashes"
+    crashing.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *jobs/*tiny_mbv2*) exec "' + sys.executable + '" -c '
+        '"import os, signal; os.kill(os.getpid(), signal.SIGSEGV)";; esac\n'
+        'exec "' + sys.executable + '" "$@"\n'
+    )
+    crashing.chmod(0o755)
+    (workspace / "devices" / "crashy.toml").write_text(
+        sshd.device_toml("crashy", workspace / "crashy-device", python=str(crashing))
+    )
+    plan = write_plan(workspace, ["crashy"], ["tiny_mbv2", "face_detection_short_range"], 20)
+    records, _ = run_with(plan)
+    by_model = {r.model: r for r in records}
+    crashed = by_model["tiny_mbv2"]
+    assert crashed.status == "error" and "killed by SIGSEGV" in str(crashed.error)
+    assert by_model["face_detection_short_range"].status == "ok"
