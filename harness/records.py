@@ -274,6 +274,11 @@ def power_columns(power: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             f"only {summary.samples_in_window} power reading(s) inside the timed window: "
             "energy is extrapolated; run longer or sample faster (power_interval_ms)"
         )
+    if power.get("window") == "tool run":
+        notes.append(
+            "energy counts the native tool's whole run (model load and warm-up included): "
+            "an upper bound per inference"
+        )
     statuses = {str((s.get("raw") or {}).get("status", "")).lower() for s in power["samples"]}
     if power["source"] == "android-battery" and "charging" in statuses:
         notes.append("the phone was charging: battery power does not measure its consumption")

@@ -45,7 +45,7 @@ from harness.errors import (
     StoreError,
     TransportError,
 )
-from harness.jobs import Job, expand_plan, parse_result_document
+from harness.jobs import Job, expand_plan, parse_result_document, power_spec
 from harness.lease import Lease, acquire, new_lease, refresh, release
 from harness.native.commands import (
     PYTHON_RUNNER,
@@ -54,6 +54,7 @@ from harness.native.commands import (
     pool_reported,
     result_document,
 )
+from harness.native.sampling import SHELL_SOURCES, ShellPowerSampler
 from harness.probes.facts import check_device, unusable_runtimes
 from harness.probes.thermal import (
     STATE_SCRIPT,
@@ -626,7 +627,22 @@ class _DeviceWorker:
         )
         timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
         before = self._native_state(transport)
-        result = transport.run(argv, timeout_s=job.timeout_s)
+        power = power_spec(self.device) if self.device.power in SHELL_SOURCES else None
+        sampler = None
+        windows: dict[str, Any] = {}
+        if power is not None:
+            sampler = ShellPowerSampler(transport, self.device.sysfs_root, power["interval_s"])
+            sampler.start()
+        try:
+            if power is not None and power["idle_s"] > 0:
+                idle_start = time.monotonic_ns()
+                time.sleep(power["idle_s"])  # the baseline: the tool not started yet
+                windows["idle_window_ns"] = [idle_start, time.monotonic_ns()]
+            window_start = time.monotonic_ns()
+            result = transport.run(argv, timeout_s=job.timeout_s)
+            windows["timed_window_ns"] = [window_start, time.monotonic_ns()]
+        finally:
+            sampled = sampler.stop() if sampler is not None else None
         timings["run_s"] = result.duration_s
         after = self._native_state(transport)
         times_json = None
@@ -649,6 +665,15 @@ class _DeviceWorker:
             )
         doc = result_document(job.job_id, job.runtime, report, argv)
         doc["state"] = {"before": before, "after": after}
+        if power is not None and sampled is not None:
+            doc["power"] = {
+                "source": power["source"],
+                "interval_s": sampler.interval_s if sampler else None,
+                "window": "tool run",  # load and warm-up included (records.py says so)
+                "iterations": report.n,
+                **windows,
+                **sampled,
+            }
         return doc
 
     def _native_state(self, transport: Transport) -> dict[str, Any]:

@@ -88,9 +88,10 @@ def test_energy_per_inference_from_a_rapl_tree(
         assert row["energy_mj"] == pytest.approx(per_inference_mj, rel=0.02)
     trace = pd.read_parquet(run_dir / "power.parquet")
     timed = trace[trace["phase"] == "timed"]
-    assert len(timed) >= 20 and timed["power_w"].median() == pytest.approx(WATTS, rel=0.02)
     # single readings jitter (the writer script can be starved on a busy machine, which a
-    # hardware counter is not); a mishandled wrap would read about -150 W or +150 W
+    # hardware counter is not): their median within 5 %, while the integrals above — what
+    # the 2 % is about — stay within 2 %; a mishandled wrap would read ±150 W
+    assert len(timed) >= 20 and timed["power_w"].median() == pytest.approx(WATTS, rel=0.05)
     assert timed["power_w"].between(0, 50).all()
     if idle_s:
         assert (trace["phase"] == "idle").sum() >= 10

@@ -410,8 +410,21 @@ def test_a_plan_mixing_local_ssh_and_a_phone_lands_in_one_table(
     dumpsys.write_text(f'#!/bin/sh\n[ "$1" = battery ] && exec cat "{battery}"\nexit 1\n')
     dumpsys.chmod(0o755)
     monkeypatch.setenv("PATH", f"{dumpsys.parent}{os.pathsep}{os.environ['PATH']}")
+    # its battery: 1 A at 4 V while discharging (a sysfs tree the phone's shell reads)
+    battery = workspace / "phone-sys" / "class" / "power_supply" / "battery"
+    battery.mkdir(parents=True)
+    for name, value in (("current_now", "-1000000"), ("voltage_now", "4000000"),
+                        ("status", "Discharging")):  # fmt: skip
+        (battery / name).write_text(value + "\n")
     (workspace / "devices" / "pixel.toml").write_text(
-        phones.device_toml("pixel", phones.serials[0], cores='"0"')
+        phones.device_toml(
+            "pixel",
+            phones.serials[0],
+            cores='"0"',
+            power='"android-battery"',
+            sysfs_root=f'"{workspace / "phone-sys"}"',
+            power_idle_s="0.5",
+        )
         + f'[binaries.benchmark_model]\nlocal = "{tool}"\n'
     )
     plan = write_plan(
@@ -455,6 +468,14 @@ dims = { batch = 1 }
     assert "the phone was charging (before and after the job)" in phone_tflite["warnings"]
     stored = json.loads((run_dir / "jobs" / f"{phone_tflite.name}.json").read_text())
     assert stored["runner"]["state"]["before"]["battery"]["plugged"] == ["usb"]
+    # power polled through adb beside the tool: 4 W idle and running, nothing above idle
+    assert phone_tflite["idle_power_w"] == pytest.approx(4.0)
+    assert phone_tflite["avg_power_w"] == pytest.approx(4.0)
+    assert abs(phone_tflite["energy_mj"]) < 1e-6
+    assert "an upper bound per inference" in phone_tflite["warnings"]
+    power = pd.read_parquet(run_dir / "power.parquet")
+    phases = set(power[power["job_id"] == phone_tflite.name]["phase"])
+    assert {"idle", "timed"} <= phases
 
 
 def test_trtexec_on_an_ssh_device_keeps_its_trace_as_samples(
