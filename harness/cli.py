@@ -554,11 +554,11 @@ def devices_unlock(
     devices_dir: DevicesDir = Path("devices"),
 ) -> None:
     """Release a reservation taken with `devices lock` (by you on this host)."""
-    from harness.lease import read_lease, release
+    from harness.lease import current_owner, read_lease, release
 
     with _device_transport(name, devices_dir) as transport:
         held = read_lease(transport)
-        mine = held is not None and held.purpose == "manual" and held.owner == _lease_owner()
+        mine = held is not None and held.purpose == "manual" and held.owner == current_owner()
         removed = release(transport, held, force=True) if (mine or force) else None
     if held is None:
         _console().print(f"{name}: not reserved")
@@ -579,12 +579,6 @@ def devices_who(
     with _device_transport(name, devices_dir) as transport:
         held = read_lease(transport)
     _console().print(f"{name}: " + (held.describe() if held else "not reserved"))
-
-
-def _lease_owner() -> str:
-    from harness.lease import new_lease
-
-    return new_lease("manual", 0).owner
 
 
 @contextlib.contextmanager

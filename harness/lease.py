@@ -34,6 +34,10 @@ LEASE_FILE = "lease.json"
 LEASE_SCHEMA = "harness.lease/1"
 POLL_S = 2.0
 COMMAND_TIMEOUT_S = 30.0
+# a lease folder without a readable lease.json may be one being taken right now (mkdir,
+# then the file): it is stale only if it is still unreadable this much later
+UNREADABLE_GRACE_S = 1.0
+UNREADABLE = "unreadable lease"
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,16 @@ class Lease:
         return f"{self.owner} (pid {self.pid}, {self.purpose}), {expiry}"
 
 
+def current_owner() -> str:
+    """user@host of this controller, as leases record it."""
+    return f"{_user()}@{socket.gethostname()}"
+
+
 def new_lease(purpose: str, ttl_s: float) -> Lease:
-    host = socket.gethostname()
     now = time.time()
     return Lease(
-        owner=f"{_user()}@{host}",
-        host=host,
+        owner=current_owner(),
+        host=socket.gethostname(),
         pid=os.getpid(),
         token=uuid.uuid4().hex,
         purpose=purpose,
@@ -94,7 +102,7 @@ def read_lease(transport: Transport) -> Lease | None:
     except TypeError:
         if not transport.exists(folder):
             return None  # released while we looked
-        return Lease("unknown", "", 0, "", "unreadable lease", 0.0, 0.0)
+        return Lease("unknown", "", 0, "", UNREADABLE, 0.0, 0.0)
 
 
 def acquire(
@@ -117,6 +125,11 @@ def acquire(
             continue  # released between our mkdir and our look: try again at once
         if held.token == lease.token:
             return held  # ours: taken before a dropped connection made us start over
+        if held.purpose == UNREADABLE:
+            time.sleep(UNREADABLE_GRACE_S)  # perhaps another controller is writing it
+            held = read_lease(transport)
+            if held is None:
+                continue
         if held.expired() or held.holder_is_dead():
             _take_over(transport, held)
             continue

@@ -465,13 +465,13 @@ class _DeviceWorker:
         when it throttled and the device file allows reruns): its result, or the job's
         failure record."""
         started_at = utc_now()
-        retries = 0
+        tries = 0
 
         def once() -> _Attempt | JobRecord:
-            nonlocal retries
-            if retries:
+            nonlocal tries
+            if tries:
                 self._kill_leftovers(job, transport)
-            retries += 1
+            tries += 1
             return self._attempt_once(job, transport, runner_path, round_index)
 
         try:
@@ -495,11 +495,11 @@ class _DeviceWorker:
                 job,
                 started_at,
                 "error",
-                error=f"{exc} (tried {retries} time(s); the device's remaining jobs are skipped)",
-                controller={"lost": True, "attempts": retries},
+                error=f"{exc} (tried {tries} time(s); the device's remaining jobs are skipped)",
+                controller={"lost": True, "attempts": tries},
             )
-        if isinstance(outcome, _Attempt) and retries > 1:
-            outcome.timings["attempts"] = retries
+        if isinstance(outcome, _Attempt) and tries > 1:
+            outcome.timings["attempts"] = tries
         return outcome
 
     def _kill_leftovers(self, job: Job, transport: Transport) -> None:

@@ -244,10 +244,10 @@ def merge_runs(stores: list[RunStore], output_dir: Path) -> RunStore:
     meta.update(
         run_id=merged.run_id,
         merged_from={
-            store.run_id: meta.get("shard") for store, meta in zip(stores, metas, strict=True)
+            store.run_id: shard.get("shard") for store, shard in zip(stores, metas, strict=True)
         },
-        jobs=sorted({j for meta in metas for j in meta.get("jobs", [])}),
-        devices={k: v for meta in metas for k, v in (meta.get("devices") or {}).items()},
+        jobs=sorted({j for shard in metas for j in shard.get("jobs", [])}),
+        devices={k: v for shard in metas for k, v in (shard.get("devices") or {}).items()},
         # finished only when every shard finished (else `show` says the run is partial)
         finished_at=max(m["finished_at"] for m in metas)
         if all(m.get("finished_at") for m in metas)

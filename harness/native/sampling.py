@@ -49,28 +49,23 @@ class ShellPowerSampler:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            stamp = time.monotonic_ns()
             try:
-                result = self.transport.run(
-                    ["sh", "-c", BATTERY_SCRIPT, "power", self.sysfs_root], timeout_s=10
-                )
-            except HarnessError as exc:
+                self.samples.append(self._read())
+            except (HarnessError, ValueError) as exc:
                 self.errors.append(f"reading the battery failed: {exc}")
-            else:
-                fields = result.stdout.split(None, 2)
-                if len(fields) != 3:
-                    self.errors.append(f"unreadable battery reading: {result.stdout.strip()!r}")
-                    self._stop.wait(self.interval_s)
-                    continue
-                current, voltage, status = fields
-                self.samples.append(
-                    {
-                        "t_ns": stamp,
-                        "raw": {
-                            "current_now": current,
-                            "voltage_now": voltage,
-                            "status": status.strip(),
-                        },
-                    }
-                )
             self._stop.wait(self.interval_s)
+
+    def _read(self) -> dict[str, Any]:
+        """One reading, as sampler.py's `android-battery` source gives it."""
+        stamp = time.monotonic_ns()
+        result = self.transport.run(
+            ["sh", "-c", BATTERY_SCRIPT, "power", self.sysfs_root], timeout_s=10
+        )
+        fields = result.stdout.split(None, 2)
+        if len(fields) != 3:
+            raise ValueError(f"unreadable output {result.stdout.strip()!r}")
+        current, voltage, status = fields
+        return {
+            "t_ns": stamp,
+            "raw": {"current_now": current, "voltage_now": voltage, "status": status.strip()},
+        }

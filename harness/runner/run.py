@@ -85,7 +85,7 @@ def ci_relative_half_width(values):
 # ----------------------------------------------------------------------------- device state
 
 
-MEMORY_FIELDS = {"VmRSS:": "rss_kb", "VmHWM:": "hwm_kb", "VmSwap:": "swap_kb"}
+MEMORY_FIELDS = {"VmRSS": "rss_kb", "VmHWM": "hwm_kb", "VmSwap": "swap_kb"}
 
 
 def read_memory_kb():
@@ -95,9 +95,9 @@ def read_memory_kb():
     try:
         with open("/proc/self/status") as handle:
             for line in handle:
-                key = MEMORY_FIELDS.get(line.split(None, 1)[0] if line.strip() else "")
-                if key:
-                    memory[key] = int(line.split()[1])
+                name, _, value = line.partition(":")
+                if name in MEMORY_FIELDS:
+                    memory[MEMORY_FIELDS[name]] = int(value.split()[0])
     except OSError:
         try:
             import resource
