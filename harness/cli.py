@@ -301,10 +301,10 @@ def compare_command(
     before: Annotated[str, typer.Argument(help="The earlier run (id, path).")],
     after: Annotated[str, typer.Argument(help="The later run (id, path, or 'latest').")] = "latest",
     runs_dir: RunsDir = Path("reports/runs"),
-    threshold: Annotated[float, typer.Option(help="Smallest change that counts, percent.")] = 5.0,
+    threshold: Annotated[float, typer.Option(help="Smallest change that counts, percent.")] = 3.0,
 ) -> None:
-    """Per matching job: ratio of medians [95% CI], Mann-Whitney p, verdict. Exit 1 when a
-    job is slower beyond the threshold (never below the device's noise floor)."""
+    """Per matching job: ratio of medians [95% CI], p-value, verdict. Exit 1 when a job is
+    slower beyond the threshold (never below the device's noise floor)."""
     from rich.table import Table
 
     from harness.errors import HarnessError
@@ -318,9 +318,8 @@ def compare_command(
             floors = noise_floor(load_history([runs_dir])[0])
         except HarnessError:
             floors = {}
-        for device, floor in calibrated_floors(runs_dir.parent / "calibration").items():
-            floors[device] = max(floor, floors.get(device, 0.0))
-        table_frame = compare_runs(a, b, threshold / 100, floors)
+        calibrated = calibrated_floors(runs_dir.parent / "calibration")
+        table_frame = compare_runs(a, b, threshold / 100, floors, calibrated)
     except HarnessError as exc:
         raise _fail(str(exc)) from None
     table = Table(
@@ -368,18 +367,20 @@ def _num_text(value: Any, spec: str = ".4f") -> str:
 def calibrate(
     device: Annotated[str, typer.Argument(help="Device name.")],
     model: Annotated[str, typer.Option(help="Model manifest to time.")] = "tiny_mbv2",
-    processes: Annotated[int, typer.Option(help="Fresh runner processes.")] = 10,
+    processes: Annotated[
+        int, typer.Option(help="Fresh runner processes: floors for jobs of up to half as many.")
+    ] = 20,
     iterations: Annotated[int, typer.Option(help="Timed iterations per process.")] = 200,
     devices_dir: DevicesDir = Path("devices"),
     models_dir: Annotated[Path, typer.Option(help="Folder of model manifests.")] = Path("models"),
     runs_dir: RunsDir = Path("reports/runs"),
 ) -> None:
-    """Measure the device's noise floor: how much identical processes of one job vary.
-    `harness compare` never uses a threshold below it for this device."""
+    """Measure the device's noise floor: how far apart identical jobs of 1 .. processes/2
+    processes land. `harness compare` never uses a threshold below it for this device."""
     import json
 
     from harness.errors import HarnessError
-    from harness.history import process_noise_floor
+    from harness.history import calibration_floors
     from harness.scheduler import calibration_run
 
     console = _console()
@@ -392,14 +393,18 @@ def calibrate(
     failed = [r for r in records if r.status != "ok"]
     if failed:
         raise _fail(f"calibration job failed: {failed[0].error}", 1)
-    floor = process_noise_floor(store.frames()[1])
-    if floor is None:
-        raise _fail("need at least 3 processes to measure a noise floor")
+    floors = calibration_floors(store.frames()[1])
+    if not floors:
+        raise _fail("need at least 2 processes to measure a noise floor")
     out = runs_dir.parent / "calibration" / f"{device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    measured = {"device": device, "noise_floor": floor, "model": model, "processes": processes}
+    measured = {"device": device, "noise_floor": floors[1], "model": model,
+                "processes": processes, "noise_floor_by_processes": floors}  # fmt: skip
     out.write_text(json.dumps({**measured, "run_id": store.run_id}, indent=1))
-    console.print(f"noise floor of {device}: ±{floor:.1%} (p95 of |process p50 / median − 1|)")
+    console.print(
+        f"noise floor of {device} (p95 of how far apart two identical jobs land), by processes "
+        f"per job: " + ", ".join(f"{n}: ±{floor:.1%}" for n, floor in floors.items())
+    )
     console.print(f"wrote {_shown(out)}")
 
 

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import StoreError
-from harness.stats import mann_whitney_p, ratio_of_medians, welch_p
+from harness.stats import (
+    TRIM_FROM_N,
+    mann_whitney_p,
+    ratio_of_medians,
+    trimmed_mean_test,
+    yuen_p,
+)
 from harness.store import RunStore
 
 if TYPE_CHECKING:
@@ -32,6 +38,7 @@ COMPARABILITY = (
     "power_mode", "governor",
 )  # fmt: skip
 ALPHA = 0.01
+DEFAULT_THRESHOLD = 0.03  # a 5 % slowdown clears it (benchmarks/regression_detection.py)
 MIN_PROCESSES = 3
 MIN_ROUNDS = 5  # a paired t-test on fewer rounds has too few degrees of freedom to say much
 
@@ -86,26 +93,47 @@ def noise_floor(history: pd.DataFrame, quantile: float = 0.95) -> dict[str, floa
     return floors
 
 
-def process_noise_floor(samples: pd.DataFrame, quantile: float = 0.95) -> float | None:
-    """How far one process's median strays from the median over processes of the same job
-    (the `quantile` of |process median / median − 1|): what `harness calibrate` measures."""
-    deviations: list[float] = []
-    for _, job in samples.groupby("job_id"):
-        medians = job.groupby("process")["latency_ns"].median().to_numpy(dtype=np.float64)
-        if len(medians) >= MIN_PROCESSES:
-            deviations += list(np.abs(medians / np.median(medians) - 1))
-    return float(np.quantile(deviations, quantile)) if deviations else None
+def calibration_floors(
+    samples: pd.DataFrame, quantile: float = 0.95, draws: int = 400, seed: int = 0
+) -> dict[int, float]:
+    """What `harness calibrate` measures, from one job run in P processes: for jobs of
+    n = 1 .. P/2 processes, how far apart two identical jobs land — the `quantile` of
+    |median of n process medians / median of n other process medians − 1| over random
+    disjoint draws. Measured rather than modelled, so the tails of a shared machine (now
+    and then a process 20 % slow) are in it."""
+    rng = np.random.default_rng(seed)
+    medians = _per_process(samples).to_numpy(dtype=np.float64)
+    floors: dict[int, float] = {}
+    for n in range(1, len(medians) // 2 + 1):
+        deviations = []
+        for _ in range(draws):
+            order = rng.permutation(len(medians))
+            before, after = medians[order[:n]], medians[order[n : 2 * n]]
+            deviations.append(abs(np.median(after) / np.median(before) - 1))
+        floors[n] = float(np.quantile(deviations, quantile))
+    return floors
 
 
-def calibrated_floors(calibration_dir: Path) -> dict[str, float]:
-    """Noise floors written by `harness calibrate` (one JSON per device)."""
+def calibrated_floors(calibration_dir: Path) -> dict[str, dict[int, float]]:
+    """Per device, the noise floors written by `harness calibrate` (one JSON per device),
+    by the number of processes of the jobs compared."""
     import json
 
-    floors = {}
+    floors: dict[str, dict[int, float]] = {}
     for path in sorted(calibration_dir.glob("*.json")) if calibration_dir.is_dir() else []:
         data = json.loads(path.read_text())
-        floors[str(data["device"])] = float(data["noise_floor"])
+        by_processes = data.get("noise_floor_by_processes") or {"1": data["noise_floor"]}
+        floors[str(data["device"])] = {int(n): float(f) for n, f in by_processes.items()}
     return floors
+
+
+def calibrated_floor(by_processes: dict[int, float] | None, processes: int) -> float:
+    """The calibrated floor for jobs of `processes` processes: the floor measured for the
+    largest calibrated count not above it (jobs of more processes vary less: conservative)."""
+    if not by_processes:
+        return 0.0
+    fitting = [n for n in by_processes if n <= max(1, processes)]
+    return by_processes[max(fitting)] if fitting else by_processes[min(by_processes)]
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -120,12 +148,15 @@ def _same(a: Any, b: Any) -> bool:
 def compare_runs(
     before: RunStore,
     after: RunStore,
-    threshold: float = 0.05,
+    threshold: float = DEFAULT_THRESHOLD,
     floors: dict[str, float] | None = None,
+    calibrated: dict[str, dict[int, float]] | None = None,
 ) -> pd.DataFrame:
     """Per job present in both runs: ratio of medians (after / before) with a bootstrap CI,
-    the Mann–Whitney p-value and a verdict: faster, slower, no change, or not comparable
-    (and why)."""
+    a p-value (`compare_latencies`) and a verdict: faster, slower, no change, or not
+    comparable (and why). The threshold of a device is raised to its noise floor: from the
+    nightly history (`floors`) and from `harness calibrate` for jobs of that many
+    processes (`calibrated`)."""
     import pandas as pd
 
     a_results, a_samples = before.frames()
@@ -136,7 +167,13 @@ def compare_runs(
         out: dict[str, Any] = {k: row[k] for k in JOB_KEY}
         out.update(p50_a_ms=row["p50_ms_a"], p50_b_ms=row["p50_ms_b"])
         out.update(ratio=None, ratio_low=None, ratio_high=None, p_value=None, test=None)
-        device_threshold = max(threshold, (floors or {}).get(str(row["device"]), 0.0))
+        device = str(row["device"])
+        processes = min(_processes(row.get("processes_a")), _processes(row.get("processes_b")))
+        device_threshold = max(
+            threshold,
+            (floors or {}).get(device, 0.0),
+            calibrated_floor((calibrated or {}).get(device), processes),
+        )
         out["threshold"] = device_threshold
         if row["status_a"] != "ok" or row["status_b"] != "ok":
             out["verdict"] = "not comparable"
@@ -169,16 +206,18 @@ def compare_latencies(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, An
     samples (columns `process`, `latency_ns`).
 
     When both jobs ran in at least MIN_PROCESSES processes, the unit is the process: the
-    per-process medians are compared (bootstrap CI of their ratio of medians, Welch's t-test),
-    because latencies of one process are not independent of each other — a process draws a
-    memory layout that shifts all of them. Otherwise the raw samples are compared
-    (Mann–Whitney U), which cannot see that between-process noise."""
+    per-process medians are compared (bootstrap CI of their ratio of medians, Yuen's trimmed
+    t-test on their logs), because latencies of one process are not independent of each
+    other — a process draws a memory layout that shifts all of them. Otherwise the raw
+    samples are compared (Mann–Whitney U), which cannot see that between-process noise:
+    the device's calibrated floor for single-process jobs is what guards those."""
     a_process = _per_process(before).to_numpy(dtype=np.float64)
     b_process = _per_process(after).to_numpy(dtype=np.float64)
     if len(a_process) >= MIN_PROCESSES and len(b_process) >= MIN_PROCESSES:
         ratio, low, high = ratio_of_medians(a_process, b_process)
-        p_value = welch_p(a_process, b_process)
-        test = f"Welch t, {len(a_process)}+{len(b_process)} process medians"
+        p_value = yuen_p(a_process, b_process)
+        name = "Yuen trimmed t" if min(len(a_process), len(b_process)) >= TRIM_FROM_N else "Welch t"
+        test = f"{name}, {len(a_process)}+{len(b_process)} process medians"
         return {
             "ratio": ratio,
             "ratio_low": low,
@@ -196,7 +235,7 @@ def compare_latencies(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, An
 def consecutive_regressions(
     history: pd.DataFrame,
     samples: pd.DataFrame,
-    threshold: float = 0.05,
+    threshold: float = DEFAULT_THRESHOLD,
     floors: dict[str, float] | None = None,
 ) -> set[tuple[str, str, str, str]]:
     """(run_id, device, model, variant) of every job that got slower than the same job in
@@ -228,27 +267,20 @@ def consecutive_regressions(
 def compare_interleaved(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, Any]:
     """Two jobs of the same run whose processes ran interleaved, round by round (the
     scheduler's order): round k of one is compared with round k of the other, so a drift of
-    the machine over the run cancels out. Ratio = geometric mean of the per-round ratios of
-    medians; 95% CI and p-value from a one-sample t-test on their logs. Falls back to
+    the machine over the run cancels out. Ratio = exp of the trimmed mean of the per-round
+    log ratios of medians; 95% CI and p-value from the one-sample trimmed t-test on them
+    (a round with one slow process does not hide a change). Falls back to
     `compare_latencies` with fewer than MIN_ROUNDS common rounds."""
-    from scipy import stats as scipy_stats
-
     a, b = _per_process(before), _per_process(after)
     rounds = a.index.intersection(b.index)
     if len(rounds) < MIN_ROUNDS:
         return compare_latencies(before, after)
     logs = np.log(b[rounds].to_numpy(dtype=np.float64) / a[rounds].to_numpy(dtype=np.float64))
-    mean, half = float(logs.mean()), 0.0
-    if logs.std(ddof=1) > 0:
-        half = float(
-            scipy_stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
-        )
-        p_value = float(scipy_stats.ttest_1samp(logs, 0.0).pvalue)
-    else:
-        p_value = 0.0 if mean != 0 else 1.0
+    mean, half, p_value = trimmed_mean_test(logs)
     return {"ratio": float(np.exp(mean)), "ratio_low": float(np.exp(mean - half)),
             "ratio_high": float(np.exp(mean + half)), "p_value": p_value,
-            "test": f"paired t, {len(rounds)} interleaved rounds"}  # fmt: skip
+            "test": f"paired {'trimmed ' if len(rounds) >= TRIM_FROM_N else ''}t, "
+                    f"{len(rounds)} interleaved rounds"}  # fmt: skip
 
 
 def regression_verdict(ratio: float, p_value: float, threshold: float) -> tuple[str, str]:
@@ -268,6 +300,13 @@ def _per_process(samples: pd.DataFrame) -> pd.Series:
     if "process" not in samples.columns:
         return samples["latency_ns"].groupby(np.zeros(len(samples), dtype=np.int64)).median()
     return samples.groupby("process")["latency_ns"].median()
+
+
+def _processes(value: Any) -> int:
+    """A results row's `processes` (missing in runs from before the column: one)."""
+    import pandas as pd
+
+    return 1 if value is None or pd.isna(value) else int(value)
 
 
 def _samples(samples: pd.DataFrame, job_id: str) -> pd.DataFrame:

@@ -181,16 +181,20 @@ def test_calibrate_measures_a_noise_floor_that_compare_respects(
     assert done.returncode == 0, done.stdout + done.stderr
     calibration = json.loads((tmp_path / "reports" / "calibration" / "local.json").read_text())
     assert calibration["device"] == "local" and 0 < calibration["noise_floor"] < 1
+    by_processes = {int(n): f for n, f in calibration["noise_floor_by_processes"].items()}
+    assert list(by_processes) == [1, 2] and by_processes[1] == calibration["noise_floor"]
     compared = subprocess.run(
         [BIN / "harness", "compare", first.run_id, second.run_id, "--runs-dir", str(runs_dir)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert compared.returncode in (0, 1), compared.stdout + compared.stderr
     floors = calibrated_floors(tmp_path / "reports" / "calibration")
-    assert floors == {"local": calibration["noise_floor"]}
+    assert floors == {"local": by_processes}
     table = compare_runs(first, second, threshold=0.001, floors={"local": 10.0})
     assert (table["threshold"] == 10.0).all()  # never below the device's floor
     assert set(table["verdict"]) == {"no change"}
+    table = compare_runs(first, second, threshold=0.001, calibrated={"local": {1: 9.0, 2: 0.0}})
+    assert (table["threshold"] == 9.0).all()  # single-process jobs: the 1-process floor
     budgets = tmp_path / "b.toml"
     budgets.write_text('[[budget]]\nmodel = "digits_cnn"\np50_ms = 0.5\n')
     history = subprocess.run(
