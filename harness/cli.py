@@ -384,6 +384,11 @@ def calibrate(
     from harness.scheduler import calibration_run
 
     console = _console()
+    if processes < 2:
+        raise _fail(
+            f"a noise floor compares processes: run with --processes 2 or more (got {processes};"
+            " 20 gives floors for jobs of up to 10 processes)"
+        )
     try:
         store, records = calibration_run(
             device, model, processes, iterations, devices_dir, models_dir, runs_dir
@@ -394,8 +399,6 @@ def calibrate(
     if failed:
         raise _fail(f"calibration job failed: {failed[0].error}", 1)
     floors = calibration_floors(store.frames()[1])
-    if not floors:
-        raise _fail("need at least 2 processes to measure a noise floor")
     out = runs_dir.parent / "calibration" / f"{device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     measured = {"device": device, "noise_floor": floors[1], "model": model,

@@ -19,9 +19,9 @@ import numpy as np
 
 from harness.errors import StoreError
 from harness.stats import (
-    TRIM_FROM_N,
     mann_whitney_p,
     ratio_of_medians,
+    trim_for,
     trimmed_mean_test,
     yuen_p,
 )
@@ -216,7 +216,7 @@ def compare_latencies(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, An
     if len(a_process) >= MIN_PROCESSES and len(b_process) >= MIN_PROCESSES:
         ratio, low, high = ratio_of_medians(a_process, b_process)
         p_value = yuen_p(a_process, b_process)
-        name = "Yuen trimmed t" if min(len(a_process), len(b_process)) >= TRIM_FROM_N else "Welch t"
+        name = "Yuen trimmed t" if trim_for(min(len(a_process), len(b_process))) else "Welch t"
         test = f"{name}, {len(a_process)}+{len(b_process)} process medians"
         return {
             "ratio": ratio,
@@ -279,7 +279,7 @@ def compare_interleaved(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, 
     mean, half, p_value = trimmed_mean_test(logs)
     return {"ratio": float(np.exp(mean)), "ratio_low": float(np.exp(mean - half)),
             "ratio_high": float(np.exp(mean + half)), "p_value": p_value,
-            "test": f"paired {'trimmed ' if len(rounds) >= TRIM_FROM_N else ''}t, "
+            "test": f"paired {'trimmed ' if trim_for(len(rounds)) else ''}t, "
                     f"{len(rounds)} interleaved rounds"}  # fmt: skip
 
 
