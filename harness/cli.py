@@ -4,13 +4,15 @@ Heavy modules (pandas, paramiko, onnx, pydantic) are imported inside the command
 `harness --help` stays fast.
 
 Exit codes: 0 all jobs ok; 1 some jobs failed, timed out or were skipped (their results
-are on disk); 2 bad input (configuration, unknown run); 130 interrupted.
+are on disk); 2 bad input (configuration, unknown run); 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,8 +53,32 @@ def _console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job cancelled, `kill`): stopped like Ctrl-C, exit status 143."""
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupt() -> Iterator[None]:
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _plain(console: Console) -> Any:
+    """A log function for library messages: they hold paths, device output and TOML keys
+    in brackets, never rich markup."""
+    return lambda text: console.print(text, markup=False, soft_wrap=True)
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    _console().print(f"[red]error:[/red] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    _console().print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -75,6 +101,7 @@ def run(
     """Run a plan: models x variants x devices x runtime settings."""
     from harness.config import parse_shard
     from harness.errors import HarnessError
+    from harness.records import RESUMABLE_STATUSES
     from harness.scheduler import prepare_run, run_prepared
 
     console = _console()
@@ -82,7 +109,7 @@ def run(
         prepared = prepare_run(
             plan,
             only_devices=devices.split(",") if devices else None,
-            log=console.print,
+            log=_plain(console),
             resume=resume,
             shard=parse_shard(shard) if shard else None,
         )
@@ -97,27 +124,36 @@ def run(
         + (f", {finished} already finished (kept as they are)" if finished else "")
     )
     try:
-        with _Progress(console, pending) as progress:
+        with _Progress(console, pending) as progress, _terminated_as_interrupt():
             records = run_prepared(prepared, on_event=progress.on_event)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from rich.markup import escape
+
+        signal_name = "SIGTERM" if isinstance(exc, _Terminated) else "Ctrl-C"
         console.print(
-            f"[yellow]interrupted[/yellow]; finished jobs are in {prepared.store.run_dir}"
+            f"[yellow]interrupted ({signal_name})[/yellow]: the running jobs were stopped and "
+            "recorded as interrupted; finished jobs are in "
+            + escape(
+                f"{_shown(prepared.store.run_dir)}. Finish the run with: "
+                f"harness run {plan} --resume {prepared.store.run_id}"
+            ),
+            soft_wrap=True,
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
     results, samples = prepared.store.frames()
     _print_tables(console, results)
     _print_comparison(console, results, samples, only_with_variants=True)
     console.print(f"run directory: {_shown(prepared.store.run_dir)}")
     failed = [r for r in records if r.status != "ok"]
     if failed:
-        for status in ("error", "timeout", "skipped"):
+        for status in ("error", "timeout", "skipped", "interrupted"):
             of_status = [r for r in failed if r.status == status]
             for device in dict.fromkeys(r.device for r in of_status):
                 count = sum(1 for r in of_status if r.device == device)
                 reason = next(r.error for r in of_status if r.device == device)
                 console.print(f"  {device}: {count} job(s) {status} ({reason})", soft_wrap=True)
         console.print(f"[red]{len(failed)} of {len(records)} jobs did not succeed[/red]")
-        if any(r.status == "skipped" for r in failed):
+        if any(r.status in RESUMABLE_STATUSES for r in failed):
             console.print(
                 f"run the skipped jobs later: harness run {plan} --resume {prepared.store.run_id}"
             )
@@ -157,6 +193,7 @@ def show(
     console = _console()
     try:
         store = resolve_run(runs_dir, run_ref)
+        meta = store.read_run_meta()
         results, samples = store.frames()
         if compare:
             _print_comparison(console, results, samples)
@@ -164,7 +201,6 @@ def show(
             _print_tables(console, results)
     except HarnessError as exc:
         raise _fail(str(exc)) from None
-    meta = store.read_run_meta()
     if meta and not meta.get("finished_at"):
         console.print("[yellow]this run did not finish: shown are the jobs that did[/yellow]")
     console.print(f"run directory: {_shown(store.run_dir)}")
@@ -272,11 +308,16 @@ def history(
     from harness.report import plots
 
     console = _console()
+    notes: list[str] = []
     try:
-        frame, samples = load_history(sources or [runs_dir], with_samples=plot is not None)
+        frame, samples = load_history(
+            sources or [runs_dir], with_samples=plot is not None, notes=notes
+        )
         limits = budget_lines(load_budgets(budgets)) if budgets else {}
     except HarnessError as exc:
         raise _fail(str(exc)) from None
+    for note in notes:
+        console.print(f"warning: {note}", markup=False, soft_wrap=True)
     ok = frame[frame["status"] == "ok"]
     pivot = ok.pivot_table(
         index=["device", "model", "variant", "threads"], columns="run_id", values="p50_ms"
@@ -314,10 +355,14 @@ def compare_command(
     console = _console()
     try:
         a, b = resolve_run(runs_dir, before), resolve_run(runs_dir, after)
+        notes: list[str] = []
         try:
-            floors = noise_floor(load_history([runs_dir])[0])
-        except HarnessError:
+            floors = noise_floor(load_history([runs_dir], notes=notes)[0])
+        except HarnessError as exc:
+            notes.append(f"no noise floors from the history: {exc}")
             floors = {}
+        for note in notes:
+            console.print(f"warning: {note}", markup=False, soft_wrap=True)
         calibrated = calibrated_floors(runs_dir.parent / "calibration")
         table_frame = compare_runs(a, b, threshold / 100, floors, calibrated)
     except HarnessError as exc:
@@ -429,7 +474,7 @@ def compress(
     try:
         manifest = load_manifest(path)
         built = build_all(
-            [manifest], None, variant_cache_dir(path.parent), BuildContext, log=console.print
+            [manifest], None, variant_cache_dir(path.parent), BuildContext, log=_plain(console)
         )
     except HarnessError as exc:
         raise _fail(str(exc)) from None
@@ -464,11 +509,10 @@ def devices_list(devices_dir: DevicesDir = Path("devices")) -> None:
     """Show the inventory."""
     from rich.table import Table
 
-    from harness.config import load_inventory
     from harness.errors import HarnessError
 
     try:
-        inventory = load_inventory(devices_dir)
+        inventory = _inventory(devices_dir, [])
     except HarnessError as exc:
         raise _fail(str(exc)) from None
     table = Table("name", "transport", "address", "role", "labels", "runner", "source")
@@ -493,14 +537,13 @@ def devices_check(
     devices_dir: DevicesDir = Path("devices"),
 ) -> None:
     """Connect and report what the device is and which runtimes it can run."""
-    from harness.config import load_inventory
     from harness.errors import HarnessError
     from harness.probes.facts import check_device, check_phone
     from harness.transport import open_transport
 
     console = _console()
     try:
-        inventory = load_inventory(devices_dir)
+        inventory = _inventory(devices_dir, [name])
         if name not in inventory:
             raise _fail(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
         device = inventory[name]
@@ -510,7 +553,7 @@ def devices_check(
                 return
             facts = check_device(device, transport)
     except HarnessError as exc:
-        raise _fail(str(exc), 1) from None
+        raise _fail(str(exc), _exit_code(exc)) from None
     free = f"{facts.disk_free_bytes / 2**30:.1f} GiB" if facts.disk_free_bytes else "unknown"
     console.print(f"[bold]{name}[/bold]: reachable")
     for label, value in [
@@ -592,18 +635,38 @@ def devices_who(
 @contextlib.contextmanager
 def _device_transport(name: str, devices_dir: Path) -> Iterator[Any]:
     """An open transport to a device of the inventory; errors become exit codes."""
-    from harness.config import load_inventory
     from harness.errors import HarnessError
     from harness.transport import open_transport
 
     try:
-        inventory = load_inventory(devices_dir)
+        inventory = _inventory(devices_dir, [name])
         if name not in inventory:
             raise _fail(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
         with open_transport(inventory[name], inventory) as transport:
             yield transport
     except HarnessError as exc:
-        raise _fail(str(exc), 1) from None
+        raise _fail(str(exc), _exit_code(exc)) from None
+
+
+def _inventory(devices_dir: Path, needed: list[str]) -> dict[str, Any]:
+    """The inventory; a device file that does not load stops the command only when the
+    command needs that device, and is a warning otherwise."""
+    from harness.config import load_inventory, needed_devices
+    from harness.errors import ConfigError
+
+    problems: dict[str, ConfigError] = {}
+    inventory = load_inventory(devices_dir, problems)
+    console = _console()
+    needed_devices(needed, problems, lambda text: console.print(text, markup=False))
+    return inventory
+
+
+def _exit_code(exc: Exception) -> int:
+    """2 for bad input (a configuration or run directory to fix), 1 for a device or job
+    that failed: the same in every command."""
+    from harness.errors import ConfigError, StoreError
+
+    return 2 if isinstance(exc, ConfigError | StoreError) else 1
 
 
 def _cpu_text(identity: dict[str, Any]) -> str:
@@ -653,7 +716,7 @@ def models_fetch(
 
     console = _console()
     try:
-        made = fetch_all(models_dir, log=console.print)
+        made = fetch_all(models_dir, log=_plain(console))
     except HarnessError as exc:
         raise _fail(str(exc)) from None
     console.print(f"{len(made)} model file(s) created; the others were up to date")
@@ -789,19 +852,22 @@ class _Progress:
         self.progress.stop()
 
     def on_event(self, event: JobEvent) -> None:
+        from rich.markup import escape
+
         task = self.tasks[event.device]
+        message = escape(event.message)  # device output and paths: never rich markup
         if event.kind == "device-error":
-            self.progress.print(f"[red]device {event.device} skipped:[/red] {event.message}")
+            self.progress.print(f"[red]device {event.device} skipped:[/red] {message}")
         elif event.kind == "start":
             self.progress.update(task, current=event.job_id)
-        elif event.kind in ("retry", "waiting", "quarantine"):
-            self.progress.print(f"[yellow]{event.device} {event.kind}:[/yellow] {event.message}")
+        elif event.kind in ("retry", "waiting", "quarantine", "cleanup"):
+            self.progress.print(f"[yellow]{event.device} {event.kind}:[/yellow] {message}")
         elif event.kind == "rerun":
-            self.progress.print(f"[yellow]{event.job_id}: {event.message}, once more[/yellow]")
+            self.progress.print(f"[yellow]{event.job_id}: {message}, once more[/yellow]")
         elif event.kind == "end":
             self.progress.update(task, advance=1, current="")
             if event.status != "ok":
-                self.progress.print(f"[red]{event.job_id}: {event.status}[/red] {event.message}")
+                self.progress.print(f"[red]{event.job_id}: {event.status}[/red] {message}")
 
 
 def main() -> None:

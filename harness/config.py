@@ -9,10 +9,19 @@ from __future__ import annotations
 import difflib
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness.errors import ConfigError
 
@@ -21,7 +30,18 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `retries = "2"` or `use_agent = 1` is a mistake to name, never coerced
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# paths are written as strings in TOML: the one conversion strict mode keeps
+LaxPath = Annotated[Path, Strict(False)]
+# keys people write from habit (ssh_config, Fabric, Ansible) -> ours
+KEY_SYNONYMS = {
+    "hostname": "host", "address": "host", "ip": "host", "username": "user",
+    "identityfile": "identity_file", "key_file": "identity_file", "key": "identity_file",
+    "proxyjump": "proxy_jump", "jump_host": "proxy_jump", "password": "password_env",
+}  # fmt: skip
 
 
 DEFAULT_WORKDIR = "edge-harness"
@@ -36,7 +56,7 @@ class NativeBinary(_Strict):
     """A benchmark binary: `local` (on the controller, pushed by content hash) or
     `device` (already on the device, an absolute path)."""
 
-    local: Path | None = None
+    local: LaxPath | None = None
     device: Annotated[str, Field(pattern=r"^/")] | None = None
 
     @model_validator(mode="after")
@@ -140,6 +160,16 @@ class Device(_Strict):
             return ADB_WORKDIR
         return self.workdir
 
+    @field_validator("workdir")
+    @classmethod
+    def _workdir_stays_put(cls, value: str) -> str:
+        if ".." in value.replace("\\", "/").split("/"):
+            raise ValueError(
+                "the workdir may not climb with '..': give a folder under the login's home "
+                "(e.g. 'edge-harness') or an absolute path"
+            )
+        return value
+
     @model_validator(mode="after")
     def _ssh_needs_a_host(self) -> Device:
         if self.transport == "ssh" and not (self.host or self.ssh_alias):
@@ -218,14 +248,36 @@ def load_device(path: Path) -> Device:
     return device.model_copy(update={"binaries": binaries})
 
 
-def load_inventory(devices_dir: Path) -> dict[str, Device]:
-    """Every `*.toml` in `devices_dir`, plus the built-in `local` unless a file overrides it."""
+def load_inventory(
+    devices_dir: Path, problems: dict[str, ConfigError] | None = None
+) -> dict[str, Device]:
+    """Every `*.toml` in `devices_dir`, plus the built-in `local` unless a file overrides it.
+    A file that does not load raises its ConfigError; with `problems`, it is put there
+    under its device's name instead, so that what does not need that device goes on."""
     inventory: dict[str, Device] = {LOCAL_DEVICE_NAME: builtin_local_device()}
     if devices_dir.is_dir():
         for path in sorted(devices_dir.glob("*.toml")):
-            device = load_device(path).model_copy(update={"source": str(path)})
+            try:
+                device = load_device(path).model_copy(update={"source": str(path)})
+            except ConfigError as exc:
+                if problems is None:
+                    raise
+                problems[path.stem] = exc
+                continue
             inventory[device.name] = device
     return inventory
+
+
+def needed_devices(
+    names: list[str], problems: dict[str, ConfigError], warn: Callable[[str], None]
+) -> None:
+    """Raise the problem of the first device in `names` whose file did not load; say the
+    others' (a bad file of a device not used now is a warning, not a stop)."""
+    for name in names:
+        if name in problems:
+            raise problems[name]
+    for name, problem in problems.items():
+        warn(f"warning: device '{name}' left out: {problem}")
 
 
 # --------------------------------------------------------------------------- models
@@ -250,7 +302,7 @@ class Variant(_Strict):
         "fp32", "fp16", "int8-dynamic", "int8-static", "prune-unstructured",
         "prune-structured", "low-rank", "external",
     ]  # fmt: skip
-    file: Path | None = None
+    file: LaxPath | None = None
     label: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -269,12 +321,12 @@ class Variant(_Strict):
 class EvalSet(_Strict):
     """A labelled evaluation set: an .npz with one array per model input and the labels."""
 
-    file: Path
+    file: LaxPath
     labels: str = "labels"
     inputs: dict[str, str] = Field(default_factory=dict)  # model input -> array name
     top_k: Annotated[int, Field(ge=1, le=100)] = 5
     reference_accuracy: float | None = None  # the fp32 accuracy measured when it was made
-    calibration_file: Path | None = None  # for int8-static; else the eval set is used
+    calibration_file: LaxPath | None = None  # for int8-static; else the eval set is used
 
     def input_key(self, input_name: str) -> str:
         return self.inputs.get(input_name, input_name)
@@ -296,14 +348,14 @@ class ModelSource(_Strict):
 
 class ModelManifest(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    file: Path
+    file: LaxPath
     description: str = ""
     task: str = ""
     inputs: list[InputSpec] = Field(default_factory=list)
     source: ModelSource | None = None
     eval: EvalSet | None = None
     variants: list[Variant] = Field(default_factory=list)
-    manifest_path: Path | None = None
+    manifest_path: LaxPath | None = None
 
     @property
     def format(self) -> str:
@@ -434,7 +486,7 @@ class RuntimeSettings(_Strict):
 class Inputs(_Strict):
     seed: int = 0
     dims: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
-    files: dict[str, Path] = Field(default_factory=dict)
+    files: dict[str, LaxPath] = Field(default_factory=dict)
 
 
 class Plan(_Strict):
@@ -442,13 +494,13 @@ class Plan(_Strict):
     devices: list[str] = Field(default_factory=lambda: [LOCAL_DEVICE_NAME], min_length=1)
     models: list[str] = Field(min_length=1)
     variants: list[str] | None = None
-    devices_dir: Path = Path("../devices")
-    models_dir: Path = Path("../models")
-    output_dir: Path = Path("../reports/runs")
+    devices_dir: LaxPath = Path("../devices")
+    models_dir: LaxPath = Path("../models")
+    output_dir: LaxPath = Path("../reports/runs")
     measure: Measure = Field(default_factory=Measure)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     inputs: Inputs = Field(default_factory=Inputs)
-    plan_path: Path | None = None
+    plan_path: LaxPath | None = None
 
 
 def load_plan(path: Path) -> Plan:
@@ -491,13 +543,31 @@ def resolve_model(plan: Plan, ref: str) -> ModelManifest:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    if path.exists() and not path.is_file():
+        raise ConfigError(
+            path, "not a file (a folder named like a TOML file?): rename or remove it"
+        )
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(path, "file not found") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot be read: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            path,
+            f"not UTF-8 text (byte {data[exc.start : exc.start + 1]!r} at line {line}): "
+            "save it as UTF-8",
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, f"not valid TOML ({exc}); fix the syntax at that line") from None
+        last_line = f"(at the end of the file, line {text.count(chr(10)) + 1})"
+        detail = str(exc).replace("(at end of document)", last_line)
+        raise ConfigError(path, f"not valid TOML ({detail}); fix the syntax at that line") from None
 
 
 def _validate(model: type[_Strict], data: dict[str, Any], path: Path) -> Any:
@@ -515,13 +585,18 @@ def _explain(model: type[BaseModel], error: Any) -> str:
         owner = _owner_model(model, loc[:-1])
         allowed = sorted(owner.model_fields) if owner else []
         allowed = [a for a in allowed if a not in ("source", "manifest_path", "plan_path")]
-        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        synonym = KEY_SYNONYMS.get(str(loc[-1]).lower())
+        guess = [synonym] if synonym in allowed else []
+        guess = guess or difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" Did you mean '{guess[0]}'?" if guess else ""
         return f"unknown key.{hint} Allowed keys: {', '.join(allowed)}"
     if error["type"] == "missing":
         return "required key is missing"
     message = error["msg"].removeprefix("Value error, ")
-    return f"{message} (got {error.get('input')!r})"
+    value = error.get("input")
+    if error["type"] in ("int_type", "float_type", "bool_type") and isinstance(value, str):
+        return f"{message}: write it without quotes (got the string {value!r})"
+    return f"{message} (got {value!r})"
 
 
 def _owner_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:

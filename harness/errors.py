@@ -62,6 +62,15 @@ class CommandTimeout(TransportError):
         )
 
 
+class CommandInterrupted(TransportError):
+    """The controller was told to stop (Ctrl-C, SIGTERM) while the command ran; the
+    command was killed on the device."""
+
+    def __init__(self, device: str, argv: Sequence[str]) -> None:
+        self.argv = list(argv)
+        super().__init__(device, f"interrupted, and killed on the device: {_argv_str(argv)}")
+
+
 class CommandFailed(TransportError):
     """A command ended with a non-zero exit status."""
 

@@ -59,16 +59,26 @@ def run_dirs(sources: Iterable[str | Path]) -> list[Path]:
 
 
 def load_history(
-    sources: Iterable[str | Path], with_samples: bool = False
+    sources: Iterable[str | Path], with_samples: bool = False, notes: list[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Every run's tables stacked. A run that cannot be read (its tables and its job
+    records) is left out, and `notes` says which and why: one bad run must not hide the
+    history of the others."""
     import pandas as pd
 
     results, samples = [], []
     for path in run_dirs(sources):
-        run_results, run_samples = RunStore(path).stored_frames()
+        try:
+            run_results, run_samples = RunStore(path).stored_frames(notes)
+        except StoreError as exc:
+            if notes is not None:
+                notes.append(f"{path.name} skipped: {exc}")
+            continue
         results.append(run_results)
         if with_samples:
             samples.append(run_samples)
+    if not results:
+        raise StoreError(f"no readable run in {', '.join(map(str, sources))}")
     frame = pd.concat(results, ignore_index=True)
     frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
     return frame, (pd.concat(samples, ignore_index=True) if with_samples else None)

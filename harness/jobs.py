@@ -22,10 +22,17 @@ from harness.native.commands import (
     cpu_list,
     tool_for,
 )
-from harness.probes.power import DEFAULT_INTERVAL_MS, FALLBACK_INTERVAL_MS
+from harness.probes.power import (
+    DEFAULT_INTERVAL_MS,
+    FALLBACK_INTERVAL_MS,
+    MIN_READINGS_PER_WINDOW,
+)
 
 RESULT_SCHEMA = "harness.result/1"
 JOB_SCHEMA = "harness.job/1"
+# past the job's timeout the controller kills the runner; this much later the runner's own
+# watchdog does, for when no controller is left (killed, or its link lost)
+RUNNER_DEADLINE_MARGIN_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,9 @@ class Job:
             }
             if self.memory_interval_s and samples_prefix
             else None,
+            # the runner ends itself (and its samplers) here even if no controller is left
+            "deadline_s": self.timeout_s + RUNNER_DEADLINE_MARGIN_S,
+            "running_file": f"{samples_prefix}.running" if samples_prefix else None,
         }
 
 
@@ -242,6 +252,7 @@ def power_spec(device: Device) -> dict[str, Any] | None:
         "interval_s": interval_ms / 1000.0,
         "command": device.power_command,
         "idle_s": device.power_idle_s,
+        "min_readings": MIN_READINGS_PER_WINDOW,  # the idle window is held open until then
     }
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from harness.errors import LeaseHeld, TransportError
 from harness.transport.base import Transport
+from harness.transport.remote_shell import END_LEFTOVERS
 
 LEASE_DIR = ".harness-lease"
 LEASE_FILE = "lease.json"
@@ -144,6 +145,19 @@ def acquire(
             on_wait(held)
             told = True
         time.sleep(min(POLL_S, max(0.05, deadline - time.monotonic())))
+
+
+def end_leftovers(transport: Transport) -> list[str]:
+    """With the lease held: kill the runners (and their samplers) that an earlier holder
+    left running — a controller killed mid-job, or one whose link died — and clear the
+    old job specs. Returns the jobs whose runners were ended."""
+    result = transport.run(
+        ["sh", "-c", END_LEFTOVERS, "harness-cleanup", transport.remote_path("jobs")],
+        timeout_s=COMMAND_TIMEOUT_S,
+    )
+    return [
+        line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith("ended ")
+    ]
 
 
 def refresh(transport: Transport, lease: Lease, ttl_s: float) -> Lease:

@@ -13,6 +13,12 @@ Result table columns (`RESULT_COLUMNS`):
        max_abs_dev, mean_abs_dev, processes, process_p50_spread.
   3 -- adds the device's identity, the comparability keys: cpu_model, ram_mb, os, kernel,
        board (device tree model, else Jetson's L4T release).
+  4 -- adds peak_pss_mb, peak_swap_mb (sampled beside the runner), power_mode (a Jetson's
+       nvpmodel) and governor.
+  5 -- the same columns, each written with its own Arrow type (`RESULT_COLUMN_TYPES`), so
+       a column that is all null in a run is still a string or a number, and any runs of
+       one version read as one table (pyarrow.dataset, DuckDB). The `status` column may
+       also say `interrupted`.
 Columns are added, never repurposed.
 """
 
@@ -31,7 +37,7 @@ from harness.stats import stability_warnings, summarize
 
 JOB_RECORD_VERSION = 2
 JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
-RESULTS_SCHEMA_VERSION = 4
+RESULTS_SCHEMA_VERSION = 5
 
 RESULT_COLUMNS = (
     "run_id", "job_id", "started_at", "device", "device_class", "arch", "transport",
@@ -47,7 +53,26 @@ RESULT_COLUMNS = (
     "peak_pss_mb", "peak_swap_mb", "power_mode", "governor",
 )  # fmt: skip
 
-STATUSES = ("ok", "error", "timeout", "skipped")
+_INTEGER_COLUMNS = ("n", "threads", "model_bytes", "schema_version", "gzip_bytes", "eval_n",
+                    "processes")  # fmt: skip
+_FLOAT_COLUMNS = ("cv", "accuracy", "top1_agreement", "sparsity", "top5_accuracy", "max_abs_dev",
+                  "mean_abs_dev", "process_p50_spread")  # fmt: skip
+# each result column's type: "int64", "float64", "bool" or "string" (the parquet schema)
+RESULT_COLUMN_TYPES = {
+    name: "int64"
+    if name in _INTEGER_COLUMNS
+    else "bool"
+    if name == "throttled"
+    else "float64"
+    if name in _FLOAT_COLUMNS or name.endswith(("_ms", "_mb", "_w", "_mj", "_c"))
+    else "string"
+    for name in RESULT_COLUMNS
+}
+
+STATUSES = ("ok", "error", "timeout", "skipped", "interrupted")
+# not results of the job (never run, lost with its device, or stopped by Ctrl-C/SIGTERM):
+# `--resume` runs these jobs again and a merge prefers any result over them
+RESUMABLE_STATUSES = ("skipped", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -269,11 +294,7 @@ def power_columns(power: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     summary = energy_summary(
         trace, power["timed_window_ns"], power.get("iterations") or 0, power.get("idle_window_ns")
     )
-    if summary.samples_in_window < 2:
-        notes.append(
-            f"only {summary.samples_in_window} power reading(s) inside the timed window: "
-            "energy is extrapolated; run longer or sample faster (power_interval_ms)"
-        )
+    notes.extend(summary.notes)
     if power.get("window") == "tool run":
         notes.append(
             "energy counts the native tool's whole run (model load and warm-up included): "

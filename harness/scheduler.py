@@ -30,12 +30,14 @@ from harness.config import (
     Plan,
     load_inventory,
     load_plan,
+    needed_devices,
     resolve_model,
     select_devices,
     shard_devices,
 )
 from harness.deploy import install_runner
 from harness.errors import (
+    CommandInterrupted,
     CommandTimeout,
     ConfigError,
     DeviceUnreachable,
@@ -46,7 +48,7 @@ from harness.errors import (
     TransportError,
 )
 from harness.jobs import Job, expand_plan, parse_result_document, power_spec
-from harness.lease import Lease, acquire, new_lease, refresh, release
+from harness.lease import Lease, acquire, end_leftovers, new_lease, refresh, release
 from harness.native.commands import (
     PYTHON_RUNNER,
     native_command,
@@ -104,6 +106,11 @@ def prepare_run(
                 "resume it with its own plan",
                 "name",
             )
+        for moved in store.set_aside_unreadable():
+            log(
+                f"warning: {moved.name.rsplit('.', 2)[0]}.json is unreadable (cut short?): set "
+                f"aside as {moved.relative_to(store.run_dir)}; its job runs again"
+            )
     return prepare_plan(plan, only_devices, log, store=store, shard=shard)
 
 
@@ -118,8 +125,10 @@ def prepare_plan(
     """`prepare_run` for a plan already loaded (and perhaps changed, e.g. by `gate --extend`,
     which re-runs only `only_jobs`)."""
     plan_path = plan.plan_path or Path(plan.name)
-    inventory = load_inventory(plan.devices_dir)
+    problems: dict[str, ConfigError] = {}
+    inventory = load_inventory(plan.devices_dir, problems)
     names = plan.devices
+    needed_devices(names, problems, log)
     missing = [n for n in names if n not in inventory]
     if missing:
         raise ConfigError(
@@ -294,18 +303,20 @@ def run_jobs(
     if not by_device:
         return []
     stop = threading.Event()
+    workers = {
+        name: _DeviceWorker(inventory[name], inventory, store, file_facts, emit, stop)
+        for name in by_device
+    }
     with ThreadPoolExecutor(max_workers=len(by_device), thread_name_prefix="device") as pool:
-        futures = [
-            pool.submit(
-                _DeviceWorker(inventory[name], inventory, store, file_facts, emit, stop).run,
-                device_jobs,
-            )
-            for name, device_jobs in by_device.items()
-        ]
+        futures = [pool.submit(workers[name].run, jobs) for name, jobs in by_device.items()]
         try:
             return [record for future in futures for record in future.result()]
         except BaseException:
-            stop.set()  # Ctrl-C: each device finishes (and saves) its current job, then stops
+            # Ctrl-C, SIGTERM: each device kills its current job on the device, records it
+            # `interrupted` (run again by --resume), releases its lease and stops
+            stop.set()
+            for worker in workers.values():
+                worker.interrupt()
             raise
 
 
@@ -348,12 +359,18 @@ class _DeviceWorker:
         self.lease: Lease | None = None
         self.lease_ttl_s = 120.0
         self.quarantined: str | None = None  # why the device's remaining jobs are skipped
+        self.transport: Transport | None = None
+
+    def interrupt(self) -> None:
+        """From another thread: kill the job running now (its record says `interrupted`)."""
+        if self.transport is not None:
+            self.transport.interrupt()
 
     def run(self, jobs: list[Job]) -> list[JobRecord]:
         """Each job in `job.processes` fresh runner processes, in rounds over all the
         device's jobs, so drifts and process placement fall on every variant alike."""
         records: list[JobRecord] = []
-        transport = open_transport(self.device, self.inventory)
+        transport = self.transport = open_transport(self.device, self.inventory)
         cooldown_s = self.device.cooldown_max_s if self.device.cooldown_c is not None else 0.0
         longest_s = max(job.timeout_s for job in jobs) + cooldown_s
         self.lease_ttl_s = 2 * longest_s * (1 + self.device.rerun_throttled) + 120
@@ -401,6 +418,11 @@ class _DeviceWorker:
                     open_jobs.remove(job)
         finally:
             if self.lease is not None:
+                with contextlib.suppress(HarnessError):  # this run's job specs and scratch
+                    transport.run(
+                        ["rm", "-rf", transport.remote_path(f"jobs/{self.store.run_id}")],
+                        timeout_s=30,
+                    )
                 with contextlib.suppress(HarnessError):
                     release(transport, self.lease)
             transport.close()
@@ -426,6 +448,16 @@ class _DeviceWorker:
             ),
             should_stop=self.stop.is_set,
         )
+        ended = end_leftovers(transport)
+        if ended:
+            self.emit(
+                JobEvent(
+                    "cleanup",
+                    self.device.name,
+                    message=f"ended {len(ended)} runner(s) that a previous controller left "
+                    f"running on the device ({', '.join(ended)})",
+                )
+            )
         if not any(job.tool == PYTHON_RUNNER for job in jobs):
             return "", {}
         facts = check_device(self.device, transport)
@@ -491,11 +523,12 @@ class _DeviceWorker:
             transport.close()
             self.quarantined = str(exc)
             self.emit(JobEvent("quarantine", self.device.name, job.job_id, message=str(exc)))
-            return self._save(
+            return self._save(  # not a result of the job: --resume runs it again
                 job,
                 started_at,
-                "error",
-                error=f"{exc} (tried {tries} time(s); the device's remaining jobs are skipped)",
+                "skipped",
+                error=f"{exc} (tried {tries} time(s), lost mid-job; the device's remaining "
+                "jobs are skipped)",
                 controller={"lost": True, "attempts": tries},
             )
         if isinstance(outcome, _Attempt) and tries > 1:
@@ -542,6 +575,9 @@ class _DeviceWorker:
             raise
         except CommandTimeout as exc:
             return self._save(job, started_at, "timeout", error=str(exc), controller=timings)
+        except CommandInterrupted:
+            error = "the run was interrupted (Ctrl-C or SIGTERM); --resume runs the job again"
+            return self._save(job, started_at, "interrupted", error=error, controller=timings)
         except HarnessError as exc:
             return self._save(job, started_at, "error", error=str(exc), controller=timings)
         except Exception as exc:  # a bug of ours must not lose the other jobs
@@ -590,7 +626,9 @@ class _DeviceWorker:
         transport.put_bytes(json.dumps(spec).encode(), spec_path)
         timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
         result = transport.run(
-            [self.device.python, runner_path, spec_path], timeout_s=job.timeout_s
+            [self.device.python, runner_path, spec_path],
+            timeout_s=job.timeout_s,
+            interruptible=True,
         )
         timings["run_s"] = result.duration_s
         try:
@@ -634,12 +672,13 @@ class _DeviceWorker:
             sampler = ShellPowerSampler(transport, self.device.sysfs_root, power["interval_s"])
             sampler.start()
         try:
-            if power is not None and power["idle_s"] > 0:
-                idle_start = time.monotonic_ns()
-                time.sleep(power["idle_s"])  # the baseline: the tool not started yet
-                windows["idle_window_ns"] = [idle_start, time.monotonic_ns()]
+            if sampler is not None and power is not None and power["idle_s"] > 0:
+                # the baseline: the tool not started yet
+                windows["idle_window_ns"] = sampler.idle_window(
+                    power["idle_s"], power["min_readings"]
+                )
             window_start = time.monotonic_ns()
-            result = transport.run(argv, timeout_s=job.timeout_s)
+            result = transport.run(argv, timeout_s=job.timeout_s, interruptible=True)
             windows["timed_window_ns"] = [window_start, time.monotonic_ns()]
         finally:
             sampled = sampler.stop() if sampler is not None else None

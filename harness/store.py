@@ -23,12 +23,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError
-from harness.records import RESULT_COLUMNS, JobRecord, fill_reference_metrics, result_row
+from harness.records import (
+    RESULT_COLUMN_TYPES,
+    RESULT_COLUMNS,
+    RESUMABLE_STATUSES,
+    JobRecord,
+    fill_reference_metrics,
+    result_row,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 RUN_SCHEMA = "harness.run/1"
+SAMPLE_COLUMN_TYPES = {"run_id": "string", "job_id": "string", "process": "int64",
+                       "iteration": "int64", "latency_ns": "int64"}  # fmt: skip
+POWER_COLUMN_TYPES = {"run_id": "string", "job_id": "string", "t_s": "float64",
+                      "power_w": "float64", "phase": "string", "window_s": "float64"}  # fmt: skip
+# the pandas dtype of each column type (nullable where a column may be missing values)
+_PANDAS_TYPES = {"int64": "Int64", "float64": "float64", "bool": "boolean", "string": "object"}
 
 
 def utc_now() -> str:
@@ -63,16 +76,22 @@ class RunStore:
         path = self.run_dir / "run.json"
         if not path.is_file():
             return {}
-        data: dict[str, Any] = json.loads(path.read_text())
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreError(
+                f"{path} is unreadable ({exc}): the run's jobs/ are intact; restore run.json "
+                "from a backup, or delete it to read the run as one that did not finish"
+            ) from None
         return data
 
     def write_job(self, record: JobRecord) -> Path:
         """Persist one finished job now; a job is written once and never overwritten. A
-        `skipped` record is not a result: a resumed run replaces it (keeping it under
-        jobs/superseded/ for the record)."""
+        `skipped` or `interrupted` record is not a result: a resumed run replaces it
+        (keeping it under jobs/superseded/ for the record)."""
         path = self.jobs_dir / f"{record.job_id}.json"
         if path.exists():
-            if _status_of(path) != "skipped":
+            if _status_of(path) not in RESUMABLE_STATUSES:
                 raise StoreError(f"{path} exists already: results are never overwritten")
             kept = self.jobs_dir / "superseded"
             kept.mkdir(exist_ok=True)
@@ -81,34 +100,66 @@ class RunStore:
         return path
 
     def finished_job_ids(self) -> set[str]:
-        """Jobs with a result (ok, error or timeout); skipped jobs are run by --resume."""
-        return {p.stem for p in self.jobs_dir.glob("*.json") if _status_of(p) != "skipped"}
+        """Jobs with a result (ok, error or timeout); skipped and interrupted jobs are run
+        by --resume."""
+        return {
+            p.stem for p in self.jobs_dir.glob("*.json") if _status_of(p) not in RESUMABLE_STATUSES
+        }
 
     def records(self) -> list[JobRecord]:
         records = []
         for path in sorted(self.jobs_dir.glob("*.json")):
             try:
                 data = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise StoreError(f"{path}: unreadable job record ({exc})") from None
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise StoreError(
+                    f"{path}: unreadable job record ({exc}); `harness run PLAN --resume "
+                    f"{self.run_id}` sets it aside and runs its job again"
+                ) from None
             records.append(JobRecord.from_json(data, source=str(path)))
         return sorted(records, key=lambda r: (r.started_at, r.job_id))  # job order
 
-    def finalize(self) -> None:
-        """Write the parquet views from the job records."""
-        records = self.records()
-        _write_parquet_atomic(results_frame(records), self.run_dir / "results.parquet")
-        _write_parquet_atomic(samples_frame(records), self.run_dir / "samples.parquet")
-        _write_parquet_atomic(power_frame(records), self.run_dir / "power.parquet")
+    def set_aside_unreadable(self) -> list[Path]:
+        """Move job records that cannot be read (cut short by a crash) to jobs/unreadable/,
+        so that --resume runs their jobs again; returns where they went."""
+        moved = []
+        for path in sorted(self.jobs_dir.glob("*.json")):
+            try:
+                JobRecord.from_json(json.loads(path.read_text()), source=str(path))
+            except (UnicodeDecodeError, json.JSONDecodeError, StoreError, TypeError, ValueError):
+                aside = self.jobs_dir / "unreadable"
+                aside.mkdir(exist_ok=True)
+                target = aside / f"{path.stem}.{len(list(aside.glob('*.json')))}.json"
+                path.replace(target)
+                moved.append(target)
+        return moved
 
-    def stored_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def finalize(self) -> None:
+        """Write the parquet views from the job records, each with its explicit schema."""
+        records = self.records()
+        for frame, name, types in (
+            (results_frame(records), "results.parquet", RESULT_COLUMN_TYPES),
+            (samples_frame(records), "samples.parquet", SAMPLE_COLUMN_TYPES),
+            (power_frame(records), "power.parquet", POWER_COLUMN_TYPES),
+        ):
+            _write_parquet_atomic(frame, self.run_dir / name, types)
+
+    def stored_frames(self, notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The parquet views of a finished run, read as written (fast for long histories);
-        rebuilt from the job records when the run did not finish."""
+        rebuilt from the job records when the run did not finish, or when a view cannot
+        be read (then `notes` gets why)."""
         import pandas as pd
 
         results, samples = self.run_dir / "results.parquet", self.run_dir / "samples.parquet"
         if self.read_run_meta().get("finished_at") and results.is_file() and samples.is_file():
-            return pd.read_parquet(results), pd.read_parquet(samples)
+            try:
+                return pd.read_parquet(results), pd.read_parquet(samples)
+            except (OSError, ValueError) as exc:  # pyarrow's errors are both
+                if notes is not None:
+                    notes.append(
+                        f"{self.run_id}: results.parquet unreadable ({_first_line(exc)}); "
+                        "rebuilt from its job records"
+                    )
         return self.frames()
 
     def power(self) -> pd.DataFrame:
@@ -130,19 +181,7 @@ def results_frame(records: list[JobRecord]) -> pd.DataFrame:
 
     rows = [result_row(r) for r in records]
     fill_reference_metrics(rows, records)
-    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    float_columns = [
-        c
-        for c in RESULT_COLUMNS
-        if c.endswith(("_ms", "_mb", "_w", "_mj", "_c"))
-        or c in ("cv", "accuracy", "top1_agreement")
-    ]
-    frame[float_columns] = frame[float_columns].astype("float64")
-    integer_columns = ("n", "threads", "model_bytes", "schema_version", "gzip_bytes", "eval_n")
-    for column in (*integer_columns, "processes"):
-        frame[column] = frame[column].astype("Int64")
-    frame["throttled"] = frame["throttled"].astype("boolean")
-    return frame
+    return _typed(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)), RESULT_COLUMN_TYPES)
 
 
 def samples_frame(records: list[JobRecord]) -> pd.DataFrame:
@@ -165,9 +204,7 @@ def samples_frame(records: list[JobRecord]) -> pd.DataFrame:
         if r.latencies_ns
     ]
     if not parts:
-        columns = {"run_id": "str", "job_id": "str", "process": "int64", "iteration": "int64"}
-        columns["latency_ns"] = "int64"
-        return pd.DataFrame({name: pd.Series(dtype=kind) for name, kind in columns.items()})
+        return _typed(pd.DataFrame(columns=list(SAMPLE_COLUMN_TYPES)), SAMPLE_COLUMN_TYPES)
     return pd.concat(parts, ignore_index=True)
 
 
@@ -201,9 +238,7 @@ def power_frame(records: list[JobRecord]) -> pd.DataFrame:
             rows.append(
                 (record.run_id, record.job_id, (t_ns - window[0]) / 1e9, watts, phase, window_s)
             )
-    columns = {"run_id": "str", "job_id": "str", "t_s": "float64", "power_w": "float64"}
-    columns.update(phase="str", window_s="float64")
-    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
+    return _typed(pd.DataFrame(rows, columns=list(POWER_COLUMN_TYPES)), POWER_COLUMN_TYPES)
 
 
 def _process_index(record: JobRecord) -> Any:
@@ -230,9 +265,9 @@ def merge_runs(stores: list[RunStore], output_dir: Path) -> RunStore:
     for store in stores:
         for record in store.records():
             held = chosen.get(record.job_id)
-            if held is None or held[0].status == "skipped":
+            if held is None or held[0].status in RESUMABLE_STATUSES:
                 chosen[record.job_id] = (record, store.run_id)
-            elif record.status != "skipped":
+            elif record.status not in RESUMABLE_STATUSES:
                 raise StoreError(
                     f"job {record.job_id} has a result in both {held[1]} and {store.run_id}; "
                     "merge runs of disjoint shards"
@@ -285,10 +320,27 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-def _write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
+    return frame.astype({name: _PANDAS_TYPES[kind] for name, kind in types.items()})
+
+
+def _write_parquet_atomic(frame: pd.DataFrame, path: Path, types: dict[str, str]) -> None:
+    """With the declared Arrow type of every column: inferred from the values, a column
+    that is all null in one run would be typed `null`, and that run would not union with
+    the others."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+    schema = pa.schema([(name, arrow.get(kind, pa.string())) for name, kind in types.items()])
+    table = pa.Table.from_pandas(frame[list(types)], schema=schema, preserve_index=False)
     tmp = path.with_name(f".{path.name}.part")
-    frame.to_parquet(tmp, index=False)
+    pq.write_table(table, tmp)
     os.replace(tmp, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _status_of(path: Path) -> str | None:

@@ -229,6 +229,7 @@ def delaying_proxy(target: tuple[str, int], delay_s: float) -> Iterator[int]:
 
     listener = socket.create_server(("127.0.0.1", 0))
     stopping = threading.Event()
+    connections: list[socket.socket] = []  # closed at the end, not left to the GC
 
     def pump(source: socket.socket, sink: socket.socket) -> None:
         held: queue.Queue[tuple[float, bytes]] = queue.Queue()
@@ -261,6 +262,7 @@ def delaying_proxy(target: tuple[str, int], delay_s: float) -> Iterator[int]:
             except OSError:
                 return
             upstream = socket.create_connection(target)
+            connections.extend((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
@@ -270,3 +272,6 @@ def delaying_proxy(target: tuple[str, int], delay_s: float) -> Iterator[int]:
     finally:
         stopping.set()
         listener.close()
+        for connection in connections:
+            with suppress(OSError):
+                connection.close()

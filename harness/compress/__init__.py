@@ -178,7 +178,7 @@ def build_all(
         try:
             built = build_variant(manifest, variant, cache_dir, context_for(manifest))
         except CompressionFailed as exc:
-            log(f"[red]cannot build {manifest.name}/{variant.name}:[/red] {exc}")
+            log(f"cannot build {manifest.name}/{variant.name}: {exc}")
             files[(manifest.name, variant.name)] = VariantFile(None, error=str(exc))
             continue
         if not built.cached:

@@ -35,10 +35,31 @@ class ShellPowerSampler:
         self.samples: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
+        self._arrived = threading.Condition()
         self._thread = threading.Thread(target=self._poll, name="power-sampler", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def idle_window(self, idle_s: float, min_readings: int) -> list[int]:
+        """[start, end] in monotonic ns: from the first reading (so none lands before the
+        window), at least `idle_s` long and held open until `min_readings` readings are
+        inside it, however slow the link makes the polls. Gives up (and the record says
+        the window held too few) when the readings stop coming."""
+        give_up = time.monotonic() + idle_s + (min_readings + 2) * self.interval_s + 10
+        with self._arrived:
+            self._arrived.wait_for(lambda: self.samples or self.errors, give_up - time.monotonic())
+            if not self.samples:
+                now = time.monotonic_ns()
+                return [now, now]
+            start = int(self.samples[0]["t_ns"])
+            self._arrived.wait_for(
+                lambda: len(self.samples) >= min_readings, give_up - time.monotonic()
+            )
+        remaining_s = idle_s - (time.monotonic_ns() - start) / 1e9
+        if remaining_s > 0:
+            self._stop.wait(remaining_s)
+        return [start, time.monotonic_ns()]
 
     def stop(self) -> dict[str, Any]:
         """One more reading after the window, then the raw samples (and the first error)."""
@@ -50,9 +71,14 @@ class ShellPowerSampler:
     def _poll(self) -> None:
         while not self._stop.is_set():
             try:
-                self.samples.append(self._read())
+                reading = self._read()
+                with self._arrived:
+                    self.samples.append(reading)
+                    self._arrived.notify_all()
             except (HarnessError, ValueError) as exc:
-                self.errors.append(f"reading the battery failed: {exc}")
+                with self._arrived:
+                    self.errors.append(f"reading the battery failed: {exc}")
+                    self._arrived.notify_all()
             self._stop.wait(self.interval_s)
 
     def _read(self) -> dict[str, Any]:

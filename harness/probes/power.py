@@ -258,12 +258,20 @@ def _integral(trace: Sequence[tuple[float, float]], start_s: float, end_s: float
     return float(np.sum(np.diff(knots) * (values[:-1] + values[1:]) / 2))
 
 
+# A window's mean power is a measurement only when readings fall inside it: with fewer,
+# the figure would be interpolated from readings outside the window. The runner and the
+# controller's poller hold the idle window open until this many have landed in it.
+MIN_READINGS_PER_WINDOW = 3
+
+
 @dataclass(frozen=True)
 class EnergySummary:
     idle_power_w: float | None
     avg_power_w: float | None
     energy_mj: float | None  # per inference, above idle
     samples_in_window: int
+    samples_in_idle: int | None  # None: no idle window was asked for
+    notes: tuple[str, ...] = ()  # why a figure is missing
 
 
 def energy_summary(
@@ -272,16 +280,42 @@ def energy_summary(
     iterations: int,
     idle_window_ns: Sequence[int] | None = None,
 ) -> EnergySummary:
-    """The result columns from a power trace and the runner's windows."""
+    """The result columns from a power trace and the runner's windows. A window holding
+    fewer than MIN_READINGS_PER_WINDOW readings gets no figure (and neither does the
+    energy that needs it), with a note that says what to change."""
     start, end = timed_window_ns[0] / 1e9, timed_window_ns[1] / 1e9
-    idle = (
-        mean_power(trace, idle_window_ns[0] / 1e9, idle_window_ns[1] / 1e9)
-        if idle_window_ns
-        else None
-    )
-    average = mean_power(trace, start, end)
+    inside = _readings_in(trace, start, end)
+    notes = []
+    idle = None
+    in_idle = None
+    if idle_window_ns:
+        idle_start, idle_end = idle_window_ns[0] / 1e9, idle_window_ns[1] / 1e9
+        in_idle = _readings_in(trace, idle_start, idle_end)
+        if in_idle >= MIN_READINGS_PER_WINDOW:
+            idle = mean_power(trace, idle_start, idle_end)
+        else:
+            notes.append(
+                f"the idle window ({idle_end - idle_start:.2f} s) held {in_idle} power "
+                f"reading(s), fewer than the {MIN_READINGS_PER_WINDOW} a baseline needs: no "
+                "idle power and no energy per inference; lengthen power_idle_s or sample "
+                "faster (power_interval_ms)"
+            )
+    average = None
+    if inside >= MIN_READINGS_PER_WINDOW:
+        average = mean_power(trace, start, end)
+    else:
+        notes.append(
+            f"the timed window ({end - start:.3f} s) held {inside} power reading(s), fewer "
+            f"than the {MIN_READINGS_PER_WINDOW} a mean needs: no average power and no energy "
+            "per inference; run longer (iterations, max_seconds) or sample faster "
+            "(power_interval_ms)"
+        )
+    baseline_ok = not idle_window_ns or idle is not None
     energy = None
-    if average is not None and iterations > 0:
+    if average is not None and baseline_ok and iterations > 0:
         energy = (average - (idle or 0.0)) * (end - start) / iterations * 1000.0
-    inside = sum(1 for t, _ in trace if start <= t <= end)
-    return EnergySummary(idle, average, energy, inside)
+    return EnergySummary(idle, average, energy, inside, in_idle, tuple(notes))
+
+
+def _readings_in(trace: Sequence[tuple[float, float]], start_s: float, end_s: float) -> int:
+    return sum(1 for t, _ in trace if start_s <= t <= end_s)

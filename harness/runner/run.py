@@ -15,13 +15,16 @@ Format history:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import glob
 import json
 import math
 import os
 import platform
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -536,6 +539,33 @@ class Sampler:
                 raise JobError("the %s sampler did not start: %s" % (self.what, self.error_text()))
             time.sleep(0.005)
 
+    def readings_ns(self):
+        """The timestamps of the readings written so far (a line cut short is not one)."""
+        stamps = []
+        with open(self.out) as handle:
+            for line in handle:
+                try:
+                    stamps.append(int(json.loads(line)["t_ns"]))
+                except (ValueError, KeyError):
+                    break
+        return stamps
+
+    def idle_window(self, idle_s, min_readings):
+        """[start, end] on the readings' clock: from the sampler's first reading (so no
+        reading lands a hair before it), at least `idle_s` long and held open until
+        `min_readings` readings are inside it, whatever the interval."""
+        interval_s = float(self.spec.get("interval_s", 0.05))
+        start = self.readings_ns()[0]
+        give_up = start + int((idle_s + (min_readings + 2) * interval_s + 10) * 1e9)
+        while True:
+            now = time.monotonic_ns()
+            enough = len(self.readings_ns()) >= min_readings
+            if (now - start >= idle_s * 1e9 and enough) or now > give_up:
+                return [start, now]
+            if self.proc.poll() is not None:  # the sampler died: the controller says so
+                return [start, now]
+            time.sleep(min(interval_s / 2, 0.05))
+
     def stop(self):
         """One more interval (a reading after the window's end), then SIGTERM."""
         if self.proc.poll() is None:
@@ -575,9 +605,10 @@ def run_job(job, np, doc):
             doc["power"] = {"source": power["source"], "interval_s": power.get("interval_s")}
             sampler.start()
         if sampler is not None and float(power.get("idle_s", 0)) > 0:
-            idle_start = time.monotonic_ns()
-            time.sleep(float(power["idle_s"]))  # the baseline: nothing loaded, nothing running
-            doc["power"]["idle_window_ns"] = [idle_start, time.monotonic_ns()]
+            # the baseline: nothing loaded, nothing running
+            doc["power"]["idle_window_ns"] = sampler.idle_window(
+                float(power["idle_s"]), int(power.get("min_readings", 3))
+            )
         measure_job(job, np, doc)
     finally:
         if sampler is not None and sampler.proc is not None:
@@ -796,6 +827,56 @@ def os_pretty_name():
 # ----------------------------------------------------------------------------- entry point
 
 
+def start_watchdog(deadline_s):
+    """Fork a watchdog that ends this runner's whole process group (its samplers too) at
+    the deadline, so a runner never outlives a controller that died or lost its link.
+    It learns that the runner ended when the pipe's write end (held only by the runner)
+    closes, so it never outlives a runner that finished. Forked before any runtime is
+    imported: no threads yet."""
+    read_end, write_end = os.pipe()
+    runner_pid = os.getpid()
+    if os.fork() != 0:
+        os.close(read_end)
+        return write_end
+    try:  # the watchdog: no stdio of the runner's kept open (the controller waits for EOF)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.closerange(3, read_end)
+        os.closerange(read_end + 1, 4096)
+        ready, _, _ = select.select([read_end], [], [], deadline_s)
+        if not ready:
+            group = os.getpgid(runner_pid)
+            os.killpg(group, signal.SIGTERM)
+            for _ in range(20):
+                time.sleep(0.1)
+                try:
+                    os.kill(runner_pid, 0)
+                except OSError:
+                    break
+            os.killpg(group, signal.SIGKILL)
+    finally:
+        os._exit(0)
+
+
+class RunningRecord:
+    """`<job>.running` beside the job spec while the runner runs: pid, process group and
+    job, so that the next controller to take the device ends what a dead one left."""
+
+    def __init__(self, path, job_id):
+        self.path = path
+        if path:
+            with open(path, "w") as handle:
+                handle.write("%d %d %s\n" % (os.getpid(), os.getpgid(0), job_id))
+
+    def remove(self):
+        if self.path:
+            with contextlib.suppress(OSError):
+                os.remove(self.path)
+
+
 def main(argv):
     started = time.perf_counter_ns()
     # Keep stdout for the one JSON document: native libraries that print go to stderr.
@@ -826,12 +907,18 @@ def main(argv):
             raise JobError("job spec schema %r is not %s" % (job.get("schema"), JOB_SCHEMA))
         doc["job_id"] = job.get("job_id")
         doc["threads"] = job.get("threads")
-        stage = "importing numpy"
-        import numpy as np
+        if job.get("deadline_s"):
+            start_watchdog(float(job["deadline_s"]))
+        running = RunningRecord(job.get("running_file"), job.get("job_id"))
+        try:
+            stage = "importing numpy"
+            import numpy as np
 
-        stage = "running the job"
-        run_job(job, np, doc)
-        doc["status"] = "ok"
+            stage = "running the job"
+            run_job(job, np, doc)
+            doc["status"] = "ok"
+        finally:
+            running.remove()
     except Exception as exc:
         doc["error"] = {
             "type": type(exc).__name__,

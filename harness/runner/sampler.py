@@ -22,6 +22,7 @@ import sys
 import time
 
 STOP = []
+PARENT = []  # the runner's pid
 
 
 def read_text(path):
@@ -120,7 +121,7 @@ def poll(spec, out):
     read = POLLED[spec["source"]]
     interval_ns = int(float(spec["interval_s"]) * 1e9)
     next_tick = time.monotonic_ns()
-    while not STOP:
+    while not STOP and not orphaned():
         stamp = time.monotonic_ns()
         out.write(json.dumps({"t_ns": stamp, "raw": read(spec)}) + "\n")
         out.flush()
@@ -139,7 +140,7 @@ def stream_tegrastats(spec, out):
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         for line in iter(proc.stdout.readline, b""):
-            if STOP:
+            if STOP or orphaned():
                 break
             out.write(
                 json.dumps(
@@ -153,8 +154,14 @@ def stream_tegrastats(spec, out):
         proc.wait()
 
 
+def orphaned():
+    """The runner that started this sampler is gone: nobody will read or stop it."""
+    return os.getppid() != PARENT[0]
+
+
 def main(argv):
     spec = json.loads(argv[1])
+    PARENT.append(os.getppid())
     signal.signal(signal.SIGTERM, lambda signum, frame: STOP.append(signum))
     with open(argv[2], "a") as out:
         if spec["source"] == "tegrastats":

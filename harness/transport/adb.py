@@ -17,12 +17,18 @@ import posixpath
 import shlex
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from harness.errors import CommandTimeout, DeviceUnreachable, TransportError
+from harness.errors import (
+    CommandInterrupted,
+    CommandTimeout,
+    DeviceUnreachable,
+    TransportError,
+)
 from harness.transport.base import BaseTransport, CommandResult
-from harness.transport.local import kill_process_group
+from harness.transport.local import communicate_until, kill_process_group
 from harness.transport.remote_shell import MARKER, WRAPPER, kill_command, strip_marker
 
 ADMIN_TIMEOUT_S = 30.0
@@ -76,7 +82,9 @@ class AdbTransport(BaseTransport):
         pass
 
     # -- commands
-    def _run(self, argv: list[str], timeout_s: float) -> CommandResult:
+    def _run(
+        self, argv: list[str], timeout_s: float, cancel: threading.Event | None = None
+    ) -> CommandResult:
         started = time.perf_counter()
         remote = shlex.join(["sh", "-c", WRAPPER, "harness-run", *argv])
         if not self.shell_v2:
@@ -92,12 +100,18 @@ class AdbTransport(BaseTransport):
         except FileNotFoundError:
             raise DeviceUnreachable(self.device_name, _NO_CLIENT.format(self._client[0])) from None
         try:
-            out, err = proc.communicate(timeout=timeout_s)
+            output = communicate_until(proc, timeout_s, cancel)
         except subprocess.TimeoutExpired:
             kill_process_group(proc)
             out, err = proc.communicate()
             self._kill_remote(err if err.startswith(MARKER.encode()) else out)
             raise CommandTimeout(self.device_name, argv, timeout_s, strip_marker(err)) from None
+        if output is None:
+            kill_process_group(proc)
+            out, err = proc.communicate()
+            self._kill_remote(err if err.startswith(MARKER.encode()) else out)
+            raise CommandInterrupted(self.device_name, argv)
+        out, err = output
         stderr = strip_marker(err)
         if self.shell_v2:
             stdout, exit_code = out.decode(errors="replace"), proc.returncode

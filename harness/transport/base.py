@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
-from harness.errors import CommandFailed, DeviceUnreachable, RemotePathError, TransportError
+from harness.errors import (
+    CommandFailed,
+    CommandInterrupted,
+    DeviceUnreachable,
+    RemotePathError,
+    TransportError,
+)
 
 T = TypeVar("T")
 
@@ -49,7 +55,11 @@ class Transport(Protocol):
 
     def close(self) -> None: ...
 
-    def run(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult: ...
+    def run(
+        self, argv: Sequence[str], *, timeout_s: float, interruptible: bool = False
+    ) -> CommandResult: ...
+
+    def interrupt(self) -> None: ...
 
     def run_check(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult: ...
 
@@ -79,6 +89,7 @@ class BaseTransport:
         self.device_name = device_name
         self._opened = False
         self._workdir: str | None = None
+        self._interrupted = threading.Event()
 
     # -- lifecycle
     def open(self) -> None:
@@ -106,15 +117,27 @@ class BaseTransport:
         return self._workdir
 
     # -- commands
-    def run(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult:
-        """Run argv (never a shell string) with a wall-clock timeout; kill it when it expires."""
+    def run(
+        self, argv: Sequence[str], *, timeout_s: float, interruptible: bool = False
+    ) -> CommandResult:
+        """Run argv (never a shell string) with a wall-clock timeout; kill it when it expires.
+        An `interruptible` command (a job's runner or tool) is also killed, and raises
+        CommandInterrupted, once `interrupt()` is called, even before it starts."""
         self.open()
         budget = timeout_s + self.io_timeout_s
+        cancel = self._interrupted if interruptible else None
+        if cancel is not None and cancel.is_set():
+            raise CommandInterrupted(self.device_name, argv)
         return self._watched(
             f"running {argv[0] if argv else 'a command'}",
             budget,
-            lambda: self._run(list(argv), timeout_s),
+            lambda: self._run(list(argv), timeout_s, cancel),
         )
+
+    def interrupt(self) -> None:
+        """Stop the interruptible command running now (from another thread), and refuse
+        later ones; other commands (the lease's release, clean-up) still run."""
+        self._interrupted.set()
 
     def run_check(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult:
         result = self.run(argv, timeout_s=timeout_s)
@@ -241,7 +264,11 @@ class BaseTransport:
     def _close(self) -> None:
         raise NotImplementedError
 
-    def _run(self, argv: list[str], timeout_s: float) -> CommandResult:
+    def _run(
+        self, argv: list[str], timeout_s: float, cancel: threading.Event | None = None
+    ) -> CommandResult:
+        """Run argv; on timeout kill it on the device and raise CommandTimeout; once
+        `cancel` is set kill it likewise and raise CommandInterrupted."""
         raise NotImplementedError
 
     def _put(self, local: Path, remote: str) -> None:

@@ -8,13 +8,15 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from harness.errors import CommandTimeout, TransportError
+from harness.errors import CommandInterrupted, CommandTimeout, TransportError
 from harness.transport.base import BaseTransport, CommandResult
 
 KILL_GRACE_S = 2.0
+CANCEL_POLL_S = 0.25  # how soon an interrupted command is noticed
 
 
 class LocalTransport(BaseTransport):
@@ -33,7 +35,9 @@ class LocalTransport(BaseTransport):
     def _close(self) -> None:
         pass
 
-    def _run(self, argv: list[str], timeout_s: float) -> CommandResult:
+    def _run(
+        self, argv: list[str], timeout_s: float, cancel: threading.Event | None = None
+    ) -> CommandResult:
         started = time.perf_counter()
         try:
             proc = subprocess.Popen(
@@ -46,13 +50,18 @@ class LocalTransport(BaseTransport):
         except FileNotFoundError:
             return CommandResult(tuple(argv), "", f"{argv[0]}: not found", 127, 0.0)
         try:
-            stdout, stderr = proc.communicate(timeout=timeout_s)
+            output = communicate_until(proc, timeout_s, cancel)
         except subprocess.TimeoutExpired:
             kill_process_group(proc)
             _, stderr = proc.communicate()
             raise CommandTimeout(
                 self.device_name, argv, timeout_s, stderr.decode(errors="replace")
             ) from None
+        if output is None:
+            kill_process_group(proc)
+            proc.communicate()
+            raise CommandInterrupted(self.device_name, argv)
+        stdout, stderr = output
         return CommandResult(
             tuple(argv),
             stdout.decode(errors="replace"),
@@ -86,6 +95,26 @@ def _temp_beside(target: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     return Path(name)
+
+
+def communicate_until(
+    proc: subprocess.Popen[bytes], timeout_s: float, cancel: threading.Event | None
+) -> tuple[bytes, bytes] | None:
+    """`proc.communicate(timeout=timeout_s)`, looking at `cancel` every CANCEL_POLL_S:
+    None once it is set (the process still running). Output is not lost between polls
+    (communicate may be called again after its TimeoutExpired)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            if cancel is None:
+                return proc.communicate(timeout=max(0.0, remaining))
+            return proc.communicate(timeout=max(0.0, min(remaining, CANCEL_POLL_S)))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(proc.args, timeout_s) from None
+            if cancel is not None and cancel.is_set():
+                return None
 
 
 def kill_process_group(proc: subprocess.Popen[bytes]) -> None:

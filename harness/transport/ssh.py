@@ -26,12 +26,14 @@ import paramiko
 
 from harness.errors import (
     AuthFailed,
+    CommandInterrupted,
     CommandTimeout,
     DeviceUnreachable,
     HostKeyRejected,
     TransportError,
 )
 from harness.transport.base import BaseTransport, CommandResult
+from harness.transport.local import CANCEL_POLL_S
 from harness.transport.remote_shell import WRAPPER, kill_command, strip_marker
 
 # paramiko logs connection failures with tracebacks; we raise our own errors instead.
@@ -264,7 +266,9 @@ class SSHTransport(BaseTransport):
             ) from None
 
     # -- commands
-    def _run(self, argv: list[str], timeout_s: float) -> CommandResult:
+    def _run(
+        self, argv: list[str], timeout_s: float, cancel: threading.Event | None = None
+    ) -> CommandResult:
         assert self._client is not None
         started = time.perf_counter()
         deadline = time.monotonic() + timeout_s
@@ -298,6 +302,9 @@ class SSHTransport(BaseTransport):
                     raise CommandTimeout(
                         self.device_name, argv, timeout_s, strip_marker(bytes(stderr))
                     )
+                if cancel is not None and cancel.is_set():
+                    self._kill_remote(bytes(stderr))
+                    raise CommandInterrupted(self.device_name, argv)
                 if not transport.is_active():
                     raise DeviceUnreachable(
                         self.device_name, "the SSH connection dropped while a command ran"
@@ -310,7 +317,7 @@ class SSHTransport(BaseTransport):
                             f"an SSH keep-alive in {probe_s:g} s: a dead link?)",
                         )
                     heard = time.monotonic()
-                select.select([channel], [], [], min(remaining, 1.0))
+                select.select([channel], [], [], min(remaining, CANCEL_POLL_S))
             exit_code = channel.recv_exit_status()
         finally:
             channel.close()

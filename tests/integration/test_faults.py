@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.records import JobRecord
-from harness.scheduler import JobEvent, prepare_run, run_prepared
+from harness.scheduler import JobEvent, PreparedRun, prepare_run, run_prepared
 
 FAST_RETRIES = {"retries": 4, "retry_backoff_s": 0.5, "io_timeout_s": 2, "connect_timeout_s": 2}
 
@@ -58,11 +58,11 @@ def write_plan(workspace: Path, devices: list[str], models: list[str], iteration
 
 
 def run_with(
-    plan: Path, during: Callable[[], None] | None = None
+    plan: Path, during: Callable[[], None] | None = None, prepared: PreparedRun | None = None
 ) -> tuple[list[JobRecord], list[JobEvent]]:
-    """Run the plan; `during` runs in a thread beside it (the fault)."""
+    """Run the plan (or its `prepared` run); `during` runs in a thread beside it (the fault)."""
     events: list[JobEvent] = []
-    prepared = prepare_run(plan)
+    prepared = prepared or prepare_run(plan)
     fault = threading.Thread(target=during) if during else None
     if fault:
         fault.start()
@@ -177,10 +177,14 @@ def test_a_device_that_stays_down_is_quarantined(workspace: Path, lab: NetLab) -
         wait_for_runner(lab, first)
         lab.kill_sshd(first)
 
-    records, events = run_with(plan, kill)
+    prepared = prepare_run(plan)
+    records, events = run_with(plan, kill, prepared)
     by_job = {r.job_id: r for r in records}
+    # lost mid-job is no result of the job: `--resume` runs it again
     lost = by_job["dies.tiny_mbv2.fp32.cpu.t1"]
-    assert lost.status == "error" and "remaining jobs are skipped" in str(lost.error)
+    assert lost.status == "skipped" and "lost mid-job" in str(lost.error)
+    assert "remaining jobs are skipped" in str(lost.error)
+    assert lost.job_id not in prepared.store.finished_job_ids()
     skipped = by_job["dies.face_detection_short_range.fp32.xnnpack.t1"]
     assert skipped.status == "skipped" and "quarantined" in str(skipped.error)
     assert [r.status for r in records if r.device == "fine"] == ["ok", "ok"]

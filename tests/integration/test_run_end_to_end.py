@@ -284,7 +284,7 @@ def test_bad_plans_fail_before_any_job(workspace: Path, bad: str) -> None:
     assert str(plan) in done.stdout
 
 
-def test_ctrl_c_stops_after_the_current_job_and_keeps_the_finished(workspace: Path) -> None:
+def test_ctrl_c_stops_the_current_job_and_keeps_the_finished(workspace: Path) -> None:
     add_local_device(workspace)
     plan = write_plan(
         workspace,
@@ -303,6 +303,8 @@ threads = [1, 2, 3, 4]
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # a shell's background job starts with SIGINT ignored (and so would the harness)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(runs_dir.glob("*/jobs/*.json")):
@@ -310,10 +312,11 @@ threads = [1, 2, 3, 4]
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
-    assert "interrupted" in output
-    finished = list(runs_dir.glob("*/jobs/*.json"))
-    assert 1 <= len(finished) < 4
-    assert all(json.loads(p.read_text())["status"] == "ok" for p in finished)
+    assert "interrupted (Ctrl-C)" in output and "--resume" in output
+    statuses = [json.loads(p.read_text())["status"] for p in runs_dir.glob("*/jobs/*.json")]
+    # the job running at the signal is stopped, not finished: recorded `interrupted`
+    assert statuses.count("ok") >= 1 and len(statuses) < 4
+    assert set(statuses) <= {"ok", "interrupted"} and statuses.count("interrupted") <= 1
 
 
 def test_every_strategy_with_accuracy_over_ssh(workspace: Path, sshd: SSHServer) -> None:
@@ -468,14 +471,19 @@ dims = { batch = 1 }
     assert "the phone was charging (before and after the job)" in phone_tflite["warnings"]
     stored = json.loads((run_dir / "jobs" / f"{phone_tflite.name}.json").read_text())
     assert stored["runner"]["state"]["before"]["battery"]["plugged"] == ["usb"]
-    # power polled through adb beside the tool: 4 W idle and running, nothing above idle
-    assert phone_tflite["idle_power_w"] == pytest.approx(4.0)
-    assert phone_tflite["avg_power_w"] == pytest.approx(4.0)
-    assert abs(phone_tflite["energy_mj"]) < 1e-6
-    assert "an upper bound per inference" in phone_tflite["warnings"]
+    # power polled through adb beside the tool: 4 W idle (the idle window is held open
+    # until it has its readings, however slow the polls) and running, nothing above idle
     power = pd.read_parquet(run_dir / "power.parquet")
-    phases = set(power[power["job_id"] == phone_tflite.name]["phase"])
-    assert {"idle", "timed"} <= phases
+    phases = power[power["job_id"] == phone_tflite.name]["phase"].value_counts()
+    assert phases["idle"] >= 3
+    assert phone_tflite["idle_power_w"] == pytest.approx(4.0)
+    if phases.get("timed", 0) >= 3:
+        assert phone_tflite["avg_power_w"] == pytest.approx(4.0)
+        assert abs(phone_tflite["energy_mj"]) < 1e-6
+        assert "an upper bound per inference" in phone_tflite["warnings"]
+    else:  # a short tool run between slow polls: no figure, and the row says why
+        assert pd.isna(phone_tflite["avg_power_w"]) and pd.isna(phone_tflite["energy_mj"])
+        assert "the timed window" in phone_tflite["warnings"]
 
 
 def test_trtexec_on_an_ssh_device_keeps_its_trace_as_samples(

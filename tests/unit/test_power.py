@@ -107,6 +107,24 @@ def test_energy_per_inference_above_idle() -> None:
     assert mean_power([], 0, 1) is None
 
 
+def test_a_window_without_enough_readings_gets_no_figure() -> None:
+    """The phone case: battery polled every 650 ms against a 0.5 s idle window. Before,
+    idle power was interpolated from readings outside the window and shown as measured."""
+    trace = [(t * 0.65, 4.0) for t in range(12)]  # 0 … 7.15 s, 4 W
+    idle_window = (int(0.1e9), int(0.6e9))  # no reading inside
+    summary = energy_summary(trace, (int(1.0e9), int(7.0e9)), 100, idle_window)
+    assert summary.samples_in_idle == 0 and summary.samples_in_window == 9
+    assert summary.idle_power_w is None and summary.energy_mj is None
+    assert summary.avg_power_w == pytest.approx(4.0)
+    [note] = summary.notes
+    assert "idle window" in note and "power_idle_s" in note
+    # a timed window with two readings: no mean, no energy; the note says what to change
+    short = energy_summary(trace, (int(1.2e9), int(2.0e9)), 10, (0, int(1.4e9)))
+    assert short.samples_in_window == 2 and short.avg_power_w is None
+    assert short.idle_power_w == pytest.approx(4.0) and short.energy_mj is None
+    assert any("timed window" in n and "power_interval_ms" in n for n in short.notes)
+
+
 def test_nvidia_smi_power_draw_by_header() -> None:
     folder = FIXTURES / "nvidia-smi"
     case = json.loads((folder / "expected.json").read_text())["query_gpu_power_draw.csv"]

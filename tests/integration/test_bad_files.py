@@ -1,0 +1,189 @@
+"""Bad files on disk: each gives a clear message naming it, and breaks only what uses it.
+
+Run directories are made with the real store (real JSON and parquet files); the commands
+run as a user runs them, through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.records import JobRecord
+from harness.store import RunStore, utc_now
+
+
+def make_run(
+    runs_dir: Path, plan: str, p50_ms: float, statuses: tuple[str, ...] = ("ok",)
+) -> RunStore:
+    """A finished run of one device with a job per status (threads 1, 2, ...)."""
+    store = RunStore.create(runs_dir, plan)
+    store.write_run_meta({"run_id": store.run_id, "started_at": utc_now(), "plan": {"name": plan}})
+    for index, status in enumerate(statuses, start=1):
+        ok = status == "ok"
+        latencies = tuple(int(p50_ms * 1e6 * (1 + (k % 7) / 100)) for k in range(200)) if ok else ()
+        store.write_job(
+            JobRecord(
+                run_id=store.run_id,
+                job_id=f"dev.m.fp32.cpu.t{index}",
+                started_at=utc_now(),
+                finished_at=utc_now(),
+                device="dev",
+                device_class="board",
+                transport="ssh",
+                model="m",
+                variant="fp32",
+                strategy="fp32",
+                runtime="onnxruntime",
+                provider="cpu",
+                threads=index,
+                status=status,
+                error=None if ok else "the runner crashed",
+                runner={"runtime": {"version": "1.32.0"}, "arch": "aarch64"} if ok else {},
+                latencies_ns=latencies,
+            )
+        )
+    store.finalize()
+    meta = store.read_run_meta()
+    meta.pop("schema")
+    store.write_run_meta({**meta, "finished_at": utc_now()})
+    return store
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_a_corrupt_results_table_breaks_only_its_own_run(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    before = make_run(runs, "nightly", 1.0)
+    after = make_run(runs, "nightly", 1.0)
+    broken = make_run(runs, "nightly", 1.0)
+    (broken.run_dir / "results.parquet").write_bytes(b"")  # a disk that filled up
+    empty_jobs = make_run(runs, "nightly", 1.0)
+    (empty_jobs.run_dir / "results.parquet").write_bytes(b"PAR1 not really")
+    for job in empty_jobs.jobs_dir.glob("*.json"):
+        job.write_text('{"schema": "harness.job-rec')  # its records are gone too
+    code, output = invoke("compare", before.run_id, after.run_id, "--runs-dir", str(runs))
+    assert code == 0, output
+    assert "no change" in output
+    assert empty_jobs.run_id in output and "skipped" in output  # said, not a traceback
+    code, output = invoke("history", str(runs))
+    assert code == 0, output
+    assert "4 runs" not in output and "3 runs" in output
+    assert f"{broken.run_id}: results.parquet unreadable" in output  # rebuilt from jobs/
+    assert f"{empty_jobs.run_id}" in output and "skipped" in output
+
+
+def test_a_truncated_run_json_is_a_clear_error(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    store = make_run(runs, "nightly", 1.0)
+    (store.run_dir / "run.json").write_text('{"run_id": "2026')
+    for command in ("show", "report"):
+        code, output = invoke(command, store.run_id, "--runs-dir", str(runs))
+        assert code == 2, output
+        assert "run.json" in output and "unreadable" in output
+        assert "Traceback" not in output
+
+
+def test_runs_with_and_without_errors_union_in_duckdb(tmp_path: Path) -> None:
+    """Columns all null in one run (error, board, governor) keep their types: any set of
+    runs of one schema version reads as one table."""
+    duckdb = pytest.importorskip("duckdb")
+    import pyarrow.dataset as ds
+
+    runs = tmp_path / "runs"
+    clean = make_run(runs, "nightly", 1.0)
+    failing = make_run(runs, "nightly", 2.0, statuses=("ok", "error"))
+    files = [str(s.run_dir / "results.parquet") for s in (clean, failing)]
+    rows = duckdb.sql(
+        f"select status, count(*) from read_parquet({files!r}) group by status order by status"
+    ).fetchall()
+    assert rows == [("error", 1), ("ok", 2)]
+    table = ds.dataset(files, format="parquet").to_table()
+    assert table.num_rows == 3 and str(table.schema.field("error").type) == "string"
+    samples = [str(s.run_dir / "samples.parquet") for s in (clean, failing)]
+    [(count,)] = duckdb.sql(f"select count(*) from read_parquet({samples!r})").fetchall()
+    assert count == 400
+
+
+def test_resume_sets_aside_a_truncated_job_record_and_runs_the_job_again(
+    workspace: Path,
+) -> None:
+    (workspace / "devices" / "local.toml").write_text(
+        f'transport = "local"\npython = "{sys.executable}"\n'
+        f'workdir = "{workspace / "local-device"}"\n'
+    )
+    plan = workspace / "plans" / "t.toml"
+    plan.write_text(
+        'name = "t"\nmodels = ["tiny_mbv2"]\nvariants = ["fp32"]\n'
+        "[measure]\nwarmup = 1\niterations = 20\n[runtime]\nthreads = [1, 2]\n"
+        "[inputs]\ndims = { batch = 1 }\n"
+    )
+    code, output = invoke("run", str(plan))
+    assert code == 0, output
+    [run_dir] = (workspace / "reports" / "runs").iterdir()
+    truncated = run_dir / "jobs" / "local.tiny_mbv2.fp32.cpu.t2.json"
+    truncated.write_text(truncated.read_text()[:100])  # a crash mid-write of an old harness
+    kept = (run_dir / "jobs" / "local.tiny_mbv2.fp32.cpu.t1.json").read_bytes()
+    code, output = invoke("run", str(plan), "--resume", run_dir.name)
+    assert code == 0, output
+    assert "1 already finished" in output
+    assert "local.tiny_mbv2.fp32.cpu.t2.json is unreadable" in output and "set aside" in output
+    assert json.loads(truncated.read_text())["status"] == "ok"
+    assert (run_dir / "jobs" / "local.tiny_mbv2.fp32.cpu.t1.json").read_bytes() == kept
+    assert list((run_dir / "jobs" / "unreadable").glob("*.json"))
+
+
+def test_bad_device_files_break_only_what_uses_them(workspace: Path) -> None:
+    devices = workspace / "devices"
+    (devices / "good.toml").write_text(
+        f'transport = "local"\npython = "{sys.executable}"\n'
+        f'workdir = "{workspace / "good-device"}"\n'
+    )
+    (devices / "latin1.toml").write_bytes('host = "caf\xe9"\n'.encode("latin-1"))
+    (devices / "folder.toml").mkdir()
+    code, output = invoke("devices", "list", "--devices-dir", str(devices))
+    assert code == 0, output
+    assert "good" in output and "local" in output
+    assert "latin1.toml" in output and "not UTF-8" in output
+    assert "folder.toml" in output and "not a file" in output
+    code, output = invoke("devices", "check", "good", "--devices-dir", str(devices))
+    assert code == 0, output
+    assert "latin1.toml" in output  # warned about, and the check went on
+    code, output = invoke("devices", "check", "latin1", "--devices-dir", str(devices))
+    assert code == 2, output
+    assert "latin1.toml" in output and "not UTF-8" in output
+    plan = workspace / "plans" / "t.toml"
+    plan.write_text('name = "t"\ndevices = ["latin1"]\nmodels = ["tiny_mbv2"]\n')
+    code, output = invoke("run", str(plan))
+    assert code == 2 and "latin1.toml" in output and "not UTF-8" in output, output
+    plan.write_bytes(b'name = "t"\nmodels = ["caf\xe9"]\n')
+    code, output = invoke("run", str(plan))
+    assert code == 2 and "t.toml" in output and "not UTF-8" in output, output
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('transport = "ssh"\nhost = "pi"\nretries = "2"\n', "retries"),
+        ('transport = "ssh"\nhostname = "pi"\n', "Did you mean 'host'?"),
+        ('transport = "ssh"\nhost = "pi"\nworkdir = "../../tmp/x"\n', "workdir"),
+        ('transport = "ssh"\nhost = "pi"\ntrust_on_first_use = 1\n', "trust_on_first_use"),
+        ('transport = "ssh"\nhost = "pi"\nport = 22\nport = 23\n', "line 4"),
+        ('transport = "ssh"\nhost = "pi\n', "line 2"),
+    ],
+)
+def test_device_file_mistakes_are_named_with_their_fix(
+    tmp_path: Path, body: str, expected: str
+) -> None:
+    (tmp_path / "pi.toml").write_text(body)
+    code, output = invoke("devices", "check", "pi", "--devices-dir", str(tmp_path))
+    assert code == 2, output
+    assert "pi.toml" in output and expected in output
