@@ -34,6 +34,7 @@ class Bench:
         plan = Plan(
             name="bench",
             models=[model],
+            variants=["fp32"],  # the base model: the manifests declare compressed ones too
             measure=Measure(warmup=warmup, iterations=iterations, timeout_s=600),
             runtime=RuntimeSettings(threads=[threads]),
             inputs=Inputs(dims={"batch": 1}),

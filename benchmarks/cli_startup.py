@@ -25,7 +25,12 @@ def wall_s(argv: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny counts: checks the script runs (the tests)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.repeat = 1
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "harness --help": [str(HARNESS), "--help"],

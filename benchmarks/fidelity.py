@@ -51,7 +51,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny counts: checks the script runs (the tests)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.iterations = 1, 50
     model = ROOT / "models" / "cache" / "tiny_mbv2.onnx"
     # One core for all three: this process, the local runner and sshd (started below,
     # so it and the SSH runner inherit the affinity). Takes one CPU-placement noise away.

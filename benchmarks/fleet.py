@@ -9,7 +9,7 @@
   the one-time imports of pandas and scipy are shown apart (a cost per controller start).
 
 Needs root (network namespaces). Run after `make models`:
-    .venv/bin/python benchmarks/fleet.py [DEVICES]
+    .venv/bin/python benchmarks/fleet.py [DEVICES] [--quick]
 """
 
 from __future__ import annotations
@@ -88,4 +88,12 @@ def main(count: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 16)
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("devices", type=int, nargs="?", default=16)
+    parser.add_argument(
+        "--quick", action="store_true", help="2 devices: checks the script runs (the tests)"
+    )
+    args = parser.parse_args()
+    main(2 if args.quick else args.devices)

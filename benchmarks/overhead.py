@@ -25,7 +25,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny counts: checks the script runs (the tests)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.iterations = 1, 20
     rows = []
     with tempfile.TemporaryDirectory() as tmp, bench_devices(Path(tmp)) as bench:
         ssh_true_s = bench.exec_s("loopback", ["true"])

@@ -130,7 +130,13 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--slowdown", type=float, default=0.05)
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny counts: checks the script runs (the tests)"
+    )
     args = parser.parse_args()
+    noise_s = 0.2 if args.quick else 5.0
+    if args.quick:  # the paired test needs MIN_ROUNDS processes
+        args.runs, args.batches, args.copies, args.processes, args.iterations = 2, 1, 2, 5, 20
     cpu = max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})  # pinned, as a lab pins its boards
     print(f"tiny_mbv2 fp32, 1 thread, on CPU {cpu}; injected slowdown {args.slowdown:.0%}; "
@@ -144,7 +150,7 @@ def main() -> None:
             calibration_floors(run(bench, [calibration], Path(tmp))[1]), args.processes
         )
         print(f"calibrated floor for {args.processes}-process jobs: {calibrated:.2%}")
-        print(f"machine noise before: {machine_noise()}")
+        print(f"machine noise before: {machine_noise(noise_s)}")
         if args.design in ("both", "across"):
             frames: dict[str, list[pd.DataFrame]] = {"A": [], "B": []}
             a_results = []
@@ -209,7 +215,7 @@ def main() -> None:
                 ab_unpaired,
                 {"calibrated floor": calibrated},
             )
-        print(f"\nmachine noise after: {machine_noise()}")
+        print(f"\nmachine noise after: {machine_noise(noise_s)}")
 
 
 if __name__ == "__main__":

@@ -28,13 +28,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=2.0)
     parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny counts: checks the script runs (the tests)"
+    )
     args = parser.parse_args()
+    models = ["digits_cnn"] if args.quick else MODELS
+    if args.quick:
+        args.max_seconds, args.processes = 0.2, 1
     with tempfile.TemporaryDirectory() as tmp:
         plan = Path(tmp) / "strategies.toml"
         plan.write_text(
             f"""name = "strategies"
 devices = ["local"]
-models = {MODELS!r}
+models = {models!r}
 devices_dir = "{ROOT / "devices"}"
 models_dir = "{ROOT / "models"}"
 output_dir = "{Path(tmp) / "runs"}"

@@ -229,14 +229,32 @@ def expand_plan(
         raise ConfigError(
             plan.plan_path or "plan", f"jobs collide: {sorted(duplicates)}; list each once"
         )
-    for job in jobs:
-        if job.input_file is not None and not job.input_file.is_file():
-            raise ConfigError(
-                plan.plan_path or "plan",
-                f"input file {job.input_file} does not exist",
-                f"inputs.files.{job.model}",
-            )
+    for path, model in {job.input_file: job.model for job in jobs if job.input_file}.items():
+        problem = npz_problem(path)
+        if problem:
+            raise ConfigError(plan.plan_path or "plan", problem, f"inputs.files.{model}")
     return jobs
+
+
+def npz_problem(path: Path) -> str | None:
+    """Why `path` is not a numpy .npz archive of arrays (None when it is one)."""
+    import zipfile
+
+    import numpy as np
+
+    if not path.is_file():
+        return f"input file {path} does not exist"
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            return f"{path} holds one array, not an .npz archive (numpy.savez) of arrays"
+        with data:
+            for name in data.files:
+                data[name]  # noqa: B018 -- reading each array is the check
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        reason = "it is neither .npz nor .npy data" if "pickled" in str(exc) else str(exc)
+        return f"{path} is not a readable .npz archive of arrays (numpy.savez): {reason}"
+    return None
 
 
 def power_spec(device: Device) -> dict[str, Any] | None:

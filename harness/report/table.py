@@ -29,7 +29,7 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "variant": r["variant"],
         "device": r["device"],
-        "runtime": f"{r['runtime']} {r['runtime_version'] or ''}".strip(),
+        "runtime": f"{r['runtime']} {_text(r['runtime_version'])}".strip(),
         "provider": str(r["provider"]).removesuffix("ExecutionProvider"),
         "threads": _int(r["threads"]),
         "status": r["status"],

@@ -20,21 +20,20 @@ __all__ = [
 
 def open_transport(device: Device, inventory: Mapping[str, Device] | None = None) -> BaseTransport:
     """The transport for a device; it connects lazily, on first use."""
-    transport = _transport(device, inventory)
-    transport.io_timeout_s = device.io_timeout_s
-    return transport
+    return _transport(device, inventory)
 
 
 def _transport(device: Device, inventory: Mapping[str, Device] | None) -> BaseTransport:
+    transport: BaseTransport
     if device.transport == "local":
         from harness.transport.local import LocalTransport
 
-        return LocalTransport(device.name, device.workdir)
-    if device.transport == "adb":
+        transport = LocalTransport(device.name, device.workdir)
+    elif device.transport == "adb":
         from harness.transport.adb import AdbTransport
 
         assert device.serial is not None
-        return AdbTransport(
+        transport = AdbTransport(
             device.name,
             device.serial,
             device.device_workdir,
@@ -42,7 +41,10 @@ def _transport(device: Device, inventory: Mapping[str, Device] | None) -> BaseTr
             host=device.adb_host,
             port=device.adb_port,
         )
-    return _ssh_transport(device, inventory or {}, seen=())
+    else:
+        return _ssh_transport(device, inventory or {}, seen=())
+    transport.io_timeout_s = device.io_timeout_s
+    return transport
 
 
 def _ssh_transport(
@@ -70,7 +72,9 @@ def _ssh_transport(
             raise ConfigError(device.source, f"proxy_jump loops through {seen}", "proxy_jump")
         jump_device = inventory.get(jump_ref) or _adhoc_jump(device, jump_ref)
         jump = _ssh_transport(jump_device, inventory, (*seen, device.name))
-    return SSHTransport(device.name, target, device.workdir, jump=jump)
+    transport = SSHTransport(device.name, target, device.workdir, jump=jump)
+    transport.io_timeout_s = device.io_timeout_s  # each hop its own device's watchdog
+    return transport
 
 
 def _adhoc_jump(device: Device, spec: str) -> Device:
@@ -94,5 +98,6 @@ def _adhoc_jump(device: Device, spec: str) -> Device:
         known_hosts=device.known_hosts,
         trust_on_first_use=device.trust_on_first_use,
         connect_timeout_s=device.connect_timeout_s,
+        io_timeout_s=device.io_timeout_s,
         role="gateway",
     )

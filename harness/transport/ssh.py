@@ -165,6 +165,13 @@ class SSHTransport(BaseTransport):
         else:
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
         password = os.environ.get(target.password_env) if target.password_env else None
+        missing = [key for key in target.identity_files if not os.path.isfile(key)]
+        if missing:  # not a fault of the link: retrying cannot help
+            raise AuthFailed(
+                self.device_name,
+                f"the key file {missing[0]} does not exist: fix `identity_file` in the device "
+                "file (or IdentityFile in the ssh config it names)",
+            )
         sock = self._tunnel() if self.jump is not None else None
         try:
             client.connect(

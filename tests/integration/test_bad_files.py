@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SSHServer
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -187,3 +188,63 @@ def test_device_file_mistakes_are_named_with_their_fix(
     code, output = invoke("devices", "check", "pi", "--devices-dir", str(tmp_path))
     assert code == 2, output
     assert "pi.toml" in output and expected in output
+
+
+def test_input_files_that_are_not_npz_archives_are_named(tmp_path: Path) -> None:
+    import numpy as np
+
+    from harness.jobs import npz_problem
+
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    (tmp_path / "notes.txt").write_text("hello\n")
+    np.savez(tmp_path / "good.npz", x=np.zeros(2))
+    assert "holds one array" in str(npz_problem(tmp_path / "one.npy"))
+    assert "neither .npz nor .npy" in str(npz_problem(tmp_path / "notes.txt"))
+    assert "allow_pickle" not in str(npz_problem(tmp_path / "notes.txt"))
+    assert npz_problem(tmp_path / "good.npz") is None
+
+
+def test_a_plan_with_a_bad_input_file_names_it_before_any_job(workspace: Path) -> None:
+    (workspace / "inputs.npz").write_text("not numpy")
+    plan = workspace / "plans" / "t.toml"
+    plan.write_text(
+        'name = "t"\nmodels = ["tiny_mbv2"]\nvariants = ["fp32"]\n'
+        '[inputs]\ndims = { batch = 1 }\nfiles = { tiny_mbv2 = "../inputs.npz" }\n'
+    )
+    code, output = invoke("run", str(plan))
+    assert code == 2, output
+    assert "inputs.npz" in output and "inputs.files.tiny_mbv2" in output
+    assert "allow_pickle" not in output
+
+
+def test_a_missing_key_file_is_said_at_once_and_not_retried(
+    workspace: Path, sshd: SSHServer
+) -> None:
+    from harness.scheduler import prepare_run, run_prepared
+
+    missing = workspace / "no-such-key"
+    (workspace / "devices" / "loop.toml").write_text(
+        sshd.device_toml("loop", workspace / "wd", identity_file=str(missing), retries=3)
+    )
+    code, output = invoke("devices", "check", "loop", "--devices-dir", str(workspace / "devices"))
+    assert code == 1 and f"the key file {missing} does not exist" in output, output
+    plan = workspace / "plans" / "t.toml"
+    plan.write_text('name = "t"\ndevices = ["loop"]\nmodels = ["tiny_mbv2"]\nvariants = ["fp32"]\n')
+    events = []
+    [record] = run_prepared(prepare_run(plan), on_event=events.append)
+    assert record.status == "skipped" and "does not exist" in str(record.error)
+    assert not [e for e in events if e.kind == "retry"]
+
+
+def test_a_jump_host_keeps_the_watchdog_of_its_device_file() -> None:
+    from harness.config import Device
+    from harness.transport import open_transport
+
+    device = Device(name="orin", transport="ssh", host="10.0.0.2", proxy_jump="me@gw:2222",
+                    io_timeout_s=5.0)  # fmt: skip
+    transport = open_transport(device)
+    assert transport.io_timeout_s == 5.0
+    assert transport.jump is not None and transport.jump.io_timeout_s == 5.0
+    gateway = Device(name="gw", transport="ssh", host="gw", role="gateway", io_timeout_s=7.0)
+    via = open_transport(device.model_copy(update={"proxy_jump": "gw"}), {"gw": gateway})
+    assert via.jump is not None and via.jump.io_timeout_s == 7.0

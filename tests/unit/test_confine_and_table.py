@@ -34,3 +34,8 @@ def test_table_rows_show_numbers_for_ok_and_reasons_for_failures() -> None:
     assert (
         failed["status"] == "timeout" and failed["p50_ms"] == "" and failed["note"] == "timed out"
     )
+    # a failed job has no runtime version (nothing reported it): blank, never "nan"
+    stored = frame.astype({"runtime_version": "str"})  # as read back from parquet
+    assert [row["runtime"] for _, rows in latency_tables(stored) for row in rows][
+        1
+    ] == "onnxruntime"
