@@ -178,7 +178,7 @@ def test_bad_device_files_break_only_what_uses_them(workspace: Path) -> None:
         ('transport = "ssh"\nhost = "pi"\nworkdir = "../../tmp/x"\n', "workdir"),
         ('transport = "ssh"\nhost = "pi"\ntrust_on_first_use = 1\n', "trust_on_first_use"),
         ('transport = "ssh"\nhost = "pi"\nport = 22\nport = 23\n', "line 4"),
-        ('transport = "ssh"\nhost = "pi\n', "line 2"),
+        ('transport = "ssh"\nhost = ["pi"\n', "at the end of the file, line 3"),
     ],
 )
 def test_device_file_mistakes_are_named_with_their_fix(
