@@ -122,8 +122,10 @@ def poll(spec, out):
     interval_ns = int(float(spec["interval_s"]) * 1e9)
     next_tick = time.monotonic_ns()
     while not STOP and not orphaned():
-        stamp = time.monotonic_ns()
-        out.write(json.dumps({"t_ns": stamp, "raw": read(spec)}) + "\n")
+        before = time.monotonic_ns()
+        raw = read(spec)
+        stamp = (before + time.monotonic_ns()) // 2  # a read that was preempted errs by half
+        out.write(json.dumps({"t_ns": stamp, "raw": raw}) + "\n")
         out.flush()
         next_tick += interval_ns
         delay = next_tick - time.monotonic_ns()
