@@ -27,9 +27,8 @@ from harness.probes.power import (
     FALLBACK_INTERVAL_MS,
     MIN_READINGS_PER_WINDOW,
 )
+from harness.runner.contract import JOB_SCHEMA, RESULT_SCHEMA
 
-RESULT_SCHEMA = "harness.result/1"
-JOB_SCHEMA = "harness.job/1"
 # past the job's timeout the controller kills the runner; this much later the runner's own
 # watchdog does, for when no controller is left (killed, or its link lost)
 RUNNER_DEADLINE_MARGIN_S = 15.0

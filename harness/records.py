@@ -26,14 +26,19 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.accuracy import output_deviation, top1_agreement
 from harness.errors import StoreError
 from harness.probes.power import PowerParseError, energy_summary, power_trace
 from harness.probes.thermal import nvpmodel_mode
 from harness.stats import stability_warnings, summarize
+
+if TYPE_CHECKING:
+    from harness.config import Device
+    from harness.jobs import Job
 
 JOB_RECORD_VERSION = 2
 JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
@@ -105,6 +110,52 @@ class JobRecord:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+
+    @classmethod
+    def of_job(
+        cls,
+        job: Job,
+        device: Device,
+        run_id: str,
+        started_at: str,
+        finished_at: str,
+        status: str,
+        model_facts: tuple[str, int] | None,
+        *,
+        error: str | None = None,
+        runner: dict[str, Any] | None = None,
+        latencies: tuple[int, ...] = (),
+        controller: dict[str, Any] | None = None,
+        eval_metrics: dict[str, Any] | None = None,
+    ) -> JobRecord:
+        """The record of `job` on `device`; `model_facts` is the model file's (sha256, size)."""
+        sha, size = model_facts if model_facts else (None, None)
+        return cls(
+            run_id=run_id,
+            job_id=job.job_id,
+            started_at=started_at,
+            finished_at=finished_at,
+            device=device.name,
+            device_class=device.device_class,
+            transport=device.transport,
+            model=job.model,
+            variant=job.variant,
+            strategy=job.strategy,
+            runtime=job.runtime,
+            provider=job.provider,
+            threads=job.threads,
+            status=status,
+            error=error,
+            model_bytes=size,
+            model_sha256=sha,
+            target_ci=job.target_ci,
+            runner=dict(runner or {}),
+            latencies_ns=latencies,
+            controller=dict(controller or {}),
+            eval_metrics=eval_metrics or {},
+            variant_report=job.variant_report,
+            variant_params=job.variant_params,
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -354,6 +405,46 @@ def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord])
         row["max_abs_dev"], row["mean_abs_dev"] = output_deviation(
             mine.get("outputs"), theirs.get("outputs")
         )
+
+
+def pool_documents(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """One job from the result documents of its processes: every latency pooled, the
+    first process's document (load, first inference, memory, eval) standing for the job,
+    each process summed up under `processes` (a native tool's summaries pooled)."""
+    from harness.native.commands import pool_reported
+
+    first = {k: v for k, v in docs[0].items() if k != "latencies_ns"}
+    latencies: list[int] = []
+    summaries = []
+    for doc in docs:
+        own = doc.get("latencies_ns") or []
+        latencies += own
+        summaries.append(
+            {
+                "n": len(own),
+                "p50_ms": statistics.median(own) / 1e6
+                if own
+                else (doc.get("reported_stats") or {}).get("p50_ms"),
+                "load_ms": doc.get("load_ms"),
+                "stop_reason": doc.get("stop_reason"),
+                "peak_hwm_kb": ((doc.get("memory_kb") or {}).get("after_run") or {}).get("hwm_kb"),
+            }
+        )
+    if not latencies and first.get("reported_stats"):  # a native tool's summaries
+        first["reported_stats"] = pool_reported([d["reported_stats"] for d in docs])
+    first["processes"] = summaries
+    return first, tuple(latencies)
+
+
+def pool_timings(timings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The controller's notes on a job's processes: the first's, each one's run time, and
+    every throttling reason (any process throttled counts)."""
+    pooled = dict(timings[0])
+    pooled["run_s_per_process"] = [t.get("run_s") for t in timings]
+    recorded = [t["throttle_reasons"] for t in timings if "throttle_reasons" in t]
+    if recorded and any(r is not None for r in recorded):
+        pooled["throttle_reasons"] = [x for r in recorded for x in (r or [])]
+    return pooled
 
 
 def _mb(kb: float | None) -> float | None:
