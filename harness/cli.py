@@ -304,8 +304,9 @@ def history(
     from harness.config import load_budgets
     from harness.errors import HarnessError
     from harness.gate import budget_lines
-    from harness.history import consecutive_regressions, load_history, noise_floor
+    from harness.history import consecutive_regressions, noise_floor
     from harness.report import plots
+    from harness.store import load_history
 
     console = _console()
     notes: list[str] = []
@@ -349,8 +350,8 @@ def compare_command(
     from rich.table import Table
 
     from harness.errors import HarnessError
-    from harness.history import calibrated_floors, compare_runs, load_history, noise_floor
-    from harness.store import resolve_run
+    from harness.history import compare_runs, noise_floor
+    from harness.store import load_history, read_calibrations, resolve_run
 
     console = _console()
     try:
@@ -363,8 +364,8 @@ def compare_command(
             floors = {}
         for note in notes:
             console.print(f"warning: {note}", markup=False, soft_wrap=True)
-        calibrated = calibrated_floors(runs_dir.parent / "calibration")
-        table_frame = compare_runs(a, b, threshold / 100, floors, calibrated)
+        calibrated = read_calibrations(runs_dir.parent / "calibration")
+        table_frame = compare_runs(a.frames(), b.frames(), threshold / 100, floors, calibrated)
     except HarnessError as exc:
         raise _fail(str(exc)) from None
     table = Table(
@@ -422,11 +423,10 @@ def calibrate(
 ) -> None:
     """Measure the device's noise floor: how far apart identical jobs of 1 .. processes/2
     processes land. `harness compare` never uses a threshold below it for this device."""
-    import json
-
     from harness.errors import HarnessError
     from harness.history import calibration_floors
     from harness.scheduler import calibration_run
+    from harness.store import write_calibration
 
     console = _console()
     if processes < 2:
@@ -444,11 +444,8 @@ def calibrate(
     if failed:
         raise _fail(f"calibration job failed: {failed[0].error}", 1)
     floors = calibration_floors(store.frames()[1])
-    out = runs_dir.parent / "calibration" / f"{device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    measured = {"device": device, "noise_floor": floors[1], "model": model,
-                "processes": processes, "noise_floor_by_processes": floors}  # fmt: skip
-    out.write_text(json.dumps({**measured, "run_id": store.run_id}, indent=1))
+    out = write_calibration(runs_dir.parent / "calibration", device, floors, model=model,
+                            processes=processes, run_id=store.run_id)  # fmt: skip
     console.print(
         f"noise floor of {device} (p95 of how far apart two identical jobs land), by processes "
         f"per job: " + ", ".join(f"{n}: ±{floor:.1%}" for n, floor in floors.items())
@@ -726,20 +723,20 @@ def _print_tables(console: Console, results: Any) -> None:
     from rich import box
     from rich.table import Table
 
-    from harness.report.table import TABLE_COLUMNS, latency_tables
+    from harness.report.table import TERMINAL_COLUMNS, latency_tables
 
     if results.empty:
         console.print("no finished jobs yet")
         return
     for model, rows in latency_tables(results):
         table = Table(title=model, title_justify="left", box=box.SIMPLE_HEAD)
-        for column in TABLE_COLUMNS:
+        for column in TERMINAL_COLUMNS:
             header = "p50 95% CI" if column == "p50_ci" else column
             left = column in ("variant", "device", "runtime", "provider", "status")
             table.add_column(header, justify="left" if left else "right", no_wrap=left)
         for row in rows:
             style = None if row["status"] == "ok" else "red"
-            table.add_row(*(str(row[c]) for c in TABLE_COLUMNS), style=style)
+            table.add_row(*(str(row[c]) for c in TERMINAL_COLUMNS), style=style)
         console.print(table)
         for row in rows:
             if row["note"]:

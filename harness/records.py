@@ -7,6 +7,7 @@ Format history:
   harness.job-record/1 -- first version.
   harness.job-record/2 -- adds eval_metrics, variant_report, variant_params (version 1
                           records still load: the new fields default to empty).
+  harness.job-record/3 -- adds cores (the CPUs the job was pinned to; None: any).
 Result table columns (`RESULT_COLUMNS`):
   1 -- DESIGN.md's list plus `stop_reason`, `warnings`, `ci_method`, `schema_version`.
   2 -- adds variant_params, gzip_bytes, sparsity, calibration, eval_n, top5_accuracy,
@@ -15,7 +16,8 @@ Result table columns (`RESULT_COLUMNS`):
        board (device tree model, else Jetson's L4T release).
   4 -- adds peak_pss_mb, peak_swap_mb (sampled beside the runner), power_mode (a Jetson's
        nvpmodel) and governor.
-  5 -- the same columns, each written with its own Arrow type (`RESULT_COLUMN_TYPES`), so
+  5 -- adds cores (the CPUs the job was pinned to, a comparability key); every column
+       written with its own Arrow type (`RESULT_COLUMN_TYPES`), so
        a column that is all null in a run is still a string or a number, and any runs of
        one version read as one table (pyarrow.dataset, DuckDB). The `status` column may
        also say `interrupted`.
@@ -31,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.accuracy import output_deviation, top1_agreement
-from harness.errors import StoreError
-from harness.probes.power import PowerParseError, energy_summary, power_trace
+from harness.errors import ParseError, StoreError
+from harness.probes.power import energy_summary, power_trace
 from harness.probes.thermal import nvpmodel_mode
 from harness.stats import stability_warnings, summarize
 
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from harness.config import Device
     from harness.jobs import Job
 
-JOB_RECORD_VERSION = 2
+JOB_RECORD_VERSION = 3
 JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
 RESULTS_SCHEMA_VERSION = 5
 
@@ -55,7 +57,7 @@ RESULT_COLUMNS = (
     "variant_params", "gzip_bytes", "sparsity", "calibration", "eval_n", "top5_accuracy",
     "max_abs_dev", "mean_abs_dev", "processes", "process_p50_spread",
     "cpu_model", "ram_mb", "os", "kernel", "board",
-    "peak_pss_mb", "peak_swap_mb", "power_mode", "governor",
+    "peak_pss_mb", "peak_swap_mb", "power_mode", "governor", "cores",
 )  # fmt: skip
 
 _INTEGER_COLUMNS = ("n", "threads", "model_bytes", "schema_version", "gzip_bytes", "eval_n",
@@ -73,6 +75,9 @@ RESULT_COLUMN_TYPES = {
     else "string"
     for name in RESULT_COLUMNS
 }
+
+# what identifies a job across runs (its id also names the run's device set)
+JOB_KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
 
 STATUSES = ("ok", "error", "timeout", "skipped", "interrupted")
 # not results of the job (never run, lost with its device, or stopped by Ctrl-C/SIGTERM):
@@ -106,6 +111,7 @@ class JobRecord:
     eval_metrics: dict[str, Any] = field(default_factory=dict)
     variant_report: dict[str, Any] = field(default_factory=dict)
     variant_params: dict[str, Any] = field(default_factory=dict)
+    cores: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -155,6 +161,7 @@ class JobRecord:
             eval_metrics=eval_metrics or {},
             variant_report=job.variant_report,
             variant_params=job.variant_params,
+            cores=job.cores,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -219,6 +226,7 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         board=identity.get("board") or identity.get("l4t"),
         power_mode=nvpmodel_mode((state.get("before") or {}).get("nvpmodel")),
         governor=_governor(state.get("before")),
+        cores=record.cores,
         schema_version=RESULTS_SCHEMA_VERSION,
         variant_params=json.dumps(record.variant_params, sort_keys=True),
         gzip_bytes=record.variant_report.get("gzip_bytes"),
@@ -340,7 +348,7 @@ def power_columns(power: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     notes = [f"power sampler: {power['error']}"] if power.get("error") else []
     try:
         trace = power_trace(power["source"], power.get("samples") or [])
-    except PowerParseError as exc:
+    except ParseError as exc:
         return {}, [*notes, f"power not measured: {exc}"]
     summary = energy_summary(
         trace, power["timed_window_ns"], power.get("iterations") or 0, power.get("idle_window_ns")

@@ -42,7 +42,7 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
         warmup=job.warmup,
         stop=job.stop,
         times_path=times_path,
-        cores=device.cores,
+        cores=job.cores,
     )
     timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
     before = device_state(session)
