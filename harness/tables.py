@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.records import (
+from harness.records import JobRecord
+from harness.rows import (
     RESULT_COLUMN_TYPES,
     RESULT_COLUMNS,
-    JobRecord,
     fill_reference_metrics,
     result_row,
 )

@@ -18,7 +18,8 @@ from harness.config import (
 )
 from harness.errors import RunnerFailed, StoreError
 from harness.jobs import expand_plan, job_id, parse_result_document
-from harness.records import RESULT_COLUMNS, JobRecord, result_row
+from harness.records import JobRecord
+from harness.rows import RESULT_COLUMNS, result_row
 from harness.store import RunStore, resolve_run
 
 OK_DOC = {
