@@ -29,6 +29,8 @@ devices_app = typer.Typer(help="The device inventory (devices/*.toml).", no_args
 
 
 models_app = typer.Typer(help="Model manifests and bundled models.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+app.add_typer(models_app, name="models")
 
 
 DevicesDir = Annotated[
