@@ -8,7 +8,8 @@ from importlib import resources
 from harness.transport.base import Transport
 
 RUNNER_FILE = "run.py"
-RUNNER_FILES = (RUNNER_FILE, "sampler.py")  # the runner starts the power sampler beside it
+# the entry point, the modules it imports from its own folder, and the sampler it starts
+RUNNER_FILES = (RUNNER_FILE, "contract.py", "device.py", "runtimes.py", "measure.py", "sampler.py")
 
 
 def runner_source(name: str = RUNNER_FILE) -> bytes:
@@ -23,7 +24,7 @@ def runner_hash() -> str:
 
 
 def install_runner(transport: Transport) -> str:
-    """`<workdir>/runner/<hash>/run.py` (and the sampler beside it), copied only when this
+    """`<workdir>/runner/<hash>/run.py` (and the files beside it), copied only when this
     version is not there yet. Returns run.py's path."""
     folder = f"runner/{runner_hash()}"
     remote = transport.remote_path(f"{folder}/{RUNNER_FILE}")

@@ -96,6 +96,12 @@ class RunnerFailed(HarnessError):
     """The on-device runner produced no valid result document."""
 
 
+class ParseError(RunnerFailed):
+    """A device tool's output or a reading that its parser cannot read: every parser
+    (native tools, power sources, thermal state) raises this one, quoting what it could
+    not read."""
+
+
 class StoreError(HarnessError):
     """A run directory is missing, unreadable or from a newer schema."""
 

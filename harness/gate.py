@@ -25,13 +25,13 @@ import numpy as np
 
 from harness.config import Budget, Budgets
 from harness.history import compare_latencies
+from harness.records import JOB_KEY
 from harness.stats import percentile_ci
 
 if TYPE_CHECKING:
     import pandas as pd
 
 OUTCOMES = ("pass", "fail", "inconclusive", "missing")
-KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def _regression_check(
         return Check("max_regression_pct", limit_pct, "missing", message="no baseline run given")
     base_results, base_samples = baseline
     match = base_results
-    for column in KEY:
+    for column in JOB_KEY:
         match = match[match[column] == row[column]]
     match = match[match["status"] == "ok"]
     if match.empty:

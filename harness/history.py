@@ -1,7 +1,7 @@
 """History over stored runs, and run-to-run regression verdicts (in the manner of asv).
 
-`load_history` stacks every run's results (and optionally samples) into one frame with the
-same columns as `results.parquet` — the layout teams query with pandas or DuckDB. A change
+Pure: it takes the frames the store reads (`store.load_history`, `RunStore.frames`) and
+returns data. A change
 between two runs is a regression only when it is larger than the threshold *and*
 statistically significant (see `compare_latencies` and `compare_interleaved` for the tests),
 and the threshold for a device is never below that device's noise floor, measured from
@@ -10,14 +10,11 @@ history or by `harness calibrate`.
 
 from __future__ import annotations
 
-import glob
-from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.errors import StoreError
+from harness.records import JOB_KEY
 from harness.stats import (
     mann_whitney_p,
     ratio_of_medians,
@@ -25,63 +22,20 @@ from harness.stats import (
     trimmed_mean_test,
     yuen_p,
 )
-from harness.store import RunStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
-JOB_KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
 # what must be equal for two results to be compared (a value missing on both sides, as in
 # runs from before the column existed, counts as equal)
 COMPARABILITY = (
     "arch", "runtime_version", "model_sha256", "cpu_model", "ram_mb", "os", "kernel", "board",
-    "power_mode", "governor",
+    "power_mode", "governor", "cores",
 )  # fmt: skip
 ALPHA = 0.01
 DEFAULT_THRESHOLD = 0.03  # a 5 % slowdown clears it (benchmarks/regression_detection.py)
 MIN_PROCESSES = 3
 MIN_ROUNDS = 5  # a paired t-test on fewer rounds has too few degrees of freedom to say much
-
-
-def run_dirs(sources: Iterable[str | Path]) -> list[Path]:
-    """Run directories from folders of runs, single run folders, or glob patterns."""
-    found: list[Path] = []
-    for source in sources:
-        for match in sorted(glob.glob(str(source))) or [str(source)]:
-            path = Path(match)
-            if (path / "jobs").is_dir():
-                found.append(path)
-            elif path.is_dir():
-                found += sorted(p for p in path.iterdir() if (p / "jobs").is_dir())
-    if not found:
-        raise StoreError(f"no run directories in {', '.join(map(str, sources))}")
-    return sorted(set(found), key=lambda p: p.name)
-
-
-def load_history(
-    sources: Iterable[str | Path], with_samples: bool = False, notes: list[str] | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Every run's tables stacked. A run that cannot be read (its tables and its job
-    records) is left out, and `notes` says which and why: one bad run must not hide the
-    history of the others."""
-    import pandas as pd
-
-    results, samples = [], []
-    for path in run_dirs(sources):
-        try:
-            run_results, run_samples = RunStore(path).stored_frames(notes)
-        except StoreError as exc:
-            if notes is not None:
-                notes.append(f"{path.name} skipped: {exc}")
-            continue
-        results.append(run_results)
-        if with_samples:
-            samples.append(run_samples)
-    if not results:
-        raise StoreError(f"no readable run in {', '.join(map(str, sources))}")
-    frame = pd.concat(results, ignore_index=True)
-    frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
-    return frame, (pd.concat(samples, ignore_index=True) if with_samples else None)
 
 
 def noise_floor(history: pd.DataFrame, quantile: float = 0.95) -> dict[str, float]:
@@ -124,19 +78,6 @@ def calibration_floors(
     return floors
 
 
-def calibrated_floors(calibration_dir: Path) -> dict[str, dict[int, float]]:
-    """Per device, the noise floors written by `harness calibrate` (one JSON per device),
-    by the number of processes of the jobs compared."""
-    import json
-
-    floors: dict[str, dict[int, float]] = {}
-    for path in sorted(calibration_dir.glob("*.json")) if calibration_dir.is_dir() else []:
-        data = json.loads(path.read_text())
-        by_processes = data.get("noise_floor_by_processes") or {"1": data["noise_floor"]}
-        floors[str(data["device"])] = {int(n): float(f) for n, f in by_processes.items()}
-    return floors
-
-
 def calibrated_floor(by_processes: dict[int, float] | None, processes: int) -> float:
     """The calibrated floor for jobs of `processes` processes: the floor measured for the
     largest calibrated count not above it (jobs of more processes vary less: conservative)."""
@@ -156,21 +97,22 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def compare_runs(
-    before: RunStore,
-    after: RunStore,
+    before: tuple[pd.DataFrame, pd.DataFrame],
+    after: tuple[pd.DataFrame, pd.DataFrame],
     threshold: float = DEFAULT_THRESHOLD,
     floors: dict[str, float] | None = None,
     calibrated: dict[str, dict[int, float]] | None = None,
 ) -> pd.DataFrame:
-    """Per job present in both runs: ratio of medians (after / before) with a bootstrap CI,
-    a p-value (`compare_latencies`) and a verdict: faster, slower, no change, or not
+    """Per job present in both runs (each given as its results and samples frames): ratio
+    of medians (after / before) with a bootstrap CI, a p-value (`compare_latencies`) and a
+    verdict: faster, slower, no change, or not
     comparable (and why). The threshold of a device is raised to its noise floor: from the
     nightly history (`floors`) and from `harness calibrate` for jobs of that many
     processes (`calibrated`)."""
     import pandas as pd
 
-    a_results, a_samples = before.frames()
-    b_results, b_samples = after.frames()
+    a_results, a_samples = before
+    b_results, b_samples = after
     merged = a_results.merge(b_results, on=JOB_KEY, suffixes=("_a", "_b"))
     rows: list[dict[str, Any]] = []
     for row in merged.to_dict("records"):

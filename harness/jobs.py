@@ -27,9 +27,8 @@ from harness.probes.power import (
     FALLBACK_INTERVAL_MS,
     MIN_READINGS_PER_WINDOW,
 )
+from harness.runner.contract import JOB_SCHEMA, RESULT_SCHEMA
 
-RESULT_SCHEMA = "harness.result/1"
-JOB_SCHEMA = "harness.job/1"
 # past the job's timeout the controller kills the runner; this much later the runner's own
 # watchdog does, for when no controller is left (killed, or its link lost)
 RUNNER_DEADLINE_MARGIN_S = 15.0
@@ -70,9 +69,22 @@ class Job:
     # the device's power source for the sampler (without the output path), or None
     power: dict[str, Any] | None = None
     sysfs_root: str = "/sys"
-    # what the runner changes for the job and undoes: {"cores": [...], "governor": ...}
-    prepare: dict[str, Any] = field(default_factory=dict)
+    # the CPUs the job runs on ("4-7"; None: any): one route to the runner (its affinity,
+    # through `spec`) and to native tools (taskset), and a result column deciding
+    # comparability
+    cores: str | None = None
+    governor: str | None = None  # the cpufreq governor the runner sets and restores
     memory_interval_s: float = 0.0  # 0: memory read at checkpoints only
+
+    @property
+    def prepare(self) -> dict[str, Any]:
+        """What the Python runner changes for the job and undoes."""
+        prepare: dict[str, Any] = {}
+        if self.cores:
+            prepare["cores"] = cpu_list(self.cores)
+        if self.governor:
+            prepare["governor"] = self.governor
+        return prepare
 
     def spec(
         self,
@@ -212,7 +224,8 @@ def expand_plan(
                                 tool=tool,
                                 power=power_spec(device) if tool == PYTHON_RUNNER else None,
                                 sysfs_root=device.sysfs_root,
-                                prepare=runner_preparation(device),
+                                cores=device.cores,
+                                governor=device.governor,
                                 memory_interval_s=device.memory_interval_ms / 1000.0,
                             )
                         )
@@ -272,16 +285,6 @@ def power_spec(device: Device) -> dict[str, Any] | None:
         "idle_s": device.power_idle_s,
         "min_readings": MIN_READINGS_PER_WINDOW,  # the idle window is held open until then
     }
-
-
-def runner_preparation(device: Device) -> dict[str, Any]:
-    """What the Python runner changes for each job on this device (and undoes)."""
-    prepare: dict[str, Any] = {}
-    if device.cores:
-        prepare["cores"] = cpu_list(device.cores)
-    if device.governor:
-        prepare["governor"] = device.governor
-    return prepare
 
 
 def job_id(device: str, model: str, variant: str, provider: str, threads: int) -> str:

@@ -1,75 +1,40 @@
-"""Immutable result records and the table rows derived from them.
-
-A `JobRecord` is what the store keeps for one finished job (its JSON file is the source of
-truth); `result_row` derives the `results.parquet` row (DESIGN.md's columns) from it.
+"""Immutable job records: what the store keeps for one finished job (its JSON file is the
+source of truth), and how a job's processes pool into one.
 
 Format history:
   harness.job-record/1 -- first version.
   harness.job-record/2 -- adds eval_metrics, variant_report, variant_params (version 1
                           records still load: the new fields default to empty).
-Result table columns (`RESULT_COLUMNS`):
-  1 -- DESIGN.md's list plus `stop_reason`, `warnings`, `ci_method`, `schema_version`.
-  2 -- adds variant_params, gzip_bytes, sparsity, calibration, eval_n, top5_accuracy,
-       max_abs_dev, mean_abs_dev, processes, process_p50_spread.
-  3 -- adds the device's identity, the comparability keys: cpu_model, ram_mb, os, kernel,
-       board (device tree model, else Jetson's L4T release).
-  4 -- adds peak_pss_mb, peak_swap_mb (sampled beside the runner), power_mode (a Jetson's
-       nvpmodel) and governor.
-  5 -- the same columns, each written with its own Arrow type (`RESULT_COLUMN_TYPES`), so
-       a column that is all null in a run is still a string or a number, and any runs of
-       one version read as one table (pyarrow.dataset, DuckDB). The `status` column may
-       also say `interrupted`.
-Columns are added, never repurposed.
+  harness.job-record/3 -- adds cores (the CPUs the job was pinned to; None: any).
+
+The `results.parquet` row derived from a record is harness/rows.py's.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.accuracy import output_deviation, top1_agreement
 from harness.errors import StoreError
-from harness.probes.power import PowerParseError, energy_summary, power_trace
-from harness.probes.thermal import nvpmodel_mode
-from harness.stats import stability_warnings, summarize
 
-JOB_RECORD_VERSION = 2
+if TYPE_CHECKING:
+    from harness.config import Device
+    from harness.jobs import Job
+
+JOB_RECORD_VERSION = 3
+
+
 JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
-RESULTS_SCHEMA_VERSION = 5
 
-RESULT_COLUMNS = (
-    "run_id", "job_id", "started_at", "device", "device_class", "arch", "transport",
-    "runtime", "runtime_version", "provider", "threads", "model", "variant", "strategy",
-    "model_bytes", "model_sha256", "status", "error", "n", "load_ms", "first_ms", "mean_ms",
-    "std_ms", "min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "cv",
-    "p50_ci_low_ms", "p50_ci_high_ms", "rss_before_mb", "peak_rss_mb", "model_mem_mb",
-    "idle_power_w", "avg_power_w", "energy_mj", "temp_start_c", "temp_end_c", "throttled",
-    "accuracy", "top1_agreement", "stop_reason", "ci_method", "warnings", "schema_version",
-    "variant_params", "gzip_bytes", "sparsity", "calibration", "eval_n", "top5_accuracy",
-    "max_abs_dev", "mean_abs_dev", "processes", "process_p50_spread",
-    "cpu_model", "ram_mb", "os", "kernel", "board",
-    "peak_pss_mb", "peak_swap_mb", "power_mode", "governor",
-)  # fmt: skip
 
-_INTEGER_COLUMNS = ("n", "threads", "model_bytes", "schema_version", "gzip_bytes", "eval_n",
-                    "processes")  # fmt: skip
-_FLOAT_COLUMNS = ("cv", "accuracy", "top1_agreement", "sparsity", "top5_accuracy", "max_abs_dev",
-                  "mean_abs_dev", "process_p50_spread")  # fmt: skip
-# each result column's type: "int64", "float64", "bool" or "string" (the parquet schema)
-RESULT_COLUMN_TYPES = {
-    name: "int64"
-    if name in _INTEGER_COLUMNS
-    else "bool"
-    if name == "throttled"
-    else "float64"
-    if name in _FLOAT_COLUMNS or name.endswith(("_ms", "_mb", "_w", "_mj", "_c"))
-    else "string"
-    for name in RESULT_COLUMNS
-}
+# what identifies a job across runs (its id also names the run's device set)
+JOB_KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
+
 
 STATUSES = ("ok", "error", "timeout", "skipped", "interrupted")
+
+
 # not results of the job (never run, lost with its device, or stopped by Ctrl-C/SIGTERM):
 # `--resume` runs these jobs again and a merge prefers any result over them
 RESUMABLE_STATUSES = ("skipped", "interrupted")
@@ -101,10 +66,58 @@ class JobRecord:
     eval_metrics: dict[str, Any] = field(default_factory=dict)
     variant_report: dict[str, Any] = field(default_factory=dict)
     variant_params: dict[str, Any] = field(default_factory=dict)
+    cores: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+
+    @classmethod
+    def of_job(
+        cls,
+        job: Job,
+        device: Device,
+        run_id: str,
+        started_at: str,
+        finished_at: str,
+        status: str,
+        model_facts: tuple[str, int] | None,
+        *,
+        error: str | None = None,
+        runner: dict[str, Any] | None = None,
+        latencies: tuple[int, ...] = (),
+        controller: dict[str, Any] | None = None,
+        eval_metrics: dict[str, Any] | None = None,
+    ) -> JobRecord:
+        """The record of `job` on `device`; `model_facts` is the model file's (sha256, size)."""
+        sha, size = model_facts if model_facts else (None, None)
+        return cls(
+            run_id=run_id,
+            job_id=job.job_id,
+            started_at=started_at,
+            finished_at=finished_at,
+            device=device.name,
+            device_class=device.device_class,
+            transport=device.transport,
+            model=job.model,
+            variant=job.variant,
+            strategy=job.strategy,
+            runtime=job.runtime,
+            provider=job.provider,
+            threads=job.threads,
+            status=status,
+            error=error,
+            model_bytes=size,
+            model_sha256=sha,
+            target_ci=job.target_ci,
+            runner=dict(runner or {}),
+            latencies_ns=latencies,
+            controller=dict(controller or {}),
+            eval_metrics=eval_metrics or {},
+            variant_report=job.variant_report,
+            variant_params=job.variant_params,
+            cores=job.cores,
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -124,246 +137,41 @@ class JobRecord:
         return cls(**fields)
 
 
-def result_row(record: JobRecord) -> dict[str, Any]:
-    """One row of results.parquet; unmeasured columns are None (null), never 0."""
-    runner = record.runner
-    runtime = runner.get("runtime") or {}
-    memory = runner.get("memory_kb") or {}
-    state = runner.get("state") or {}
-    # results before the state snapshots kept the zones under `thermal_c`
-    thermal = runner.get("thermal_c") or {k: v.get("thermal_c") for k, v in state.items()}
-    identity = runner.get("device") or {}
-    row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
-    row.update(
-        run_id=record.run_id,
-        job_id=record.job_id,
-        started_at=record.started_at,
-        device=record.device,
-        device_class=record.device_class,
-        arch=runner.get("arch"),
-        transport=record.transport,
-        runtime=record.runtime,
-        runtime_version=runtime.get("version"),
-        provider=record.provider,
-        threads=record.threads,
-        model=record.model,
-        variant=record.variant,
-        strategy=record.strategy,
-        model_bytes=record.model_bytes,
-        model_sha256=record.model_sha256,
-        status=record.status,
-        error=record.error,
-        load_ms=runner.get("load_ms"),
-        first_ms=runner.get("first_ms"),
-        rss_before_mb=_mb(memory.get("before_load", {}).get("rss_kb")),
-        model_mem_mb=_mb(memory.get("model_kb") or _load_difference_kb(memory)),
-        **memory_peaks(memory, runner.get("memory_sampled")),
-        temp_start_c=_hottest(thermal.get("before")),
-        temp_end_c=_hottest(thermal.get("after")),
-        stop_reason=runner.get("stop_reason"),
-        cpu_model=identity.get("cpu_model"),
-        ram_mb=identity.get("ram_mb"),
-        os=identity.get("os"),
-        kernel=identity.get("kernel"),
-        board=identity.get("board") or identity.get("l4t"),
-        power_mode=nvpmodel_mode((state.get("before") or {}).get("nvpmodel")),
-        governor=_governor(state.get("before")),
-        schema_version=RESULTS_SCHEMA_VERSION,
-        variant_params=json.dumps(record.variant_params, sort_keys=True),
-        gzip_bytes=record.variant_report.get("gzip_bytes"),
-        sparsity=record.variant_report.get("sparsity"),
-        calibration=record.variant_report.get("calibration"),
-        eval_n=record.eval_metrics.get("eval_n"),
-        accuracy=record.eval_metrics.get("accuracy"),
-        top5_accuracy=record.eval_metrics.get("top5_accuracy"),
-    )
-    if record.status == "ok" and record.latencies_ns:
-        summary = summarize(record.latencies_ns)
-        row.update(summary.as_dict())
-        warnings = stability_warnings(summary, record.target_ci)
-        if runner.get("inject_slowdown"):
-            warnings.append(f"a {runner['inject_slowdown']:.0%} slowdown was injected (testing)")
-        process_p50s = [p["p50_ms"] for p in runner.get("processes") or [] if p.get("p50_ms")]
-        row["processes"] = max(1, len(process_p50s))
-        if len(process_p50s) > 1:
-            spread = (max(process_p50s) - min(process_p50s)) / summary.p50_ms
-            row["process_p50_spread"] = spread
-            if spread > 2 * summary.ci_half_width_rel:
-                warnings.append(
-                    f"processes disagree: their p50s spread {spread:.1%}, wider than the CI "
-                    f"±{summary.ci_half_width_rel:.1%} (between-process noise)"
-                )
-        row["warnings"] = "; ".join(warnings) or None
-    elif record.status == "ok" and runner.get("reported_stats"):
-        row.update(_reported_summary(runner))
-    reasons = record.controller.get("throttle_reasons")
-    if record.status == "ok" and reasons is not None:
-        row["throttled"] = bool(reasons)
-        notes = [f"throttled ({'; '.join(reasons)})"] if reasons else []
-        cooldown = record.controller.get("cooldown") or {}
-        if cooldown and not cooldown.get("reached"):
-            notes.append(
-                f"started hot: {cooldown.get('hottest_c')} °C after {cooldown.get('waited_s')} s "
-                f"of cooldown (target {cooldown.get('target_c')} °C)"
-            )
-        _add_warnings(row, notes)
-    if record.status == "ok":
-        _add_warnings(row, preparation_warnings(runner.get("preparation") or {}))
-        _add_warnings(row, charging_warnings(state))
-    if record.status == "ok" and (runner.get("power") or {}).get("timed_window_ns"):
-        columns, notes = power_columns(runner["power"])
-        row.update(columns)
-        _add_warnings(row, notes)
-    return row
+def pool_documents(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """One job from the result documents of its processes: every latency pooled, the
+    first process's document (load, first inference, memory, eval) standing for the job,
+    each process summed up under `processes` (a native tool's summaries pooled)."""
+    from harness.native.commands import pool_reported
 
-
-def _load_difference_kb(memory: dict[str, Any]) -> float | None:
-    """What loading the model added: PSS where the kernel gives it (memory-mapped weights
-    counted as the process's share), else RSS."""
-    before, after = memory.get("before_load") or {}, memory.get("after_load") or {}
-    key = "pss_kb" if before.get("pss_kb") is not None and after.get("pss_kb") else "rss_kb"
-    return _difference(after.get(key), before.get(key))
-
-
-def memory_peaks(
-    checkpoints: dict[str, Any], sampled: dict[str, Any] | None
-) -> dict[str, float | None]:
-    """peak_rss_mb (the kernel's VmHWM), and peak_pss_mb / peak_swap_mb: the largest of
-    the sampler's readings and the runner's own checkpoints (None where neither has it)."""
-    readings = [r for r in checkpoints.values() if isinstance(r, dict)]
-    sampled_raw = [s.get("raw") or {} for s in (sampled or {}).get("samples") or []]
-    pss = [r.get("pss_kb") for r in readings] + [r.get("Pss") for r in sampled_raw]
-    swap = [r.get("swap_kb") for r in readings] + [r.get("VmSwap") for r in sampled_raw]
-    hwm = [r.get("hwm_kb") for r in readings] + [r.get("VmHWM") for r in sampled_raw]
-    return {
-        "peak_rss_mb": _mb(_largest(hwm)),
-        "peak_pss_mb": _mb(_largest(pss)),
-        "peak_swap_mb": _mb(_largest(swap)),
-    }
-
-
-def _largest(values: list[Any]) -> float | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
-def _governor(state: dict[str, Any] | None) -> str | None:
-    """The CPUs' cpufreq governor(s) as the job started: 'performance', or several joined."""
-    governors = sorted(set(((state or {}).get("governors") or {}).values()))
-    return ",".join(governors) or None
-
-
-def preparation_warnings(preparation: dict[str, Any]) -> list[str]:
-    """What the device file asked the runner to change and it could not."""
-    return [
-        f"{what.replace('_', ' ')} not applied: {done.get('error')}"
-        for what, done in preparation.items()
-        if not done.get("applied")
-    ]
-
-
-def charging_warnings(state: dict[str, Any]) -> list[str]:
-    """A phone that charged during the job runs warmer and with other clocks than on
-    battery: say so (its state comes from `dumpsys battery` before and after)."""
-    charging = [
-        when
-        for when in ("before", "after")
-        if ((state.get(when) or {}).get("battery") or {}).get("status") == "charging"
-    ]
-    if not charging:
-        return []
-    return [
-        f"the phone was charging ({' and '.join(charging)} the job): unplug it or "
-        "disable charging to measure it as on battery"
-    ]
-
-
-def _add_warnings(row: dict[str, Any], notes: list[str]) -> None:
-    if notes:
-        row["warnings"] = "; ".join(filter(None, [row.get("warnings"), *notes]))
-
-
-def power_columns(power: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """idle_power_w, avg_power_w and energy_mj from the sampler's readings, and what a
-    reader must know about them (a sampler error, too few readings, a phone charging)."""
-    notes = [f"power sampler: {power['error']}"] if power.get("error") else []
-    try:
-        trace = power_trace(power["source"], power.get("samples") or [])
-    except PowerParseError as exc:
-        return {}, [*notes, f"power not measured: {exc}"]
-    summary = energy_summary(
-        trace, power["timed_window_ns"], power.get("iterations") or 0, power.get("idle_window_ns")
-    )
-    notes.extend(summary.notes)
-    if power.get("window") == "tool run":
-        notes.append(
-            "energy counts the native tool's whole run (model load and warm-up included): "
-            "an upper bound per inference"
+    first = {k: v for k, v in docs[0].items() if k != "latencies_ns"}
+    latencies: list[int] = []
+    summaries = []
+    for doc in docs:
+        own = doc.get("latencies_ns") or []
+        latencies += own
+        summaries.append(
+            {
+                "n": len(own),
+                "p50_ms": statistics.median(own) / 1e6
+                if own
+                else (doc.get("reported_stats") or {}).get("p50_ms"),
+                "load_ms": doc.get("load_ms"),
+                "stop_reason": doc.get("stop_reason"),
+                "peak_hwm_kb": ((doc.get("memory_kb") or {}).get("after_run") or {}).get("hwm_kb"),
+            }
         )
-    statuses = {str((s.get("raw") or {}).get("status", "")).lower() for s in power["samples"]}
-    if power["source"] == "android-battery" and "charging" in statuses:
-        notes.append("the phone was charging: battery power does not measure its consumption")
-    columns = {
-        "idle_power_w": summary.idle_power_w,
-        "avg_power_w": summary.avg_power_w,
-        "energy_mj": summary.energy_mj,
-    }
-    return columns, notes
+    if not latencies and first.get("reported_stats"):  # a native tool's summaries
+        first["reported_stats"] = pool_reported([d["reported_stats"] for d in docs])
+    first["processes"] = summaries
+    return first, tuple(latencies)
 
 
-def _reported_summary(runner: dict[str, Any]) -> dict[str, Any]:
-    """A native tool that prints only summary statistics: its figures as they are, no CI
-    (there are no samples to bootstrap), and a warning that says so."""
-    stats = runner["reported_stats"]
-    tool = (runner.get("tool") or {}).get("name", "the tool")
-    summary: dict[str, Any] = {k: stats.get(k) for k in SUMMARY_COLUMNS}
-    if stats.get("std_ms") is not None and stats.get("mean_ms"):
-        summary["cv"] = stats["std_ms"] / stats["mean_ms"]
-    summary["ci_method"] = "none (tool summary)"
-    summary["processes"] = max(1, len(runner.get("processes") or []))
-    summary["warnings"] = (
-        f"{tool} reported summary statistics only: no per-run samples, so no confidence "
-        "interval and no percentiles beyond what it printed"
-    )
-    return summary
-
-
-SUMMARY_COLUMNS = ("n", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p95_ms",
-                   "p99_ms")  # fmt: skip
-
-
-def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord]) -> None:
-    """Top-1 agreement and output deviation of each variant against the fp32 variant of
-    the same model on the same device (same provider and threads when measured, else any)."""
-    evaluated = {r.job_id: r for r in records if r.status == "ok" and r.runner.get("eval")}
-    references: dict[tuple[str, ...], JobRecord] = {}
-    for fp32 in (r for r in evaluated.values() if r.variant == "fp32"):
-        references.setdefault((fp32.device, fp32.model), fp32)
-        references[(fp32.device, fp32.model, fp32.provider, str(fp32.threads))] = fp32
-    for row in rows:
-        record = evaluated.get(row["job_id"])
-        if record is None:
-            continue
-        reference: JobRecord | None = references.get(
-            (record.device, record.model, record.provider, str(record.threads))
-        ) or references.get((record.device, record.model))
-        if reference is None:
-            continue
-        mine, theirs = record.runner["eval"], reference.runner["eval"]
-        row["top1_agreement"] = top1_agreement(mine["top_k"], theirs["top_k"])
-        row["max_abs_dev"], row["mean_abs_dev"] = output_deviation(
-            mine.get("outputs"), theirs.get("outputs")
-        )
-
-
-def _mb(kb: float | None) -> float | None:
-    return None if kb is None else kb / 1024.0
-
-
-def _difference(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
-
-
-def _hottest(zones: dict[str, float] | None) -> float | None:
-    values = [v for v in (zones or {}).values() if isinstance(v, (int, float)) and math.isfinite(v)]
-    return max(values) if values else None
+def pool_timings(timings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The controller's notes on a job's processes: the first's, each one's run time, and
+    every throttling reason (any process throttled counts)."""
+    pooled = dict(timings[0])
+    pooled["run_s_per_process"] = [t.get("run_s") for t in timings]
+    recorded = [t["throttle_reasons"] for t in timings if "throttle_reasons" in t]
+    if recorded and any(r is not None for r in recorded):
+        pooled["throttle_reasons"] = [x for r in recorded for x in (r or [])]
+    return pooled

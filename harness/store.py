@@ -7,41 +7,41 @@
         samples.parquet       every timed latency (derived from jobs/)
         power.parquet         every power reading of jobs on devices with a power source
 
-The job files are the source of truth; the parquet files are views rebuilt from them, so a
-run killed half way is read from its job files.
+The job files are the source of truth; the parquet files are views rebuilt from them
+(harness/tables.py), so a run killed half way is read from its job files. Reading runs back
+— one, a history of them, a device's calibration — is this module's too, so that what
+decides over them (history, gate, report) takes frames and never opens a file.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import secrets
 import tempfile
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError
-from harness.records import (
+from harness.records import RESUMABLE_STATUSES, JobRecord
+from harness.tables import (
+    POWER_COLUMN_TYPES,
     RESULT_COLUMN_TYPES,
-    RESULT_COLUMNS,
-    RESUMABLE_STATUSES,
-    JobRecord,
-    fill_reference_metrics,
-    result_row,
+    SAMPLE_COLUMN_TYPES,
+    power_frame,
+    results_frame,
+    samples_frame,
+    write_parquet_atomic,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
 
 RUN_SCHEMA = "harness.run/1"
-SAMPLE_COLUMN_TYPES = {"run_id": "string", "job_id": "string", "process": "int64",
-                       "iteration": "int64", "latency_ns": "int64"}  # fmt: skip
-POWER_COLUMN_TYPES = {"run_id": "string", "job_id": "string", "t_s": "float64",
-                      "power_w": "float64", "phase": "string", "window_s": "float64"}  # fmt: skip
-# the pandas dtype of each column type (nullable where a column may be missing values)
-_PANDAS_TYPES = {"int64": "Int64", "float64": "float64", "bool": "boolean", "string": "object"}
 
 
 def utc_now() -> str:
@@ -142,7 +142,7 @@ class RunStore:
             (samples_frame(records), "samples.parquet", SAMPLE_COLUMN_TYPES),
             (power_frame(records), "power.parquet", POWER_COLUMN_TYPES),
         ):
-            _write_parquet_atomic(frame, self.run_dir / name, types)
+            write_parquet_atomic(frame, self.run_dir / name, types)
 
     def stored_frames(self, notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The parquet views of a finished run, read as written (fast for long histories);
@@ -174,80 +174,6 @@ class RunStore:
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         records = self.records()
         return results_frame(records), samples_frame(records)
-
-
-def results_frame(records: list[JobRecord]) -> pd.DataFrame:
-    import pandas as pd
-
-    rows = [result_row(r) for r in records]
-    fill_reference_metrics(rows, records)
-    return _typed(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)), RESULT_COLUMN_TYPES)
-
-
-def samples_frame(records: list[JobRecord]) -> pd.DataFrame:
-    """Every timed latency: run, job, the runner process it came from (0-based, in the
-    order the processes ran) and its iteration within the job."""
-    import numpy as np
-    import pandas as pd
-
-    parts = [
-        pd.DataFrame(
-            {
-                "run_id": r.run_id,
-                "job_id": r.job_id,
-                "process": _process_index(r),
-                "iteration": np.arange(len(r.latencies_ns), dtype=np.int64),
-                "latency_ns": np.asarray(r.latencies_ns, dtype=np.int64),
-            }
-        )
-        for r in records
-        if r.latencies_ns
-    ]
-    if not parts:
-        return _typed(pd.DataFrame(columns=list(SAMPLE_COLUMN_TYPES)), SAMPLE_COLUMN_TYPES)
-    return pd.concat(parts, ignore_index=True)
-
-
-def power_frame(records: list[JobRecord]) -> pd.DataFrame:
-    """Every job's power trace: seconds from the start of its timed window (negative
-    before it), watts, the phase ('idle' baseline, 'timed' window, or 'other': the model
-    load, first inference and warm-up) and the timed window's length."""
-    import pandas as pd
-
-    from harness.probes.power import PowerParseError, power_trace
-
-    rows = []
-    for record in records:
-        power = record.runner.get("power") or {}
-        window = power.get("timed_window_ns")
-        if record.status != "ok" or not window:
-            continue
-        try:
-            trace = power_trace(power["source"], power.get("samples") or [])
-        except PowerParseError:
-            continue  # the result row says why
-        idle = power.get("idle_window_ns") or [0, 0]
-        window_s = (window[1] - window[0]) / 1e9
-        for t_s, watts in trace:
-            t_ns = t_s * 1e9
-            phase = "other"  # the model load, first inference and warm-up
-            if window[0] <= t_ns <= window[1]:
-                phase = "timed"
-            elif idle[0] <= t_ns <= idle[1]:
-                phase = "idle"
-            rows.append(
-                (record.run_id, record.job_id, (t_ns - window[0]) / 1e9, watts, phase, window_s)
-            )
-    return _typed(pd.DataFrame(rows, columns=list(POWER_COLUMN_TYPES)), POWER_COLUMN_TYPES)
-
-
-def _process_index(record: JobRecord) -> Any:
-    import numpy as np
-
-    counts = [p.get("n", 0) for p in record.runner.get("processes") or []]
-    if sum(counts) != len(record.latencies_ns):
-        counts = [len(record.latencies_ns)]  # one process (or a record from before processes)
-    return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
 
 
 def merge_runs(stores: list[RunStore], output_dir: Path) -> RunStore:
@@ -320,25 +246,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
-    return frame.astype({name: _PANDAS_TYPES[kind] for name, kind in types.items()})
-
-
-def _write_parquet_atomic(frame: pd.DataFrame, path: Path, types: dict[str, str]) -> None:
-    """With the declared Arrow type of every column: inferred from the values, a column
-    that is all null in one run would be typed `null`, and that run would not union with
-    the others."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    arrow = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
-    schema = pa.schema([(name, arrow.get(kind, pa.string())) for name, kind in types.items()])
-    table = pa.Table.from_pandas(frame[list(types)], schema=schema, preserve_index=False)
-    tmp = path.with_name(f".{path.name}.part")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -349,3 +256,82 @@ def _status_of(path: Path) -> str | None:
     except (OSError, json.JSONDecodeError):
         return None
     return str(status) if status is not None else None
+
+
+def run_dirs(sources: Iterable[str | Path]) -> list[Path]:
+    """Run directories from folders of runs, single run folders, or glob patterns."""
+    found: list[Path] = []
+    for source in sources:
+        for match in sorted(glob.glob(str(source))) or [str(source)]:
+            path = Path(match)
+            if (path / "jobs").is_dir():
+                found.append(path)
+            elif path.is_dir():
+                found += sorted(p for p in path.iterdir() if (p / "jobs").is_dir())
+    if not found:
+        raise StoreError(f"no run directories in {', '.join(map(str, sources))}")
+    return sorted(set(found), key=lambda p: p.name)
+
+
+def load_history(
+    sources: Iterable[str | Path], with_samples: bool = False, notes: list[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Every run's tables stacked (the `results.parquet` columns, a row per job per run).
+    A run that cannot be read (its tables and its job records) is left out, and `notes`
+    says which and why: one bad run must not hide the history of the others."""
+    import pandas as pd
+
+    results, samples = [], []
+    for path in run_dirs(sources):
+        try:
+            run_results, run_samples = RunStore(path).stored_frames(notes)
+        except StoreError as exc:
+            if notes is not None:
+                notes.append(f"{path.name} skipped: {exc}")
+            continue
+        results.append(run_results)
+        if with_samples:
+            samples.append(run_samples)
+    if not results:
+        raise StoreError(f"no readable run in {', '.join(map(str, sources))}")
+    frame = pd.concat(results, ignore_index=True)
+    frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
+    return frame, (pd.concat(samples, ignore_index=True) if with_samples else None)
+
+
+CALIBRATION_SCHEMA = "harness.calibration/1"
+
+
+def write_calibration(
+    calibration_dir: Path, device: str, floors: dict[int, float], **about: Any
+) -> Path:
+    """`<calibration_dir>/<device>.json`: the device's noise floors by processes per job
+    (`harness calibrate`), with what they were measured on (`about`: model, run, ...)."""
+    path = calibration_dir / f"{device}.json"
+    write_json_atomic(
+        path,
+        {
+            "schema": CALIBRATION_SCHEMA,
+            "device": device,
+            "noise_floor": floors[1],
+            "noise_floor_by_processes": floors,
+            **about,
+        },
+    )
+    return path
+
+
+def read_calibrations(calibration_dir: Path) -> dict[str, dict[int, float]]:
+    """Per device, its noise floors by the number of processes of the jobs compared (files
+    from before the floors by processes hold the single-process floor only)."""
+    floors: dict[str, dict[int, float]] = {}
+    for path in sorted(calibration_dir.glob("*.json")) if calibration_dir.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreError(
+                f"{path} is unreadable ({exc}): run `harness calibrate` again"
+            ) from None
+        by_processes = data.get("noise_floor_by_processes") or {"1": data["noise_floor"]}
+        floors[str(data["device"])] = {int(n): float(f) for n, f in by_processes.items()}
+    return floors

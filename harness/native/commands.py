@@ -14,6 +14,7 @@ from harness.native.parsers import (
     parse_perf_test,
     parse_trtexec,
 )
+from harness.runner.contract import RESULT_SCHEMA
 
 PYTHON_RUNNER = "runner"
 TRTEXEC_PROVIDERS = ("trtexec", "trtexec:fp16", "trtexec:int8")
@@ -130,7 +131,6 @@ def result_document(
 ) -> dict[str, Any]:
     """The tool's report in the runner's schema, so records, tables and reports need no
     second code path: raw samples (if any) as `latencies_ns`, else `reported_stats`."""
-    from harness.jobs import RESULT_SCHEMA  # the runner contract's owner (imports us)
 
     memory: dict[str, Any] = {}
     if report.peak_memory_mb is not None:

@@ -4,7 +4,7 @@
 Each copes with the formats recorded in tests/fixtures/<tool>/ (log prefixes such as
 `INFO: ` or `[date] [I] `, scientific notation, profiling tables and other lines in
 between). A line that looks like one of the tool's result lines but cannot be read, or
-output without the results at all, is a `NativeOutputError` quoting the line(s)."""
+output without the results at all, is a `ParseError` quoting the line(s)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import RunnerFailed
+from harness.errors import ParseError
 
 US_PER_MS = 1000.0
-
-
-class NativeOutputError(RunnerFailed):
-    """The tool's output is not what its parser knows."""
 
 
 @dataclass(frozen=True)
@@ -68,17 +64,15 @@ def _float(text: str, line: str, tool: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise NativeOutputError(
-            f"{tool}: cannot read the number {text!r} in line {line!r}"
-        ) from None
+        raise ParseError(f"{tool}: cannot read the number {text!r} in line {line!r}") from None
 
 
-def _no_results(tool: str, lines: list[str], what: str) -> NativeOutputError:
+def _no_results(tool: str, lines: list[str], what: str) -> ParseError:
     errors = [line.strip() for line in lines if re.search(r"error|failed|abort", line, re.I)]
     kept = errors[:2] + errors[-2:] if errors else [ln.strip() for ln in lines if ln.strip()][-3:]
     tail = list(dict.fromkeys(kept))  # the first errors say why, the last ones where it ended
     quoted = " | ".join(tail) or "(no output)"
-    return NativeOutputError(f"{tool}: no {what} in its output; it ended with: {quoted!r}")
+    return ParseError(f"{tool}: no {what} in its output; it ended with: {quoted!r}")
 
 
 # --------------------------------------------------------------------------- benchmark_model
@@ -115,7 +109,7 @@ def parse_benchmark_model(text: str) -> ToolReport:
             stats = {k: _float(v.split("(")[0], raw, tool) for k, v in _BM_PAIR.findall(line)}
         elif line.startswith("Inference timings in us"):
             if not (match := _BM_SUMMARY.match(line)):
-                raise NativeOutputError(f"{tool}: cannot read the summary line {raw.strip()!r}")
+                raise ParseError(f"{tool}: cannot read the summary line {raw.strip()!r}")
             summary = {k: _float(v, raw, tool) for k, v in match.groupdict().items()}
         elif "memory footprint" in line.lower() and "(MB)" in line:
             if match := _BM_MEMORY.match(line):
@@ -124,11 +118,11 @@ def parse_benchmark_model(text: str) -> ToolReport:
             elif match := _BM_PEAK_MONITOR.match(line):
                 monitored_peak = _float(match["peak"], raw, tool)
             else:
-                raise NativeOutputError(f"{tool}: cannot read the memory line {raw.strip()!r}")
+                raise ParseError(f"{tool}: cannot read the memory line {raw.strip()!r}")
     if summary is None or stats is None:
         raise _no_results(tool, lines, "'Inference timings' summary")
     if "count" not in stats or "curr" not in stats:
-        raise NativeOutputError(f"{tool}: the timed run's statistics line lacks count/curr")
+        raise ParseError(f"{tool}: the timed run's statistics line lacks count/curr")
     n = int(stats["count"])
     single = "avg" not in stats  # "count=1 curr=X": every run took the same time
     peak_mb = monitored_peak
@@ -192,12 +186,12 @@ def parse_perf_test(text: str) -> ToolReport:
         values[key] = _float(match["value"], raw, tool)
         unit = match["unit"] or ""
         if key in _PT_SECONDS and unit != "s":
-            raise NativeOutputError(f"{tool}: expected seconds in line {raw.strip()!r}")
+            raise ParseError(f"{tool}: expected seconds in line {raw.strip()!r}")
     if "average inference time cost" not in values:
         raise _no_results(tool, lines, "'Average inference time cost' line")
     n = values.get("total inference requests", values.get("runs"))
     if n is None:
-        raise NativeOutputError(f"{tool}: no 'Total inference requests' line")
+        raise ParseError(f"{tool}: no 'Total inference requests' line")
 
     def seconds(key: str) -> float | None:
         return values[key] * 1000.0 if key in values else None
@@ -261,12 +255,12 @@ def parse_trtexec(text: str, times_json: str | None = None) -> ToolReport:
         if match := _TRT_STATS.match(line):
             pairs = _TRT_PAIR.findall(match["body"])
             if not pairs:
-                raise NativeOutputError(f"{tool}: cannot read the statistics line {raw.strip()!r}")
+                raise ParseError(f"{tool}: cannot read the statistics line {raw.strip()!r}")
             sections[match["name"]] = {key: float(value) for key, value in pairs}
         elif line.startswith("Throughput:"):
             found = re.match(rf"Throughput: ({_NUMBER}) qps", line)
             if not found:
-                raise NativeOutputError(f"{tool}: cannot read the line {raw.strip()!r}")
+                raise ParseError(f"{tool}: cannot read the line {raw.strip()!r}")
             throughput = float(found[1])
     if outcome not in (None, "passed"):
         raise _no_results(tool, lines, "result (trtexec reported FAILED)")
@@ -301,13 +295,13 @@ def parse_trtexec_times(text: str) -> tuple[int, ...]:
     try:
         entries = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise NativeOutputError(f"trtexec: the --exportTimes file is not JSON: {exc}") from None
+        raise ParseError(f"trtexec: the --exportTimes file is not JSON: {exc}") from None
     if not isinstance(entries, list):
-        raise NativeOutputError("trtexec: the --exportTimes file is not a list of timings")
+        raise ParseError("trtexec: the --exportTimes file is not a list of timings")
     samples = []
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("latencyMs"), (int, float)):
-            raise NativeOutputError(f"trtexec: an --exportTimes entry has no latencyMs: {entry!r}")
+            raise ParseError(f"trtexec: an --exportTimes entry has no latencyMs: {entry!r}")
         samples.append(max(1, round(entry["latencyMs"] * 1e6)))
     return tuple(samples)
 

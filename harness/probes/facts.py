@@ -9,6 +9,7 @@ from typing import Any
 from harness.config import Device
 from harness.deploy import install_runner
 from harness.errors import HarnessError, RunnerFailed
+from harness.runner.contract import FACTS_SCHEMA
 from harness.transport.base import Transport
 
 MIN_PYTHON = (3, 8)
@@ -65,7 +66,7 @@ def parse_facts(stdout: str, device: str, workdir: str) -> DeviceFacts:
         raise RunnerFailed(
             f"device '{device}': the facts probe printed no JSON: {stdout.strip()[:200]!r}"
         ) from None
-    if data.get("schema") != "harness.facts/1":
+    if data.get("schema") != FACTS_SCHEMA:
         raise RunnerFailed(f"device '{device}': unexpected facts schema {data.get('schema')!r}")
     return DeviceFacts(
         device=device,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from harness.errors import RunnerFailed
+from harness.errors import ParseError
 
 SOURCES = (
     "rapl", "ina3221", "tegrastats", "pi5-pmic", "android-battery", "nvidia-smi", "command",
@@ -33,10 +33,6 @@ SOURCES = (
 # slow sources (nvidia-smi takes tens of ms a call); others 50 ms
 DEFAULT_INTERVAL_MS = {"pi5-pmic": 1000, "command": 1000, "nvidia-smi": 200}
 FALLBACK_INTERVAL_MS = 50
-
-
-class PowerParseError(RunnerFailed):
-    """A power reading the parser cannot read."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,7 @@ def parse_tegrastats(line: str) -> TegraReading:
         if name not in _TEGRA_NOT_RAILS
     }
     if not rails:
-        raise PowerParseError(f"tegrastats: no power rails in line {line.strip()[:200]!r}")
+        raise ParseError(f"tegrastats: no power rails in line {line.strip()[:200]!r}")
     temps = {name: float(value) for name, value in _TEGRA_TEMP.findall(line)}
     for name in _TEGRA_INPUT_RAILS:
         if name in rails:
@@ -90,12 +86,12 @@ def parse_pmic_read_adc(text: str) -> dict[str, float]:
             continue
         match = _PMIC_LINE.match(raw)
         if not match:
-            raise PowerParseError(f"pmic_read_adc: cannot read the line {raw.strip()!r}")
+            raise ParseError(f"pmic_read_adc: cannot read the line {raw.strip()!r}")
         name, kind, value, _unit = match.groups()
         (amps if kind == "A" else volts)[name] = float(value)
     rails = {name: amps[name] * volts[name] for name in amps if name in volts}
     if not rails:
-        raise PowerParseError(
+        raise ParseError(
             "pmic_read_adc: no rail with both current and voltage; is this a Raspberry Pi 5? "
             "(a Pi 4 or older has no power sensor: use an external meter, power = 'command')"
         )
@@ -130,7 +126,7 @@ def _instant_watts(source: str, raw: Any) -> float | None:
         return sum(parse_nvidia_smi(str(raw)).values())
     if source == "command":
         return _meter_watts(str(raw))
-    raise PowerParseError(f"unknown power source {source!r}; known: {', '.join(SOURCES)}")
+    raise ParseError(f"unknown power source {source!r}; known: {', '.join(SOURCES)}")
 
 
 def _rapl_trace(samples: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]]:
@@ -171,7 +167,7 @@ def ina3221_watts(raw: Mapping[str, str]) -> float:
         if match and volts is not None and match[1] not in power_mw:
             power_mw[match[1]] = float(value) * float(volts) / 1000.0
     if not power_mw:
-        raise PowerParseError(f"ina3221: no channel with power or current+voltage in {sorted(raw)}")
+        raise ParseError(f"ina3221: no channel with power or current+voltage in {sorted(raw)}")
     for channel, label in labels.items():
         if label.upper() in ("VDD_IN", "POM_5V_IN", "VIN") and channel in power_mw:
             return power_mw[channel] / 1000.0
@@ -208,24 +204,24 @@ def parse_nvidia_smi(text: str) -> dict[int, float]:
     lines = [line for line in text.splitlines() if line.strip()]
     header_at = next((i for i, line in enumerate(lines) if "power.draw" in line), None)
     if header_at is None:
-        raise PowerParseError(f"nvidia-smi: no power.draw column in {text.strip()[:160]!r}")
+        raise ParseError(f"nvidia-smi: no power.draw column in {text.strip()[:160]!r}")
     columns = [c.strip() for c in lines[header_at].split(",")]
     power_at = next(i for i, c in enumerate(columns) if c.startswith("power.draw"))
     watts: dict[int, float] = {}
     for number, line in enumerate(lines[header_at + 1 :]):
         cells = [c.strip() for c in line.split(",")]
         if len(cells) != len(columns):
-            raise PowerParseError(f"nvidia-smi: a row unlike its header: {line.strip()!r}")
+            raise ParseError(f"nvidia-smi: a row unlike its header: {line.strip()!r}")
         value = cells[power_at].removesuffix("W").strip()
         try:
             watts[number] = float(value)
         except ValueError:
-            raise PowerParseError(
+            raise ParseError(
                 f"nvidia-smi reports no power draw ({cells[power_at]!r}): this GPU has no "
                 'power sensor; use an external meter (power = "command")'
             ) from None
     if not watts:
-        raise PowerParseError("nvidia-smi printed its header but no GPU")
+        raise ParseError("nvidia-smi printed its header but no GPU")
     return watts
 
 
@@ -233,7 +229,7 @@ def _meter_watts(text: str) -> float:
     """An external meter command prints watts: the last number of its output."""
     numbers = re.findall(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", text)
     if not numbers:
-        raise PowerParseError(f"power command printed no number: {text.strip()[:120]!r}")
+        raise ParseError(f"power command printed no number: {text.strip()[:120]!r}")
     return float(numbers[-1])
 
 

@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from harness.errors import ParseError
+
 # Raspberry Pi documentation, "vcgencmd get_throttled" (raspberrypi.com/documentation/
 # computers/os.html#get_throttled); recorded example in tests/fixtures/vcgencmd/.
 THROTTLE_BITS = {
@@ -36,7 +38,7 @@ def decode_throttled(text: str) -> int:
     """`throttled=0x50005` -> 0x50005."""
     match = re.fullmatch(r"\s*throttled=(0x[0-9a-fA-F]+|\d+)\s*", text)
     if not match:
-        raise ValueError(f"not `vcgencmd get_throttled` output: {text.strip()[:80]!r}")
+        raise ParseError(f"not `vcgencmd get_throttled` output: {text.strip()[:80]!r}")
     return int(match[1], 0)
 
 
@@ -56,7 +58,7 @@ def throttle_reasons(
     if before.get("throttled") and after.get("throttled"):
         try:
             start, end = decode_throttled(before["throttled"]), decode_throttled(after["throttled"])
-        except ValueError as exc:
+        except ParseError as exc:
             return [str(exc)]
         now = (start | end) & _NOW_MASK
         newly = (end & ~start) & _SINCE_BOOT_MASK
@@ -103,7 +105,7 @@ def parse_dumpsys_battery(text: str) -> dict[str, Any]:
         if sep:
             fields.setdefault(key.strip().lower(), value.strip())
     if "status" not in fields:
-        raise ValueError(f"not `dumpsys battery` output: {text.strip()[:80]!r}")
+        raise ParseError(f"not `dumpsys battery` output: {text.strip()[:80]!r}")
     status = int(fields["status"]) if fields["status"].isdigit() else None
     plugged = [
         supply
@@ -152,6 +154,6 @@ def parse_state_probe(text: str) -> dict[str, Any]:
     if sections["battery"]:
         try:
             state["battery"] = parse_dumpsys_battery("\n".join(sections["battery"]))
-        except ValueError as exc:
+        except ParseError as exc:
             state["battery"] = {"error": str(exc)}
     return state

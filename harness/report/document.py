@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.report import plots
 from harness.report.compare import compare_variants
+from harness.report.table import ci_range, missing, num, pct, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from harness.gate import GateVerdict
     from harness.store import RunStore
 
-TABLE_COLUMNS = [
+REPORT_COLUMNS = [
     ("model", "model"), ("variant", "variant"), ("threads", "threads"), ("status", "status"),
     ("n", "n"), ("p50_ms", "p50 ms"), ("p50_ci", "p50 95% CI"), ("p90_ms", "p90 ms"),
     ("p99_ms", "p99 ms"), ("speedup", "speedup vs fp32"), ("size_kb", "size KB"),
@@ -88,21 +89,21 @@ def device_tables(
             {
                 "model": str(row["model"]),
                 "variant": str(row["variant"]),
-                "threads": _text(row["threads"]),
+                "threads": text(row["threads"]),
                 "status": str(row["status"]),
-                "n": _text(row["n"]) if ok else "",
-                "p50_ms": _num(row["p50_ms"]),
-                "p50_ci": _ci(row) if ok else "",
-                "p90_ms": _num(row["p90_ms"]),
-                "p99_ms": _num(row["p99_ms"]),
+                "n": text(row["n"]) if ok else "",
+                "p50_ms": num(row["p50_ms"]),
+                "p50_ci": ci_range(row) if ok else "",
+                "p90_ms": num(row["p90_ms"]),
+                "p99_ms": num(row["p99_ms"]),
                 "speedup": _speedup(compared),
-                "size_kb": _num(
-                    row["model_bytes"] / 1024 if not _missing(row["model_bytes"]) else None, 0
+                "size_kb": num(
+                    row["model_bytes"] / 1024 if not missing(row["model_bytes"]) else None, 0
                 ),
-                "peak_rss_mb": _num(row["peak_rss_mb"], 1),
-                "energy_mj": _num(row["energy_mj"], 3),
-                "accuracy": _pct(row["accuracy"]),
-                "top1_agreement": _pct(row["top1_agreement"]),
+                "peak_rss_mb": num(row["peak_rss_mb"], 1),
+                "energy_mj": num(row["energy_mj"], 3),
+                "accuracy": pct(row["accuracy"]),
+                "top1_agreement": pct(row["top1_agreement"]),
             }
         )
     return tables
@@ -115,7 +116,7 @@ def warnings(results: pd.DataFrame, comparison: pd.DataFrame) -> list[str]:
         where = f"{row['device']}: {row['model']}/{row['variant']} t{row['threads']}"
         if row["status"] != "ok":
             notes.append(f"{where} did not succeed ({row['status']}): {row['error']}")
-        elif not _missing(row["warnings"]):
+        elif not missing(row["warnings"]):
             notes.append(f"{where}: {row['warnings']}")
         if row.get("throttled") is True:
             notes.append(f"{where}: the device throttled during the job")
@@ -161,11 +162,11 @@ def render_html(
         parts.append("</table></section>")
     for device, rows in tables.items():
         parts.append(f"<section class='device'><h2>{e(device)}</h2><table class='results'><tr>")
-        parts += [f"<th>{e(title)}</th>" for _, title in TABLE_COLUMNS]
+        parts += [f"<th>{e(title)}</th>" for _, title in REPORT_COLUMNS]
         parts.append("</tr>")
         for row in rows:
             parts.append(f"<tr class='{e(row['status'])}'>")
-            parts += [f"<td>{e(row[key])}</td>" for key, _ in TABLE_COLUMNS]
+            parts += [f"<td>{e(row[key])}</td>" for key, _ in REPORT_COLUMNS]
             parts.append("</tr>")
         parts.append("</table></section>")
     parts.append("<section id='warnings'><h2>Warnings</h2>")
@@ -205,11 +206,11 @@ def render_markdown(
         lines += [markdown_summary(verdict), ""]
     for device, rows in tables.items():
         lines += [f"## {device}", ""]
-        lines.append("| " + " | ".join(title for _, title in TABLE_COLUMNS) + " |")
-        lines.append("|" + "---|" * len(TABLE_COLUMNS))
+        lines.append("| " + " | ".join(title for _, title in REPORT_COLUMNS) + " |")
+        lines.append("|" + "---|" * len(REPORT_COLUMNS))
         for row in rows:
             lines.append(
-                "| " + " | ".join(row[key].replace("|", "/") for key, _ in TABLE_COLUMNS) + " |"
+                "| " + " | ".join(row[key].replace("|", "/") for key, _ in REPORT_COLUMNS) + " |"
             )
         lines.append("")
     lines += ["## Warnings", ""] + ([f"- {n}" for n in notes] or ["none"])
@@ -227,30 +228,6 @@ tr.inconclusive td,tr.missing td{background:#fff4d6}
 .verdict.inconclusive .outcome,.verdict.missing .outcome{color:#9a6700}
 figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}
 """
-
-
-def _missing(value: Any) -> bool:
-    import pandas as pd
-
-    return value is None or bool(pd.isna(value))
-
-
-def _text(value: Any) -> str:
-    return "" if _missing(value) else str(value)
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    return "" if _missing(value) else f"{float(value):.{digits}f}"
-
-
-def _pct(value: Any) -> str:
-    return "" if _missing(value) else f"{float(value):.1%}"
-
-
-def _ci(row: dict[str, Any]) -> str:
-    if _missing(row["p50_ci_low_ms"]):
-        return ""
-    return f"{row['p50_ci_low_ms']:.3f}–{row['p50_ci_high_ms']:.3f}"
 
 
 def _speedup(compared: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""The results table that `harness run` and `harness show` print: data in, data out."""
+"""The results table that `harness run` and `harness show` print, and the cell formatting
+every table of the reports shares (terminal, HTML, Markdown): data in, text out."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-TABLE_COLUMNS = (
+TERMINAL_COLUMNS = (
     "variant", "device", "runtime", "provider", "threads", "status", "n", "p50_ms", "p90_ms",
     "p99_ms", "p50_ci", "load_ms", "peak_rss_mb",
 )  # fmt: skip
@@ -29,41 +30,53 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "variant": r["variant"],
         "device": r["device"],
-        "runtime": f"{r['runtime']} {_text(r['runtime_version'])}".strip(),
+        "runtime": f"{r['runtime']} {text(r['runtime_version'])}".strip(),
         "provider": str(r["provider"]).removesuffix("ExecutionProvider"),
-        "threads": _int(r["threads"]),
+        "threads": integer(r["threads"]),
         "status": r["status"],
-        "n": _int(r["n"]) if ok else "",
-        "p50_ms": _num(r["p50_ms"]) if ok else "",
-        "p90_ms": _num(r["p90_ms"]) if ok else "",
-        "p99_ms": _num(r["p99_ms"]) if ok else "",
-        "p50_ci": _ci(r) if ok else "",
-        "load_ms": _num(r["load_ms"], 1),
-        "peak_rss_mb": _num(r["peak_rss_mb"], 1),
-        "note": _text(r["warnings"]) if ok else _text(r["error"]),
+        "n": integer(r["n"]) if ok else "",
+        "p50_ms": num(r["p50_ms"]) if ok else "",
+        "p90_ms": num(r["p90_ms"]) if ok else "",
+        "p99_ms": num(r["p99_ms"]) if ok else "",
+        "p50_ci": ci_half_width(r) if ok else "",
+        "load_ms": num(r["load_ms"], 1),
+        "peak_rss_mb": num(r["peak_rss_mb"], 1),
+        "note": text(r["warnings"]) if ok else text(r["error"]),
     }
 
 
-def _ci(r: dict[str, Any]) -> str:
+def ci_half_width(r: dict[str, Any]) -> str:
+    """The 95 % CI of the median as ± a share of it: `±0.4%`."""
     low, high, p50 = r["p50_ci_low_ms"], r["p50_ci_high_ms"], r["p50_ms"]
-    if _missing(low) or _missing(high) or not p50:
+    if missing(low) or missing(high) or not p50:
         return ""
     return f"±{(high - low) / 2 / p50:.1%}"
 
 
-def _num(value: Any, digits: int = 3) -> str:
-    return "" if _missing(value) else f"{value:.{digits}f}"
+def num(value: Any, digits: int = 3) -> str:
+    return "" if missing(value) else f"{float(value):.{digits}f}"
 
 
-def _text(value: Any) -> str:
-    return "" if _missing(value) else str(value)
+def text(value: Any) -> str:
+    return "" if missing(value) else str(value)
 
 
-def _int(value: Any) -> str:
-    return "" if _missing(value) else str(int(value))
+def integer(value: Any) -> str:
+    return "" if missing(value) else str(int(value))
 
 
-def _missing(value: Any) -> bool:
+def missing(value: Any) -> bool:
     import pandas as pd
 
     return value is None or bool(pd.isna(value))
+
+
+def ci_range(row: dict[str, Any]) -> str:
+    """The 95 % CI of the median as its two ends in ms: `1.012–1.034`."""
+    if missing(row["p50_ci_low_ms"]):
+        return ""
+    return f"{row['p50_ci_low_ms']:.3f}–{row['p50_ci_high_ms']:.3f}"
+
+
+def pct(value: Any) -> str:
+    return "" if missing(value) else f"{float(value):.1%}"

@@ -50,7 +50,8 @@ def _transport(device: Device, inventory: Mapping[str, Device] | None) -> BaseTr
 def _ssh_transport(
     device: Device, inventory: Mapping[str, Device], seen: tuple[str, ...]
 ) -> BaseTransport:
-    from harness.transport.ssh import SSHTransport, resolve_target
+    from harness.transport.ssh import SSHTransport
+    from harness.transport.ssh_target import resolve_target
 
     target, config_jump = resolve_target(
         host=device.host,

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from conftest import MODELS_DIR, ROOT
 
-from harness.history import calibrated_floors, compare_runs, load_history, noise_floor
+from harness.history import compare_runs, noise_floor
 from harness.scheduler import prepare_run, run_prepared
-from harness.store import RunStore
+from harness.store import RunStore, load_history, read_calibrations
 
 BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / ".test-artifacts"
@@ -127,7 +127,7 @@ def test_compare_runs_gives_a_verdict_per_job(
     runs: tuple[Path, list[RunStore]], tmp_path: Path
 ) -> None:
     root, (first, second) = runs
-    table = compare_runs(first, second).set_index("variant")
+    table = compare_runs(first.frames(), second.frames()).set_index("variant")
     assert set(table.index) == {"fp32", "int8-static"}
     assert set(table["verdict"]) <= {"faster", "slower", "no change"}
     assert (table["ratio_low"] <= table["ratio"]).all() and (
@@ -142,7 +142,7 @@ def test_compare_runs_gives_a_verdict_per_job(
     assert record["model_sha256"] != "0" * 64
     record["model_sha256"] = "0" * 64  # as if the model had been retrained
     record_path.write_text(json.dumps(record))
-    verdicts = compare_runs(RunStore(changed), second).set_index("variant")
+    verdicts = compare_runs(RunStore(changed).frames(), second.frames()).set_index("variant")
     assert verdicts.loc["fp32", "verdict"] == "not comparable"
     assert "model_sha256" in verdicts.loc["fp32", "reason"]
     # ... and so is one taken after a kernel upgrade: the device identity is a key too
@@ -153,7 +153,7 @@ def test_compare_runs_gives_a_verdict_per_job(
     )["model_sha256"]
     record["runner"]["device"]["kernel"] = "6.99.0-upgraded"
     record_path.write_text(json.dumps(record))
-    verdicts = compare_runs(RunStore(changed), second).set_index("variant")
+    verdicts = compare_runs(RunStore(changed).frames(), second.frames()).set_index("variant")
     assert verdicts.loc["fp32", "verdict"] == "not comparable"
     assert (
         "kernel" in verdicts.loc["fp32", "reason"]
@@ -188,12 +188,14 @@ def test_calibrate_measures_a_noise_floor_that_compare_respects(
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert compared.returncode in (0, 1), compared.stdout + compared.stderr
-    floors = calibrated_floors(tmp_path / "reports" / "calibration")
+    floors = read_calibrations(tmp_path / "reports" / "calibration")
     assert floors == {"local": by_processes}
-    table = compare_runs(first, second, threshold=0.001, floors={"local": 10.0})
+    table = compare_runs(first.frames(), second.frames(), threshold=0.001, floors={"local": 10.0})
     assert (table["threshold"] == 10.0).all()  # never below the device's floor
     assert set(table["verdict"]) == {"no change"}
-    table = compare_runs(first, second, threshold=0.001, calibrated={"local": {1: 9.0, 2: 0.0}})
+    table = compare_runs(
+        first.frames(), second.frames(), threshold=0.001, calibrated={"local": {1: 9.0, 2: 0.0}}
+    )
     assert (table["threshold"] == 9.0).all()  # single-process jobs: the 1-process floor
     budgets = tmp_path / "b.toml"
     budgets.write_text('[[budget]]\nmodel = "digits_cnn"\np50_ms = 0.5\n')

@@ -461,6 +461,9 @@ dims = { batch = 1 }
     seen = json.loads((phones.root / "benchmark_model.argv.json").read_text())
     argv = seen["argv"]
     assert seen["cpus"] == [0]  # `cores = "0"` reached it through taskset
+    assert (
+        phone_tflite["cores"] == "0" and results[results["device"] != "pixel"]["cores"].isna().all()
+    )
     assert "--num_threads=1" in argv and "--num_runs=30" in argv and "--warmup_runs=3" in argv
     assert "--use_xnnpack=true" in argv
     pushed = list((phones.root / "data/local/tmp/harness/bin").iterdir())

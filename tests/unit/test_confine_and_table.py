@@ -5,7 +5,7 @@ from test_jobs_and_records import record
 
 from harness.errors import RemotePathError
 from harness.report.table import latency_tables
-from harness.store import results_frame
+from harness.tables import results_frame
 from harness.transport.base import confine
 
 

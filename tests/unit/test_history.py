@@ -116,3 +116,21 @@ def test_calibration_floors_shrink_with_processes_per_job() -> None:
     assert calibrated_floor(by_processes, 3) == 0.07  # the largest count not above 3
     assert calibrated_floor(by_processes, 40) == 0.03
     assert calibrated_floor(None, 4) == 0.0
+
+
+def test_jobs_pinned_to_other_cores_are_not_compared() -> None:
+    """`cores` takes one route (the job) to the runner and the native tools, lands in every
+    result row, and two runs of a job on different CPUs are not compared."""
+    from test_jobs_and_records import record
+
+    from harness.history import compare_runs
+    from harness.tables import results_frame, samples_frame
+
+    big = [record(cores="4-7")]
+    little = [record(cores="0-3", run_id="r2")]
+    assert results_frame(big)["cores"].tolist() == ["4-7"]
+    table = compare_runs(
+        (results_frame(big), samples_frame(big)), (results_frame(little), samples_frame(little))
+    )
+    [row] = table.to_dict("records")
+    assert row["verdict"] == "not comparable" and "cores 4-7 -> 0-3" in row["reason"]

@@ -18,7 +18,8 @@ from harness.config import (
 )
 from harness.errors import RunnerFailed, StoreError
 from harness.jobs import expand_plan, job_id, parse_result_document
-from harness.records import RESULT_COLUMNS, JobRecord, result_row
+from harness.records import JobRecord
+from harness.rows import RESULT_COLUMNS, result_row
 from harness.store import RunStore, resolve_run
 
 OK_DOC = {
@@ -140,9 +141,12 @@ def test_records_from_a_newer_harness_are_refused(tmp_path: Path) -> None:
     data = record().to_json()
     assert JobRecord.from_json(data) == record()
     with pytest.raises(StoreError, match="newer harness"):
-        JobRecord.from_json({**data, "schema": "harness.job-record/3"}, source="x.json")
+        JobRecord.from_json({**data, "schema": "harness.job-record/99"}, source="x.json")
     with pytest.raises(ValueError, match="status must be one of"):
         record("exploded")
+    # a version 2 record (before `cores`) still loads, as a job run on any CPU
+    older = {k: v for k, v in data.items() if k != "cores"} | {"schema": "harness.job-record/2"}
+    assert JobRecord.from_json(older).cores is None
 
 
 def test_memory_by_pss_and_swap_and_what_the_runner_could_not_prepare() -> None:

@@ -17,7 +17,8 @@ from harness.native.commands import (
     tool_for,
 )
 from harness.native.parsers import ToolReport
-from harness.records import JobRecord, result_row
+from harness.records import JobRecord
+from harness.rows import result_row
 
 FIXED = {"iterations": 30}
 ADAPTIVE = {"min_iterations": 50, "max_iterations": 1000, "target_ci": 0.01, "max_seconds": 8.0}

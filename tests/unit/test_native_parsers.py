@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from harness.errors import ParseError
 from harness.native.parsers import (
-    NativeOutputError,
     ToolReport,
     parse_benchmark_model,
     parse_perf_test,
@@ -40,7 +40,7 @@ def test_recorded_output_parses_to_its_expected_values(tool: str, name: str, cas
     text = (FIXTURES / tool / name).read_text()
     assert case["source"] and case["what"]
     if "error" in case:
-        with pytest.raises(NativeOutputError, match=case["error"]):
+        with pytest.raises(ParseError, match=case["error"]):
             PARSERS[tool](text)
         return
     report: ToolReport = PARSERS[tool](text)
@@ -78,20 +78,20 @@ def test_benchmark_model_reads_the_timed_run_not_the_warmup_or_the_profiler() ->
     ],
 )
 def test_a_result_line_it_cannot_read_is_quoted(parser: Any, line: str) -> None:
-    with pytest.raises(NativeOutputError) as caught:
+    with pytest.raises(ParseError) as caught:
         parser(line + "\n")
     assert line.split(":")[0].strip("[I] ") in str(caught.value)
 
 
 @pytest.mark.parametrize("parser", list(PARSERS.values()))
 def test_output_without_results_is_refused_with_its_last_lines(parser: Any) -> None:
-    with pytest.raises(NativeOutputError, match="Segmentation fault"):
+    with pytest.raises(ParseError, match="Segmentation fault"):
         parser("loading model\nSegmentation fault (core dumped)\n")
 
 
 def test_trtexec_failed_run_is_refused() -> None:
     text = "[I] Latency: min = 1 ms, max = 2 ms, mean = 1.5 ms\n&&&& FAILED TensorRT.trtexec [TensorRT v8601] # trtexec\n"
-    with pytest.raises(NativeOutputError, match="FAILED"):
+    with pytest.raises(ParseError, match="FAILED"):
         parse_trtexec(text)
 
 
@@ -102,5 +102,5 @@ def test_trtexec_export_times_become_raw_samples() -> None:
     text = (FIXTURES / "trtexec" / "tensorrt_8401_plugin_sample.txt").read_text()
     report = parse_trtexec(text, times)
     assert report.latencies_ns == (2_500_000, 2_250_000) and report.n == 2
-    with pytest.raises(NativeOutputError, match="latencyMs"):
+    with pytest.raises(ParseError, match="latencyMs"):
         parse_trtexec_times('[{"computeMs": 1}]')

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import ParseError
 from harness.probes.power import (
-    PowerParseError,
     android_watts,
     battery_sign,
     energy_summary,
@@ -39,7 +39,7 @@ def test_tegrastats_lines_of_every_board_format() -> None:
 
 
 def test_tegrastats_without_rails_is_refused() -> None:
-    with pytest.raises(PowerParseError, match="no power rails"):
+    with pytest.raises(ParseError, match="no power rails"):
         parse_tegrastats("RAM 613/3964MB (lfb 634x4MB) CPU [2%@102]")
 
 
@@ -51,9 +51,9 @@ def test_pi5_pmic_pairs_rails_by_name() -> None:
     assert sum(rails.values()) == pytest.approx(meta["expected"]["total_w"])
     assert len(rails) == meta["expected"]["rails"] and "EXT5V" not in rails
     assert rails["VDD_CORE"] == pytest.approx(meta["expected"]["vdd_core_w"])
-    with pytest.raises(PowerParseError, match="Pi 4 or older"):
+    with pytest.raises(ParseError, match="Pi 4 or older"):
         parse_pmic_read_adc("     EXT5V_V volt(24)=5.09066000V\n")
-    with pytest.raises(PowerParseError, match="cannot read the line"):
+    with pytest.raises(ParseError, match="cannot read the line"):
         parse_pmic_read_adc('error=1 error_msg="Command not registered"\n')
 
 
@@ -136,7 +136,7 @@ def test_nvidia_smi_power_draw_by_header() -> None:
     assert parse_nvidia_smi(two) == {0: 71.52, 1: 68.10}
     [(_, total)] = power_trace("nvidia-smi", [{"t_ns": 10**9, "raw": two}])
     assert total == pytest.approx(139.62)
-    with pytest.raises(PowerParseError, match="no power sensor"):
+    with pytest.raises(ParseError, match="no power sensor"):
         parse_nvidia_smi("power.draw [W], memory.used [MiB]\n[N/A], [N/A]\n")
-    with pytest.raises(PowerParseError, match="no power.draw column"):
+    with pytest.raises(ParseError, match="no power.draw column"):
         parse_nvidia_smi("NVIDIA-SMI has failed because it couldn't communicate with the driver")

@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.runner import run as runner
+from harness import runner
+from harness.deploy import RUNNER_FILES
+from harness.runner.contract import JobError
+from harness.runner.measure import timed_loop
+from harness.runner.runtimes import make_inputs, resolve_shape
 
-RUNNER = Path(runner.__file__)
-DEVICE_FILES = [RUNNER, RUNNER.with_name("sampler.py")]
+DEVICE_FILES = [Path(runner.__file__).with_name(name) for name in RUNNER_FILES]
+SIBLINGS = {Path(name).stem for name in RUNNER_FILES}  # imported from the runner's own folder
 
 
 @pytest.mark.parametrize("path", DEVICE_FILES, ids=lambda p: p.name)
@@ -41,60 +45,58 @@ def test_device_side_files_import_only_the_standard_library(path: Path) -> None:
     }
     import sys
 
-    assert imported - runtimes <= set(sys.stdlib_module_names) | {"__future__"}
+    assert imported - runtimes - SIBLINGS <= set(sys.stdlib_module_names) | {"__future__", ""}
     assert "harness" not in imported
 
 
 def test_dynamic_dimensions_are_filled_by_name_or_axis() -> None:
-    assert runner.resolve_shape("x", ["batch", 3, None], {"batch": 2, "x:2": 7}) == [2, 3, 7]
-    with pytest.raises(
-        runner.JobError, match=r"axis 0 is dynamic \('batch'\).*dims = \{ batch = N \}"
-    ):
-        runner.resolve_shape("x", ["batch", 3], {})
-    with pytest.raises(runner.JobError, match='axis 1 is dynamic \\(unnamed\\).*"x:1"'):
-        runner.resolve_shape("x", [1, None], {})
+    assert resolve_shape("x", ["batch", 3, None], {"batch": 2, "x:2": 7}) == [2, 3, 7]
+    with pytest.raises(JobError, match=r"axis 0 is dynamic \('batch'\).*dims = \{ batch = N \}"):
+        resolve_shape("x", ["batch", 3], {})
+    with pytest.raises(JobError, match='axis 1 is dynamic \\(unnamed\\).*"x:1"'):
+        resolve_shape("x", [1, None], {})
 
 
 def test_generated_inputs_are_seeded_and_follow_specs() -> None:
     declared = [("img", "float32", ["n", 3]), ("ids", "int64", [1, 4])]
     specs = {"img": {"low": -1.0, "high": 1.0}, "ids": {"low": 0, "high": 10}}
-    first = runner.make_inputs(np, declared, specs, {"n": 2}, 7, None)
-    again = runner.make_inputs(np, declared, specs, {"n": 2}, 7, None)
+    first = make_inputs(np, declared, specs, {"n": 2}, 7, None)
+    again = make_inputs(np, declared, specs, {"n": 2}, 7, None)
     assert first["img"].shape == (2, 3) and first["img"].dtype == np.float32
     assert first["img"].min() >= -1 and first["img"].max() < 1
     assert first["ids"].dtype == np.int64 and first["ids"].max() < 10
     assert all(np.array_equal(first[k], again[k]) for k in first)
-    other = runner.make_inputs(np, declared, specs, {"n": 2}, 8, None)
+    other = make_inputs(np, declared, specs, {"n": 2}, 8, None)
     assert not np.array_equal(first["img"], other["img"])
 
 
 def test_inputs_from_files(tmp_path: Path) -> None:
     declared = [("a", "float32", [2]), ("b", "int32", [1])]
     np.savez(tmp_path / "x.npz", a=np.array([1.0, 2.0]), b=np.array([5]))
-    arrays = runner.make_inputs(np, declared, {}, {}, 0, str(tmp_path / "x.npz"))
+    arrays = make_inputs(np, declared, {}, {}, 0, str(tmp_path / "x.npz"))
     assert arrays["a"].dtype == np.float32 and arrays["b"].tolist() == [5]
     np.savez(tmp_path / "y.npz", a=np.array([1.0]))
-    with pytest.raises(runner.JobError, match="has no array named 'b'"):
-        runner.make_inputs(np, declared, {}, {}, 0, str(tmp_path / "y.npz"))
+    with pytest.raises(JobError, match="has no array named 'b'"):
+        make_inputs(np, declared, {}, {}, 0, str(tmp_path / "y.npz"))
     np.save(tmp_path / "z.npy", np.zeros(2))
-    with pytest.raises(runner.JobError, match="single-input model"):
-        runner.make_inputs(np, declared, {}, {}, 0, str(tmp_path / "z.npy"))
+    with pytest.raises(JobError, match="single-input model"):
+        make_inputs(np, declared, {}, {}, 0, str(tmp_path / "z.npy"))
 
 
 def test_fixed_stop_rule_counts_exactly() -> None:
     calls = itertools.count()
-    latencies, reason = runner.timed_loop(lambda: next(calls), {"iterations": 25})
+    latencies, reason = timed_loop(lambda: next(calls), {"iterations": 25})
     assert (len(latencies), reason, next(calls)) == (25, "fixed", 25)
     assert all(v >= 0 for v in latencies)
 
 
 def test_adaptive_stop_rule_reaches_the_ci_or_the_cap() -> None:
     quick = {"min_iterations": 20, "max_iterations": 10_000, "target_ci": 0.9, "max_seconds": 30}
-    latencies, reason = runner.timed_loop(lambda: None, quick)
+    latencies, reason = timed_loop(lambda: None, quick)
     assert reason == "ci" and len(latencies) == 20
     strict = {"min_iterations": 20, "max_iterations": 50, "target_ci": 1e-9, "max_seconds": 30}
-    latencies, reason = runner.timed_loop(lambda: sum(range(np.random.randint(1, 3000))), strict)
+    latencies, reason = timed_loop(lambda: sum(range(np.random.randint(1, 3000))), strict)
     assert reason == "max_iterations" and len(latencies) == 50
     timed = {"min_iterations": 5, "max_iterations": 10**9, "target_ci": 1e-9, "max_seconds": 0.05}
-    latencies, reason = runner.timed_loop(lambda: sum(range(np.random.randint(1, 3000))), timed)
+    latencies, reason = timed_loop(lambda: sum(range(np.random.randint(1, 3000))), timed)
     assert reason == "time" and len(latencies) >= 5

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness import stats
-from harness.runner import run as runner
+from harness.runner import measure as runner
 
 
 def test_summary_matches_numpy_and_converts_ns_to_ms() -> None:

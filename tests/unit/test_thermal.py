@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import ParseError
 from harness.probes.thermal import (
     decode_throttled,
     nvpmodel_mode,
@@ -26,7 +27,7 @@ def test_recorded_get_throttled_decodes() -> None:
     value = decode_throttled((FIXTURES / "get_throttled_0x50005.txt").read_text())
     assert case["source"] and value == case["expected"]["value"]
     assert throttle_flags(value) == case["expected"]["flags"]
-    with pytest.raises(ValueError, match="not `vcgencmd get_throttled` output"):
+    with pytest.raises(ParseError, match="not `vcgencmd get_throttled` output"):
         decode_throttled("VCHI initialization failed")
 
 
@@ -64,7 +65,7 @@ def test_recorded_dumpsys_battery(name: str) -> None:
     case = json.loads((BATTERY / "expected.json").read_text())[name]
     assert case["source"]
     assert parse_dumpsys_battery((BATTERY / name).read_text()) == case["expected"]
-    with pytest.raises(ValueError, match="not `dumpsys battery` output"):
+    with pytest.raises(ParseError, match="not `dumpsys battery` output"):
         parse_dumpsys_battery("Can't find service: battery")
 
 

@@ -1,0 +1,149 @@
+"""The inventory: list, check, lock, unlock, who."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    pass
+from harness.cli.common import (
+    DevicesDir,
+    _console,
+    _device_transport,
+    _exit_code,
+    _fail,
+    _inventory,
+    devices_app,
+)
+from harness.cli.display import _cpu_text, _print_phone
+
+
+@devices_app.command("list")
+def devices_list(devices_dir: DevicesDir = Path("devices")) -> None:
+    """Show the inventory."""
+    from rich.table import Table
+
+    from harness.errors import HarnessError
+
+    try:
+        inventory = _inventory(devices_dir, [])
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    table = Table("name", "transport", "address", "role", "labels", "runner", "source")
+    for device in inventory.values():
+        labels = ", ".join(f"{k}={v}" for k, v in device.labels.items())
+        runner = device.python if device.runner_kind == "python" else "native"
+        table.add_row(
+            device.name,
+            device.transport,
+            device.address,
+            device.role,
+            labels,
+            runner,
+            device.source,
+        )
+    _console().print(table)
+
+
+@devices_app.command("check")
+def devices_check(
+    name: Annotated[str, typer.Argument(help="Device name (file stem in devices/).")],
+    devices_dir: DevicesDir = Path("devices"),
+) -> None:
+    """Connect and report what the device is and which runtimes it can run."""
+    from harness.errors import HarnessError
+    from harness.probes.facts import check_device, check_phone
+    from harness.transport import open_transport
+
+    console = _console()
+    try:
+        inventory = _inventory(devices_dir, [name])
+        if name not in inventory:
+            raise _fail(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
+        device = inventory[name]
+        with open_transport(device, inventory) as transport:
+            if device.transport == "adb":
+                _print_phone(console, check_phone(device, transport))
+                return
+            facts = check_device(device, transport)
+    except HarnessError as exc:
+        raise _fail(str(exc), _exit_code(exc)) from None
+    free = f"{facts.disk_free_bytes / 2**30:.1f} GiB" if facts.disk_free_bytes else "unknown"
+    console.print(f"[bold]{name}[/bold]: reachable")
+    for label, value in [
+        ("arch", facts.arch),
+        ("os", f"{facts.os} (kernel {facts.kernel})"),
+        ("python", facts.python),
+        ("numpy", facts.numpy or "missing"),
+        ("cpus", facts.cpu_count),
+        ("cpu", _cpu_text(facts.identity)),
+        ("ram", f"{facts.identity['ram_mb']} MB" if facts.identity.get("ram_mb") else "?"),
+        ("board", facts.identity.get("board") or facts.identity.get("l4t") or "-"),
+        ("workdir", f"{facts.workdir} ({free} free)"),
+    ]:
+        console.print(f"  {label:8} {value}")
+    for runtime, info in facts.runtimes.items():
+        if "error" in info:
+            console.print(f"  {runtime:16} [dim]not usable: {info['error']}[/dim]")
+        else:
+            extras = info.get("providers") or info.get("delegates") or []
+            console.print(f"  {runtime:16} [green]{info['version']}[/green] {', '.join(extras)}")
+    if not facts.usable_runtimes:
+        console.print(
+            "[red]no inference runtime imports there: install onnxruntime or ai-edge-litert[/red]"
+        )
+        raise typer.Exit(1)
+
+
+@devices_app.command("lock")
+def devices_lock(
+    name: Annotated[str, typer.Argument(help="Device name.")],
+    hours: Annotated[float, typer.Option(help="How long the reservation lasts.")] = 8.0,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a current holder.")] = 0.0,
+    devices_dir: DevicesDir = Path("devices"),
+) -> None:
+    """Reserve a device by hand (benchmark runs wait for it, or skip it)."""
+    from harness.lease import acquire, new_lease
+
+    with _device_transport(name, devices_dir) as transport:
+        lease = acquire(transport, new_lease("manual", hours * 3600), wait)
+    _console().print(f"{name}: reserved by {lease.describe()}")
+
+
+@devices_app.command("unlock")
+def devices_unlock(
+    name: Annotated[str, typer.Argument(help="Device name.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Remove another holder's lease too.")
+    ] = False,
+    devices_dir: DevicesDir = Path("devices"),
+) -> None:
+    """Release a reservation taken with `devices lock` (by you on this host)."""
+    from harness.lease import current_owner, read_lease, release
+
+    with _device_transport(name, devices_dir) as transport:
+        held = read_lease(transport)
+        mine = held is not None and held.purpose == "manual" and held.owner == current_owner()
+        removed = release(transport, held, force=True) if (mine or force) else None
+    if held is None:
+        _console().print(f"{name}: not reserved")
+    elif removed is None:
+        raise _fail(f"{name} is reserved by {held.describe()}; use --force to remove it", 1)
+    else:
+        _console().print(f"{name}: released (was {removed.describe()})")
+
+
+@devices_app.command("who")
+def devices_who(
+    name: Annotated[str, typer.Argument(help="Device name.")],
+    devices_dir: DevicesDir = Path("devices"),
+) -> None:
+    """Who holds the device's reservation, and until when."""
+    from harness.lease import read_lease
+
+    with _device_transport(name, devices_dir) as transport:
+        held = read_lease(transport)
+    _console().print(f"{name}: " + (held.describe() if held else "not reserved"))

@@ -1,0 +1,207 @@
+"""How the commands print: result tables, comparisons, a phone's facts, progress."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from harness.scheduler import JobEvent
+
+
+def _num_text(value: Any, spec: str = ".4f") -> str:
+    return "" if value is None or value != value else format(value, spec)
+
+
+def _brief(report: dict[str, Any]) -> str:
+    parts = []
+    for key, value in report.items():
+        if key in ("strategy", "bytes"):
+            continue
+        if isinstance(value, list):
+            value = f"{len(value)} layer(s)"
+        elif isinstance(value, dict):
+            value = f"{len(value)} entries"
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def _cpu_text(identity: dict[str, Any]) -> str:
+    parts = identity.get("cpu_parts") or []
+    cores = f" (core parts {', '.join(parts)})" if len(parts) > 1 else ""
+    return f"{identity.get('cpu_model') or '?'}{cores}"
+
+
+def _print_phone(console: Console, facts: Any) -> None:
+    props = facts.props
+    free = f"{facts.disk_free_bytes / 2**30:.1f} GiB" if facts.disk_free_bytes else "unknown"
+    battery = (
+        f"{facts.battery_percent}% ({facts.battery_status or 'status unknown'})"
+        if facts.battery_percent is not None
+        else "unknown"
+    )
+    console.print(f"[bold]{facts.device}[/bold]: reachable over adb")
+    for label, value in [
+        ("model", " ".join(filter(None, [props.get("manufacturer"), props.get("model")]))),
+        ("android", f"{props.get('android', '?')} (SDK {props.get('sdk', '?')})"),
+        ("abi", props.get("abi", "?")),
+        ("soc", props.get("soc") or props.get("platform") or "?"),
+        ("battery", battery),
+        ("workdir", f"{facts.workdir} ({free} free)"),
+    ]:
+        console.print(f"  {label:8} {value or '?'}")
+    for tool, state in facts.binaries.items():
+        style = "red" if state == "missing" else "green"
+        console.print(f"  {tool:22} [{style}]{state}[/{style}]")
+    if not facts.binaries:
+        console.print("  [yellow]no benchmark binaries configured ([binaries.*])[/yellow]")
+    if "missing" in facts.binaries.values():
+        console.print(
+            "[red]a configured binary is not on the phone:[/red] `adb push` it to that path, "
+            'or set `local = "path/on/this/machine"` under [binaries.<tool>] to have it pushed'
+        )
+        raise typer.Exit(1)
+
+
+def _print_tables(console: Console, results: Any) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from harness.report.table import TERMINAL_COLUMNS, latency_tables
+
+    if results.empty:
+        console.print("no finished jobs yet")
+        return
+    for model, rows in latency_tables(results):
+        table = Table(title=model, title_justify="left", box=box.SIMPLE_HEAD)
+        for column in TERMINAL_COLUMNS:
+            header = "p50 95% CI" if column == "p50_ci" else column
+            left = column in ("variant", "device", "runtime", "provider", "status")
+            table.add_column(header, justify="left" if left else "right", no_wrap=left)
+        for row in rows:
+            style = None if row["status"] == "ok" else "red"
+            table.add_row(*(str(row[c]) for c in TERMINAL_COLUMNS), style=style)
+        console.print(table)
+        for row in rows:
+            if row["note"]:
+                marker = "[yellow]warning[/yellow]" if row["status"] == "ok" else "[red]error[/red]"
+                where = f"{row['variant']} {row['device']} {row['provider']} t{row['threads']}"
+                console.print(f"  {marker} {where}: {row['note']}", soft_wrap=True)
+
+
+def _print_comparison(
+    console: Console, results: Any, samples: Any, only_with_variants: bool = False
+) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from harness.report.compare import GROUP, compare_variants
+
+    comparison = compare_variants(results, samples)
+    if comparison.empty:
+        console.print("no successful jobs to compare")
+        return
+    for key, group in comparison.groupby(GROUP, sort=False, dropna=False):
+        if only_with_variants and len(group) < 2:
+            continue
+        device, model, runtime, provider, threads = key
+        table = Table(
+            title=f"{model} on {device} ({runtime} {provider}, {threads} threads) vs fp32",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        columns = ["variant", "strategy", "p50 ms", "speedup [95% CI]", "size", "peak mem"]
+        columns += ["accuracy", "Δ acc pts", "top-1 agree", "pareto"]
+        for column in columns:
+            left = column in ("variant", "strategy")
+            table.add_column(column, justify="left" if left else "right", no_wrap=True)
+        rows = group.to_dict("records")
+        for row in rows:
+            table.add_row(
+                row["variant"],
+                row["strategy"],
+                f"{row['p50_ms']:.3f}",
+                _times(row["speedup"], row["speedup_low"], row["speedup_high"])
+                + ("" if row["significant"] is not False else " ~"),
+                _times(row["size_ratio"]),
+                _times(row["peak_mem_ratio"]),
+                _pct(row["accuracy"]),
+                _points(row["accuracy_delta"]),
+                _pct(row["top1_agreement"]),
+                "*" if row["pareto"] else "",
+                style="red" if "SLOWER" in row["notes"] else None,
+            )
+        console.print(table)
+        if any(row["significant"] is False for row in rows):
+            console.print("  ~ : not distinguishable from fp32 (CI or process-to-process noise)")
+        for row in rows:
+            if row["notes"]:
+                console.print(
+                    f"  [yellow]{row['variant']}[/yellow]: {row['notes']}", soft_wrap=True
+                )
+
+
+def _times(value: float | None, low: float | None = None, high: float | None = None) -> str:
+    if value is None or value != value:
+        return ""
+    text = f"{value:.2f}x"
+    return text + (f" [{low:.2f}-{high:.2f}]" if low is not None and high is not None else "")
+
+
+def _points(value: float | None) -> str:
+    return "" if value is None or value != value else f"{value * 100:+.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None or value != value else f"{value:.1%}"
+
+
+class _Progress:
+    """Rich progress: one bar per device, advanced as its jobs end."""
+
+    def __init__(self, console: Console, jobs: list[Any]) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[current]}"),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal and os.environ.get("HARNESS_PROGRESS") != "1",
+        )
+        self.console = console
+        self.tasks = {}
+        for device in dict.fromkeys(j.device for j in jobs):
+            count = sum(1 for j in jobs if j.device == device)
+            self.tasks[device] = self.progress.add_task(device, total=count, current="")
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def on_event(self, event: JobEvent) -> None:
+        from rich.markup import escape
+
+        task = self.tasks[event.device]
+        message = escape(event.message)  # device output and paths: never rich markup
+        if event.kind == "device-error":
+            self.progress.print(f"[red]device {event.device} skipped:[/red] {message}")
+        elif event.kind == "start":
+            self.progress.update(task, current=event.job_id)
+        elif event.kind in ("retry", "waiting", "quarantine", "cleanup"):
+            self.progress.print(f"[yellow]{event.device} {event.kind}:[/yellow] {message}")
+        elif event.kind == "rerun":
+            self.progress.print(f"[yellow]{event.job_id}: {message}, once more[/yellow]")
+        elif event.kind == "end":
+            self.progress.update(task, advance=1, current="")
+            if event.status != "ok":
+                self.progress.print(f"[red]{event.job_id}: {event.status}[/red] {message}")

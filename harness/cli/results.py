@@ -1,0 +1,240 @@
+"""Stored runs read back: show, report, gate, compare, history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    pass
+from harness.cli.common import Baseline, RunRef, RunsDir, _console, _fail, _shown, app
+from harness.cli.display import _num_text, _print_comparison, _print_tables
+
+
+@app.command()
+def show(
+    run_ref: RunRef = "latest",
+    runs_dir: RunsDir = Path("reports/runs"),
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Each variant against fp32: speedup, size, accuracy.")
+    ] = False,
+) -> None:
+    """Print a stored run's tables (read from disk; works for a run killed half way)."""
+    from harness.errors import HarnessError
+    from harness.store import resolve_run
+
+    console = _console()
+    try:
+        store = resolve_run(runs_dir, run_ref)
+        meta = store.read_run_meta()
+        results, samples = store.frames()
+        if compare:
+            _print_comparison(console, results, samples)
+        else:
+            _print_tables(console, results)
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    if meta and not meta.get("finished_at"):
+        console.print("[yellow]this run did not finish: shown are the jobs that did[/yellow]")
+    console.print(f"run directory: {_shown(store.run_dir)}")
+
+
+@app.command()
+def report(
+    run_ref: RunRef = "latest",
+    runs_dir: RunsDir = Path("reports/runs"),
+    budgets: Annotated[
+        Path | None, typer.Option(help="Budgets TOML: puts the gate's verdict on top.")
+    ] = None,
+    baseline: Baseline = None,
+) -> None:
+    """Write report.html (self-contained), summary.md and plots/ into the run directory."""
+    from harness.errors import HarnessError
+    from harness.report.document import write_report
+    from harness.store import resolve_run
+
+    console = _console()
+    try:
+        store = resolve_run(runs_dir, run_ref)
+        results, samples = store.frames()
+        verdict = _verdict(budgets, results, samples, runs_dir, baseline) if budgets else None
+        files = write_report(store, results, samples, verdict)
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"report: {_shown(files.html)}")
+    console.print(f"summary: {_shown(files.markdown)}")
+    console.print(f"plots: {len(files.plots)} in {_shown(files.html.parent / 'plots')}")
+
+
+@app.command()
+def gate(
+    budgets: Annotated[Path, typer.Argument(help="Budgets TOML ([[budget]] tables).")],
+    run_ref: RunRef = "latest",
+    runs_dir: RunsDir = Path("reports/runs"),
+    baseline: Baseline = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
+    summary: Annotated[Path | None, typer.Option(help="Write the Markdown summary here.")] = None,
+    extend: Annotated[
+        bool, typer.Option("--extend", help="Re-run inconclusive jobs with more iterations.")
+    ] = False,
+    factor: Annotated[int, typer.Option(help="With --extend: times more iterations.")] = 4,
+) -> None:
+    """Decide a release: exit 0 pass, 1 fail, 2 inconclusive or incomplete."""
+    from harness.errors import HarnessError
+    from harness.gate import extendable_jobs, junit_xml, markdown_summary, merge_extension
+    from harness.scheduler import extend_run
+    from harness.store import resolve_run
+
+    console = _console()
+    try:
+        store = resolve_run(runs_dir, run_ref)
+        verdict = _verdict(budgets, *store.frames(), runs_dir, baseline)
+        rerun = extendable_jobs(verdict) if extend else set()
+        if rerun:
+            console.print(f"re-running {len(rerun)} inconclusive job(s) with {factor}x the samples")
+            extension = extend_run(store, rerun, factor)
+            console.print(f"extension run: {_shown(extension.run_dir)}")
+            verdict = merge_extension(
+                verdict, _verdict(budgets, *extension.frames(), runs_dir, baseline), rerun
+            )
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    text = markdown_summary(verdict)
+    if junit:
+        junit.write_text(junit_xml(verdict))
+    if summary:
+        summary.write_text(text)
+    console.print(text, markup=False)
+    raise typer.Exit(verdict.exit_code)
+
+
+def _verdict(
+    budgets_path: Path, results: Any, samples: Any, runs_dir: Path, baseline: str | None
+) -> Any:
+    from harness.config import load_budgets
+    from harness.gate import evaluate
+    from harness.store import resolve_run
+
+    budgets = load_budgets(budgets_path)
+    reference = baseline or budgets.baseline
+    base_frames = resolve_run(runs_dir, reference).frames() if reference else None
+    return evaluate(budgets, results, samples, base_frames)
+
+
+@app.command()
+def history(
+    sources: Annotated[list[str] | None, typer.Argument(help="Run folders or globs.")] = None,
+    runs_dir: RunsDir = Path("reports/runs"),
+    out: Annotated[
+        Path | None, typer.Option(help="Write the stacked results here (.parquet).")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write trend plots into this folder.")] = None,
+    budgets: Annotated[
+        Path | None, typer.Option(help="Budgets TOML: p50/p90 limits drawn in the plots.")
+    ] = None,
+) -> None:
+    """Every stored run in one table; per-device noise floors; trend plots."""
+    from harness.config import load_budgets
+    from harness.errors import HarnessError
+    from harness.gate import budget_lines
+    from harness.history import consecutive_regressions, noise_floor
+    from harness.report import plots
+    from harness.store import load_history
+
+    console = _console()
+    notes: list[str] = []
+    try:
+        frame, samples = load_history(
+            sources or [runs_dir], with_samples=plot is not None, notes=notes
+        )
+        limits = budget_lines(load_budgets(budgets)) if budgets else {}
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    for note in notes:
+        console.print(f"warning: {note}", markup=False, soft_wrap=True)
+    ok = frame[frame["status"] == "ok"]
+    pivot = ok.pivot_table(
+        index=["device", "model", "variant", "threads"], columns="run_id", values="p50_ms"
+    )
+    console.print(f"{frame['run_id'].nunique()} runs, {len(frame)} jobs; p50 ms per run:")
+    console.print(pivot.iloc[:, -6:].round(4).to_string(), markup=False)
+    for device, floor in noise_floor(frame).items():
+        console.print(f"noise floor of {device}: ±{floor:.1%} (p95 of |p50 / median − 1|)")
+    if out:
+        frame.to_parquet(out, index=False)
+        console.print(f"wrote {out}")
+    if plot:
+        assert samples is not None
+        marked = consecutive_regressions(frame, samples, floors=noise_floor(frame))
+        figure = plots.trend(frame, limits, marked)
+        if figure is not None:
+            console.print(f"wrote {plots.save(figure, plot, 'trend')}")
+
+
+@app.command("compare")
+def compare_command(
+    before: Annotated[str, typer.Argument(help="The earlier run (id, path).")],
+    after: Annotated[str, typer.Argument(help="The later run (id, path, or 'latest').")] = "latest",
+    runs_dir: RunsDir = Path("reports/runs"),
+    threshold: Annotated[float, typer.Option(help="Smallest change that counts, percent.")] = 3.0,
+) -> None:
+    """Per matching job: ratio of medians [95% CI], p-value, verdict. Exit 1 when a job is
+    slower beyond the threshold (never below the device's noise floor)."""
+    from rich.table import Table
+
+    from harness.errors import HarnessError
+    from harness.history import compare_runs, noise_floor
+    from harness.store import load_history, read_calibrations, resolve_run
+
+    console = _console()
+    try:
+        a, b = resolve_run(runs_dir, before), resolve_run(runs_dir, after)
+        notes: list[str] = []
+        try:
+            floors = noise_floor(load_history([runs_dir], notes=notes)[0])
+        except HarnessError as exc:
+            notes.append(f"no noise floors from the history: {exc}")
+            floors = {}
+        for note in notes:
+            console.print(f"warning: {note}", markup=False, soft_wrap=True)
+        calibrated = read_calibrations(runs_dir.parent / "calibration")
+        table_frame = compare_runs(a.frames(), b.frames(), threshold / 100, floors, calibrated)
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(
+        "device",
+        "model",
+        "variant",
+        "t",
+        "p50 before",
+        "p50 after",
+        "ratio [95% CI]",
+        "p",
+        "verdict",
+        "why",
+    )
+    for row in table_frame.to_dict("records"):
+        ratio = (
+            f"{row['ratio']:.3f} [{row['ratio_low']:.3f}-{row['ratio_high']:.3f}]"
+            if row["ratio"] is not None and row["ratio"] == row["ratio"]
+            else ""
+        )
+        style = {"slower": "red", "faster": "green", "not comparable": "yellow"}.get(row["verdict"])
+        table.add_row(
+            str(row["device"]),
+            str(row["model"]),
+            str(row["variant"]),
+            str(row["threads"]),
+            _num_text(row["p50_a_ms"]),
+            _num_text(row["p50_b_ms"]),
+            ratio,
+            _num_text(row["p_value"], ".2g"),
+            row["verdict"],
+            row["reason"],
+            style=style,
+        )
+    console.print(table)
+    if (table_frame["verdict"] == "slower").any():
+        raise typer.Exit(1)

@@ -1,0 +1,215 @@
+"""The workflow: compress, run, merge, calibrate, fetch the bundled models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    pass
+from harness.cli.common import (
+    DevicesDir,
+    RunsDir,
+    _console,
+    _fail,
+    _plain,
+    _shown,
+    _Terminated,
+    _terminated_as_interrupt,
+    app,
+    models_app,
+)
+from harness.cli.display import _brief, _print_comparison, _print_tables, _Progress
+
+
+@app.command()
+def run(
+    plan: Annotated[Path, typer.Argument(help="Plan TOML, e.g. plans/quickstart.toml.")],
+    devices: Annotated[
+        str | None,
+        typer.Option(help="A subset of the plan's devices: names and/or labels, e.g. class=pi5."),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(metavar="RUN", help="Finish this run: only jobs without a result run."),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(metavar="I/N", help="Only the I-th of N shares of the devices (CI matrix)."),
+    ] = None,
+) -> None:
+    """Run a plan: models x variants x devices x runtime settings."""
+    from harness.config import parse_shard
+    from harness.errors import HarnessError
+    from harness.records import RESUMABLE_STATUSES
+    from harness.scheduler import prepare_run, run_prepared
+
+    console = _console()
+    try:
+        prepared = prepare_run(
+            plan,
+            only_devices=devices.split(",") if devices else None,
+            log=_plain(console),
+            resume=resume,
+            shard=parse_shard(shard) if shard else None,
+        )
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    done = prepared.store.finished_job_ids()
+    pending = [job for job in prepared.jobs if job.job_id not in done]
+    finished = len(prepared.jobs) - len(pending)
+    console.print(
+        f"run [bold]{prepared.store.run_id}[/bold]: {len(prepared.jobs)} jobs on "
+        f"{len({j.device for j in prepared.jobs})} device(s)"
+        + (f", {finished} already finished (kept as they are)" if finished else "")
+    )
+    try:
+        with _Progress(console, pending) as progress, _terminated_as_interrupt():
+            records = run_prepared(prepared, on_event=progress.on_event)
+    except KeyboardInterrupt as exc:
+        from rich.markup import escape
+
+        signal_name = "SIGTERM" if isinstance(exc, _Terminated) else "Ctrl-C"
+        console.print(
+            f"[yellow]interrupted ({signal_name})[/yellow]: the running jobs were stopped and "
+            "recorded as interrupted; finished jobs are in "
+            + escape(
+                f"{_shown(prepared.store.run_dir)}. Finish the run with: "
+                f"harness run {plan} --resume {prepared.store.run_id}"
+            ),
+            soft_wrap=True,
+        )
+        raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
+    results, samples = prepared.store.frames()
+    _print_tables(console, results)
+    _print_comparison(console, results, samples, only_with_variants=True)
+    console.print(f"run directory: {_shown(prepared.store.run_dir)}")
+    failed = [r for r in records if r.status != "ok"]
+    if failed:
+        for status in ("error", "timeout", "skipped", "interrupted"):
+            of_status = [r for r in failed if r.status == status]
+            for device in dict.fromkeys(r.device for r in of_status):
+                count = sum(1 for r in of_status if r.device == device)
+                reason = next(r.error for r in of_status if r.device == device)
+                console.print(f"  {device}: {count} job(s) {status} ({reason})", soft_wrap=True)
+        console.print(f"[red]{len(failed)} of {len(records)} jobs did not succeed[/red]")
+        if any(r.status in RESUMABLE_STATUSES for r in failed):
+            console.print(
+                f"run the skipped jobs later: harness run {plan} --resume {prepared.store.run_id}"
+            )
+        raise typer.Exit(1)
+
+
+@app.command()
+def merge(
+    runs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Runs to combine.")],
+    runs_dir: RunsDir = Path("reports/runs"),
+) -> None:
+    """Combine runs of one plan (its shards) into a new run directory."""
+    from harness.errors import HarnessError
+    from harness.store import merge_runs, resolve_run
+
+    console = _console()
+    try:
+        merged = merge_runs([resolve_run(runs_dir, ref) for ref in runs], runs_dir)
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    count = len(merged.records())
+    console.print(f"merged {len(runs)} runs ({count} jobs) into {_shown(merged.run_dir)}")
+
+
+@app.command()
+def calibrate(
+    device: Annotated[str, typer.Argument(help="Device name.")],
+    model: Annotated[str, typer.Option(help="Model manifest to time.")] = "tiny_mbv2",
+    processes: Annotated[
+        int, typer.Option(help="Fresh runner processes: floors for jobs of up to half as many.")
+    ] = 20,
+    iterations: Annotated[int, typer.Option(help="Timed iterations per process.")] = 200,
+    devices_dir: DevicesDir = Path("devices"),
+    models_dir: Annotated[Path, typer.Option(help="Folder of model manifests.")] = Path("models"),
+    runs_dir: RunsDir = Path("reports/runs"),
+) -> None:
+    """Measure the device's noise floor: how far apart identical jobs of 1 .. processes/2
+    processes land. `harness compare` never uses a threshold below it for this device."""
+    from harness.errors import HarnessError
+    from harness.history import calibration_floors
+    from harness.scheduler import calibration_run
+    from harness.store import write_calibration
+
+    console = _console()
+    if processes < 2:
+        raise _fail(
+            f"a noise floor compares processes: run with --processes 2 or more (got {processes};"
+            " 20 gives floors for jobs of up to 10 processes)"
+        )
+    try:
+        store, records = calibration_run(
+            device, model, processes, iterations, devices_dir, models_dir, runs_dir
+        )
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    failed = [r for r in records if r.status != "ok"]
+    if failed:
+        raise _fail(f"calibration job failed: {failed[0].error}", 1)
+    floors = calibration_floors(store.frames()[1])
+    out = write_calibration(runs_dir.parent / "calibration", device, floors, model=model,
+                            processes=processes, run_id=store.run_id)  # fmt: skip
+    console.print(
+        f"noise floor of {device} (p95 of how far apart two identical jobs land), by processes "
+        f"per job: " + ", ".join(f"{n}: ±{floor:.1%}" for n, floor in floors.items())
+    )
+    console.print(f"wrote {_shown(out)}")
+
+
+@app.command()
+def compress(
+    model: Annotated[str, typer.Argument(help="Model manifest name (in models/) or path.")],
+    models_dir: Annotated[Path, typer.Option(help="Folder of model manifests.")] = Path("models"),
+) -> None:
+    """Build the model's variants (cached: only what changed is rebuilt)."""
+    from rich.table import Table
+
+    from harness.compress import BuildContext, build_all
+    from harness.config import load_manifest
+    from harness.errors import HarnessError
+    from harness.scheduler import variant_cache_dir
+
+    console = _console()
+    path = Path(model) if model.endswith(".toml") else models_dir / f"{model}.toml"
+    try:
+        manifest = load_manifest(path)
+        built = build_all(
+            [manifest], None, variant_cache_dir(path.parent), BuildContext, log=_plain(console)
+        )
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    table = Table("variant", "file", "bytes", "what it did")
+    for (_, variant), result in built.items():
+        if result.error:
+            table.add_row(variant, "[red]not built[/red]", "", result.error)
+            continue
+        assert result.path is not None
+        summary = {k: v for k, v in result.report.items() if k not in ("params", "base_sha256")}
+        table.add_row(variant, str(result.path), str(result.path.stat().st_size), _brief(summary))
+    console.print(table)
+    if any(r.error for r in built.values()):
+        raise typer.Exit(1)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    models_dir: Annotated[Path, typer.Option(help="Folder of model manifests.")] = Path("models"),
+) -> None:
+    """Create the bundled model files the manifests describe (generate or extract)."""
+    from harness.bundled import fetch_all
+    from harness.errors import HarnessError
+
+    console = _console()
+    try:
+        made = fetch_all(models_dir, log=_plain(console))
+    except HarnessError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{len(made)} model file(s) created; the others were up to date")

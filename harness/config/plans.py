@@ -1,0 +1,154 @@
+"""Plans (what to run, how to measure) and budgets (what a release must meet)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from harness.config.base import NAME_PATTERN, LaxPath, _read_toml, _Strict, _validate
+from harness.config.devices import LOCAL_DEVICE_NAME
+from harness.config.models import ModelManifest, load_manifest
+from harness.errors import ConfigError
+
+
+class Measure(_Strict):
+    """The stop rule: fixed `iterations`, or adaptive on the CI of the median."""
+
+    warmup: Annotated[int, Field(ge=0)] = 10
+    iterations: Annotated[int, Field(ge=1)] | None = None
+    min_iterations: Annotated[int, Field(ge=5)] = 50
+    max_iterations: Annotated[int, Field(ge=5)] = 100_000
+    target_ci: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    max_seconds: Annotated[float, Field(gt=0)] = 10.0
+    timeout_s: Annotated[float, Field(gt=0)] = 300.0
+    # fresh runner processes per job, in rounds over the device's jobs; latencies pooled
+    processes: Annotated[int, Field(ge=1, le=100)] = 1
+    # for testing regression detection only: every inference made this fraction slower
+    inject_slowdown: Annotated[float, Field(ge=0, le=10)] = 0.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Measure:
+        if self.max_iterations < self.min_iterations:
+            raise ValueError("max_iterations must be >= min_iterations")
+        return self
+
+
+TFLITE_DELEGATES = ("xnnpack", "builtin", "gpu", "nnapi")
+
+
+class RuntimeSettings(_Strict):
+    threads: list[Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=lambda: [1])
+    onnx_providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    tflite_delegates: list[str] = Field(default_factory=lambda: ["xnnpack"])
+
+    @field_validator("tflite_delegates")
+    @classmethod
+    def _known_delegate(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if value not in TFLITE_DELEGATES and not value.startswith("delegate:"):
+                raise ValueError(
+                    f"'{value}' is not a TFLite delegate: use 'xnnpack' (default kernels), "
+                    "'builtin' (no default delegate), 'gpu' or 'nnapi' (benchmark_model "
+                    "only) or 'delegate:/path/on/device/libX.so'"
+                )
+        return values
+
+
+class Inputs(_Strict):
+    seed: int = 0
+    dims: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    files: dict[str, LaxPath] = Field(default_factory=dict)
+
+
+class Plan(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    devices: list[str] = Field(default_factory=lambda: [LOCAL_DEVICE_NAME], min_length=1)
+    models: list[str] = Field(min_length=1)
+    variants: list[str] | None = None
+    devices_dir: LaxPath = Path("../devices")
+    models_dir: LaxPath = Path("../models")
+    output_dir: LaxPath = Path("../reports/runs")
+    measure: Measure = Field(default_factory=Measure)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    inputs: Inputs = Field(default_factory=Inputs)
+    plan_path: LaxPath | None = None
+
+
+def load_plan(path: Path) -> Plan:
+    data = _read_toml(path)
+    data.setdefault("name", path.stem)
+    plan = _validate(Plan, data, path)
+    base = path.parent
+    return plan.model_copy(
+        update={
+            "devices_dir": base / plan.devices_dir,
+            "models_dir": base / plan.models_dir,
+            "output_dir": base / plan.output_dir,
+            "inputs": plan.inputs.model_copy(
+                update={"files": {k: base / v for k, v in plan.inputs.files.items()}}
+            ),
+            "plan_path": path,
+        }
+    )
+
+
+def resolve_model(plan: Plan, ref: str) -> ModelManifest:
+    """A plan names a model by manifest name (in models_dir) or by a path to a manifest."""
+    candidate = Path(ref)
+    if candidate.suffix != ".toml":
+        candidate = plan.models_dir / f"{ref}.toml"
+    elif not candidate.is_absolute() and plan.plan_path is not None:
+        candidate = plan.plan_path.parent / candidate
+    if not candidate.is_file():
+        known = sorted(p.stem for p in plan.models_dir.glob("*.toml"))
+        raise ConfigError(
+            plan.plan_path or "plan",
+            f"model '{ref}' has no manifest at {candidate}; "
+            f"known models: {', '.join(known) or 'none'}",
+            "models",
+        )
+    return load_manifest(candidate)
+
+
+class Budget(_Strict):
+    """Limits for one model (optionally one variant, device, device class) in a release gate."""
+
+    model: str
+    variant: str | None = None
+    device: str | None = None
+    device_class: str | None = None
+    p50_ms: Annotated[float, Field(gt=0)] | None = None
+    p90_ms: Annotated[float, Field(gt=0)] | None = None
+    p99_ms: Annotated[float, Field(gt=0)] | None = None
+    peak_mem_mb: Annotated[float, Field(gt=0)] | None = None
+    energy_mj: Annotated[float, Field(gt=0)] | None = None
+    max_accuracy_drop: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_regression_pct: Annotated[float, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _has_a_limit(self) -> Budget:
+        if not any(getattr(self, name) is not None for name in BUDGET_METRICS):
+            raise ValueError(f"a budget needs at least one of {', '.join(BUDGET_METRICS)}")
+        return self
+
+
+BUDGET_METRICS = (
+    "p50_ms", "p90_ms", "p99_ms", "peak_mem_mb", "energy_mj", "max_accuracy_drop",
+    "max_regression_pct",
+)  # fmt: skip
+
+
+class Budgets(_Strict):
+    baseline: str | None = None  # a run id, a path, or "latest": for max_regression_pct
+    budget: list[Budget] = Field(min_length=1)
+
+
+def load_budgets(path: Path) -> Budgets:
+    budgets: Budgets = _validate(Budgets, _read_toml(path), path)
+    return budgets

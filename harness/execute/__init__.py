@@ -1,0 +1,55 @@
+"""The execute seam: one process of one job on a device, whatever runs it.
+
+    execute(job, session, round_index, timings) -> result document (harness.result/1)
+
+Behind it, `python_runner` (harness/runner/ copied to the device, for Linux boards with
+Python) and `native` (benchmark_model, onnxruntime_perf_test, trtexec: phones and
+TensorRT), each in its own module. The device worker (harness/worker.py) owns the session,
+the lease, retries and rounds; what runs a job lives here. A new way to run a job is a
+module with a `run` of this shape, chosen in `execute`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import Device
+from harness.jobs import Job
+from harness.native.commands import PYTHON_RUNNER
+from harness.transport.base import Transport
+
+
+@dataclass
+class DeviceSession:
+    """What an executor needs of the device it runs on, for the whole run."""
+
+    device: Device
+    transport: Transport
+    run_id: str
+    file_facts: dict[Path, tuple[str, int]]  # local file -> (sha256, size)
+    runner_path: str = ""  # run.py on the device, once installed
+    binary_paths: dict[str, str] = field(default_factory=dict)  # native tool -> device path
+
+    def run_folder(self) -> str:
+        """`<workdir>/jobs/<run>`: this run's job specs and scratch files on the device."""
+        return self.transport.remote_path(f"jobs/{self.run_id}")
+
+    def job_path(self, job: Job, suffix: str) -> str:
+        """`<workdir>/jobs/<run>/<job><suffix>`: one job's spec and scratch files."""
+        return self.transport.remote_path(f"jobs/{self.run_id}/{job.job_id}{suffix}")
+
+
+def execute(
+    job: Job, session: DeviceSession, round_index: int, timings: dict[str, Any]
+) -> dict[str, Any]:
+    """Run one process of the job; its result document (status ok or error). Raises
+    HarnessError subclasses for what went wrong around it (timeout, link, interruption)."""
+    if job.tool == PYTHON_RUNNER:
+        from harness.execute import python_runner
+
+        return python_runner.run(job, session, round_index, timings)
+    from harness.execute import native
+
+    return native.run(job, session, timings)

@@ -1,0 +1,108 @@
+"""One try of one process of a job, as the device worker sees it: a result, or the job's
+own failure with its status. Link faults and a lost lease are not the job's: they propagate
+to the worker, which retries or quarantines the device."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import (
+    CommandInterrupted,
+    CommandTimeout,
+    DeviceUnreachable,
+    HarnessError,
+    LeaseHeld,
+)
+from harness.execute import DeviceSession, execute
+from harness.jobs import Job
+from harness.probes.thermal import parse_zone_temps, throttle_reasons
+
+COOLDOWN_POLL_S = 0.5
+INTERRUPTED = "the run was interrupted (Ctrl-C or SIGTERM); --resume runs the job again"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One successful process of a job: its result document and the controller's notes."""
+
+    doc: dict[str, Any]
+    timings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The job's own failure, never retried: `error`, `timeout` or `interrupted`."""
+
+    status: str
+    error: str
+    timings: dict[str, Any]
+    doc: dict[str, Any] | None = None  # what the runner reported, when it did
+
+
+def attempt(
+    job: Job, session: DeviceSession, round_index: int, stop: threading.Event
+) -> Attempt | Failure:
+    """Cool down (if the device asks for it), then one process of the job."""
+    if job.build_error:
+        return Failure("error", f"variant not built: {job.build_error}", {})
+    clock = time.perf_counter()
+    timings: dict[str, Any] = {}
+    try:
+        if session.device.cooldown_c is not None:
+            timings["cooldown"] = cool_down(session, stop)
+        doc = execute(job, session, round_index, timings)
+    except (DeviceUnreachable, LeaseHeld):
+        session.transport.close()  # reconnect on the next try
+        raise
+    except CommandTimeout as exc:
+        return Failure("timeout", str(exc), timings)
+    except CommandInterrupted:
+        return Failure("interrupted", INTERRUPTED, timings)
+    except HarnessError as exc:
+        return Failure("error", str(exc), timings)
+    except Exception as exc:  # a bug of ours must not lose the other jobs
+        timings["traceback"] = traceback.format_exc()
+        return Failure("error", f"internal error: {exc!r}", timings)
+    timings["total_s"] = time.perf_counter() - clock
+    state = doc.get("state") or {}
+    timings["throttle_reasons"] = throttle_reasons(
+        state.get("before"), state.get("after"), session.device.throttle_min_freq_fraction
+    )
+    if doc["status"] != "ok":
+        return Failure("error", describe_runner_error(doc["error"]), timings, doc)
+    return Attempt(doc, timings)
+
+
+def cool_down(session: DeviceSession, stop: threading.Event) -> dict[str, Any]:
+    """Wait until the hottest thermal zone is below the device's cooldown_c, or until
+    cooldown_max_s has passed; says how long it waited and where it got to."""
+    device = session.device
+    target = device.cooldown_c
+    assert target is not None
+    started = time.monotonic()
+    probe = 'cat "$1"/class/thermal/thermal_zone*/temp 2>/dev/null; true'
+    while True:
+        result = session.transport.run(
+            ["sh", "-c", probe, "cooldown", device.sysfs_root], timeout_s=30
+        )
+        temps = parse_zone_temps(result.stdout)
+        hottest = max(temps) if temps else None
+        waited = time.monotonic() - started
+        reached = hottest is None or hottest < target  # no zones: nothing to wait for
+        if reached or waited >= device.cooldown_max_s or stop.is_set():
+            return {
+                "waited_s": round(waited, 3),
+                "hottest_c": hottest,
+                "target_c": target,
+                "reached": reached,
+            }
+        time.sleep(COOLDOWN_POLL_S)
+
+
+def describe_runner_error(error: Mapping[str, object]) -> str:
+    return f"{error.get('type')} while {error.get('stage')}: {error.get('message')}"

@@ -1,0 +1,136 @@
+"""A job's run through a device's own benchmark binary (benchmark_model,
+onnxruntime_perf_test, trtexec): the binary placed once, its argv from the plan, the
+device's state read around it, a phone's battery polled beside it, and its output parsed
+into the same result document the Python runner writes."""
+
+from __future__ import annotations
+
+import posixpath
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError, RunnerFailed
+from harness.execute import DeviceSession
+from harness.execute.python_runner import tail
+from harness.jobs import Job, power_spec
+from harness.native.commands import native_command, parse_tool_output, result_document
+from harness.native.sampling import SHELL_SOURCES, ShellPowerSampler
+from harness.probes.thermal import STATE_SCRIPT, parse_state_probe
+from harness.transport import sha256_of
+
+
+def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, Any]:
+    """One run of the job's native tool; its output parsed into a result document."""
+    device, transport = session.device, session.transport
+    clock = time.perf_counter()
+    remote_model, pushed = transport.put_content_addressed(
+        job.model_file, "models", session.file_facts[job.model_file][0]
+    )
+    binary = binary_path(job.tool, session)
+    times_path = None
+    if job.tool == "trtexec":
+        times_path = session.job_path(job, ".times.json")
+        transport.run_check(["mkdir", "-p", posixpath.dirname(times_path)], timeout_s=30)
+    argv = native_command(
+        job.tool,
+        binary=binary,
+        model_path=remote_model,
+        provider=job.provider,
+        threads=job.threads,
+        warmup=job.warmup,
+        stop=job.stop,
+        times_path=times_path,
+        cores=job.cores,
+    )
+    timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
+    before = device_state(session)
+    power = power_spec(device) if device.power in SHELL_SOURCES else None
+    sampler = None
+    windows: dict[str, Any] = {}
+    if power is not None:
+        sampler = ShellPowerSampler(transport, device.sysfs_root, power["interval_s"])
+        sampler.start()
+    try:
+        if sampler is not None and power is not None and power["idle_s"] > 0:
+            # the baseline: the tool not started yet
+            windows["idle_window_ns"] = sampler.idle_window(power["idle_s"], power["min_readings"])
+        window_start = time.monotonic_ns()
+        result = transport.run(argv, timeout_s=job.timeout_s, interruptible=True)
+        windows["timed_window_ns"] = [window_start, time.monotonic_ns()]
+    finally:
+        sampled = sampler.stop() if sampler is not None else None
+    timings["run_s"] = result.duration_s
+    after = device_state(session)
+    times_json = None
+    if times_path is not None and transport.exists(times_path):
+        with tempfile.TemporaryDirectory(prefix="harness-times-") as folder:
+            local = Path(folder) / "times.json"
+            transport.get(times_path, local)
+            times_json = local.read_text()
+    output = result.stdout + "\n" + result.stderr
+    try:
+        report = parse_tool_output(job.tool, output, times_json)
+    except RunnerFailed as exc:
+        raise RunnerFailed(
+            f"job {job.job_id} on '{device.name}': {exc} (exit status {result.exit_code})"
+        ) from None
+    if result.exit_code != 0:
+        raise RunnerFailed(
+            f"job {job.job_id} on '{device.name}': {job.tool} exited with status "
+            f"{result.exit_code}: {tail(output)}"
+        )
+    doc = result_document(job.job_id, job.runtime, report, argv)
+    doc["state"] = {"before": before, "after": after}
+    if power is not None and sampled is not None:
+        doc["power"] = {
+            "source": power["source"],
+            "interval_s": sampler.interval_s if sampler else None,
+            "window": "tool run",  # load and warm-up included (records.py says so)
+            "iterations": report.n,
+            **windows,
+            **sampled,
+        }
+    return doc
+
+
+def device_state(session: DeviceSession) -> dict[str, Any]:
+    """Thermal zones, a Jetson's power mode and a phone's charging state, read through
+    the transport around a native tool's run."""
+    result = session.transport.run(
+        ["sh", "-c", STATE_SCRIPT, "state", session.device.sysfs_root], timeout_s=30
+    )
+    return parse_state_probe(result.stdout)
+
+
+def binary_path(tool: str, session: DeviceSession) -> str:
+    """The tool's path on the device: as configured, or pushed once by content hash
+    (hashed, checked and made executable once per run on this device)."""
+    if tool in session.binary_paths:
+        return session.binary_paths[tool]
+    device = session.device
+    binary = device.binaries.get(tool)  # type: ignore[call-overload]
+    if binary is None:
+        raise ConfigError(
+            device.source or device.name,
+            f"device '{device.name}' has no {tool}: add [binaries.{tool}] with "
+            "`local` (a file on this machine, pushed) or `device` (a path on the device)",
+            f"binaries.{tool}",
+        )
+    if binary.device is not None:
+        session.binary_paths[tool] = binary.device
+        return binary.device
+    assert binary.local is not None
+    if not binary.local.is_file():
+        raise ConfigError(
+            device.source or device.name,
+            f"no such file: {binary.local} (the {tool} binary to push to the device)",
+            f"binaries.{tool}.local",
+        )
+    remote, _ = session.transport.put_content_addressed(
+        binary.local, "bin", sha256_of(binary.local)
+    )
+    session.transport.run_check(["chmod", "755", remote], timeout_s=30)
+    session.binary_paths[tool] = remote
+    return remote

@@ -1,0 +1,289 @@
+"""What the runner reads of its device: memory of its own process, thermal zones, CPU
+clocks and governors, a Pi's throttling and a Jetson's power mode, the device's identity
+and its facts for `harness devices check`; and the reversible preparation (affinity,
+governor) a device file allows. Standard library only, Python 3.8+."""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+try:  # imported as harness.runner.contract (the controller, the tests)
+    from .contract import FACTS_SCHEMA
+except ImportError:  # run on the device, where this file's folder is on sys.path
+    from contract import FACTS_SCHEMA  # type: ignore[no-redef]
+
+
+MEMORY_FIELDS = {"VmRSS": "rss_kb", "VmHWM": "hwm_kb", "VmSwap": "swap_kb"}
+
+
+def read_memory_kb():
+    """VmRSS, VmHWM, VmSwap and PSS (smaps_rollup: shared, memory-mapped weights counted
+    once across processes) of this process in kB (Linux); HWM from getrusage elsewhere."""
+    memory = dict.fromkeys(list(MEMORY_FIELDS.values()) + ["pss_kb"])
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                if name in MEMORY_FIELDS:
+                    memory[MEMORY_FIELDS[name]] = int(value.split()[0])
+    except OSError:
+        try:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            memory["hwm_kb"] = peak // 1024 if sys.platform == "darwin" else peak
+        except (ImportError, OSError):
+            pass
+    try:
+        with open("/proc/self/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    memory["pss_kb"] = int(line.split()[1])
+    except OSError:
+        pass  # kernels before 4.14, or not Linux
+    return memory
+
+
+def read_thermal_c(sysfs="/sys"):
+    """Every thermal zone's temperature in °C, keyed by zone type (empty where none)."""
+    zones = {}
+    root = os.path.join(sysfs, "class", "thermal")
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return zones
+    for name in names:
+        if not name.startswith("thermal_zone"):
+            continue
+        try:
+            with open(os.path.join(root, name, "temp")) as handle:
+                milli = int(handle.read().strip())
+            with open(os.path.join(root, name, "type")) as handle:
+                kind = handle.read().strip()
+        except (OSError, ValueError):
+            continue
+        zones["%s:%s" % (name, kind)] = milli / 1000.0
+    return zones
+
+
+def read_cpufreq_khz(sysfs="/sys"):
+    """Each CPU's [current, maximum] frequency in kHz, where cpufreq exists."""
+    freqs = {}
+    root = os.path.join(sysfs, "devices", "system", "cpu")
+    try:
+        names = sorted(n for n in os.listdir(root) if n[3:].isdigit() and n.startswith("cpu"))
+    except OSError:
+        return freqs
+    for name in names:
+        folder = os.path.join(root, name, "cpufreq")
+        try:
+            with open(os.path.join(folder, "scaling_cur_freq")) as handle:
+                current = int(handle.read().strip())
+            with open(os.path.join(folder, "cpuinfo_max_freq")) as handle:
+                maximum = int(handle.read().strip())
+        except (OSError, ValueError):
+            continue
+        freqs[name] = [current, maximum]
+    return freqs
+
+
+def read_governors(sysfs="/sys"):
+    """Each CPU's cpufreq governor, where cpufreq exists."""
+    governors = {}
+    for path in sorted(glob.glob(os.path.join(sysfs, "devices/system/cpu/cpu*/cpufreq"))):
+        try:
+            with open(os.path.join(path, "scaling_governor")) as handle:
+                governors[os.path.basename(os.path.dirname(path))] = handle.read().strip()
+        except OSError:
+            continue
+    return governors
+
+
+def command_text(argv):
+    """What a device tool prints (None where it is not installed or fails to start)."""
+    if not shutil.which(argv[0]):
+        return None
+    try:
+        done = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.decode(errors="replace").strip()
+
+
+def device_state(sysfs):
+    """What says whether this job's numbers are comparable: temperatures, clocks and their
+    governors, throttling (a Pi's get_throttled), a Jetson's power mode (nvpmodel -q)."""
+    return {
+        "thermal_c": read_thermal_c(sysfs),
+        "cpufreq_khz": read_cpufreq_khz(sysfs),
+        "governors": read_governors(sysfs),
+        "throttled": command_text(["vcgencmd", "get_throttled"]),
+        "nvpmodel": command_text(["nvpmodel", "-q"]),
+    }
+
+
+class Preparation:
+    """What the device file allows the runner to change for a job, undone afterwards: CPU
+    affinity (this process only) and the `performance` cpufreq governor (restored in
+    `undo`). Each change is recorded with whether it took, so a result says how it ran."""
+
+    def __init__(self, spec, sysfs):
+        self.spec = spec or {}
+        self.sysfs = sysfs
+        self.previous_governors = {}
+
+    def apply(self):
+        done = {}
+        cores = self.spec.get("cores")
+        if cores:
+            try:
+                os.sched_setaffinity(0, set(cores))
+                done["cpu_affinity"] = {"applied": True, "cpus": sorted(os.sched_getaffinity(0))}
+            except (AttributeError, OSError, ValueError) as exc:
+                done["cpu_affinity"] = {"applied": False, "cpus": cores, "error": str(exc)}
+        governor = self.spec.get("governor")
+        if governor:
+            done["governor"] = self._set_governor(governor)
+        return done
+
+    def _set_governor(self, governor):
+        current = read_governors(self.sysfs)
+        if not current:
+            return {"applied": False, "governor": governor, "error": "no cpufreq governors"}
+        errors = []
+        for cpu, old in current.items():
+            if old == governor:
+                continue
+            path = os.path.join(self.sysfs, "devices/system/cpu", cpu, "cpufreq/scaling_governor")
+            try:
+                with open(path, "w") as handle:
+                    handle.write(governor)
+                self.previous_governors[path] = old
+            except OSError as exc:
+                errors.append("%s: %s" % (cpu, exc.strerror or exc))
+        record = {"applied": not errors, "governor": governor, "previous": current}
+        if errors:
+            record["error"] = "; ".join(errors[:4])
+        return record
+
+    def undo(self):
+        for path, old in self.previous_governors.items():
+            try:
+                with open(path, "w") as handle:
+                    handle.write(old)
+            except OSError:
+                sys.stderr.write("could not restore the governor %s in %s\n" % (old, path))
+
+
+def device_facts(workdir):
+    """What `harness devices check` reports: platform, Python, runtimes, disk, CPUs."""
+    facts = {
+        "schema": FACTS_SCHEMA,
+        "arch": platform.machine(),
+        "os": os_pretty_name(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "cpu_count": os.cpu_count(),
+        "identity": device_identity(),
+        "runtimes": {},
+    }
+    try:
+        facts["disk_free_bytes"] = shutil.disk_usage(workdir).free
+    except OSError as exc:
+        facts["disk_free_bytes"] = None
+        facts["disk_error"] = str(exc)
+    try:
+        import onnxruntime as ort
+
+        facts["runtimes"]["onnxruntime"] = {
+            "version": ort.__version__,
+            "providers": ort.get_available_providers(),
+        }
+    except Exception as exc:  # any import failure is a fact to report
+        facts["runtimes"]["onnxruntime"] = {"error": "%s: %s" % (type(exc).__name__, exc)}
+    for module in ("ai_edge_litert", "tflite_runtime"):
+        try:
+            imported = __import__(module + ".interpreter")
+            facts["runtimes"][module] = {
+                "version": getattr(imported, "__version__", "unknown"),
+                "delegates": ["xnnpack", "builtin"],
+            }
+        except Exception as exc:
+            facts["runtimes"][module] = {"error": "%s: %s" % (type(exc).__name__, exc)}
+    try:
+        import numpy
+
+        facts["numpy"] = numpy.__version__
+    except Exception as exc:
+        facts["numpy"] = None
+        facts["numpy_error"] = str(exc)
+    return facts
+
+
+def read_first_line(path):
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode(errors="replace").replace("\x00", "").strip()
+    except OSError:
+        return None
+    return text.splitlines()[0].strip() if text else None
+
+
+def device_identity():
+    """The comparability keys every result carries: what CPU (and which core types), how
+    much RAM, which OS and kernel, which board (device tree model; Jetson's L4T release)."""
+    cpuinfo = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpuinfo = handle.read()
+    except OSError:
+        pass
+    fields = {}
+    parts = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        fields.setdefault(key, value)
+        if key == "CPU part":
+            parts.add(value)
+    ram_mb = None
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    ram_mb = int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpu_model": fields.get("model name")
+        or fields.get("Model")
+        or fields.get("Hardware")
+        or platform.processor()
+        or None,
+        "cpu_parts": sorted(parts),
+        "cpu_count": os.cpu_count(),
+        "ram_mb": ram_mb,
+        "os": os_pretty_name(),
+        "kernel": platform.release(),
+        "board": read_first_line("/proc/device-tree/model"),
+        "l4t": read_first_line("/etc/nv_tegra_release"),
+    }
+
+
+def os_pretty_name():
+    try:
+        with open("/etc/os-release") as handle:
+            for line in handle:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.platform()

@@ -1,0 +1,318 @@
+"""One job measured: samplers beside the runner, the idle baseline, load, warm-up, the timed
+loop with its stop rule, the eval pass. Standard library + the runtime; Python 3.8+."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+try:  # imported as harness.runner.contract (the controller, the tests)
+    from .contract import JobError
+except ImportError:  # run on the device, where this file's folder is on sys.path
+    from contract import JobError  # type: ignore[no-redef]
+
+try:  # imported as harness.runner.device (the controller, the tests)
+    from .device import Preparation, device_state, read_memory_kb
+except ImportError:  # run on the device, where this file's folder is on sys.path
+    from device import Preparation, device_state, read_memory_kb  # type: ignore[no-redef]
+
+try:  # imported as harness.runner.runtimes (the controller, the tests)
+    from .runtimes import OnnxRuntimeSession, TFLiteSession, make_inputs
+except ImportError:  # run on the device, where this file's folder is on sys.path
+    from runtimes import OnnxRuntimeSession, TFLiteSession, make_inputs  # type: ignore[no-redef]
+
+Z_95 = 1.959963984540054
+MAX_EVAL_VALUES = 2000000  # raw outputs returned for deviation checks, at most this many
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def median_ci_order_statistic(sorted_values, z=Z_95):
+    """Distribution-free CI of the median from order statistics (normal approximation
+    to the binomial; Conover, Practical Nonparametric Statistics). Ranks are rounded
+    outwards, so the interval is conservative. Returns (low, high) or None when n < 5."""
+    n = len(sorted_values)
+    if n < 5:
+        return None
+    half = z * math.sqrt(n) / 2.0
+    low_rank = max(1, int(math.floor(n / 2.0 - half)))
+    high_rank = min(n, int(math.ceil(1 + n / 2.0 + half)))
+    return sorted_values[low_rank - 1], sorted_values[high_rank - 1]
+
+
+def median_of_sorted(sorted_values):
+    n = len(sorted_values)
+    mid = n // 2
+    if n % 2:
+        return float(sorted_values[mid])
+    return (sorted_values[mid - 1] + sorted_values[mid]) / 2.0
+
+
+def ci_relative_half_width(values):
+    ordered = sorted(values)
+    median, ci = median_of_sorted(ordered), median_ci_order_statistic(ordered)
+    if ci is None or median <= 0:
+        return float("inf")
+    return (ci[1] - ci[0]) / 2.0 / median
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def timed_loop(infer, stop):
+    """Time `infer()` alone between two perf_counter_ns reads; apply the stop rule
+    outside the timed window. Returns (latencies_ns, stop_reason)."""
+    clock = time.perf_counter_ns
+    latencies = []
+    append = latencies.append
+    if stop.get("iterations"):
+        for _ in range(int(stop["iterations"])):
+            start = clock()
+            infer()
+            end = clock()
+            append(end - start)
+        return latencies, "fixed"
+    min_iterations = int(stop["min_iterations"])
+    max_iterations = int(stop["max_iterations"])
+    target = float(stop["target_ci"])
+    deadline = clock() + int(float(stop["max_seconds"]) * 1e9)
+    next_check = min_iterations
+    while True:
+        start = clock()
+        infer()
+        end = clock()
+        append(end - start)
+        count = len(latencies)
+        if count >= next_check:
+            if ci_relative_half_width(latencies) <= target:
+                return latencies, "ci"
+            next_check = count + max(10, count // 10)
+        if count >= min_iterations and end >= deadline:
+            return latencies, "time"
+        if count >= max_iterations:
+            return latencies, "max_iterations"
+
+
+def slowed(infer, fraction):
+    """For testing regression detectors only: each call busy-waits `fraction` of its own
+    duration more (a sleep is too coarse at these scales)."""
+    clock = time.perf_counter_ns
+
+    def slower():
+        start = clock()
+        infer()
+        until = clock() + int((clock() - start) * fraction)
+        while clock() < until:
+            pass
+
+    return slower
+
+
+class Sampler:
+    """sampler.py in a process of its own (power, or this runner's memory), from before
+    the idle baseline and the model load until after the timed loop; its raw readings go
+    back in the result document."""
+
+    def __init__(self, spec, what):
+        self.spec = spec
+        self.what = what
+        self.out = spec["out"]
+        self.proc = None
+        self.log = None
+
+    def start(self):
+        with open(self.out, "w"):
+            pass  # a fresh file per process
+        self.log = open(self.out + ".stderr", "w+")  # noqa: SIM115 -- lives as long as the sampler
+        sampler = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sampler.py")
+        self.proc = subprocess.Popen(
+            [sys.executable, sampler, json.dumps(self.spec), self.out],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+        deadline = time.monotonic() + 10
+        while os.path.getsize(self.out) == 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise JobError("the %s sampler did not start: %s" % (self.what, self.error_text()))
+            time.sleep(0.005)
+
+    def readings_ns(self):
+        """The timestamps of the readings written so far (a line cut short is not one)."""
+        stamps = []
+        with open(self.out) as handle:
+            for line in handle:
+                try:
+                    stamps.append(int(json.loads(line)["t_ns"]))
+                except (ValueError, KeyError):
+                    break
+        return stamps
+
+    def idle_window(self, idle_s, min_readings):
+        """[start, end] on the readings' clock: from the sampler's first reading (so no
+        reading lands a hair before it), at least `idle_s` long and held open until
+        `min_readings` readings are inside it, whatever the interval."""
+        interval_s = float(self.spec.get("interval_s", 0.05))
+        start = self.readings_ns()[0]
+        give_up = start + int((idle_s + (min_readings + 2) * interval_s + 10) * 1e9)
+        while True:
+            now = time.monotonic_ns()
+            enough = len(self.readings_ns()) >= min_readings
+            if (now - start >= idle_s * 1e9 and enough) or now > give_up:
+                return [start, now]
+            if self.proc.poll() is not None:  # the sampler died: the controller says so
+                return [start, now]
+            time.sleep(min(interval_s / 2, 0.05))
+
+    def stop(self):
+        """One more interval (a reading after the window's end), then SIGTERM."""
+        if self.proc.poll() is None:
+            time.sleep(float(self.spec.get("interval_s", 0.05)))
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        samples = []
+        with open(self.out) as handle:
+            for line in handle:
+                try:
+                    samples.append(json.loads(line))
+                except ValueError:
+                    break  # a line cut short by the stop
+        return {"samples": samples, "error": self.error_text() or None}
+
+    def error_text(self):
+        self.log.seek(0)
+        return self.log.read().strip()[-500:]
+
+
+def run_job(job, np, doc):
+    """Everything for one job; fills `doc` as it goes so a failure keeps what was measured."""
+    preparation = Preparation(job.get("prepare"), job.get("sysfs_root") or "/sys")
+    power = job.get("power")
+    sampler = Sampler(power, "power") if power else None
+    memory = job.get("memory_sampler")
+    memory_sampler = Sampler(dict(memory, pid=os.getpid()), "memory") if memory else None
+    try:
+        doc["preparation"] = preparation.apply()
+        if memory_sampler is not None:
+            memory_sampler.start()
+        if sampler is not None:
+            doc["power"] = {"source": power["source"], "interval_s": power.get("interval_s")}
+            sampler.start()
+        if sampler is not None and float(power.get("idle_s", 0)) > 0:
+            # the baseline: nothing loaded, nothing running
+            doc["power"]["idle_window_ns"] = sampler.idle_window(
+                float(power["idle_s"]), int(power.get("min_readings", 3))
+            )
+        measure_job(job, np, doc)
+    finally:
+        if sampler is not None and sampler.proc is not None:
+            doc["power"].update(sampler.stop())
+        if memory_sampler is not None and memory_sampler.proc is not None:
+            doc["memory_sampled"] = memory_sampler.stop()
+        preparation.undo()
+
+
+def measure_job(job, np, doc):
+    sysfs = job.get("sysfs_root") or "/sys"
+    before = device_state(sysfs)
+    doc["state"] = {"before": before}
+    doc["memory_kb"] = {"before_load": read_memory_kb()}
+    threads = int(job["threads"])
+    load_start = time.perf_counter_ns()
+    if job["runtime"] == "onnxruntime":
+        session = OnnxRuntimeSession(job["model_path"], job["provider"], threads)
+    elif job["runtime"] == "tflite":
+        session = TFLiteSession(job["model_path"], job["provider"], threads)
+    else:
+        raise JobError("unknown runtime '%s'" % job["runtime"])
+    doc["load_ms"] = (time.perf_counter_ns() - load_start) / 1e6
+    doc["runtime"] = {
+        "name": job["runtime"],
+        "module": session.module,
+        "version": session.version,
+        "providers": session.providers,
+    }
+    declared = session.declared_inputs()
+    arrays = make_inputs(
+        np,
+        declared,
+        job.get("input_specs") or {},
+        job.get("dims") or {},
+        int(job.get("seed", 0)),
+        job.get("input_file"),
+    )
+    session.set_inputs(arrays)
+    doc["inputs"] = [
+        {"name": name, "dtype": str(arrays[name].dtype), "shape": list(arrays[name].shape)}
+        for name, _, _ in declared
+    ]
+    doc["memory_kb"]["after_load"] = read_memory_kb()
+    infer = session.infer_callable()
+    if job.get("inject_slowdown"):
+        infer = slowed(infer, float(job["inject_slowdown"]))
+        doc["inject_slowdown"] = float(job["inject_slowdown"])
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        infer()
+        doc["first_ms"] = (time.perf_counter_ns() - start) / 1e6
+        for _ in range(int(job.get("warmup", 0))):
+            infer()
+        window_start = time.monotonic_ns()
+        latencies, reason = timed_loop(infer, job["stop"])
+        if "power" in doc:
+            doc["power"]["timed_window_ns"] = [window_start, time.monotonic_ns()]
+            doc["power"]["iterations"] = len(latencies)
+    finally:
+        gc.enable()
+    doc["latencies_ns"] = latencies
+    doc["stop_reason"] = reason
+    doc["memory_kb"]["after_run"] = read_memory_kb()
+    doc["state"]["after"] = device_state(sysfs)
+    if job.get("eval"):
+        doc["eval"] = run_eval(np, session, declared, job["eval"])
+
+
+def run_eval(np, session, declared, spec):
+    """Every eval sample, one at a time, after (never inside) the timed loop: the top-k
+    indices of the first output, and its raw values while they stay under a cap."""
+    data = np.load(spec["file"], allow_pickle=False)
+    keys = spec.get("inputs") or {}
+    arrays = {}
+    for name, _, _ in declared:
+        key = keys.get(name, name)
+        if key not in data.files:
+            raise JobError(
+                "eval set %s has no array '%s' for input '%s' (it has %s)"
+                % (os.path.basename(spec["file"]), key, name, data.files)
+            )
+        arrays[name] = data[key]
+    count = min(len(a) for a in arrays.values())
+    top_k = int(spec.get("top_k", 5))
+    predictions, outputs, values = [], [], 0
+    for index in range(count):
+        session.set_inputs(
+            {
+                name: np.ascontiguousarray(arrays[name][index : index + 1], dtype=dtype)
+                for name, dtype, _ in declared
+            }
+        )
+        first = np.asarray(session.outputs()[0], dtype=np.float64).ravel()
+        predictions.append(np.argsort(-first, kind="stable")[:top_k].tolist())
+        values += first.size
+        if outputs is not None and values <= MAX_EVAL_VALUES:
+            outputs.append(first.tolist())
+        else:
+            outputs = None
+    return {"n": count, "top_k": predictions, "outputs": outputs}

@@ -1,0 +1,225 @@
+"""The inference runtimes as the runner drives them (ONNX Runtime, LiteRT/TFLite) and the
+inputs it feeds them. Standard library + the runtime; Python 3.8+."""
+
+from __future__ import annotations
+
+import os
+
+try:  # imported as harness.runner.contract (the controller, the tests)
+    from .contract import JobError
+except ImportError:  # run on the device, where this file's folder is on sys.path
+    from contract import JobError  # type: ignore[no-redef]
+
+ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
+
+
+def resolve_shape(input_name, shape, dims):
+    """Fill dynamic dimensions from the plan's `dims` (by symbolic name or 'input:axis')."""
+    resolved = []
+    for axis, dim in enumerate(shape):
+        if isinstance(dim, int) and dim > 0:
+            resolved.append(dim)
+            continue
+        keys = ([dim] if isinstance(dim, str) and dim else []) + ["%s:%d" % (input_name, axis)]
+        for key in keys:
+            if key in dims:
+                resolved.append(int(dims[key]))
+                break
+        else:
+            label = "'%s'" % dim if isinstance(dim, str) and dim else "unnamed"
+            raise JobError(
+                "input '%s' axis %d is dynamic (%s) and the plan gives no value for it: add "
+                "`dims = { %s = N }` under [inputs] in the plan"
+                % (input_name, axis, label, '"%s"' % keys[0] if ":" in keys[0] else keys[0])
+            )
+    return resolved
+
+
+def make_inputs(np, declared, specs, dims, seed, input_file):
+    """Arrays for each model input: from the given .npy/.npz, else seeded uniform values.
+
+    `declared` is [(name, dtype, shape)] as the model states it; `specs` the manifest's
+    optional overrides {name: {shape, low, high}}."""
+    if input_file:
+        loaded = np.load(input_file, allow_pickle=False)
+        if input_file.endswith(".npy"):
+            if len(declared) != 1:
+                raise JobError(
+                    "a .npy input file fits a single-input model; this one has inputs %s: "
+                    "give an .npz keyed by input name" % [d[0] for d in declared]
+                )
+            return {declared[0][0]: np.ascontiguousarray(loaded, dtype=declared[0][1])}
+        arrays = {}
+        for name, dtype, _ in declared:
+            if name not in loaded.files:
+                raise JobError(
+                    "input file %s has no array named '%s' (it has %s)"
+                    % (os.path.basename(input_file), name, loaded.files)
+                )
+            arrays[name] = np.ascontiguousarray(loaded[name], dtype=dtype)
+        return arrays
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for name, dtype, shape in declared:
+        spec = specs.get(name, {})
+        shape = resolve_shape(name, spec.get("shape") or shape, dims)
+        low, high = float(spec.get("low", 0.0)), float(spec.get("high", 1.0))
+        if dtype == "bool":
+            values = rng.integers(0, 2, size=shape).astype(bool)
+        elif np.issubdtype(np.dtype(dtype), np.integer):
+            values = rng.integers(int(low), max(int(high), int(low) + 1), size=shape)
+        else:
+            values = rng.uniform(low, high, size=shape)
+        arrays[name] = np.ascontiguousarray(values, dtype=dtype)
+    return arrays
+
+
+# ----------------------------------------------------------------------------- runtimes
+
+
+def import_tflite():
+    """(Interpreter, load_delegate, op_resolver_types, module_name, version)."""
+    try:
+        import ai_edge_litert
+        from ai_edge_litert import interpreter as lite
+
+        return (
+            lite.Interpreter,
+            lite.load_delegate,
+            lite.OpResolverType,
+            "ai_edge_litert",
+            getattr(ai_edge_litert, "__version__", "unknown"),
+        )
+    except ImportError:
+        pass
+    try:
+        import tflite_runtime
+        from tflite_runtime import interpreter as lite
+
+        return (
+            lite.Interpreter,
+            lite.load_delegate,
+            lite.OpResolverType,
+            "tflite_runtime",
+            getattr(tflite_runtime, "__version__", "unknown"),
+        )
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        lite = tf.lite
+        return (
+            lite.Interpreter,
+            lite.experimental.load_delegate,
+            lite.experimental.OpResolverType,
+            "tensorflow.lite",
+            tf.__version__,
+        )
+    except ImportError:
+        raise JobError(
+            "no TFLite runtime on this device: install ai-edge-litert (pip install "
+            "ai-edge-litert) or tflite-runtime"
+        )
+
+
+class OnnxRuntimeSession:
+    def __init__(self, model_path, provider, threads):
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if provider not in available:
+            raise JobError(
+                "execution provider %s is not available on this device (available: %s)"
+                % (provider, ", ".join(available))
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        self.version = ort.__version__
+        self.module = "onnxruntime"
+        self.session = ort.InferenceSession(model_path, sess_options=options, providers=[provider])
+        self.providers = self.session.get_providers()
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.feeds = None
+
+    def declared_inputs(self):
+        return [
+            (i.name, ORT_DTYPES.get(i.type, "float32"), list(i.shape))
+            for i in self.session.get_inputs()
+        ]
+
+    def set_inputs(self, arrays):
+        self.feeds = arrays
+
+    def infer_callable(self):
+        run, names, feeds = self.session.run, self.output_names, self.feeds
+        return lambda: run(names, feeds)
+
+    def outputs(self):
+        return self.session.run(self.output_names, self.feeds)
+
+
+class TFLiteSession:
+    def __init__(self, model_path, delegate, threads):
+        interpreter_cls, load_delegate, resolver, self.module, self.version = import_tflite()
+        kwargs = {"model_path": model_path, "num_threads": threads}
+        if delegate == "builtin":
+            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        elif delegate.startswith("delegate:"):
+            library = delegate[len("delegate:") :]
+            try:
+                kwargs["experimental_delegates"] = [load_delegate(library)]
+            except (ValueError, OSError) as exc:
+                raise JobError("cannot load TFLite delegate %s: %s" % (library, exc))
+        elif delegate in ("gpu", "nnapi"):
+            raise JobError(
+                'the %s delegate is measured by benchmark_model: set runner = "native" and '
+                "binaries.benchmark_model in the device file" % delegate
+            )
+        elif delegate != "xnnpack":
+            raise JobError("unknown TFLite delegate '%s'" % delegate)
+        self.interpreter = interpreter_cls(**kwargs)
+        self.providers = [delegate]
+        self.details = self.interpreter.get_input_details()
+
+    def declared_inputs(self):
+        declared = []
+        for detail in self.details:
+            signature = detail.get("shape_signature", detail["shape"])
+            shape = [int(d) if int(d) > 0 else None for d in signature]
+            declared.append((detail["name"], detail["dtype"].__name__, shape))
+        return declared
+
+    def set_inputs(self, arrays):
+        resized = False
+        for detail in self.details:
+            array = arrays[detail["name"]]
+            if list(detail["shape"]) != list(array.shape):
+                self.interpreter.resize_tensor_input(detail["index"], list(array.shape))
+                resized = True
+        self.interpreter.allocate_tensors()
+        if resized:
+            self.details = self.interpreter.get_input_details()
+        for detail in self.details:
+            self.interpreter.set_tensor(detail["index"], arrays[detail["name"]])
+
+    def infer_callable(self):
+        return self.interpreter.invoke
+
+    def outputs(self):
+        return [
+            self.interpreter.get_tensor(d["index"]) for d in self.interpreter.get_output_details()
+        ]
