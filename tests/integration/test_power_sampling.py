@@ -99,6 +99,10 @@ def test_energy_per_inference_from_a_rapl_tree(
     assert timed["power_w"].between(0, 50).all()
     if idle_s:
         assert (trace["phase"] == "idle").sum() >= 10
+        # the idle window opens at the sampler's own first reading, on its clock
+        [record] = prepared.store.records()
+        power = record.runner["power"]
+        assert power["idle_window_ns"][0] == power["samples"][0]["t_ns"]
     # the report draws the trace with its timed window
     results, samples = prepared.store.frames()
     files = write_report(prepared.store, results, samples)
