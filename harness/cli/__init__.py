@@ -27,7 +27,3 @@ def main() -> None:
         app()
     except BrokenPipeError:  # e.g. `harness show | head`
         sys.stderr.close()
-
-
-if __name__ == "__main__":
-    main()
