@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError
+from harness.runner.contract import ResultDocument
 
 if TYPE_CHECKING:
     from harness.config import Device
@@ -143,25 +144,24 @@ def pool_documents(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[in
     each process summed up under `processes` (a native tool's summaries pooled)."""
     from harness.native.commands import pool_reported
 
+    read = [ResultDocument(doc) for doc in docs]
     first = {k: v for k, v in docs[0].items() if k != "latencies_ns"}
     latencies: list[int] = []
     summaries = []
-    for doc in docs:
-        own = doc.get("latencies_ns") or []
+    for doc in read:
+        own = doc.latencies_ns
         latencies += own
         summaries.append(
             {
                 "n": len(own),
-                "p50_ms": statistics.median(own) / 1e6
-                if own
-                else (doc.get("reported_stats") or {}).get("p50_ms"),
-                "load_ms": doc.get("load_ms"),
-                "stop_reason": doc.get("stop_reason"),
-                "peak_hwm_kb": ((doc.get("memory_kb") or {}).get("after_run") or {}).get("hwm_kb"),
+                "p50_ms": statistics.median(own) / 1e6 if own else doc.reported_stats.get("p50_ms"),
+                "load_ms": doc.load_ms,
+                "stop_reason": doc.stop_reason,
+                "peak_hwm_kb": doc.memory_kb("after_run").get("hwm_kb"),
             }
         )
-    if not latencies and first.get("reported_stats"):  # a native tool's summaries
-        first["reported_stats"] = pool_reported([d["reported_stats"] for d in docs])
+    if not latencies and read[0].reported_stats:  # a native tool's summaries
+        first["reported_stats"] = pool_reported([doc.reported_stats for doc in read])
     first["processes"] = summaries
     return first, tuple(latencies)
 

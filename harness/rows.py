@@ -28,6 +28,7 @@ from harness.errors import ParseError
 from harness.probes.power import energy_summary, power_trace
 from harness.probes.thermal import nvpmodel_mode
 from harness.records import JobRecord
+from harness.runner.contract import ResultDocument
 from harness.stats import stability_warnings, summarize
 
 RESULTS_SCHEMA_VERSION = 5
@@ -71,13 +72,8 @@ RESULT_COLUMN_TYPES = {
 
 def result_row(record: JobRecord) -> dict[str, Any]:
     """One row of results.parquet; unmeasured columns are None (null), never 0."""
-    runner = record.runner
-    runtime = runner.get("runtime") or {}
-    memory = runner.get("memory_kb") or {}
-    state = runner.get("state") or {}
-    # results before the state snapshots kept the zones under `thermal_c`
-    thermal = runner.get("thermal_c") or {k: v.get("thermal_c") for k, v in state.items()}
-    identity = runner.get("device") or {}
+    doc = ResultDocument(record.runner)
+    identity = doc.identity
     row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
     row.update(
         run_id=record.run_id,
@@ -85,10 +81,10 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         started_at=record.started_at,
         device=record.device,
         device_class=record.device_class,
-        arch=runner.get("arch"),
+        arch=doc.arch,
         transport=record.transport,
         runtime=record.runtime,
-        runtime_version=runtime.get("version"),
+        runtime_version=doc.runtime_version,
         provider=record.provider,
         threads=record.threads,
         model=record.model,
@@ -98,21 +94,21 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         model_sha256=record.model_sha256,
         status=record.status,
         error=record.error,
-        load_ms=runner.get("load_ms"),
-        first_ms=runner.get("first_ms"),
-        rss_before_mb=_mb(memory.get("before_load", {}).get("rss_kb")),
-        model_mem_mb=_mb(memory.get("model_kb") or _load_difference_kb(memory)),
-        **memory_peaks(memory, runner.get("memory_sampled")),
-        temp_start_c=_hottest(thermal.get("before")),
-        temp_end_c=_hottest(thermal.get("after")),
-        stop_reason=runner.get("stop_reason"),
+        load_ms=doc.load_ms,
+        first_ms=doc.first_ms,
+        rss_before_mb=_mb(doc.memory_kb("before_load").get("rss_kb")),
+        model_mem_mb=_mb(doc.memory_checkpoints.get("model_kb") or _load_difference_kb(doc)),
+        **memory_peaks(doc),
+        temp_start_c=_hottest(doc.thermal_c("before")),
+        temp_end_c=_hottest(doc.thermal_c("after")),
+        stop_reason=doc.stop_reason,
         cpu_model=identity.get("cpu_model"),
         ram_mb=identity.get("ram_mb"),
         os=identity.get("os"),
         kernel=identity.get("kernel"),
         board=identity.get("board") or identity.get("l4t"),
-        power_mode=nvpmodel_mode((state.get("before") or {}).get("nvpmodel")),
-        governor=_governor(state.get("before")),
+        power_mode=nvpmodel_mode(doc.state("before").get("nvpmodel")),
+        governor=_governor(doc.state("before")),
         cores=record.cores,
         schema_version=RESULTS_SCHEMA_VERSION,
         variant_params=json.dumps(record.variant_params, sort_keys=True),
@@ -127,9 +123,9 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         summary = summarize(record.latencies_ns)
         row.update(summary.as_dict())
         warnings = stability_warnings(summary, record.target_ci)
-        if runner.get("inject_slowdown"):
-            warnings.append(f"a {runner['inject_slowdown']:.0%} slowdown was injected (testing)")
-        process_p50s = [p["p50_ms"] for p in runner.get("processes") or [] if p.get("p50_ms")]
+        if doc.inject_slowdown:
+            warnings.append(f"a {doc.inject_slowdown:.0%} slowdown was injected (testing)")
+        process_p50s = [p["p50_ms"] for p in doc.processes if p.get("p50_ms")]
         row["processes"] = max(1, len(process_p50s))
         if len(process_p50s) > 1:
             spread = (max(process_p50s) - min(process_p50s)) / summary.p50_ms
@@ -140,8 +136,8 @@ def result_row(record: JobRecord) -> dict[str, Any]:
                     f"±{summary.ci_half_width_rel:.1%} (between-process noise)"
                 )
         row["warnings"] = "; ".join(warnings) or None
-    elif record.status == "ok" and runner.get("reported_stats"):
-        row.update(_reported_summary(runner))
+    elif record.status == "ok" and doc.reported_stats:
+        row.update(_reported_summary(doc))
     reasons = record.controller.get("throttle_reasons")
     if record.status == "ok" and reasons is not None:
         row["throttled"] = bool(reasons)
@@ -154,30 +150,28 @@ def result_row(record: JobRecord) -> dict[str, Any]:
             )
         _add_warnings(row, notes)
     if record.status == "ok":
-        _add_warnings(row, preparation_warnings(runner.get("preparation") or {}))
-        _add_warnings(row, charging_warnings(state))
-    if record.status == "ok" and (runner.get("power") or {}).get("timed_window_ns"):
-        columns, notes = power_columns(runner["power"])
+        _add_warnings(row, preparation_warnings(doc.preparation))
+        _add_warnings(row, charging_warnings(doc))
+    if record.status == "ok" and doc.power.get("timed_window_ns"):
+        columns, notes = power_columns(doc.power)
         row.update(columns)
         _add_warnings(row, notes)
     return row
 
 
-def _load_difference_kb(memory: dict[str, Any]) -> float | None:
+def _load_difference_kb(doc: ResultDocument) -> float | None:
     """What loading the model added: PSS where the kernel gives it (memory-mapped weights
     counted as the process's share), else RSS."""
-    before, after = memory.get("before_load") or {}, memory.get("after_load") or {}
+    before, after = doc.memory_kb("before_load"), doc.memory_kb("after_load")
     key = "pss_kb" if before.get("pss_kb") is not None and after.get("pss_kb") else "rss_kb"
     return _difference(after.get(key), before.get(key))
 
 
-def memory_peaks(
-    checkpoints: dict[str, Any], sampled: dict[str, Any] | None
-) -> dict[str, float | None]:
+def memory_peaks(doc: ResultDocument) -> dict[str, float | None]:
     """peak_rss_mb (the kernel's VmHWM), and peak_pss_mb / peak_swap_mb: the largest of
     the sampler's readings and the runner's own checkpoints (None where neither has it)."""
-    readings = [r for r in checkpoints.values() if isinstance(r, dict)]
-    sampled_raw = [s.get("raw") or {} for s in (sampled or {}).get("samples") or []]
+    readings = [r for r in doc.memory_checkpoints.values() if isinstance(r, dict)]
+    sampled_raw = doc.memory_samples
     pss = [r.get("pss_kb") for r in readings] + [r.get("Pss") for r in sampled_raw]
     swap = [r.get("swap_kb") for r in readings] + [r.get("VmSwap") for r in sampled_raw]
     hwm = [r.get("hwm_kb") for r in readings] + [r.get("VmHWM") for r in sampled_raw]
@@ -208,13 +202,13 @@ def preparation_warnings(preparation: dict[str, Any]) -> list[str]:
     ]
 
 
-def charging_warnings(state: dict[str, Any]) -> list[str]:
+def charging_warnings(doc: ResultDocument) -> list[str]:
     """A phone that charged during the job runs warmer and with other clocks than on
     battery: say so (its state comes from `dumpsys battery` before and after)."""
     charging = [
         when
         for when in ("before", "after")
-        if ((state.get(when) or {}).get("battery") or {}).get("status") == "charging"
+        if (doc.state(when).get("battery") or {}).get("status") == "charging"
     ]
     if not charging:
         return []
@@ -257,16 +251,16 @@ def power_columns(power: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return columns, notes
 
 
-def _reported_summary(runner: dict[str, Any]) -> dict[str, Any]:
+def _reported_summary(doc: ResultDocument) -> dict[str, Any]:
     """A native tool that prints only summary statistics: its figures as they are, no CI
     (there are no samples to bootstrap), and a warning that says so."""
-    stats = runner["reported_stats"]
-    tool = (runner.get("tool") or {}).get("name", "the tool")
+    stats = doc.reported_stats
+    tool = doc.tool_name
     summary: dict[str, Any] = {k: stats.get(k) for k in SUMMARY_COLUMNS}
     if stats.get("std_ms") is not None and stats.get("mean_ms"):
         summary["cv"] = stats["std_ms"] / stats["mean_ms"]
     summary["ci_method"] = "none (tool summary)"
-    summary["processes"] = max(1, len(runner.get("processes") or []))
+    summary["processes"] = max(1, len(doc.processes))
     summary["warnings"] = (
         f"{tool} reported summary statistics only: no per-run samples, so no confidence "
         "interval and no percentiles beyond what it printed"
@@ -281,7 +275,7 @@ SUMMARY_COLUMNS = ("n", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_
 def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord]) -> None:
     """Top-1 agreement and output deviation of each variant against the fp32 variant of
     the same model on the same device (same provider and threads when measured, else any)."""
-    evaluated = {r.job_id: r for r in records if r.status == "ok" and r.runner.get("eval")}
+    evaluated = {r.job_id: r for r in records if r.status == "ok" and ResultDocument(r.runner).eval}
     references: dict[tuple[str, ...], JobRecord] = {}
     for fp32 in (r for r in evaluated.values() if r.variant == "fp32"):
         references.setdefault((fp32.device, fp32.model), fp32)
@@ -295,7 +289,7 @@ def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord])
         ) or references.get((record.device, record.model))
         if reference is None:
             continue
-        mine, theirs = record.runner["eval"], reference.runner["eval"]
+        mine, theirs = ResultDocument(record.runner).eval, ResultDocument(reference.runner).eval
         row["top1_agreement"] = top1_agreement(mine["top_k"], theirs["top_k"])
         row["max_abs_dev"], row["mean_abs_dev"] = output_deviation(
             mine.get("outputs"), theirs.get("outputs")

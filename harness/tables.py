@@ -16,6 +16,7 @@ from harness.rows import (
     fill_reference_metrics,
     result_row,
 )
+from harness.runner.contract import ResultDocument
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,7 +74,7 @@ def power_frame(records: list[JobRecord]) -> pd.DataFrame:
 
     rows = []
     for record in records:
-        power = record.runner.get("power") or {}
+        power = ResultDocument(record.runner).power
         window = power.get("timed_window_ns")
         if record.status != "ok" or not window:
             continue
@@ -99,7 +100,7 @@ def power_frame(records: list[JobRecord]) -> pd.DataFrame:
 def _process_index(record: JobRecord) -> Any:
     import numpy as np
 
-    counts = [p.get("n", 0) for p in record.runner.get("processes") or []]
+    counts = [p.get("n", 0) for p in ResultDocument(record.runner).processes]
     if sum(counts) != len(record.latencies_ns):
         counts = [len(record.latencies_ns)]  # one process (or a record from before processes)
     return np.repeat(np.arange(len(counts), dtype=np.int64), counts)

@@ -27,6 +27,7 @@ from harness.lease import Lease, acquire, end_leftovers, new_lease, refresh, rel
 from harness.native.commands import PYTHON_RUNNER
 from harness.probes.facts import check_device, unusable_runtimes
 from harness.records import JobRecord, pool_documents, pool_timings
+from harness.runner.contract import ResultDocument
 from harness.store import RunStore, utc_now
 from harness.transport import open_transport
 from harness.transport.remote_shell import KILL_BY_ARGUMENT
@@ -234,8 +235,9 @@ class DeviceWorker:
         """The job's processes pooled into one record (harness/records.py)."""
         doc, latencies = pool_documents([a.doc for a in attempts])
         metrics: dict[str, Any] = {}
-        if doc.get("eval") and job.eval_file is not None:
-            metrics = eval_metrics(doc["eval"]["top_k"], _labels(job.eval_file, job.eval_labels))
+        evaluated = ResultDocument(doc).eval
+        if evaluated and job.eval_file is not None:
+            metrics = eval_metrics(evaluated["top_k"], _labels(job.eval_file, job.eval_labels))
         controller = pool_timings([a.timings for a in attempts])
         return self._save(job, started_at, "ok", runner=doc, latencies=latencies,
                           controller=controller, eval_metrics=metrics)  # fmt: skip

@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from harness.errors import (
 from harness.execute import DeviceSession, execute
 from harness.jobs import Job
 from harness.probes.thermal import parse_zone_temps, throttle_reasons
+from harness.runner.contract import ResultDocument
 
 COOLDOWN_POLL_S = 0.5
 INTERRUPTED = "the run was interrupted (Ctrl-C or SIGTERM); --resume runs the job again"
@@ -69,12 +69,12 @@ def attempt(
         timings["traceback"] = traceback.format_exc()
         return Failure("error", f"internal error: {exc!r}", timings)
     timings["total_s"] = time.perf_counter() - clock
-    state = doc.get("state") or {}
+    read = ResultDocument(doc)
     timings["throttle_reasons"] = throttle_reasons(
-        state.get("before"), state.get("after"), session.device.throttle_min_freq_fraction
+        read.state("before"), read.state("after"), session.device.throttle_min_freq_fraction
     )
-    if doc["status"] != "ok":
-        return Failure("error", describe_runner_error(doc["error"]), timings, doc)
+    if read.status != "ok":
+        return Failure("error", read.describe_error(), timings, doc)
     return Attempt(doc, timings)
 
 
@@ -102,7 +102,3 @@ def cool_down(session: DeviceSession, stop: threading.Event) -> dict[str, Any]:
                 "reached": reached,
             }
         time.sleep(COOLDOWN_POLL_S)
-
-
-def describe_runner_error(error: Mapping[str, object]) -> str:
-    return f"{error.get('type')} while {error.get('stage')}: {error.get('message')}"

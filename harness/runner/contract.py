@@ -12,6 +12,10 @@ Format history:
   harness.facts/1  -- `--facts`: platform, Python, runtimes, disk, CPUs.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 RESULT_SCHEMA = "harness.result/1"
 FACTS_SCHEMA = "harness.facts/1"
 JOB_SCHEMA = "harness.job/1"
@@ -19,3 +23,122 @@ JOB_SCHEMA = "harness.job/1"
 
 class JobError(Exception):
     """A failure of this job with a message meant for the user."""
+
+
+class ResultDocument:
+    """The result document as the controller reads it: each part it uses, with its type and
+    its value when the part is absent — a failed job, a native tool's document (no samples,
+    summary statistics instead), a record from an older runner. The only reader of the
+    document's keys: the controller asks this, never the raw dict."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+
+    def _part(self, key: str) -> dict[str, Any]:
+        value = self.raw.get(key)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def status(self) -> str:
+        return str(self.raw.get("status") or "error")
+
+    @property
+    def error(self) -> dict[str, Any]:
+        """type, message, stage and traceback of what failed (empty when nothing did)."""
+        return self._part("error")
+
+    def describe_error(self) -> str:
+        error = self.error
+        return "%s while %s: %s" % (error.get("type"), error.get("stage"), error.get("message"))
+
+    @property
+    def arch(self) -> str | None:
+        return self.raw.get("arch")
+
+    @property
+    def runtime_version(self) -> str | None:
+        return self._part("runtime").get("version")
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """cpu_model, cpu_parts, ram_mb, os, kernel, board, l4t."""
+        return self._part("device")
+
+    @property
+    def load_ms(self) -> float | None:
+        return self.raw.get("load_ms")
+
+    @property
+    def first_ms(self) -> float | None:
+        return self.raw.get("first_ms")
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.raw.get("stop_reason")
+
+    @property
+    def latencies_ns(self) -> list[int]:
+        return list(self.raw.get("latencies_ns") or [])
+
+    @property
+    def inject_slowdown(self) -> float:
+        return float(self.raw.get("inject_slowdown") or 0.0)
+
+    def memory_kb(self, checkpoint: str) -> dict[str, Any]:
+        """rss_kb, hwm_kb, swap_kb, pss_kb at `before_load`, `after_load` or `after_run`
+        (and a native tool's `model_kb`)."""
+        value = self._part("memory_kb").get(checkpoint)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def memory_checkpoints(self) -> dict[str, Any]:
+        return self._part("memory_kb")
+
+    @property
+    def memory_samples(self) -> list[dict[str, Any]]:
+        """The memory sampler's raw readings (VmRSS, VmHWM, VmSwap, Pss in kB)."""
+        samples = self._part("memory_sampled").get("samples") or []
+        return [s.get("raw") or {} for s in samples]
+
+    def state(self, when: str) -> dict[str, Any]:
+        """The device's state `before` or `after` the job: thermal_c, cpufreq_khz,
+        governors, throttled, nvpmodel, battery."""
+        value = self._part("state").get(when)
+        return value if isinstance(value, dict) else {}
+
+    def thermal_c(self, when: str) -> dict[str, Any]:
+        """Zone temperatures `before` or `after` (records before the state snapshots kept
+        them under `thermal_c`)."""
+        older = self._part("thermal_c").get(when)
+        return older if isinstance(older, dict) else (self.state(when).get("thermal_c") or {})
+
+    @property
+    def preparation(self) -> dict[str, Any]:
+        """What the runner changed for the job: cpu_affinity, governor ({applied, error})."""
+        return self._part("preparation")
+
+    @property
+    def power(self) -> dict[str, Any]:
+        """source, interval_s, idle_window_ns, timed_window_ns, iterations, samples,
+        error, window (empty where the device has no power source)."""
+        return self._part("power")
+
+    @property
+    def eval(self) -> dict[str, Any]:
+        """n, top_k (per sample), outputs (the first output's values, or None)."""
+        return self._part("eval")
+
+    @property
+    def processes(self) -> list[dict[str, Any]]:
+        """Per process of the job (the controller pools them): n, p50_ms, load_ms,
+        stop_reason, peak_hwm_kb."""
+        return list(self.raw.get("processes") or [])
+
+    @property
+    def reported_stats(self) -> dict[str, Any]:
+        """A native tool's summary statistics (no samples)."""
+        return self._part("reported_stats")
+
+    @property
+    def tool_name(self) -> str:
+        return str(self._part("tool").get("name") or "the tool")
