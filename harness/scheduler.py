@@ -33,7 +33,19 @@ from harness.store import RunStore, resolve_run, utc_now
 from harness.transport import sha256_of
 from harness.worker import DeviceWorker, EventSink, JobEvent
 
-__all__ = ["EventSink", "JobEvent", "PreparedRun", "prepare_run", "run_prepared"]
+__all__ = [
+    "EventSink",
+    "JobEvent",  # from harness.worker, where the events are made
+    "PreparedRun",
+    "calibration_run",
+    "controller_versions",
+    "extend_run",
+    "prepare_plan",
+    "prepare_run",
+    "run_jobs",
+    "run_prepared",
+    "variant_cache_dir",
+]
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,21 @@ def ended(controller: subprocess.Popen[str]) -> str:
     return output
 
 
+def signalled_mid_job(
+    workspace: Path, plan: Path, workdir: Path, signum: signal.Signals
+) -> tuple[int, str]:
+    """Run the plan, send the controller `signum` once its first job runs on the device
+    (its sampler is up); its exit status and what it printed."""
+    controller = start_run(workspace, str(plan))
+    try:
+        wait_until(lambda: device_processes(workdir, "sampler.py"), 120, "the job's start")
+        controller.send_signal(signum)
+        output, _ = controller.communicate(timeout=120)
+    finally:
+        ended(controller)
+    return controller.returncode, output
+
+
 @contextmanager
 def most_runners_at_once(workdir: Path) -> Iterator[list[int]]:
     """Watches the device's processes while the block runs; yields [the largest number of
@@ -119,38 +134,26 @@ def test_a_runner_outliving_its_killed_controller_ends_at_its_deadline(
     workspace: Path, sshd: SSHServer
 ) -> None:
     plan, workdir = setup(workspace, sshd, iterations=100_000_000, timeout_s=5)
-    controller = start_run(workspace, str(plan))
-    try:
-        wait_until(lambda: device_processes(workdir, "sampler.py"), 120, "the job's start")
-        started = time.monotonic()
-        controller.kill()  # SIGKILL: no handler runs, the SSH connection just drops
-        controller.wait(timeout=30)
-        assert device_processes(workdir, "run.py"), "the runner should outlive the controller"
-        # its deadline is the job's 5 s timeout + RUNNER_DEADLINE_MARGIN_S (15 s)
-        wait_until(
-            lambda: (
-                not device_processes(workdir, "run.py")
-                and not device_processes(workdir, "sampler.py")
-            ),
-            120,
-            "the orphaned runner's and sampler's end",
-        )
-        assert time.monotonic() - started >= 5  # it ran on until its deadline, not before
-    finally:
-        ended(controller)
+    # SIGKILL: no handler runs, the SSH connection just drops
+    signalled_mid_job(workspace, plan, workdir, signal.SIGKILL)
+    started = time.monotonic()
+    assert device_processes(workdir, "run.py"), "the runner should outlive the controller"
+    # its deadline is the job's 5 s timeout + RUNNER_DEADLINE_MARGIN_S (15 s)
+    wait_until(
+        lambda: (
+            not device_processes(workdir, "run.py") and not device_processes(workdir, "sampler.py")
+        ),
+        120,
+        "the orphaned runner's and sampler's end",
+    )
+    assert time.monotonic() - started >= 5  # it ran on until its deadline, not before
 
 
 def test_resume_after_a_killed_controller_ends_the_orphan_first(
     workspace: Path, sshd: SSHServer
 ) -> None:
     plan, workdir = setup(workspace, sshd, iterations=100_000_000, timeout_s=600)
-    first = start_run(workspace, str(plan))
-    try:
-        wait_until(lambda: device_processes(workdir, "sampler.py"), 120, "the job's start")
-        first.kill()
-        first.wait(timeout=30)
-    finally:
-        ended(first)
+    signalled_mid_job(workspace, plan, workdir, signal.SIGKILL)
     [orphan] = device_processes(workdir, "run.py")
     [run_dir] = (workspace / "reports" / "runs").iterdir()
     write_plan(workspace, iterations=50, timeout_s=120)  # the same plan, a finishing job
@@ -176,14 +179,8 @@ def test_sigterm_stops_the_job_records_it_interrupted_and_releases_the_lease(
     workspace: Path, sshd: SSHServer
 ) -> None:
     plan, workdir = setup(workspace, sshd, iterations=100_000_000, timeout_s=600)
-    controller = start_run(workspace, str(plan))
-    try:
-        wait_until(lambda: device_processes(workdir, "sampler.py"), 120, "the job's start")
-        controller.send_signal(signal.SIGTERM)
-        output, _ = controller.communicate(timeout=120)
-    finally:
-        ended(controller)
-    assert controller.returncode == 143, output
+    code, output = signalled_mid_job(workspace, plan, workdir, signal.SIGTERM)
+    assert code == 143, output
     assert "interrupted (SIGTERM)" in output and "--resume" in output
     assert not device_processes(workdir, "run.py") and not device_processes(workdir, "sampler.py")
     assert not (workdir / ".harness-lease").exists()
