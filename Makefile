@@ -37,6 +37,7 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+	$(BIN)/mypy --python-version 3.10 -p harness.runner
 
 test: venv models system-deps lint typecheck
 	$(BIN)/pytest

@@ -27,7 +27,7 @@ from harness.probes.power import (
     FALLBACK_INTERVAL_MS,
     MIN_READINGS_PER_WINDOW,
 )
-from harness.runner.contract import JOB_SCHEMA, RESULT_SCHEMA
+from harness.runner.contract import JOB_SCHEMA, RESULT_SCHEMA, JobSpec
 
 # past the job's timeout the controller kills the runner; this much later the runner's own
 # watchdog does, for when no controller is left (killed, or its link lost)
@@ -92,7 +92,7 @@ class Job:
         input_path: str | None,
         eval_path: str | None = None,
         samples_prefix: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JobSpec:
         """The job spec document the runner reads (paths are the device's; the samplers
         write `<samples_prefix>.power.jsonl` and `.memory.jsonl`)."""
         evaluation = (

@@ -5,11 +5,12 @@ input to fix; 1: a device or a job that failed)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -78,6 +79,30 @@ def _plain(console: Console) -> Any:
     return lambda text: console.print(text, markup=False, soft_wrap=True)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
+    """Register a function as a command of `group` behind the one error boundary: a
+    `HarnessError` that reaches it becomes its message and exit code (`_exit_code`), never
+    a traceback; commands raise, they do not catch."""
+
+    def register(function: F) -> F:
+        @functools.wraps(function)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            from harness.errors import HarnessError
+
+            try:
+                return function(*args, **kwargs)
+            except HarnessError as exc:
+                raise _fail(str(exc), _exit_code(exc)) from None
+
+        group.command(name)(guarded)
+        return function
+
+    return register
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     from rich.markup import escape
 
@@ -117,14 +142,10 @@ def _inventory(devices_dir: Path, needed: list[str]) -> dict[str, Any]:
 @contextlib.contextmanager
 def _device_transport(name: str, devices_dir: Path) -> Iterator[Any]:
     """An open transport to a device of the inventory; errors become exit codes."""
-    from harness.errors import HarnessError
     from harness.transport import open_transport
 
-    try:
-        inventory = _inventory(devices_dir, [name])
-        if name not in inventory:
-            raise _fail(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
-        with open_transport(inventory[name], inventory) as transport:
-            yield transport
-    except HarnessError as exc:
-        raise _fail(str(exc), _exit_code(exc)) from None
+    inventory = _inventory(devices_dir, [name])
+    if name not in inventory:
+        raise _fail(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
+    with open_transport(inventory[name], inventory) as transport:
+        yield transport

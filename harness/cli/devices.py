@@ -13,25 +13,20 @@ from harness.cli.common import (
     DevicesDir,
     _console,
     _device_transport,
-    _exit_code,
     _fail,
     _inventory,
+    command,
     devices_app,
 )
 from harness.cli.display import _cpu_text, _print_phone
 
 
-@devices_app.command("list")
+@command(devices_app, "list")
 def devices_list(devices_dir: DevicesDir = Path("devices")) -> None:
     """Show the inventory."""
     from rich.table import Table
 
-    from harness.errors import HarnessError
-
-    try:
-        inventory = _inventory(devices_dir, [])
-    except HarnessError as exc:
-        raise _fail(str(exc)) from None
+    inventory = _inventory(devices_dir, [])
     table = Table("name", "transport", "address", "role", "labels", "runner", "source")
     for device in inventory.values():
         labels = ", ".join(f"{k}={v}" for k, v in device.labels.items())
@@ -48,29 +43,25 @@ def devices_list(devices_dir: DevicesDir = Path("devices")) -> None:
     _console().print(table)
 
 
-@devices_app.command("check")
+@command(devices_app, "check")
 def devices_check(
     name: Annotated[str, typer.Argument(help="Device name (file stem in devices/).")],
     devices_dir: DevicesDir = Path("devices"),
 ) -> None:
     """Connect and report what the device is and which runtimes it can run."""
-    from harness.errors import HarnessError
     from harness.probes.facts import check_device, check_phone
     from harness.transport import open_transport
 
     console = _console()
-    try:
-        inventory = _inventory(devices_dir, [name])
-        if name not in inventory:
-            raise _fail(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
-        device = inventory[name]
-        with open_transport(device, inventory) as transport:
-            if device.transport == "adb":
-                _print_phone(console, check_phone(device, transport))
-                return
-            facts = check_device(device, transport)
-    except HarnessError as exc:
-        raise _fail(str(exc), _exit_code(exc)) from None
+    inventory = _inventory(devices_dir, [name])
+    if name not in inventory:
+        raise _fail(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
+    device = inventory[name]
+    with open_transport(device, inventory) as transport:
+        if device.transport == "adb":
+            _print_phone(console, check_phone(device, transport))
+            return
+        facts = check_device(device, transport)
     free = f"{facts.disk_free_bytes / 2**30:.1f} GiB" if facts.disk_free_bytes else "unknown"
     console.print(f"[bold]{name}[/bold]: reachable")
     for label, value in [
@@ -98,7 +89,7 @@ def devices_check(
         raise typer.Exit(1)
 
 
-@devices_app.command("lock")
+@command(devices_app, "lock")
 def devices_lock(
     name: Annotated[str, typer.Argument(help="Device name.")],
     hours: Annotated[float, typer.Option(help="How long the reservation lasts.")] = 8.0,
@@ -113,7 +104,7 @@ def devices_lock(
     _console().print(f"{name}: reserved by {lease.describe()}")
 
 
-@devices_app.command("unlock")
+@command(devices_app, "unlock")
 def devices_unlock(
     name: Annotated[str, typer.Argument(help="Device name.")],
     force: Annotated[
@@ -136,7 +127,7 @@ def devices_unlock(
         _console().print(f"{name}: released (was {removed.describe()})")
 
 
-@devices_app.command("who")
+@command(devices_app, "who")
 def devices_who(
     name: Annotated[str, typer.Argument(help="Device name.")],
     devices_dir: DevicesDir = Path("devices"),

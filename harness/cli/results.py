@@ -9,11 +9,11 @@ import typer
 
 if TYPE_CHECKING:
     pass
-from harness.cli.common import Baseline, RunRef, RunsDir, _console, _fail, _shown, app
+from harness.cli.common import Baseline, RunRef, RunsDir, _console, _shown, app, command
 from harness.cli.display import _num_text, _print_comparison, _print_tables
 
 
-@app.command()
+@command(app)
 def show(
     run_ref: RunRef = "latest",
     runs_dir: RunsDir = Path("reports/runs"),
@@ -22,26 +22,22 @@ def show(
     ] = False,
 ) -> None:
     """Print a stored run's tables (read from disk; works for a run killed half way)."""
-    from harness.errors import HarnessError
     from harness.store import resolve_run
 
     console = _console()
-    try:
-        store = resolve_run(runs_dir, run_ref)
-        meta = store.read_run_meta()
-        results, samples = store.frames()
-        if compare:
-            _print_comparison(console, results, samples)
-        else:
-            _print_tables(console, results)
-    except HarnessError as exc:
-        raise _fail(str(exc)) from None
+    store = resolve_run(runs_dir, run_ref)
+    meta = store.read_run_meta()
+    results, samples = store.frames()
+    if compare:
+        _print_comparison(console, results, samples)
+    else:
+        _print_tables(console, results)
     if meta and not meta.get("finished_at"):
         console.print("[yellow]this run did not finish: shown are the jobs that did[/yellow]")
     console.print(f"run directory: {_shown(store.run_dir)}")
 
 
-@app.command()
+@command(app)
 def report(
     run_ref: RunRef = "latest",
     runs_dir: RunsDir = Path("reports/runs"),
@@ -51,24 +47,20 @@ def report(
     baseline: Baseline = None,
 ) -> None:
     """Write report.html (self-contained), summary.md and plots/ into the run directory."""
-    from harness.errors import HarnessError
     from harness.report.document import write_report
     from harness.store import resolve_run
 
     console = _console()
-    try:
-        store = resolve_run(runs_dir, run_ref)
-        results, samples = store.frames()
-        verdict = _verdict(budgets, results, samples, runs_dir, baseline) if budgets else None
-        files = write_report(store, results, samples, verdict)
-    except HarnessError as exc:
-        raise _fail(str(exc)) from None
+    store = resolve_run(runs_dir, run_ref)
+    results, samples = store.frames()
+    verdict = _verdict(budgets, results, samples, runs_dir, baseline) if budgets else None
+    files = write_report(store, results, samples, verdict)
     console.print(f"report: {_shown(files.html)}")
     console.print(f"summary: {_shown(files.markdown)}")
     console.print(f"plots: {len(files.plots)} in {_shown(files.html.parent / 'plots')}")
 
 
-@app.command()
+@command(app)
 def gate(
     budgets: Annotated[Path, typer.Argument(help="Budgets TOML ([[budget]] tables).")],
     run_ref: RunRef = "latest",
@@ -82,25 +74,21 @@ def gate(
     factor: Annotated[int, typer.Option(help="With --extend: times more iterations.")] = 4,
 ) -> None:
     """Decide a release: exit 0 pass, 1 fail, 2 inconclusive or incomplete."""
-    from harness.errors import HarnessError
     from harness.gate import extendable_jobs, junit_xml, markdown_summary, merge_extension
     from harness.scheduler import extend_run
     from harness.store import resolve_run
 
     console = _console()
-    try:
-        store = resolve_run(runs_dir, run_ref)
-        verdict = _verdict(budgets, *store.frames(), runs_dir, baseline)
-        rerun = extendable_jobs(verdict) if extend else set()
-        if rerun:
-            console.print(f"re-running {len(rerun)} inconclusive job(s) with {factor}x the samples")
-            extension = extend_run(store, rerun, factor)
-            console.print(f"extension run: {_shown(extension.run_dir)}")
-            verdict = merge_extension(
-                verdict, _verdict(budgets, *extension.frames(), runs_dir, baseline), rerun
-            )
-    except HarnessError as exc:
-        raise _fail(str(exc)) from None
+    store = resolve_run(runs_dir, run_ref)
+    verdict = _verdict(budgets, *store.frames(), runs_dir, baseline)
+    rerun = extendable_jobs(verdict) if extend else set()
+    if rerun:
+        console.print(f"re-running {len(rerun)} inconclusive job(s) with {factor}x the samples")
+        extension = extend_run(store, rerun, factor)
+        console.print(f"extension run: {_shown(extension.run_dir)}")
+        verdict = merge_extension(
+            verdict, _verdict(budgets, *extension.frames(), runs_dir, baseline), rerun
+        )
     text = markdown_summary(verdict)
     if junit:
         junit.write_text(junit_xml(verdict))
@@ -123,7 +111,7 @@ def _verdict(
     return evaluate(budgets, results, samples, base_frames)
 
 
-@app.command()
+@command(app)
 def history(
     sources: Annotated[list[str] | None, typer.Argument(help="Run folders or globs.")] = None,
     runs_dir: RunsDir = Path("reports/runs"),
@@ -137,7 +125,6 @@ def history(
 ) -> None:
     """Every stored run in one table; per-device noise floors; trend plots."""
     from harness.config import load_budgets
-    from harness.errors import HarnessError
     from harness.gate import budget_lines
     from harness.history import consecutive_regressions, noise_floor
     from harness.report import plots
@@ -145,13 +132,8 @@ def history(
 
     console = _console()
     notes: list[str] = []
-    try:
-        frame, samples = load_history(
-            sources or [runs_dir], with_samples=plot is not None, notes=notes
-        )
-        limits = budget_lines(load_budgets(budgets)) if budgets else {}
-    except HarnessError as exc:
-        raise _fail(str(exc)) from None
+    frame, samples = load_history(sources or [runs_dir], with_samples=plot is not None, notes=notes)
+    limits = budget_lines(load_budgets(budgets)) if budgets else {}
     for note in notes:
         console.print(f"warning: {note}", markup=False, soft_wrap=True)
     ok = frame[frame["status"] == "ok"]
@@ -173,7 +155,7 @@ def history(
             console.print(f"wrote {plots.save(figure, plot, 'trend')}")
 
 
-@app.command("compare")
+@command(app, "compare")
 def compare_command(
     before: Annotated[str, typer.Argument(help="The earlier run (id, path).")],
     after: Annotated[str, typer.Argument(help="The later run (id, path, or 'latest').")] = "latest",
@@ -189,20 +171,17 @@ def compare_command(
     from harness.store import load_history, read_calibrations, resolve_run
 
     console = _console()
+    a, b = resolve_run(runs_dir, before), resolve_run(runs_dir, after)
+    notes: list[str] = []
     try:
-        a, b = resolve_run(runs_dir, before), resolve_run(runs_dir, after)
-        notes: list[str] = []
-        try:
-            floors = noise_floor(load_history([runs_dir], notes=notes)[0])
-        except HarnessError as exc:
-            notes.append(f"no noise floors from the history: {exc}")
-            floors = {}
-        for note in notes:
-            console.print(f"warning: {note}", markup=False, soft_wrap=True)
-        calibrated = read_calibrations(runs_dir.parent / "calibration")
-        table_frame = compare_runs(a.frames(), b.frames(), threshold / 100, floors, calibrated)
+        floors = noise_floor(load_history([runs_dir], notes=notes)[0])
     except HarnessError as exc:
-        raise _fail(str(exc)) from None
+        notes.append(f"no noise floors from the history: {exc}")
+        floors = {}
+    for note in notes:
+        console.print(f"warning: {note}", markup=False, soft_wrap=True)
+    calibrated = read_calibrations(runs_dir.parent / "calibration")
+    table_frame = compare_runs(a.frames(), b.frames(), threshold / 100, floors, calibrated)
     table = Table(
         "device",
         "model",

@@ -19,12 +19,13 @@ from harness.cli.common import (
     _Terminated,
     _terminated_as_interrupt,
     app,
+    command,
     models_app,
 )
 from harness.cli.display import _brief, _print_comparison, _print_tables, _Progress
 
 
-@app.command()
+@command(app)
 def run(
     plan: Annotated[Path, typer.Argument(help="Plan TOML, e.g. plans/quickstart.toml.")],
     devices: Annotated[
@@ -42,21 +43,17 @@ def run(
 ) -> None:
     """Run a plan: models x variants x devices x runtime settings."""
     from harness.config import parse_shard
-    from harness.errors import HarnessError
     from harness.records import RESUMABLE_STATUSES
     from harness.scheduler import prepare_run, run_prepared
 
     console = _console()
-    try:
-        prepared = prepare_run(
-            plan,
-            only_devices=devices.split(",") if devices else None,
-            log=_plain(console),
-            resume=resume,
-            shard=parse_shard(shard) if shard else None,
-        )
-    except HarnessError as exc:
-        raise _fail(str(exc)) from None
+    prepared = prepare_run(
+        plan,
+        only_devices=devices.split(",") if devices else None,
+        log=_plain(console),
+        resume=resume,
+        shard=parse_shard(shard) if shard else None,
+    )
     done = prepared.store.finished_job_ids()
     pending = [job for job in prepared.jobs if job.job_id not in done]
     finished = len(prepared.jobs) - len(pending)
@@ -102,25 +99,21 @@ def run(
         raise typer.Exit(1)
 
 
-@app.command()
+@command(app)
 def merge(
     runs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Runs to combine.")],
     runs_dir: RunsDir = Path("reports/runs"),
 ) -> None:
     """Combine runs of one plan (its shards) into a new run directory."""
-    from harness.errors import HarnessError
     from harness.store import merge_runs, resolve_run
 
     console = _console()
-    try:
-        merged = merge_runs([resolve_run(runs_dir, ref) for ref in runs], runs_dir)
-    except HarnessError as exc:
-        raise _fail(str(exc)) from None
+    merged = merge_runs([resolve_run(runs_dir, ref) for ref in runs], runs_dir)
     count = len(merged.records())
     console.print(f"merged {len(runs)} runs ({count} jobs) into {_shown(merged.run_dir)}")
 
 
-@app.command()
+@command(app)
 def calibrate(
     device: Annotated[str, typer.Argument(help="Device name.")],
     model: Annotated[str, typer.Option(help="Model manifest to time.")] = "tiny_mbv2",
@@ -134,7 +127,6 @@ def calibrate(
 ) -> None:
     """Measure the device's noise floor: how far apart identical jobs of 1 .. processes/2
     processes land. `harness compare` never uses a threshold below it for this device."""
-    from harness.errors import HarnessError
     from harness.history import calibration_floors
     from harness.scheduler import calibration_run
     from harness.store import write_calibration
@@ -145,12 +137,9 @@ def calibrate(
             f"a noise floor compares processes: run with --processes 2 or more (got {processes};"
             " 20 gives floors for jobs of up to 10 processes)"
         )
-    try:
-        store, records = calibration_run(
-            device, model, processes, iterations, devices_dir, models_dir, runs_dir
-        )
-    except HarnessError as exc:
-        raise _fail(str(exc)) from None
+    store, records = calibration_run(
+        device, model, processes, iterations, devices_dir, models_dir, runs_dir
+    )
     failed = [r for r in records if r.status != "ok"]
     if failed:
         raise _fail(f"calibration job failed: {failed[0].error}", 1)
@@ -164,7 +153,7 @@ def calibrate(
     console.print(f"wrote {_shown(out)}")
 
 
-@app.command()
+@command(app)
 def compress(
     model: Annotated[str, typer.Argument(help="Model manifest name (in models/) or path.")],
     models_dir: Annotated[Path, typer.Option(help="Folder of model manifests.")] = Path("models"),
@@ -174,18 +163,14 @@ def compress(
 
     from harness.compress import BuildContext, build_all
     from harness.config import load_manifest
-    from harness.errors import HarnessError
     from harness.scheduler import variant_cache_dir
 
     console = _console()
     path = Path(model) if model.endswith(".toml") else models_dir / f"{model}.toml"
-    try:
-        manifest = load_manifest(path)
-        built = build_all(
-            [manifest], None, variant_cache_dir(path.parent), BuildContext, log=_plain(console)
-        )
-    except HarnessError as exc:
-        raise _fail(str(exc)) from None
+    manifest = load_manifest(path)
+    built = build_all(
+        [manifest], None, variant_cache_dir(path.parent), BuildContext, log=_plain(console)
+    )
     table = Table("variant", "file", "bytes", "what it did")
     for (_, variant), result in built.items():
         if result.error:
@@ -199,17 +184,13 @@ def compress(
         raise typer.Exit(1)
 
 
-@models_app.command("fetch")
+@command(models_app, "fetch")
 def models_fetch(
     models_dir: Annotated[Path, typer.Option(help="Folder of model manifests.")] = Path("models"),
 ) -> None:
     """Create the bundled model files the manifests describe (generate or extract)."""
     from harness.bundled import fetch_all
-    from harness.errors import HarnessError
 
     console = _console()
-    try:
-        made = fetch_all(models_dir, log=_plain(console))
-    except HarnessError as exc:
-        raise _fail(str(exc)) from None
+    made = fetch_all(models_dir, log=_plain(console))
     console.print(f"{len(made)} model file(s) created; the others were up to date")

@@ -14,11 +14,36 @@ Format history:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 RESULT_SCHEMA = "harness.result/1"
 FACTS_SCHEMA = "harness.facts/1"
 JOB_SCHEMA = "harness.job/1"
+
+
+class JobSpec(TypedDict):
+    """What the controller asks of one runner process (`<workdir>/jobs/<run>/<job>.json`)."""
+
+    schema: str  # JOB_SCHEMA
+    job_id: str
+    model_path: str  # on the device
+    runtime: str  # "onnxruntime" | "tflite"
+    provider: str  # an execution provider, or a TFLite delegate
+    threads: int
+    warmup: int
+    stop: dict[str, Any]  # {"iterations": N} or min/max_iterations, target_ci, max_seconds
+    seed: int
+    dims: dict[str, int]  # dynamic dimensions, by name or "input:axis"
+    input_file: str | None  # .npz/.npy on the device, else seeded inputs
+    input_specs: dict[str, dict[str, Any]]
+    eval: dict[str, Any] | None  # {"file", "inputs", "top_k"}
+    inject_slowdown: float  # testing regression detectors only
+    power: dict[str, Any] | None  # the power sampler's spec, with its output path
+    sysfs_root: str
+    prepare: dict[str, Any]  # {"cores": [...], "governor": ...}
+    memory_sampler: dict[str, Any] | None
+    deadline_s: float  # the runner's own watchdog ends it here, controller or not
+    running_file: str | None  # kept while it runs: "pid pgid job"
 
 
 class JobError(Exception):

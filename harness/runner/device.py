@@ -51,7 +51,7 @@ def read_memory_kb():
 
 def read_thermal_c(sysfs="/sys"):
     """Every thermal zone's temperature in °C, keyed by zone type (empty where none)."""
-    zones = {}
+    zones: dict[str, float] = {}
     root = os.path.join(sysfs, "class", "thermal")
     try:
         names = sorted(os.listdir(root))
@@ -73,7 +73,7 @@ def read_thermal_c(sysfs="/sys"):
 
 def read_cpufreq_khz(sysfs="/sys"):
     """Each CPU's [current, maximum] frequency in kHz, where cpufreq exists."""
-    freqs = {}
+    freqs: dict[str, list[int]] = {}
     root = os.path.join(sysfs, "devices", "system", "cpu")
     try:
         names = sorted(n for n in os.listdir(root) if n[3:].isdigit() and n.startswith("cpu"))
@@ -246,7 +246,7 @@ def device_identity():
             cpuinfo = handle.read()
     except OSError:
         pass
-    fields = {}
+    fields: dict[str, str] = {}
     parts = set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")

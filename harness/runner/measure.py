@@ -10,11 +10,12 @@ import os
 import subprocess
 import sys
 import time
+from typing import IO, Any
 
 try:  # imported as harness.runner.contract (the controller, the tests)
-    from .contract import JobError
+    from .contract import JobError, JobSpec
 except ImportError:  # run on the device, where this file's folder is on sys.path
-    from contract import JobError  # type: ignore[no-redef]
+    from contract import JobError, JobSpec  # type: ignore[no-redef]
 
 try:  # imported as harness.runner.device (the controller, the tests)
     from .device import Preparation, device_state, read_memory_kb
@@ -68,7 +69,7 @@ def timed_loop(infer, stop):
     """Time `infer()` alone between two perf_counter_ns reads; apply the stop rule
     outside the timed window. Returns (latencies_ns, stop_reason)."""
     clock = time.perf_counter_ns
-    latencies = []
+    latencies: list[int] = []
     append = latencies.append
     if stop.get("iterations"):
         for _ in range(int(stop["iterations"])):
@@ -122,8 +123,8 @@ class Sampler:
         self.spec = spec
         self.what = what
         self.out = spec["out"]
-        self.proc = None
-        self.log = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: IO[str] | None = None
 
     def start(self):
         with open(self.out, "w"):
@@ -166,20 +167,21 @@ class Sampler:
             enough = len(self.readings_ns()) >= min_readings
             if (now - start >= idle_s * 1e9 and enough) or now > give_up:
                 return [start, now]
-            if self.proc.poll() is not None:  # the sampler died: the controller says so
+            if self.proc is None or self.proc.poll() is not None:  # it died: the record says so
                 return [start, now]
             time.sleep(min(interval_s / 2, 0.05))
 
     def stop(self):
         """One more interval (a reading after the window's end), then SIGTERM."""
-        if self.proc.poll() is None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
             time.sleep(float(self.spec.get("interval_s", 0.05)))
-            self.proc.terminate()
+            proc.terminate()
             try:
-                self.proc.wait(5)
+                proc.wait(5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
         samples = []
         with open(self.out) as handle:
             for line in handle:
@@ -190,14 +192,16 @@ class Sampler:
         return {"samples": samples, "error": self.error_text() or None}
 
     def error_text(self):
+        if self.log is None:
+            return ""
         self.log.seek(0)
         return self.log.read().strip()[-500:]
 
 
-def run_job(job, np, doc):
+def run_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
     """Everything for one job; fills `doc` as it goes so a failure keeps what was measured."""
     preparation = Preparation(job.get("prepare"), job.get("sysfs_root") or "/sys")
-    power = job.get("power")
+    power = job.get("power") or {}
     sampler = Sampler(power, "power") if power else None
     memory = job.get("memory_sampler")
     memory_sampler = Sampler(dict(memory, pid=os.getpid()), "memory") if memory else None
@@ -222,13 +226,14 @@ def run_job(job, np, doc):
         preparation.undo()
 
 
-def measure_job(job, np, doc):
+def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
     sysfs = job.get("sysfs_root") or "/sys"
     before = device_state(sysfs)
     doc["state"] = {"before": before}
     doc["memory_kb"] = {"before_load": read_memory_kb()}
     threads = int(job["threads"])
     load_start = time.perf_counter_ns()
+    session: OnnxRuntimeSession | TFLiteSession
     if job["runtime"] == "onnxruntime":
         session = OnnxRuntimeSession(job["model_path"], job["provider"], threads)
     elif job["runtime"] == "tflite":
@@ -300,7 +305,9 @@ def run_eval(np, session, declared, spec):
         arrays[name] = data[key]
     count = min(len(a) for a in arrays.values())
     top_k = int(spec.get("top_k", 5))
-    predictions, outputs, values = [], [], 0
+    predictions: list[list[int]] = []
+    outputs: list[list[float]] | None = []
+    values = 0
     for index in range(count):
         session.set_inputs(
             {

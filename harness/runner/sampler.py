@@ -12,6 +12,8 @@ on the controller (harness/probes/power.py), so this file only reads. Standard l
 only, Python 3.8+. Never imports harness.
 """
 
+from __future__ import annotations
+
 import glob
 import json
 import os
@@ -21,8 +23,8 @@ import subprocess
 import sys
 import time
 
-STOP = []
-PARENT = []  # the runner's pid
+STOP: list[int] = []  # the signal that asked it to stop
+PARENT: list[int] = []  # the runner's pid
 
 
 def read_text(path):
@@ -141,6 +143,7 @@ def stream_tegrastats(spec, out):
     argv = (spec.get("command") or ["tegrastats"]) + ["--interval", interval_ms]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
+        assert proc.stdout is not None
         for line in iter(proc.stdout.readline, b""):
             if STOP or orphaned():
                 break
