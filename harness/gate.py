@@ -10,7 +10,7 @@ the bootstrap CI of the ratio of medians against the baseline run. Peak memory i
 measurement and is compared as it is. Missing data (no matching job, a failed job, a metric
 not measured) is never a pass.
 
-Exit codes (only `cli.py` turns the verdict into one): 0 pass, 1 fail, 2 inconclusive or
+Exit codes (only the CLI turns the verdict into one): 0 pass, 1 fail, 2 inconclusive or
 incomplete.
 """
 
