@@ -29,7 +29,7 @@ JOB_RECORD_VERSION = 3
 JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
 
 
-# what identifies a job across runs (its id also names the run's device set)
+# the columns that identify a job across runs (history, comparisons, the gate)
 JOB_KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
 
 

@@ -79,10 +79,10 @@ def prepare_run(
                 "resume it with its own plan",
                 "name",
             )
-        for moved in store.set_aside_unreadable():
+        for record, moved in store.set_aside_unreadable():
             log(
-                f"warning: {moved.name.rsplit('.', 2)[0]}.json is unreadable (cut short?): set "
-                f"aside as {moved.relative_to(store.run_dir)}; its job runs again"
+                f"warning: {record.name} is unreadable (cut short?): set aside as "
+                f"{moved.relative_to(store.run_dir)}; its job runs again"
             )
     return prepare_plan(plan, only_devices, log, store=store, shard=shard)
 

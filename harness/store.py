@@ -119,9 +119,9 @@ class RunStore:
             records.append(JobRecord.from_json(data, source=str(path)))
         return sorted(records, key=lambda r: (r.started_at, r.job_id))  # job order
 
-    def set_aside_unreadable(self) -> list[Path]:
+    def set_aside_unreadable(self) -> list[tuple[Path, Path]]:
         """Move job records that cannot be read (cut short by a crash) to jobs/unreadable/,
-        so that --resume runs their jobs again; returns where they went."""
+        so that --resume runs their jobs again; returns (record, where it went) pairs."""
         moved = []
         for path in sorted(self.jobs_dir.glob("*.json")):
             try:
@@ -131,7 +131,7 @@ class RunStore:
                 aside.mkdir(exist_ok=True)
                 target = aside / f"{path.stem}.{len(list(aside.glob('*.json')))}.json"
                 path.replace(target)
-                moved.append(target)
+                moved.append((path, target))
         return moved
 
     def finalize(self) -> None:

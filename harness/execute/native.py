@@ -110,7 +110,7 @@ def binary_path(tool: str, session: DeviceSession) -> str:
     if tool in session.binary_paths:
         return session.binary_paths[tool]
     device = session.device
-    binary = device.binaries.get(tool)  # type: ignore[call-overload]
+    binary = next((b for name, b in device.binaries.items() if name == tool), None)
     if binary is None:
         raise ConfigError(
             device.source or device.name,
