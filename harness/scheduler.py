@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from harness.records import JobRecord
 from harness.store import RunStore, resolve_run, utc_now
 from harness.transport import sha256_of
 from harness.worker import DeviceWorker, EventSink, JobEvent
+
+SIGNAL_CHECK_S = 0.2  # how soon Ctrl-C or SIGTERM is noticed while devices run jobs
 
 __all__ = [
     "EventSink",
@@ -268,6 +270,11 @@ def run_jobs(
     with ThreadPoolExecutor(max_workers=len(by_device), thread_name_prefix="device") as pool:
         futures = [pool.submit(workers[name].run, jobs) for name, jobs in by_device.items()]
         try:
+            # Waits in short slices: the kernel hands a signal to any thread, and a main
+            # thread blocked without a timeout would only see Ctrl-C once every job is done.
+            unfinished = set(futures)
+            while unfinished:
+                unfinished = wait(unfinished, timeout=SIGNAL_CHECK_S).not_done
             return [record for future in futures for record in future.result()]
         except BaseException:
             # Ctrl-C, SIGTERM: each device kills its current job on the device, records it

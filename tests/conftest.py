@@ -6,6 +6,7 @@ onnxruntime and LiteRT installed.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 from collections.abc import Iterator
@@ -110,6 +111,19 @@ def pids_matching(pattern: str) -> list[int]:
         if pattern in cmdline and int(entry.name) != os.getpid():
             found.append(int(entry.name))
     return found
+
+
+def signal_thread(pid: int, signum: int, *, main_thread: bool) -> None:
+    """Send `signum` to one chosen thread of process `pid`: its main thread or another
+    one. The kernel hands a process-wide signal to whichever thread it likes; this makes
+    both cases happen on purpose."""
+    tids = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task"))
+    others = [tid for tid in tids if tid != pid]
+    if not main_thread and not others:
+        pytest.fail(f"process {pid} has no thread besides its main one")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, pid if main_thread else others[0], signum) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill({pid}) failed")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

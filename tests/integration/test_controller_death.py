@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import SSHServer
+from conftest import SSHServer, signal_thread
 
 BIN = Path(sys.executable).parent
 
@@ -95,14 +95,14 @@ def ended(controller: subprocess.Popen[str]) -> str:
 
 
 def signalled_mid_job(
-    workspace: Path, plan: Path, workdir: Path, signum: signal.Signals
+    workspace: Path, plan: Path, workdir: Path, signum: signal.Signals, main_thread: bool = True
 ) -> tuple[int, str]:
-    """Run the plan, send the controller `signum` once its first job runs on the device
-    (its sampler is up); its exit status and what it printed."""
+    """Run the plan, send the controller `signum` (to its main thread or another one) once
+    its first job runs on the device (its sampler is up); its exit status and output."""
     controller = start_run(workspace, str(plan))
     try:
         wait_until(lambda: device_processes(workdir, "sampler.py"), 120, "the job's start")
-        controller.send_signal(signum)
+        signal_thread(controller.pid, signum, main_thread=main_thread)
         output, _ = controller.communicate(timeout=120)
     finally:
         ended(controller)
@@ -179,7 +179,8 @@ def test_sigterm_stops_the_job_records_it_interrupted_and_releases_the_lease(
     workspace: Path, sshd: SSHServer
 ) -> None:
     plan, workdir = setup(workspace, sshd, iterations=100_000_000, timeout_s=600)
-    code, output = signalled_mid_job(workspace, plan, workdir, signal.SIGTERM)
+    # to a device thread: the main thread must notice a signal it was not handed
+    code, output = signalled_mid_job(workspace, plan, workdir, signal.SIGTERM, main_thread=False)
     assert code == 143, output
     assert "interrupted (SIGTERM)" in output and "--resume" in output
     assert not device_processes(workdir, "run.py") and not device_processes(workdir, "sampler.py")
