@@ -12,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from device_files import local_device_file  # noqa: E402
 from sshd_server import loopback_sshd  # noqa: E402
 
 from harness.config import Inputs, Measure, Plan, RuntimeSettings, load_inventory, load_manifest  # noqa: E402
@@ -67,9 +68,7 @@ class Bench:
 def bench_devices(tmp: Path) -> Iterator[Bench]:
     devices = tmp / "devices"
     devices.mkdir()
-    (devices / "local.toml").write_text(
-        f'transport = "local"\npython = "{sys.executable}"\nworkdir = "{tmp / "local-wd"}"\n'
-    )
+    (devices / "local.toml").write_text(local_device_file(tmp / "local-wd"))
     (tmp / "sshd").mkdir()
     with loopback_sshd(tmp / "sshd") as server:
         (devices / "loopback.toml").write_text(server.device_toml("loopback", tmp / "ssh-wd"))

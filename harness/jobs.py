@@ -181,7 +181,10 @@ def expand_plan(
                 )
                 for provider in providers:
                     tool = tool_for(
-                        device.runner_kind, runtime, provider, "trtexec" in device.binaries
+                        device.runner_kind,
+                        runtime,
+                        provider,
+                        "trtexec" in device.placement.binaries,
                     )
                     if tool is None:
                         continue  # e.g. trtexec on a device without it
@@ -223,17 +226,17 @@ def expand_plan(
                                 build_error=built.error,
                                 tool=tool,
                                 power=power_spec(device) if tool == PYTHON_RUNNER else None,
-                                sysfs_root=device.sysfs_root,
-                                cores=device.cores,
-                                governor=device.governor,
-                                memory_interval_s=device.memory_interval_ms / 1000.0,
+                                sysfs_root=device.placement.sysfs_root,
+                                cores=device.placement.cores,
+                                governor=device.placement.governor,
+                                memory_interval_s=device.placement.memory_interval_ms / 1000.0,
                             )
                         )
     wanted_trtexec = set(plan.runtime.onnx_providers) & set(TRTEXEC_PROVIDERS)
     if wanted_trtexec and not any(job.tool == "trtexec" for job in jobs):
         raise ConfigError(
             plan.plan_path or "plan",
-            f"{sorted(wanted_trtexec)} need a device with `binaries.trtexec`; none of "
+            f"{sorted(wanted_trtexec)} need a device with `placement.binaries.trtexec`; none of "
             f"{[d.name for d in devices]} has one",
             "runtime.onnx_providers",
         )
@@ -270,19 +273,27 @@ def npz_problem(path: Path) -> str | None:
     return None
 
 
+def eval_labels(job: Job) -> Any:
+    """The eval set's labels (array `job.eval_labels` of `job.eval_file`)."""
+    import numpy as np
+
+    assert job.eval_file is not None
+    with np.load(job.eval_file) as data:
+        return data[job.eval_labels]
+
+
 def power_spec(device: Device) -> dict[str, Any] | None:
     """What the device's sampler reads, how often, and how long the idle baseline is."""
-    if device.power is None:
+    power = device.power
+    if power is None:
         return None
-    interval_ms = device.power_interval_ms or DEFAULT_INTERVAL_MS.get(
-        device.power, FALLBACK_INTERVAL_MS
-    )
+    interval_ms = power.interval_ms or DEFAULT_INTERVAL_MS.get(power.source, FALLBACK_INTERVAL_MS)
     return {
-        "source": device.power,
-        "root": device.sysfs_root,
+        "source": power.source,
+        "root": device.placement.sysfs_root,
         "interval_s": interval_ms / 1000.0,
-        "command": device.power_command,
-        "idle_s": device.power_idle_s,
+        "command": power.command,
+        "idle_s": power.idle_s,
         "min_readings": MIN_READINGS_PER_WINDOW,  # the idle window is held open until then
     }
 

@@ -41,7 +41,10 @@ from harness.tables import (
 if TYPE_CHECKING:
     import pandas as pd
 
-RUN_SCHEMA = "harness.run/1"
+# harness.run/1: plan, devices (flat, as their files were), versions, commit, shards
+# harness.run/2: each device recorded in its sections (connection, placement, power,
+#                thermal, retry), as config.Device holds it; nothing reads those fields back
+RUN_SCHEMA = "harness.run/2"
 
 
 def utc_now() -> str:

@@ -18,21 +18,18 @@ from typing import Any, TypeVar
 
 from harness.accuracy import eval_metrics
 from harness.config import Device
-from harness.deploy import install_runner
-from harness.errors import DeviceUnreachable, HarnessError, LeaseHeld, TransportError
+from harness.device_start import start_device
+from harness.errors import DeviceUnreachable, HarnessError, LeaseHeld
 from harness.execute import DeviceSession
 from harness.execute.attempt import Attempt, Failure, attempt
-from harness.jobs import Job
-from harness.lease import Lease, acquire, end_leftovers, new_lease, refresh, release
+from harness.jobs import Job, eval_labels
+from harness.lease import Lease, new_lease, refresh, release
 from harness.native.commands import PYTHON_RUNNER
-from harness.probes.facts import check_device, unusable_runtimes
 from harness.records import JobRecord, pool_documents, pool_timings
 from harness.runner.contract import ResultDocument
 from harness.store import RunStore, utc_now
 from harness.transport import open_transport
-from harness.transport.remote_shell import KILL_BY_ARGUMENT
 
-MIN_FREE_BYTES = 8 * 2**20  # below this the device counts as full: not even a job spec fits
 T = TypeVar("T")
 
 
@@ -49,6 +46,27 @@ class JobEvent:
 
 
 EventSink = Callable[[JobEvent], None]
+
+
+def with_retries(
+    device: Device,
+    stop: threading.Event,
+    say: Callable[[str, str], None],
+    what: str,
+    operation: Callable[[], T],
+) -> T:
+    """`operation()`, again after backoff when the link fails (DeviceUnreachable), as
+    the device's retry policy says; never for a job's own failure."""
+    for retry in range(device.retry.times + 1):
+        try:
+            return operation()
+        except DeviceUnreachable as exc:
+            if retry == device.retry.times or stop.is_set():
+                raise
+            wait_s = device.retry.backoff_s * 2**retry
+            say("retry", f"{what}: {exc}; retry {retry + 1}/{device.retry.times} in {wait_s:g} s")
+            stop.wait(wait_s)
+    raise AssertionError("unreachable")
 
 
 class DeviceWorker:
@@ -77,9 +95,13 @@ class DeviceWorker:
 
     def run(self, jobs: list[Job]) -> list[JobRecord]:
         transport = self.session.transport
-        cooldown_s = self.device.cooldown_max_s if self.device.cooldown_c is not None else 0.0
+        cooldown_s = (
+            self.device.thermal.cooldown_max_s
+            if self.device.thermal.cooldown_c is not None
+            else 0.0
+        )
         longest_s = max(job.timeout_s for job in jobs) + cooldown_s
-        self.lease_ttl_s = 2 * longest_s * (1 + self.device.rerun_throttled) + 120
+        self.lease_ttl_s = 2 * longest_s * (1 + self.device.thermal.rerun_throttled) + 120
         try:
             return self._rounds(jobs)
         finally:
@@ -91,8 +113,15 @@ class DeviceWorker:
             transport.close()
 
     def _rounds(self, jobs: list[Job]) -> list[JobRecord]:
+        lease = new_lease(self.store.run_id, self.lease_ttl_s)
         try:
-            unusable = self._with_retries("starting", self._start(jobs))
+            self.lease, unusable = with_retries(
+                self.device,
+                self.stop,
+                self._say,
+                "starting",
+                lambda: start_device(self.session, jobs, lease, self.stop, self._say),
+            )
         except HarnessError as exc:
             self.emit(JobEvent("device-error", self.device.name, message=str(exc)))
             return [self._save(job, utc_now(), "skipped", error=str(exc)) for job in jobs]
@@ -128,54 +157,6 @@ class DeviceWorker:
                 open_jobs.remove(job)
         return records
 
-    def _start(self, jobs: list[Job]) -> Callable[[], dict[str, str]]:
-        """Connect, take the lease, end what a previous controller left running, check
-        the device's health, install the runner. Returns the runtimes it cannot run."""
-        lease = new_lease(self.store.run_id, self.lease_ttl_s)
-        transport = self.session.transport
-
-        def start_once() -> dict[str, str]:
-            transport.open()
-            self.lease = acquire(
-                transport,
-                lease,
-                self.device.lease_wait_s,
-                on_wait=lambda held: self._say("waiting", f"reserved by {held.describe()}"),
-                should_stop=self.stop.is_set,
-            )
-            ended = end_leftovers(transport)
-            if ended:
-                self._say("cleanup", f"ended {len(ended)} runner(s) that a previous controller "
-                          f"left running on the device ({', '.join(ended)})")  # fmt: skip
-            if not any(job.tool == PYTHON_RUNNER for job in jobs):
-                return {}
-            facts = check_device(self.device, transport)
-            if facts.disk_free_bytes is not None and facts.disk_free_bytes < MIN_FREE_BYTES:
-                raise TransportError(
-                    self.device.name,
-                    f"disk full: {facts.disk_free_bytes // 1024} KiB free in {facts.workdir}; "
-                    "free space on the device or point `workdir` at a larger disk",
-                )
-            self.session.runner_path = install_runner(transport)
-            return unusable_runtimes(facts.runtimes)
-
-        return start_once
-
-    def _with_retries(self, what: str, operation: Callable[[], T]) -> T:
-        """`operation()`, again after backoff when the link fails (DeviceUnreachable);
-        never for a job's own failure."""
-        for retry in range(self.device.retries + 1):
-            try:
-                return operation()
-            except DeviceUnreachable as exc:
-                if retry == self.device.retries or self.stop.is_set():
-                    raise
-                wait_s = self.device.retry_backoff_s * 2**retry
-                self._say("retry", f"{what}: {exc}; retry {retry + 1}/{self.device.retries} "
-                          f"in {wait_s:g} s")  # fmt: skip
-                self.stop.wait(wait_s)
-        raise AssertionError("unreachable")
-
     def _process(self, job: Job, round_index: int) -> Attempt | JobRecord:
         """One process of the job (again after a link fault, and after a cooldown when it
         throttled and the device allows reruns): its result, or the job's failure record."""
@@ -184,23 +165,23 @@ class DeviceWorker:
         def once() -> Attempt | Failure:
             nonlocal tries
             if tries:
-                self._kill_leftovers(job)
+                self.session.end_job_processes(job)
             tries += 1
             if self.lease and self.lease.expires_at - time.time() < self.lease_ttl_s / 2:
                 self.lease = refresh(self.session.transport, self.lease, self.lease_ttl_s)
             return attempt(job, self.session, round_index, self.stop)
 
         try:
-            outcome = self._with_retries(job.job_id, once)
+            outcome = with_retries(self.device, self.stop, self._say, job.job_id, once)
             reruns = 0
             while (
                 isinstance(outcome, Attempt)
                 and outcome.timings.get("throttle_reasons")
-                and reruns < self.device.rerun_throttled
+                and reruns < self.device.thermal.rerun_throttled
             ):
                 reruns += 1
                 self.emit(JobEvent("rerun", self.device.name, job.job_id, message="throttled"))
-                outcome = self._with_retries(job.job_id, once)
+                outcome = with_retries(self.device, self.stop, self._say, job.job_id, once)
                 if isinstance(outcome, Attempt):
                     outcome.timings["reruns_after_throttling"] = reruns
         except (DeviceUnreachable, LeaseHeld) as exc:
@@ -218,26 +199,13 @@ class DeviceWorker:
             outcome.timings["attempts"] = tries
         return outcome
 
-    def _kill_leftovers(self, job: Job) -> None:
-        """After a lost connection, the job's processes may still run on the device (and
-        would disturb the retry): kill every process whose command line names the job."""
-        marker = (
-            self.session.job_path(job, ".")
-            if job.tool == PYTHON_RUNNER
-            else self.session.binary_paths.get(job.tool, "")
-        )
-        if marker:
-            self.session.transport.run(
-                ["sh", "-c", KILL_BY_ARGUMENT, "cleanup", marker], timeout_s=30
-            )
-
     def _finish(self, job: Job, started_at: str, attempts: list[Attempt]) -> JobRecord:
         """The job's processes pooled into one record (harness/records.py)."""
         doc, latencies = pool_documents([a.doc for a in attempts])
         metrics: dict[str, Any] = {}
         evaluated = ResultDocument(doc).eval
         if evaluated and job.eval_file is not None:
-            metrics = eval_metrics(evaluated["top_k"], _labels(job.eval_file, job.eval_labels))
+            metrics = eval_metrics(evaluated["top_k"], eval_labels(job))
         controller = pool_timings([a.timings for a in attempts])
         return self._save(job, started_at, "ok", runner=doc, latencies=latencies,
                           controller=controller, eval_metrics=metrics)  # fmt: skip
@@ -253,10 +221,3 @@ class DeviceWorker:
         self.store.write_job(record)
         self.emit(JobEvent("end", self.device.name, job.job_id, status, record.error or ""))
         return record
-
-
-def _labels(path: Path, key: str) -> Any:
-    import numpy as np
-
-    with np.load(path) as data:
-        return data[key]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from device_files import device_file
 from sshd_server import SSHDUnavailable, SSHServer, free_port, loopback_sshd
 
 __all__ = ["SSHServer", "StandinPhones", "free_port"]
@@ -54,15 +55,15 @@ class StandinPhones:
     root: Path
     serials: tuple[str, ...]
 
-    def device_toml(self, name: str, serial: str, **extra: str) -> str:
-        lines = [
-            f'name = "{name}"',
-            'transport = "adb"',
-            f'serial = "{serial}"',
-            f'workdir = "{self.root}/data/local/tmp/harness"',
-        ]
-        lines += [f"{key} = {value}" for key, value in extra.items()]
-        return "\n".join(lines) + "\n"
+    def device_toml(self, name: str, serial: str, **extra: object) -> str:
+        fields = {
+            "name": name,
+            "transport": "adb",
+            "serial": serial,
+            "workdir": f"{self.root}/data/local/tmp/harness",
+            **extra,
+        }
+        return device_file(fields)
 
 
 @pytest.fixture

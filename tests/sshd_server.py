@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from device_files import device_file
+
 
 class SSHDUnavailable(RuntimeError):
     pass
@@ -54,19 +56,7 @@ class SSHServer:
             "connect_timeout_s": 5,
         }
         fields.update(extra)
-        lines = [
-            f"{key} = {_toml_value(value)}" for key, value in fields.items() if value is not None
-        ]
-        lines += ["", "[labels]", 'class = "loopback"']
-        return "\n".join(lines) + "\n"
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return device_file(fields, labels={"class": "loopback"})
 
 
 def _find_sshd() -> str | None:

@@ -30,7 +30,7 @@ def devices_list(devices_dir: DevicesDir = Path("devices")) -> None:
     table = Table("name", "transport", "address", "role", "labels", "runner", "source")
     for device in inventory.values():
         labels = ", ".join(f"{k}={v}" for k, v in device.labels.items())
-        runner = device.python if device.runner_kind == "python" else "native"
+        runner = device.placement.python if device.runner_kind == "python" else "native"
         table.add_row(
             device.name,
             device.transport,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -23,6 +23,9 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 class _Strict(BaseModel):
     # strict: `retries = "2"` or `use_agent = 1` is a mistake to name, never coerced
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+M = TypeVar("M", bound=_Strict)
 
 
 # paths are written as strings in TOML: the one conversion strict mode keeps
@@ -65,7 +68,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(path, f"not valid TOML ({detail}); fix the syntax at that line") from None
 
 
-def _validate(model: type[_Strict], data: dict[str, Any], path: Path) -> Any:
+def _validate(model: type[M], data: dict[str, Any], path: Path) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

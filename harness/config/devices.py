@@ -14,7 +14,14 @@ from pydantic import (
     model_validator,
 )
 
-from harness.config.base import NAME_PATTERN, LaxPath, _read_toml, _Strict, _validate
+from harness.config.base import (
+    KEY_SYNONYMS,
+    NAME_PATTERN,
+    LaxPath,
+    _read_toml,
+    _Strict,
+    _validate,
+)
 from harness.errors import ConfigError
 
 LOCAL_DEVICE_NAME = "local"
@@ -48,14 +55,10 @@ class NativeBinary(_Strict):
         return self
 
 
-class Device(_Strict):
-    """What a device is and how to reach it; never how to talk to it (see transport/)."""
+class Connection(_Strict):
+    """How to reach it: over SSH (a host or an ssh_config alias, keys, a jump host) or
+    through adb (a serial, on this machine's adb server or another's)."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    transport: Literal["local", "ssh", "adb"]
-    role: Literal["target", "gateway"] = "target"
-    description: str = ""
-    # ssh
     host: str | None = None
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     user: str | None = None
@@ -71,18 +74,16 @@ class Device(_Strict):
     # the watchdog over every transport operation: this much, plus a command's own timeout
     # or a transfer's size at 64 KiB/s (harness/transport/base.py)
     io_timeout_s: Annotated[float, Field(gt=0)] = 60.0
-    # faults of the link (not of a job) are retried: this many times, waiting
-    # retry_backoff_s, then twice that, ...; a device still unreachable is quarantined
-    retries: Annotated[int, Field(ge=0, le=10)] = 2
-    retry_backoff_s: Annotated[float, Field(ge=0)] = 2.0
-    # how long to wait for another controller's lease on the device before skipping it
-    lease_wait_s: Annotated[float, Field(ge=0)] = 300.0
-    # adb (a phone, on this machine's adb server or on another lab machine's)
     serial: str | None = None
     adb: str = "adb"
     adb_host: str | None = None
     adb_port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    # on the device
+
+
+class Placement(_Strict):
+    """Where and how a job runs on the device: the interpreter and folder of the runner,
+    or the native binaries; the cores it is pinned to; what it may change (governor)."""
+
     python: str = "python3"
     workdir: str = DEFAULT_WORKDIR
     # "python": harness/runner/run.py; "native": the benchmark binaries in `binaries`
@@ -94,50 +95,7 @@ class Device(_Strict):
     governor: Literal["performance"] | None = None
     # the runner's memory (RSS, PSS, swap) sampled by a process beside it; 0: checkpoints only
     memory_interval_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
-    # power, sampled on the device beside the runner (harness/probes/power.py)
-    power: PowerSource | None = None
     sysfs_root: str = "/sys"  # where sysfs is, for power, thermal and cpufreq (tests: a tree)
-    power_interval_ms: Annotated[int, Field(ge=1, le=60_000)] | None = None
-    power_command: list[str] | None = None  # power = "command": prints watts
-    power_idle_s: Annotated[float, Field(ge=0, le=600)] = 2.0
-    # thermal state: wait before each job until the hottest zone is below cooldown_c (or
-    # cooldown_max_s passed); a throttled job is run again up to rerun_throttled times
-    cooldown_c: Annotated[float, Field(gt=0, lt=150)] | None = None
-    cooldown_max_s: Annotated[float, Field(ge=0)] = 300.0
-    throttle_min_freq_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
-    rerun_throttled: Annotated[int, Field(ge=0, le=5)] = 0
-    labels: dict[str, str] = Field(default_factory=dict)
-    source: str = ""
-
-    @property
-    def device_class(self) -> str:
-        return self.labels.get("class", "")
-
-    @property
-    def address(self) -> str:
-        """Where it is, as `devices list` shows it."""
-        if self.transport == "ssh":
-            user = f"{self.user}@" if self.user else ""
-            port = f":{self.port}" if self.port else ""
-            where = self.ssh_alias or f"{user}{self.host}{port}"
-            return where + (f" via {self.proxy_jump}" if self.proxy_jump else "")
-        if self.transport == "adb":
-            server = (
-                f" on adb server {self.adb_host}:{self.adb_port or 5037}" if self.adb_host else ""
-            )
-            return f"serial {self.serial}{server}"
-        return "-"
-
-    @property
-    def runner_kind(self) -> str:
-        """Phones have no Python: they run the native binaries unless told otherwise."""
-        return self.runner or ("native" if self.transport == "adb" else "python")
-
-    @property
-    def device_workdir(self) -> str:
-        if self.transport == "adb" and self.workdir == DEFAULT_WORKDIR:
-            return ADB_WORKDIR
-        return self.workdir
 
     @field_validator("workdir")
     @classmethod
@@ -149,14 +107,109 @@ class Device(_Strict):
             )
         return value
 
+
+class PowerSettings(_Strict):
+    """Power, sampled on the device beside the runner (harness/probes/power.py)."""
+
+    source: PowerSource
+    interval_ms: Annotated[int, Field(ge=1, le=60_000)] | None = None  # None: the source's own
+    command: list[str] | None = None  # source = "command": an argv that prints watts
+    idle_s: Annotated[float, Field(ge=0, le=600)] = 2.0  # the idle baseline before each job
+
+    @model_validator(mode="after")
+    def _command_has_argv(self) -> PowerSettings:
+        if self.source == "command" and not self.command:
+            raise ValueError("source = 'command' needs command = [argv printing watts]")
+        return self
+
+
+class ThermalPolicy(_Strict):
+    """Before each job, wait until the hottest zone is below cooldown_c (or cooldown_max_s
+    passed); a job that throttled is run again up to rerun_throttled times."""
+
+    cooldown_c: Annotated[float, Field(gt=0, lt=150)] | None = None
+    cooldown_max_s: Annotated[float, Field(ge=0)] = 300.0
+    throttle_min_freq_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    rerun_throttled: Annotated[int, Field(ge=0, le=5)] = 0
+
+
+class RetryPolicy(_Strict):
+    """Faults of the link (never of a job) are retried `times` times, waiting backoff_s,
+    then twice that, ...; a device still unreachable is quarantined for the run."""
+
+    times: Annotated[int, Field(ge=0, le=10)] = 2
+    backoff_s: Annotated[float, Field(ge=0)] = 2.0
+    # how long to wait for another controller's lease on the device before skipping it
+    lease_wait_s: Annotated[float, Field(ge=0)] = 300.0
+
+
+# where each key of the flat device files before the sections went (a file that still
+# has one is told its new place)
+MOVED_KEYS: dict[str, str] = {
+    **{key: f"connection.{key}" for key in Connection.model_fields},
+    **{key: f"placement.{key}" for key in Placement.model_fields},
+    **{f"power_{key}": f"power.{key}" for key in ("interval_ms", "command", "idle_s")},
+    **{key: f"thermal.{key}" for key in ThermalPolicy.model_fields},
+    "retries": "retry.times",
+    "retry_backoff_s": "retry.backoff_s",
+    "lease_wait_s": "retry.lease_wait_s",
+}
+
+
+class Device(_Strict):
+    """What a device is and how to reach it, in sections; never how to talk to it (see
+    transport/). In a device file each section is a table: [connection], [placement],
+    [power], [thermal], [retry]."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    transport: Literal["local", "ssh", "adb"]
+    role: Literal["target", "gateway"] = "target"
+    description: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    connection: Connection = Field(default_factory=Connection)
+    placement: Placement = Field(default_factory=Placement)
+    power: PowerSettings | None = None
+    thermal: ThermalPolicy = Field(default_factory=ThermalPolicy)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    source: str = ""  # the device file it came from
+
+    @property
+    def device_class(self) -> str:
+        return self.labels.get("class", "")
+
+    @property
+    def address(self) -> str:
+        """Where it is, as `devices list` shows it."""
+        link = self.connection
+        if self.transport == "ssh":
+            user = f"{link.user}@" if link.user else ""
+            port = f":{link.port}" if link.port else ""
+            where = link.ssh_alias or f"{user}{link.host}{port}"
+            return where + (f" via {link.proxy_jump}" if link.proxy_jump else "")
+        if self.transport == "adb":
+            server = (
+                f" on adb server {link.adb_host}:{link.adb_port or 5037}" if link.adb_host else ""
+            )
+            return f"serial {link.serial}{server}"
+        return "-"
+
+    @property
+    def runner_kind(self) -> str:
+        """Phones have no Python: they run the native binaries unless told otherwise."""
+        return self.placement.runner or ("native" if self.transport == "adb" else "python")
+
+    @property
+    def device_workdir(self) -> str:
+        if self.transport == "adb" and self.placement.workdir == DEFAULT_WORKDIR:
+            return ADB_WORKDIR
+        return self.placement.workdir
+
     @model_validator(mode="after")
     def _ssh_needs_a_host(self) -> Device:
-        if self.transport == "ssh" and not (self.host or self.ssh_alias):
-            raise ValueError("an ssh device needs 'host' or 'ssh_alias'")
-        if self.transport == "adb" and not self.serial:
-            raise ValueError("an adb device needs 'serial' (see `adb devices`)")
-        if self.power == "command" and not self.power_command:
-            raise ValueError("power = 'command' needs power_command = [argv printing watts]")
+        if self.transport == "ssh" and not (self.connection.host or self.connection.ssh_alias):
+            raise ValueError("an ssh device needs 'host' or 'ssh_alias' under [connection]")
+        if self.transport == "adb" and not self.connection.serial:
+            raise ValueError("an adb device needs 'serial' under [connection] (see `adb devices`)")
         return self
 
     def redacted(self) -> dict[str, Any]:
@@ -169,8 +222,10 @@ def builtin_local_device(workdir: str | None = None) -> Device:
     return Device(
         name=LOCAL_DEVICE_NAME,
         transport="local",
-        python=sys.executable,
-        workdir=workdir or str(Path.home() / ".cache" / "edge-harness" / "local-device"),
+        placement=Placement(
+            python=sys.executable,
+            workdir=workdir or str(Path.home() / ".cache" / "edge-harness" / "local-device"),
+        ),
         labels={"class": "controller"},
         description="this machine (built in)",
         source="built-in",
@@ -217,14 +272,38 @@ def shard_devices(names: list[str], index: int, count: int) -> list[str]:
 def load_device(path: Path) -> Device:
     data = _read_toml(path)
     data.setdefault("name", path.stem)
-    device: Device = _validate(Device, data, path)
+    _refuse_moved_keys(data, path)
+    device = _validate(Device, data, path)
     binaries = {
         tool: binary.model_copy(update={"local": path.parent / binary.local})
         if binary.local is not None
         else binary
-        for tool, binary in device.binaries.items()
+        for tool, binary in device.placement.binaries.items()
     }
-    return device.model_copy(update={"binaries": binaries})
+    placement = device.placement.model_copy(update={"binaries": binaries})
+    return device.model_copy(update={"placement": placement})
+
+
+def _refuse_moved_keys(data: dict[str, Any], path: Path) -> None:
+    """A key of the flat device files from before the sections: name its new place."""
+    if isinstance(data.get("power"), str):
+        raise ConfigError(
+            path,
+            f"power is a table now: write [power] with source = {data['power']!r} "
+            "(and interval_ms, command, idle_s there, without the power_ prefix)",
+            "power",
+        )
+    for key in data:
+        moved = MOVED_KEYS.get(KEY_SYNONYMS.get(key.lower(), key))
+        if moved is not None:
+            section, name = moved.split(".")
+            raise ConfigError(
+                path,
+                f"'{key}' belongs in the [{section}] table now: write it under [{section}] "
+                f"as `{name} = ...` (a top-level key after a table would land inside it: "
+                "put top-level keys first)",
+                key,
+            )
 
 
 def load_inventory(

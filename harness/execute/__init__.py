@@ -19,6 +19,7 @@ from harness.config import Device
 from harness.jobs import Job
 from harness.native.commands import PYTHON_RUNNER
 from harness.transport.base import Transport
+from harness.transport.remote_shell import KILL_BY_ARGUMENT
 
 
 @dataclass
@@ -39,6 +40,17 @@ class DeviceSession:
     def job_path(self, job: Job, suffix: str) -> str:
         """`<workdir>/jobs/<run>/<job><suffix>`: one job's spec and scratch files."""
         return self.transport.remote_path(f"jobs/{self.run_id}/{job.job_id}{suffix}")
+
+    def end_job_processes(self, job: Job) -> None:
+        """After a lost connection the job's processes may still run on the device (and
+        would disturb the retry): kill every process whose command line names the job."""
+        marker = (
+            self.job_path(job, ".")
+            if job.tool == PYTHON_RUNNER
+            else self.binary_paths.get(job.tool, "")
+        )
+        if marker:
+            self.transport.run(["sh", "-c", KILL_BY_ARGUMENT, "cleanup", marker], timeout_s=30)
 
 
 def execute(

@@ -53,7 +53,7 @@ def attempt(
     clock = time.perf_counter()
     timings: dict[str, Any] = {}
     try:
-        if session.device.cooldown_c is not None:
+        if session.device.thermal.cooldown_c is not None:
             timings["cooldown"] = cool_down(session, stop)
         doc = execute(job, session, round_index, timings)
     except (DeviceUnreachable, LeaseHeld):
@@ -71,7 +71,7 @@ def attempt(
     timings["total_s"] = time.perf_counter() - clock
     read = ResultDocument(doc)
     timings["throttle_reasons"] = throttle_reasons(
-        read.state("before"), read.state("after"), session.device.throttle_min_freq_fraction
+        read.state("before"), read.state("after"), session.device.thermal.throttle_min_freq_fraction
     )
     if read.status != "ok":
         return Failure("error", read.describe_error(), timings, doc)
@@ -82,19 +82,19 @@ def cool_down(session: DeviceSession, stop: threading.Event) -> dict[str, Any]:
     """Wait until the hottest thermal zone is below the device's cooldown_c, or until
     cooldown_max_s has passed; says how long it waited and where it got to."""
     device = session.device
-    target = device.cooldown_c
+    target = device.thermal.cooldown_c
     assert target is not None
     started = time.monotonic()
     probe = 'cat "$1"/class/thermal/thermal_zone*/temp 2>/dev/null; true'
     while True:
         result = session.transport.run(
-            ["sh", "-c", probe, "cooldown", device.sysfs_root], timeout_s=30
+            ["sh", "-c", probe, "cooldown", device.placement.sysfs_root], timeout_s=30
         )
         temps = parse_zone_temps(result.stdout)
         hottest = max(temps) if temps else None
         waited = time.monotonic() - started
         reached = hottest is None or hottest < target  # no zones: nothing to wait for
-        if reached or waited >= device.cooldown_max_s or stop.is_set():
+        if reached or waited >= device.thermal.cooldown_max_s or stop.is_set():
             return {
                 "waited_s": round(waited, 3),
                 "hottest_c": hottest,

@@ -46,11 +46,12 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
     )
     timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
     before = device_state(session)
-    power = power_spec(device) if device.power in SHELL_SOURCES else None
+    on_shell = device.power is not None and device.power.source in SHELL_SOURCES
+    power = power_spec(device) if on_shell else None
     sampler = None
     windows: dict[str, Any] = {}
     if power is not None:
-        sampler = ShellPowerSampler(transport, device.sysfs_root, power["interval_s"])
+        sampler = ShellPowerSampler(transport, device.placement.sysfs_root, power["interval_s"])
         sampler.start()
     try:
         if sampler is not None and power is not None and power["idle_s"] > 0:
@@ -99,7 +100,7 @@ def device_state(session: DeviceSession) -> dict[str, Any]:
     """Thermal zones, a Jetson's power mode and a phone's charging state, read through
     the transport around a native tool's run."""
     result = session.transport.run(
-        ["sh", "-c", STATE_SCRIPT, "state", session.device.sysfs_root], timeout_s=30
+        ["sh", "-c", STATE_SCRIPT, "state", session.device.placement.sysfs_root], timeout_s=30
     )
     return parse_state_probe(result.stdout)
 
@@ -110,13 +111,13 @@ def binary_path(tool: str, session: DeviceSession) -> str:
     if tool in session.binary_paths:
         return session.binary_paths[tool]
     device = session.device
-    binary = next((b for name, b in device.binaries.items() if name == tool), None)
+    binary = next((b for name, b in device.placement.binaries.items() if name == tool), None)
     if binary is None:
         raise ConfigError(
             device.source or device.name,
-            f"device '{device.name}' has no {tool}: add [binaries.{tool}] with "
+            f"device '{device.name}' has no {tool}: add [placement.binaries.{tool}] with "
             "`local` (a file on this machine, pushed) or `device` (a path on the device)",
-            f"binaries.{tool}",
+            f"placement.binaries.{tool}",
         )
     if binary.device is not None:
         session.binary_paths[tool] = binary.device
@@ -126,7 +127,7 @@ def binary_path(tool: str, session: DeviceSession) -> str:
         raise ConfigError(
             device.source or device.name,
             f"no such file: {binary.local} (the {tool} binary to push to the device)",
-            f"binaries.{tool}.local",
+            f"placement.binaries.{tool}.local",
         )
     remote, _ = session.transport.put_content_addressed(
         binary.local, "bin", sha256_of(binary.local)

@@ -38,7 +38,7 @@ def run(
     transport.put_bytes(json.dumps(spec).encode(), spec_path)
     timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
     result = transport.run(
-        [session.device.python, session.runner_path, spec_path],
+        [session.device.placement.python, session.runner_path, spec_path],
         timeout_s=job.timeout_s,
         interruptible=True,
     )

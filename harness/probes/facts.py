@@ -88,15 +88,17 @@ def check_device(device: Device, transport: Transport) -> DeviceFacts:
 
     Raises a HarnessError subclass that says exactly why the device cannot be used."""
     transport.open()
-    result = transport.run([device.python, "-c", _VERSION_PROBE], timeout_s=CHECK_TIMEOUT_S)
+    result = transport.run(
+        [device.placement.python, "-c", _VERSION_PROBE], timeout_s=CHECK_TIMEOUT_S
+    )
     if result.exit_code == 127 or "not found" in result.stderr:
         raise HarnessError(
-            f"device '{device.name}': Python interpreter '{device.python}' not found there; "
-            "install python3 or set 'python' in the device file"
+            f"device '{device.name}': Python interpreter '{device.placement.python}' not found "
+            "there; install python3 or set `python` under [placement] in the device file"
         )
     if result.exit_code != 0:
         raise HarnessError(
-            f"device '{device.name}': '{device.python}' failed to report its version "
+            f"device '{device.name}': '{device.placement.python}' failed to report its version "
             f"(exit {result.exit_code}): {result.stderr.strip()[:200]}"
         )
     try:
@@ -106,12 +108,12 @@ def check_device(device: Device, transport: Transport) -> DeviceFacts:
     if version < MIN_PYTHON:
         raise HarnessError(
             f"device '{device.name}': Python {'.'.join(map(str, version))} is too old; the "
-            f"runner needs {'.'.join(map(str, MIN_PYTHON))}+ (set 'python' in the device file "
-            "to a newer interpreter)"
+            f"runner needs {'.'.join(map(str, MIN_PYTHON))}+ (set `python` under [placement] "
+            "in the device file to a newer interpreter)"
         )
     runner = install_runner(transport)
     facts = transport.run_check(
-        [device.python, runner, "--facts", transport.workdir], timeout_s=CHECK_TIMEOUT_S
+        [device.placement.python, runner, "--facts", transport.workdir], timeout_s=CHECK_TIMEOUT_S
     )
     return parse_facts(facts.stdout, device.name, transport.workdir)
 
@@ -192,7 +194,9 @@ def check_phone(device: Device, transport: Transport) -> PhoneFacts:
     """What `devices check` says of a phone: model, Android, ABI, SoC, battery, free
     space, and whether each configured benchmark binary is there."""
     transport.open()
-    binaries: dict[str, str] = {tool: b.device or "" for tool, b in device.binaries.items()}
+    binaries: dict[str, str] = {
+        tool: b.device or "" for tool, b in device.placement.binaries.items()
+    }
     argv = ["sh", "-c", _PHONE_PROBE, "harness-facts", *PHONE_PROPS, transport.workdir]
     result = transport.run_check(
         [*argv, *(p for p in binaries.values() if p)], timeout_s=CHECK_TIMEOUT_S

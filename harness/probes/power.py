@@ -293,8 +293,8 @@ def energy_summary(
             notes.append(
                 f"the idle window ({idle_end - idle_start:.2f} s) held {in_idle} power "
                 f"reading(s), fewer than the {MIN_READINGS_PER_WINDOW} a baseline needs: no "
-                "idle power and no energy per inference; lengthen power_idle_s or sample "
-                "faster (power_interval_ms)"
+                "idle power and no energy per inference; lengthen idle_s or sample faster "
+                "(interval_ms), both under the device's [power]"
             )
     average = None
     if inside >= MIN_READINGS_PER_WINDOW:
@@ -304,7 +304,7 @@ def energy_summary(
             f"the timed window ({end - start:.3f} s) held {inside} power reading(s), fewer "
             f"than the {MIN_READINGS_PER_WINDOW} a mean needs: no average power and no energy "
             "per inference; run longer (iterations, max_seconds) or sample faster "
-            "(power_interval_ms)"
+            "(interval_ms under the device's [power])"
         )
     baseline_ok = not idle_window_ns or idle is not None
     energy = None

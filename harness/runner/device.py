@@ -11,6 +11,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 try:  # imported as harness.runner.contract (the controller, the tests)
     from .contract import FACTS_SCHEMA
@@ -21,10 +22,10 @@ except ImportError:  # run on the device, where this file's folder is on sys.pat
 MEMORY_FIELDS = {"VmRSS": "rss_kb", "VmHWM": "hwm_kb", "VmSwap": "swap_kb"}
 
 
-def read_memory_kb():
+def read_memory_kb() -> dict[str, int | None]:
     """VmRSS, VmHWM, VmSwap and PSS (smaps_rollup: shared, memory-mapped weights counted
     once across processes) of this process in kB (Linux); HWM from getrusage elsewhere."""
-    memory = dict.fromkeys(list(MEMORY_FIELDS.values()) + ["pss_kb"])
+    memory: dict[str, int | None] = dict.fromkeys(list(MEMORY_FIELDS.values()) + ["pss_kb"])
     try:
         with open("/proc/self/status") as handle:
             for line in handle:
@@ -49,7 +50,7 @@ def read_memory_kb():
     return memory
 
 
-def read_thermal_c(sysfs="/sys"):
+def read_thermal_c(sysfs: str = "/sys") -> dict[str, float]:
     """Every thermal zone's temperature in °C, keyed by zone type (empty where none)."""
     zones: dict[str, float] = {}
     root = os.path.join(sysfs, "class", "thermal")
@@ -71,7 +72,7 @@ def read_thermal_c(sysfs="/sys"):
     return zones
 
 
-def read_cpufreq_khz(sysfs="/sys"):
+def read_cpufreq_khz(sysfs: str = "/sys") -> dict[str, list[int]]:
     """Each CPU's [current, maximum] frequency in kHz, where cpufreq exists."""
     freqs: dict[str, list[int]] = {}
     root = os.path.join(sysfs, "devices", "system", "cpu")
@@ -92,9 +93,9 @@ def read_cpufreq_khz(sysfs="/sys"):
     return freqs
 
 
-def read_governors(sysfs="/sys"):
+def read_governors(sysfs: str = "/sys") -> dict[str, str]:
     """Each CPU's cpufreq governor, where cpufreq exists."""
-    governors = {}
+    governors: dict[str, str] = {}
     for path in sorted(glob.glob(os.path.join(sysfs, "devices/system/cpu/cpu*/cpufreq"))):
         try:
             with open(os.path.join(path, "scaling_governor")) as handle:
@@ -104,7 +105,7 @@ def read_governors(sysfs="/sys"):
     return governors
 
 
-def command_text(argv):
+def command_text(argv: list[str]) -> str | None:
     """What a device tool prints (None where it is not installed or fails to start)."""
     if not shutil.which(argv[0]):
         return None
@@ -117,7 +118,7 @@ def command_text(argv):
     return done.stdout.decode(errors="replace").strip()
 
 
-def device_state(sysfs):
+def device_state(sysfs: str) -> dict[str, Any]:
     """What says whether this job's numbers are comparable: temperatures, clocks and their
     governors, throttling (a Pi's get_throttled), a Jetson's power mode (nvpmodel -q)."""
     return {
@@ -134,13 +135,13 @@ class Preparation:
     affinity (this process only) and the `performance` cpufreq governor (restored in
     `undo`). Each change is recorded with whether it took, so a result says how it ran."""
 
-    def __init__(self, spec, sysfs):
+    def __init__(self, spec: dict[str, Any] | None, sysfs: str) -> None:
         self.spec = spec or {}
         self.sysfs = sysfs
-        self.previous_governors = {}
+        self.previous_governors: dict[str, str] = {}
 
-    def apply(self):
-        done = {}
+    def apply(self) -> dict[str, dict[str, Any]]:
+        done: dict[str, dict[str, Any]] = {}
         cores = self.spec.get("cores")
         if cores:
             try:
@@ -153,11 +154,11 @@ class Preparation:
             done["governor"] = self._set_governor(governor)
         return done
 
-    def _set_governor(self, governor):
+    def _set_governor(self, governor: str) -> dict[str, Any]:
         current = read_governors(self.sysfs)
         if not current:
             return {"applied": False, "governor": governor, "error": "no cpufreq governors"}
-        errors = []
+        errors: list[str] = []
         for cpu, old in current.items():
             if old == governor:
                 continue
@@ -168,12 +169,12 @@ class Preparation:
                 self.previous_governors[path] = old
             except OSError as exc:
                 errors.append("%s: %s" % (cpu, exc.strerror or exc))
-        record = {"applied": not errors, "governor": governor, "previous": current}
+        record: dict[str, Any] = {"applied": not errors, "governor": governor, "previous": current}
         if errors:
             record["error"] = "; ".join(errors[:4])
         return record
 
-    def undo(self):
+    def undo(self) -> None:
         for path, old in self.previous_governors.items():
             try:
                 with open(path, "w") as handle:
@@ -182,9 +183,9 @@ class Preparation:
                 sys.stderr.write("could not restore the governor %s in %s\n" % (old, path))
 
 
-def device_facts(workdir):
+def device_facts(workdir: str) -> dict[str, Any]:
     """What `harness devices check` reports: platform, Python, runtimes, disk, CPUs."""
-    facts = {
+    facts: dict[str, Any] = {
         "schema": FACTS_SCHEMA,
         "arch": platform.machine(),
         "os": os_pretty_name(),
@@ -228,7 +229,7 @@ def device_facts(workdir):
     return facts
 
 
-def read_first_line(path):
+def read_first_line(path: str) -> str | None:
     try:
         with open(path, "rb") as handle:
             text = handle.read().decode(errors="replace").replace("\x00", "").strip()
@@ -237,7 +238,7 @@ def read_first_line(path):
     return text.splitlines()[0].strip() if text else None
 
 
-def device_identity():
+def device_identity() -> dict[str, Any]:
     """The comparability keys every result carries: what CPU (and which core types), how
     much RAM, which OS and kernel, which board (device tree model; Jetson's L4T release)."""
     cpuinfo = ""
@@ -247,7 +248,7 @@ def device_identity():
     except OSError:
         pass
     fields: dict[str, str] = {}
-    parts = set()
+    parts: set[str] = set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         key, value = key.strip(), value.strip()
@@ -278,7 +279,7 @@ def device_identity():
     }
 
 
-def os_pretty_name():
+def os_pretty_name() -> str:
     try:
         with open("/etc/os-release") as handle:
             for line in handle:

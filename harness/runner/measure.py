@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import IO, Any
+from typing import IO, Any, Callable, Sequence
 
 try:  # imported as harness.runner.contract (the controller, the tests)
     from .contract import JobError, JobSpec
@@ -33,7 +33,9 @@ MAX_EVAL_VALUES = 2000000  # raw outputs returned for deviation checks, at most 
 # ----------------------------------------------------------------------------- statistics
 
 
-def median_ci_order_statistic(sorted_values, z=Z_95):
+def median_ci_order_statistic(
+    sorted_values: Sequence[float], z: float = Z_95
+) -> tuple[float, float] | None:
     """Distribution-free CI of the median from order statistics (normal approximation
     to the binomial; Conover, Practical Nonparametric Statistics). Ranks are rounded
     outwards, so the interval is conservative. Returns (low, high) or None when n < 5."""
@@ -46,7 +48,7 @@ def median_ci_order_statistic(sorted_values, z=Z_95):
     return sorted_values[low_rank - 1], sorted_values[high_rank - 1]
 
 
-def median_of_sorted(sorted_values):
+def median_of_sorted(sorted_values: Sequence[float]) -> float:
     n = len(sorted_values)
     mid = n // 2
     if n % 2:
@@ -54,7 +56,7 @@ def median_of_sorted(sorted_values):
     return (sorted_values[mid - 1] + sorted_values[mid]) / 2.0
 
 
-def ci_relative_half_width(values):
+def ci_relative_half_width(values: Sequence[float]) -> float:
     ordered = sorted(values)
     median, ci = median_of_sorted(ordered), median_ci_order_statistic(ordered)
     if ci is None or median <= 0:
@@ -65,7 +67,7 @@ def ci_relative_half_width(values):
 # ----------------------------------------------------------------------------- timing
 
 
-def timed_loop(infer, stop):
+def timed_loop(infer: Callable[[], object], stop: dict[str, Any]) -> tuple[list[int], str]:
     """Time `infer()` alone between two perf_counter_ns reads; apply the stop rule
     outside the timed window. Returns (latencies_ns, stop_reason)."""
     clock = time.perf_counter_ns
@@ -99,12 +101,12 @@ def timed_loop(infer, stop):
             return latencies, "max_iterations"
 
 
-def slowed(infer, fraction):
+def slowed(infer: Callable[[], object], fraction: float) -> Callable[[], None]:
     """For testing regression detectors only: each call busy-waits `fraction` of its own
     duration more (a sleep is too coarse at these scales)."""
     clock = time.perf_counter_ns
 
-    def slower():
+    def slower() -> None:
         start = clock()
         infer()
         until = clock() + int((clock() - start) * fraction)
@@ -119,14 +121,14 @@ class Sampler:
     the idle baseline and the model load until after the timed loop; its raw readings go
     back in the result document."""
 
-    def __init__(self, spec, what):
+    def __init__(self, spec: dict[str, Any], what: str) -> None:
         self.spec = spec
         self.what = what
         self.out = spec["out"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.log: IO[str] | None = None
 
-    def start(self):
+    def start(self) -> None:
         with open(self.out, "w"):
             pass  # a fresh file per process
         self.log = open(self.out + ".stderr", "w+")  # noqa: SIM115 -- lives as long as the sampler
@@ -144,9 +146,9 @@ class Sampler:
                 raise JobError("the %s sampler did not start: %s" % (self.what, self.error_text()))
             time.sleep(0.005)
 
-    def readings_ns(self):
+    def readings_ns(self) -> list[int]:
         """The timestamps of the readings written so far (a line cut short is not one)."""
-        stamps = []
+        stamps: list[int] = []
         with open(self.out) as handle:
             for line in handle:
                 try:
@@ -155,7 +157,7 @@ class Sampler:
                     break
         return stamps
 
-    def idle_window(self, idle_s, min_readings):
+    def idle_window(self, idle_s: float, min_readings: int) -> list[int]:
         """[start, end] on the readings' clock: from the sampler's first reading (so no
         reading lands a hair before it), at least `idle_s` long and held open until
         `min_readings` readings are inside it, whatever the interval."""
@@ -171,7 +173,7 @@ class Sampler:
                 return [start, now]
             time.sleep(min(interval_s / 2, 0.05))
 
-    def stop(self):
+    def stop(self) -> dict[str, Any]:
         """One more interval (a reading after the window's end), then SIGTERM."""
         proc = self.proc
         if proc is not None and proc.poll() is None:
@@ -182,7 +184,7 @@ class Sampler:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        samples = []
+        samples: list[Any] = []
         with open(self.out) as handle:
             for line in handle:
                 try:
@@ -191,7 +193,7 @@ class Sampler:
                     break  # a line cut short by the stop
         return {"samples": samples, "error": self.error_text() or None}
 
-    def error_text(self):
+    def error_text(self) -> str:
         if self.log is None:
             return ""
         self.log.seek(0)
@@ -285,16 +287,22 @@ def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
     doc["stop_reason"] = reason
     doc["memory_kb"]["after_run"] = read_memory_kb()
     doc["state"]["after"] = device_state(sysfs)
-    if job.get("eval"):
-        doc["eval"] = run_eval(np, session, declared, job["eval"])
+    eval_spec = job.get("eval")
+    if eval_spec:
+        doc["eval"] = run_eval(np, session, declared, eval_spec)
 
 
-def run_eval(np, session, declared, spec):
+def run_eval(
+    np: Any,
+    session: OnnxRuntimeSession | TFLiteSession,
+    declared: list[tuple[str, str, list[Any]]],
+    spec: dict[str, Any],
+) -> dict[str, Any]:
     """Every eval sample, one at a time, after (never inside) the timed loop: the top-k
     indices of the first output, and its raw values while they stay under a cap."""
     data = np.load(spec["file"], allow_pickle=False)
     keys = spec.get("inputs") or {}
-    arrays = {}
+    arrays: dict[str, Any] = {}
     for name, _, _ in declared:
         key = keys.get(name, name)
         if key not in data.files:

@@ -25,11 +25,12 @@ import signal
 import sys
 import time
 import traceback
+from typing import Any
 
 try:  # imported as harness.runner.contract (the controller, the tests)
-    from .contract import JOB_SCHEMA, RESULT_SCHEMA, JobError
+    from .contract import JOB_SCHEMA, RESULT_SCHEMA, JobError, JobSpec
 except ImportError:  # run on the device, where this file's folder is on sys.path
-    from contract import JOB_SCHEMA, RESULT_SCHEMA, JobError  # type: ignore[no-redef]
+    from contract import JOB_SCHEMA, RESULT_SCHEMA, JobError, JobSpec  # type: ignore[no-redef]
 
 try:  # imported as harness.runner.device (the controller, the tests)
     from .device import device_facts, device_identity
@@ -45,7 +46,7 @@ except ImportError:  # run on the device, where this file's folder is on sys.pat
 # ----------------------------------------------------------------------------- entry point
 
 
-def start_watchdog(deadline_s):
+def start_watchdog(deadline_s: float) -> int:
     """Fork a watchdog that ends this runner's whole process group (its samplers too) at
     the deadline, so a runner never outlives a controller that died or lost its link.
     It learns that the runner ended when the pipe's write end (held only by the runner)
@@ -83,19 +84,19 @@ class RunningRecord:
     """`<job>.running` beside the job spec while the runner runs: pid, process group and
     job, so that the next controller to take the device ends what a dead one left."""
 
-    def __init__(self, path, job_id):
+    def __init__(self, path: str | None, job_id: str | None) -> None:
         self.path = path
         if path:
             with open(path, "w") as handle:
                 handle.write("%d %d %s\n" % (os.getpid(), os.getpgid(0), job_id))
 
-    def remove(self):
+    def remove(self) -> None:
         if self.path:
             with contextlib.suppress(OSError):
                 os.remove(self.path)
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     started = time.perf_counter_ns()
     # Keep stdout for the one JSON document: native libraries that print go to stderr.
     result_stream = os.fdopen(os.dup(1), "w")
@@ -109,7 +110,7 @@ def main(argv):
     if len(argv) != 2:
         sys.stderr.write("usage: run.py JOB.json | run.py --facts WORKDIR\n")
         return 2
-    doc = {
+    doc: dict[str, Any] = {
         "schema": RESULT_SCHEMA,
         "status": "error",
         "error": None,
@@ -120,7 +121,7 @@ def main(argv):
     stage = "reading the job spec"
     try:
         with open(argv[1]) as handle:
-            job = json.load(handle)
+            job: JobSpec = json.load(handle)
         if job.get("schema") != JOB_SCHEMA:
             raise JobError("job spec schema %r is not %s" % (job.get("schema"), JOB_SCHEMA))
         doc["job_id"] = job.get("job_id")

@@ -4,6 +4,7 @@ inputs it feeds them. Standard library + the runtime; Python 3.8+."""
 from __future__ import annotations
 
 import os
+from typing import Any, Callable
 
 try:  # imported as harness.runner.contract (the controller, the tests)
     from .contract import JobError
@@ -23,9 +24,9 @@ ORT_DTYPES = {
 }
 
 
-def resolve_shape(input_name, shape, dims):
+def resolve_shape(input_name: str, shape: list[Any], dims: dict[str, int]) -> list[int]:
     """Fill dynamic dimensions from the plan's `dims` (by symbolic name or 'input:axis')."""
-    resolved = []
+    resolved: list[int] = []
     for axis, dim in enumerate(shape):
         if isinstance(dim, int) and dim > 0:
             resolved.append(dim)
@@ -45,7 +46,14 @@ def resolve_shape(input_name, shape, dims):
     return resolved
 
 
-def make_inputs(np, declared, specs, dims, seed, input_file):
+def make_inputs(
+    np: Any,
+    declared: list[tuple[str, str, list[Any]]],
+    specs: dict[str, dict[str, Any]],
+    dims: dict[str, int],
+    seed: int,
+    input_file: str | None,
+) -> dict[str, Any]:
     """Arrays for each model input: from the given .npy/.npz, else seeded uniform values.
 
     `declared` is [(name, dtype, shape)] as the model states it; `specs` the manifest's
@@ -59,7 +67,7 @@ def make_inputs(np, declared, specs, dims, seed, input_file):
                     "give an .npz keyed by input name" % [d[0] for d in declared]
                 )
             return {declared[0][0]: np.ascontiguousarray(loaded, dtype=declared[0][1])}
-        arrays = {}
+        arrays: dict[str, Any] = {}
         for name, dtype, _ in declared:
             if name not in loaded.files:
                 raise JobError(
@@ -87,7 +95,7 @@ def make_inputs(np, declared, specs, dims, seed, input_file):
 # ----------------------------------------------------------------------------- runtimes
 
 
-def import_tflite():
+def import_tflite() -> tuple[Any, Any, Any, str, str]:
     """(Interpreter, load_delegate, op_resolver_types, module_name, version)."""
     try:
         import ai_edge_litert
@@ -134,7 +142,7 @@ def import_tflite():
 
 
 class OnnxRuntimeSession:
-    def __init__(self, model_path, provider, threads):
+    def __init__(self, model_path: str, provider: str, threads: int) -> None:
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -153,29 +161,30 @@ class OnnxRuntimeSession:
         self.session = ort.InferenceSession(model_path, sess_options=options, providers=[provider])
         self.providers = self.session.get_providers()
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.feeds = None
+        self.feeds: dict[str, Any] = {}
 
-    def declared_inputs(self):
+    def declared_inputs(self) -> list[tuple[str, str, list[Any]]]:
         return [
             (i.name, ORT_DTYPES.get(i.type, "float32"), list(i.shape))
             for i in self.session.get_inputs()
         ]
 
-    def set_inputs(self, arrays):
+    def set_inputs(self, arrays: dict[str, Any]) -> None:
         self.feeds = arrays
 
-    def infer_callable(self):
+    def infer_callable(self) -> Callable[[], object]:
         run, names, feeds = self.session.run, self.output_names, self.feeds
         return lambda: run(names, feeds)
 
-    def outputs(self):
-        return self.session.run(self.output_names, self.feeds)
+    def outputs(self) -> list[Any]:
+        outputs: list[Any] = self.session.run(self.output_names, self.feeds)
+        return outputs
 
 
 class TFLiteSession:
-    def __init__(self, model_path, delegate, threads):
+    def __init__(self, model_path: str, delegate: str, threads: int) -> None:
         interpreter_cls, load_delegate, resolver, self.module, self.version = import_tflite()
-        kwargs = {"model_path": model_path, "num_threads": threads}
+        kwargs: dict[str, Any] = {"model_path": model_path, "num_threads": threads}
         if delegate == "builtin":
             kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         elif delegate.startswith("delegate:"):
@@ -195,7 +204,7 @@ class TFLiteSession:
         self.providers = [delegate]
         self.details = self.interpreter.get_input_details()
 
-    def declared_inputs(self):
+    def declared_inputs(self) -> list[tuple[str, str, list[Any]]]:
         declared = []
         for detail in self.details:
             signature = detail.get("shape_signature", detail["shape"])
@@ -203,7 +212,7 @@ class TFLiteSession:
             declared.append((detail["name"], detail["dtype"].__name__, shape))
         return declared
 
-    def set_inputs(self, arrays):
+    def set_inputs(self, arrays: dict[str, Any]) -> None:
         resized = False
         for detail in self.details:
             array = arrays[detail["name"]]
@@ -216,10 +225,11 @@ class TFLiteSession:
         for detail in self.details:
             self.interpreter.set_tensor(detail["index"], arrays[detail["name"]])
 
-    def infer_callable(self):
-        return self.interpreter.invoke
+    def infer_callable(self) -> Callable[[], object]:
+        invoke: Callable[[], object] = self.interpreter.invoke
+        return invoke
 
-    def outputs(self):
+    def outputs(self) -> list[Any]:
         return [
             self.interpreter.get_tensor(d["index"]) for d in self.interpreter.get_output_details()
         ]

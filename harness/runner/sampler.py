@@ -22,20 +22,22 @@ import signal
 import subprocess
 import sys
 import time
+from typing import IO, Any, Callable
 
 STOP: list[int] = []  # the signal that asked it to stop
 PARENT: list[int] = []  # the runner's pid
 
 
-def read_text(path):
+def read_text(path: str) -> str:
     with open(path) as handle:
         return handle.read().strip()
 
 
-def rapl(spec):
+def rapl(spec: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Top-level RAPL domains (intel-rapl:N, not their sub-zones): energy counters in µJ."""
     base = os.path.join(spec["root"], "class", "powercap")
-    energy, maximum = {}, {}
+    energy: dict[str, int] = {}
+    maximum: dict[str, int] = {}
     for zone in sorted(glob.glob(os.path.join(base, "intel-rapl:*"))):
         if not re.search(r"intel-rapl:\d+$", zone):
             continue
@@ -57,7 +59,7 @@ _INA_FILES = re.compile(
 )
 
 
-def ina3221(spec):
+def ina3221(spec: dict[str, Any]) -> dict[str, str]:
     """Every INA3221 channel file of the first hwmon device named ina3221/ina3221x (or
     of `root` itself when it holds them), as text."""
     candidates = [spec["root"]] + sorted(
@@ -74,15 +76,15 @@ def ina3221(spec):
     raise RuntimeError("no INA3221 hwmon device under %s" % spec["root"])
 
 
-def android_battery(spec):
+def android_battery(spec: dict[str, Any]) -> dict[str, str]:
     folder = os.path.join(spec["root"], "class", "power_supply", "battery")
     return {f: read_text(os.path.join(folder, f)) for f in ("current_now", "voltage_now", "status")}
 
 
-def process_memory(spec):
+def process_memory(spec: dict[str, Any]) -> dict[str, int]:
     """The process's VmRSS, VmHWM and VmSwap (status) and PSS (smaps_rollup), in kB: the
     peak of PSS and swap is only seen by sampling (the kernel keeps a peak of RSS only)."""
-    memory = {}
+    memory: dict[str, int] = {}
     folder = "/proc/%d" % int(spec["pid"])
     with open(os.path.join(folder, "status")) as handle:
         for line in handle:
@@ -102,13 +104,13 @@ def process_memory(spec):
 NVIDIA_SMI = ["nvidia-smi", "--query-gpu=index,power.draw,memory.used", "--format=csv"]
 
 
-def command_output(argv):
+def command_output(argv: list[str]) -> str:
     return subprocess.run(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10, check=False
     ).stdout.decode(errors="replace")
 
 
-POLLED = {
+POLLED: dict[str, Callable[[dict[str, Any]], object]] = {
     "rapl": rapl,
     "ina3221": ina3221,
     "android-battery": android_battery,
@@ -119,7 +121,7 @@ POLLED = {
 }
 
 
-def poll(spec, out):
+def poll(spec: dict[str, Any], out: IO[str]) -> None:
     read = POLLED[spec["source"]]
     interval_ns = int(float(spec["interval_s"]) * 1e9)
     next_tick = time.monotonic_ns()
@@ -136,7 +138,7 @@ def poll(spec, out):
             next_tick = time.monotonic_ns()
 
 
-def stream_tegrastats(spec, out):
+def stream_tegrastats(spec: dict[str, Any], out: IO[str]) -> None:
     """tegrastats prints a line per interval; each is stamped as it arrives."""
     interval_ms = str(max(1, int(float(spec["interval_s"]) * 1000)))
     argv = (spec.get("command") or ["tegrastats"]) + ["--interval", interval_ms]
@@ -158,12 +160,12 @@ def stream_tegrastats(spec, out):
         proc.wait()
 
 
-def orphaned():
+def orphaned() -> bool:
     """The runner that started this sampler is gone: nobody will read or stop it."""
     return os.getppid() != PARENT[0]
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     spec = json.loads(argv[1])
     PARENT.append(os.getppid())
     signal.signal(signal.SIGTERM, lambda signum, frame: STOP.append(signum))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.config import Device
+from harness.config import Connection, Device
 from harness.errors import ConfigError
 from harness.transport.base import BaseTransport, CommandResult, Transport, confine, sha256_of
 
@@ -28,22 +28,22 @@ def _transport(device: Device, inventory: Mapping[str, Device] | None) -> BaseTr
     if device.transport == "local":
         from harness.transport.local import LocalTransport
 
-        transport = LocalTransport(device.name, device.workdir)
+        transport = LocalTransport(device.name, device.placement.workdir)
     elif device.transport == "adb":
         from harness.transport.adb import AdbTransport
 
-        assert device.serial is not None
+        assert device.connection.serial is not None
         transport = AdbTransport(
             device.name,
-            device.serial,
+            device.connection.serial,
             device.device_workdir,
-            adb=device.adb,
-            host=device.adb_host,
-            port=device.adb_port,
+            adb=device.connection.adb,
+            host=device.connection.adb_host,
+            port=device.connection.adb_port,
         )
     else:
         return _ssh_transport(device, inventory or {}, seen=())
-    transport.io_timeout_s = device.io_timeout_s
+    transport.io_timeout_s = device.connection.io_timeout_s
     return transport
 
 
@@ -53,28 +53,31 @@ def _ssh_transport(
     from harness.transport.ssh import SSHTransport
     from harness.transport.ssh_target import resolve_target
 
+    link = device.connection
     target, config_jump = resolve_target(
-        host=device.host,
-        port=device.port,
-        user=device.user,
-        identity_file=device.identity_file,
-        use_agent=device.use_agent,
-        ssh_alias=device.ssh_alias,
-        ssh_config=device.ssh_config,
-        known_hosts=device.known_hosts,
-        trust_on_first_use=device.trust_on_first_use,
-        connect_timeout_s=device.connect_timeout_s,
-        password_env=device.password_env,
+        host=link.host,
+        port=link.port,
+        user=link.user,
+        identity_file=link.identity_file,
+        use_agent=link.use_agent,
+        ssh_alias=link.ssh_alias,
+        ssh_config=link.ssh_config,
+        known_hosts=link.known_hosts,
+        trust_on_first_use=link.trust_on_first_use,
+        connect_timeout_s=link.connect_timeout_s,
+        password_env=link.password_env,
     )
-    jump_ref = device.proxy_jump or config_jump
+    jump_ref = link.proxy_jump or config_jump
     jump = None
     if jump_ref and jump_ref.lower() != "none":
         if device.name in seen:
-            raise ConfigError(device.source, f"proxy_jump loops through {seen}", "proxy_jump")
+            raise ConfigError(
+                device.source, f"proxy_jump loops through {seen}", "connection.proxy_jump"
+            )
         jump_device = inventory.get(jump_ref) or _adhoc_jump(device, jump_ref)
         jump = _ssh_transport(jump_device, inventory, (*seen, device.name))
-    transport = SSHTransport(device.name, target, device.workdir, jump=jump)
-    transport.io_timeout_s = device.io_timeout_s  # each hop its own device's watchdog
+    transport = SSHTransport(device.name, target, device.placement.workdir, jump=jump)
+    transport.io_timeout_s = link.io_timeout_s  # each hop its own device's watchdog
     return transport
 
 
@@ -85,20 +88,23 @@ def _adhoc_jump(device: Device, spec: str) -> Device:
             device.source,
             f"'{spec}' chains several jump hosts; register each as a device and chain their "
             "proxy_jump keys",
-            "proxy_jump",
+            "connection.proxy_jump",
         )
     user, _, hostport = spec.rpartition("@")
     host, _, port = hostport.partition(":")
+    link = device.connection
     return Device(
         name=f"{device.name}-jump",
         transport="ssh",
-        host=host,
-        port=int(port) if port else None,
-        user=user or None,
-        ssh_config=device.ssh_config,
-        known_hosts=device.known_hosts,
-        trust_on_first_use=device.trust_on_first_use,
-        connect_timeout_s=device.connect_timeout_s,
-        io_timeout_s=device.io_timeout_s,
+        connection=Connection(
+            host=host,
+            port=int(port) if port else None,
+            user=user or None,
+            ssh_config=link.ssh_config,
+            known_hosts=link.known_hosts,
+            trust_on_first_use=link.trust_on_first_use,
+            connect_timeout_s=link.connect_timeout_s,
+            io_timeout_s=link.io_timeout_s,
+        ),
         role="gateway",
     )

@@ -180,7 +180,7 @@ class AdbTransport(BaseTransport):
 
 _NO_CLIENT = (
     "the adb client '{}' was not found: install Debian's 'adb' package (or Android "
-    'platform-tools) or set `adb = "/path/to/adb"` in the device file'
+    'platform-tools) or set `adb = "/path/to/adb"` under [connection] in the device file'
 )
 
 

@@ -128,9 +128,9 @@ class SSHTransport(BaseTransport):
             how = ", ".join(target.identity_files) or "the agent / default keys"
             raise AuthFailed(
                 self.device_name,
-                f"{target} refused authentication with {how} ({exc}). Check 'user' and "
-                "'identity_file' in the device file, and that the public key is in the "
-                "device's ~/.ssh/authorized_keys.",
+                f"{target} refused authentication with {how} ({exc}). Check `user` and "
+                "`identity_file` under [connection] in the device file, and that the public "
+                "key is in the device's ~/.ssh/authorized_keys.",
             ) from None
         except paramiko.SSHException as exc:
             session = client.get_transport()
@@ -142,7 +142,7 @@ class SSHTransport(BaseTransport):
                     f"the host key of {target} is not in {target.known_hosts}; nothing was "
                     f"run. Verify the device's fingerprint, then add it: `ssh-keyscan -p "
                     f"{target.port} {target.host} >> {target.known_hosts}`, or set "
-                    "trust_on_first_use = true in the device file.",
+                    "trust_on_first_use = true under [connection] in the device file.",
                 ) from None
             if not greeted:
                 raise DeviceUnreachable(

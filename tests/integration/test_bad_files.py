@@ -7,11 +7,11 @@ run as a user runs them, through the CLI.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import SSHServer
+from device_files import local_device_file
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -117,10 +117,7 @@ def test_runs_with_and_without_errors_union_in_duckdb(tmp_path: Path) -> None:
 def test_resume_sets_aside_a_truncated_job_record_and_runs_the_job_again(
     workspace: Path,
 ) -> None:
-    (workspace / "devices" / "local.toml").write_text(
-        f'transport = "local"\npython = "{sys.executable}"\n'
-        f'workdir = "{workspace / "local-device"}"\n'
-    )
+    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "local-device"))
     plan = workspace / "plans" / "t.toml"
     plan.write_text(
         'name = "t"\nmodels = ["tiny_mbv2"]\nvariants = ["fp32"]\n'
@@ -144,10 +141,7 @@ def test_resume_sets_aside_a_truncated_job_record_and_runs_the_job_again(
 
 def test_bad_device_files_break_only_what_uses_them(workspace: Path) -> None:
     devices = workspace / "devices"
-    (devices / "good.toml").write_text(
-        f'transport = "local"\npython = "{sys.executable}"\n'
-        f'workdir = "{workspace / "good-device"}"\n'
-    )
+    (devices / "good.toml").write_text(local_device_file(workspace / "good-device"))
     (devices / "latin1.toml").write_bytes('host = "caf\xe9"\n'.encode("latin-1"))
     (devices / "folder.toml").mkdir()
     code, output = invoke("devices", "list", "--devices-dir", str(devices))
@@ -170,15 +164,24 @@ def test_bad_device_files_break_only_what_uses_them(workspace: Path) -> None:
     assert code == 2 and "t.toml" in output and "not UTF-8" in output, output
 
 
+PI = 'transport = "ssh"\n[connection]\nhost = "pi"\n'  # a good start of a device file
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ('transport = "ssh"\nhost = "pi"\nretries = "2"\n', "retries"),
-        ('transport = "ssh"\nhostname = "pi"\n', "Did you mean 'host'?"),
-        ('transport = "ssh"\nhost = "pi"\nworkdir = "../../tmp/x"\n', "workdir"),
-        ('transport = "ssh"\nhost = "pi"\ntrust_on_first_use = 1\n', "trust_on_first_use"),
-        ('transport = "ssh"\nhost = "pi"\nport = 22\nport = 23\n', "line 4"),
-        ('transport = "ssh"\nhost = ["pi"\n', "at the end of the file, line 3"),
+        (f'{PI}[retry]\ntimes = "2"\n', "retry.times"),
+        ('transport = "ssh"\n[connection]\nhostname = "pi"\n', "Did you mean 'host'?"),
+        (f'{PI}[placement]\nworkdir = "../../tmp/x"\n', "placement.workdir"),
+        (f"{PI}trust_on_first_use = 1\n", "connection.trust_on_first_use"),
+        (f"{PI}port = 22\nport = 23\n", "line 5"),
+        ('transport = "ssh"\n[connection]\nhost = ["pi"\n', "at the end of the file, line 4"),
+        # the flat files from before the sections: each key is told its new place
+        ('transport = "ssh"\nhost = "pi"\n', "'host' belongs in the [connection] table"),
+        ('transport = "ssh"\nhostname = "pi"\n', "'hostname' belongs in the [connection]"),
+        (f"retries = 3\n{PI}", "`times = ...`"),
+        (f'power = "rapl"\n{PI}', "write [power] with source = 'rapl'"),
+        (f"power_idle_s = 1\n{PI}", "under [power] as `idle_s = ...`"),
     ],
 )
 def test_device_file_mistakes_are_named_with_their_fix(
@@ -237,14 +240,20 @@ def test_a_missing_key_file_is_said_at_once_and_not_retried(
 
 
 def test_a_jump_host_keeps_the_watchdog_of_its_device_file() -> None:
-    from harness.config import Device
+    from harness.config import Connection, Device
     from harness.transport import open_transport
 
-    device = Device(name="orin", transport="ssh", host="10.0.0.2", proxy_jump="me@gw:2222",
-                    io_timeout_s=5.0)  # fmt: skip
+    link = Connection(host="10.0.0.2", proxy_jump="me@gw:2222", io_timeout_s=5.0)
+    device = Device(name="orin", transport="ssh", connection=link)
     transport = open_transport(device)
     assert transport.io_timeout_s == 5.0
     assert transport.jump is not None and transport.jump.io_timeout_s == 5.0
-    gateway = Device(name="gw", transport="ssh", host="gw", role="gateway", io_timeout_s=7.0)
-    via = open_transport(device.model_copy(update={"proxy_jump": "gw"}), {"gw": gateway})
+    gateway = Device(
+        name="gw",
+        transport="ssh",
+        role="gateway",
+        connection=Connection(host="gw", io_timeout_s=7.0),
+    )
+    via_gw = device.model_copy(update={"connection": link.model_copy(update={"proxy_jump": "gw"})})
+    via = open_transport(via_gw, {"gw": gateway})
     assert via.jump is not None and via.jump.io_timeout_s == 7.0

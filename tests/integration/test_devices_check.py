@@ -11,6 +11,7 @@ from pathlib import Path
 import onnxruntime
 import pytest
 from conftest import SSHServer, StandinPhones
+from device_files import local_device_file
 
 from harness.config import load_inventory
 from harness.errors import HarnessError
@@ -78,7 +79,7 @@ def test_unusable_interpreter_is_explained(tmp_path: Path, python: str, expected
     write_device(
         tmp_path / "devices",
         "board",
-        f'transport = "local"\npython = "{python}"\nworkdir = "{tmp_path / "wd"}"\n',
+        local_device_file(tmp_path / "wd", python=python),
     )
     inventory = load_inventory(tmp_path / "devices")
     with open_transport(inventory["board"], inventory) as transport:
@@ -126,8 +127,8 @@ def test_phone_check_through_adb(
         tmp_path / "devices",
         "pixel",
         phones.device_toml("pixel", phones.serials[1])
-        + f'[binaries.benchmark_model]\ndevice = "{present}"\n'
-        + f'[binaries.onnxruntime_perf_test]\ndevice = "{phones.root}/nowhere/perf_test"\n',
+        + f'[placement.binaries.benchmark_model]\ndevice = "{present}"\n'
+        + f'[placement.binaries.onnxruntime_perf_test]\ndevice = "{phones.root}/nowhere/perf_test"\n',
     )
     done = subprocess.run(
         [BIN / "harness", "devices", "check", "pixel", "--devices-dir", tmp_path / "devices"],

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from device_files import local_device_file
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -72,9 +73,7 @@ def test_refresh_pushes_the_expiry_on(transport: LocalTransport) -> None:
 def test_cli_lock_who_unlock(tmp_path: Path) -> None:
     devices = tmp_path / "devices"
     devices.mkdir()
-    (devices / "bench.toml").write_text(
-        f'transport = "local"\npython = "{sys.executable}"\nworkdir = "{tmp_path / "wd"}"\n'
-    )
+    (devices / "bench.toml").write_text(local_device_file(tmp_path / "wd"))
     runner = CliRunner()
     env = {"HARNESS_DEVICES_DIR": str(devices), "COLUMNS": "200"}
     assert "not reserved" in runner.invoke(app, ["devices", "who", "bench"], env=env).output

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import MODELS_DIR, ROOT
+from device_files import local_device_file
 
 from harness.history import compare_runs, noise_floor
 from harness.scheduler import prepare_run, run_prepared
@@ -41,8 +42,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[RunStore]
     root = tmp_path_factory.mktemp("reports")
     (root / "devices").mkdir()
     (root / "devices" / "local.toml").write_text(
-        f'transport = "local"\npython = "{sys.executable}"\nworkdir = "{root / "wd"}"\n'
-        '[labels]\nclass = "controller"\n'
+        local_device_file(root / "wd") + '[labels]\nclass = "controller"\n'
     )
     shutil.copytree(MODELS_DIR / "zoo", root / "models" / "zoo")
     shutil.copy(MODELS_DIR / "digits_cnn.toml", root / "models" / "digits_cnn.toml")

@@ -20,6 +20,7 @@ from conftest import (
     pids_matching,
     signal_thread,
 )
+from device_files import local_device_file
 
 from harness.scheduler import prepare_run, run_prepared
 
@@ -42,9 +43,7 @@ def add_ssh_device(workspace: Path, sshd: SSHServer, name: str = "loop", **extra
 
 def add_local_device(workspace: Path) -> None:
     """The local device, with its workdir inside the test's folder."""
-    (workspace / "devices" / "local.toml").write_text(
-        f'transport = "local"\npython = "{sys.executable}"\nworkdir = "{workspace / "local-device"}"\n'
-    )
+    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "local-device"))
 
 
 def run(plan: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
@@ -439,12 +438,12 @@ def test_a_plan_mixing_local_ssh_and_a_phone_lands_in_one_table(
         phones.device_toml(
             "pixel",
             phones.serials[0],
-            cores='"0"',
-            power='"android-battery"',
-            sysfs_root=f'"{workspace / "phone-sys"}"',
-            power_idle_s="0.5",
+            cores="0",
+            power="android-battery",
+            sysfs_root=str(workspace / "phone-sys"),
+            power_idle_s=0.5,
         )
-        + f'[binaries.benchmark_model]\nlocal = "{tool}"\n'
+        + f'[placement.binaries.benchmark_model]\nlocal = "{tool}"\n'
     )
     plan = write_plan(
         workspace,
@@ -516,7 +515,7 @@ def test_trtexec_on_an_ssh_device_keeps_its_trace_as_samples(
     tool.chmod(0o755)
     add_ssh_device(workspace, sshd, name="orin")
     with open(workspace / "devices" / "orin.toml", "a") as handle:
-        handle.write(f'[binaries.trtexec]\ndevice = "{tool}"\n')
+        handle.write(f'[placement.binaries.trtexec]\ndevice = "{tool}"\n')
     plan = write_plan(
         workspace,
         """devices = ["orin"]

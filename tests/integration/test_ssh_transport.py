@@ -118,9 +118,10 @@ def test_ssh_config_alias_and_proxy_jump(tmp_path: Path, sshd: SSHServer) -> Non
         sshd.device_toml("gateway", tmp_path / "gw", role="gateway")
     )
     (devices / "board.toml").write_text(
-        f'transport = "ssh"\nssh_alias = "board"\nssh_config = "{config}"\n'
-        f'proxy_jump = "gateway"\nknown_hosts = "{sshd.known_hosts}"\nuse_agent = false\n'
-        f'workdir = "{tmp_path / "board-wd"}"\n'
+        'transport = "ssh"\n[connection]\nssh_alias = "board"\n'
+        f'ssh_config = "{config}"\nproxy_jump = "gateway"\n'
+        f'known_hosts = "{sshd.known_hosts}"\nuse_agent = false\n'
+        f'[placement]\nworkdir = "{tmp_path / "board-wd"}"\n'
     )
     inventory = load_inventory(devices)
     with open_transport(inventory["board"], inventory) as transport:

@@ -18,35 +18,36 @@ def test_valid_ssh_device(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "pi.toml",
-        'transport = "ssh"\nhost = "10.0.0.2"\nuser = "pi"\n[labels]\nclass = "pi5"\n',
+        'transport = "ssh"\n[connection]\nhost = "10.0.0.2"\nuser = "pi"\n[labels]\nclass = "pi5"\n',
     )
     device = load_device(path)
-    assert (device.name, device.host, device.device_class, device.port) == (
+    assert (device.name, device.connection.host, device.device_class, device.connection.port) == (
         "pi",
         "10.0.0.2",
         "pi5",
         None,
     )
-    assert device.trust_on_first_use is False
+    assert device.connection.trust_on_first_use is False
+    assert device.retry.times == 2 and device.power is None  # the sections' defaults
 
 
 def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "bad.toml", 'transport = "ssh\nhost = 1\n')
+    path = write(tmp_path, "bad.toml", 'transport = "ssh\n[connection]\nhost = 1\n')
     with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML .*line 1"):
         load_device(path)
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
-    path = write(tmp_path, "pi.toml", 'transport = "ssh"\nhots = "x"\n')
+    path = write(tmp_path, "pi.toml", 'transport = "ssh"\n[connection]\nhots = "x"\n')
     with pytest.raises(ConfigError) as info:
         load_device(path)
-    assert info.value.key == "hots"
+    assert info.value.key == "connection.hots"
     assert "unknown key. Did you mean 'host'?" in str(info.value)
-    assert "pi.toml, key 'hots'" in str(info.value)
+    assert "pi.toml, key 'connection.hots'" in str(info.value)
 
 
 def test_unknown_transport_lists_the_allowed(tmp_path: Path) -> None:
-    path = write(tmp_path, "pi.toml", 'transport = "telnet"\nhost = "x"\n')
+    path = write(tmp_path, "pi.toml", 'transport = "telnet"\n[connection]\nhost = "x"\n')
     with pytest.raises(ConfigError, match=r"key 'transport': .*'local', 'ssh' or 'adb'.*telnet"):
         load_device(path)
 
@@ -63,7 +64,11 @@ def test_inventory_has_the_builtin_local_device(tmp_path: Path) -> None:
 
 
 def test_password_is_only_an_environment_variable_name(tmp_path: Path) -> None:
-    path = write(tmp_path, "pi.toml", 'transport = "ssh"\nhost = "h"\npassword_env = "hunter2!"\n')
+    path = write(
+        tmp_path,
+        "pi.toml",
+        'transport = "ssh"\n[connection]\nhost = "h"\npassword_env = "hunter2!"\n',
+    )
     with pytest.raises(ConfigError, match="password_env"):
         load_device(path)
 
@@ -122,10 +127,10 @@ def test_bad_plans(tmp_path: Path, body: str, message: str) -> None:
 
 
 def test_devices_are_selected_by_name_and_labels() -> None:
-    from harness.config import Device, select_devices
+    from harness.config import Connection, Device, select_devices
 
     inventory = {
-        name: Device(name=name, transport="ssh", host=name, labels=labels)
+        name: Device(name=name, transport="ssh", connection=Connection(host=name), labels=labels)
         for name, labels in [
             ("pi-a", {"class": "pi5", "soc": "bcm2712"}),
             ("pi-b", {"class": "pi5", "soc": "bcm2712"}),
@@ -151,13 +156,15 @@ def test_a_phone_needs_a_serial_and_defaults_to_the_native_runner(tmp_path: Path
         write(
             tmp_path,
             "phone.toml",
-            'transport = "adb"\nserial = "R58M"\ncores = "4-7"\n'
-            '[binaries.benchmark_model]\nlocal = "tools/benchmark_model"\n'
-            '[binaries.onnxruntime_perf_test]\ndevice = "/data/local/tmp/ort/perf_test"\n',
+            'transport = "adb"\n[connection]\nserial = "R58M"\n[placement]\ncores = "4-7"\n'
+            '[placement.binaries.benchmark_model]\nlocal = "tools/benchmark_model"\n'
+            '[placement.binaries.onnxruntime_perf_test]\ndevice = "/data/local/tmp/ort/perf_test"\n',
         )
     )
     assert phone.runner_kind == "native" and phone.device_workdir == "/data/local/tmp/harness"
-    assert phone.binaries["benchmark_model"].local == tmp_path / "tools" / "benchmark_model"
+    assert (
+        phone.placement.binaries["benchmark_model"].local == tmp_path / "tools" / "benchmark_model"
+    )
 
 
 def test_an_ambiguous_binary_is_named(tmp_path: Path) -> None:
@@ -166,7 +173,24 @@ def test_an_ambiguous_binary_is_named(tmp_path: Path) -> None:
             write(
                 tmp_path,
                 "jetson.toml",
-                'transport = "ssh"\nhost = "h"\n[binaries.trtexec]\n'
+                'transport = "ssh"\n[connection]\nhost = "h"\n[placement.binaries.trtexec]\n'
                 'local = "a"\ndevice = "/usr/src/tensorrt/bin/trtexec"\n',
             )
         )
+
+
+def test_the_shipped_device_examples_load() -> None:
+    """devices/*.toml are what users copy: they must stay valid as the format moves."""
+    from conftest import ROOT
+
+    inventory = load_inventory(ROOT / "devices")
+    assert set(inventory) >= {"pi5-lab1", "orin-nano-lab1", "lab-gateway", "pixel8-lab1"}
+    pixel, orin = inventory["pixel8-lab1"], inventory["orin-nano-lab1"]
+    assert pixel.connection.serial and pixel.placement.cores == "4-7"
+    assert pixel.runner_kind == "native" and set(pixel.placement.binaries) == {
+        "benchmark_model",
+        "onnxruntime_perf_test",
+    }
+    assert orin.connection.proxy_jump == "lab-gateway" and "trtexec" in orin.placement.binaries
+    assert orin.power is not None and orin.power.source == "tegrastats"
+    assert inventory["lab-gateway"].role == "gateway"

@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import Device, Inputs, Measure, ModelManifest, Plan, RuntimeSettings
+from harness.config import (
+    Connection,
+    Device,
+    Inputs,
+    Measure,
+    ModelManifest,
+    NativeBinary,
+    Placement,
+    Plan,
+    RuntimeSettings,
+)
 from harness.errors import ConfigError
 from harness.jobs import expand_plan
 from harness.native.commands import (
@@ -121,10 +131,12 @@ def test_summaries_of_several_processes_pool_what_can_be_pooled() -> None:
 def test_plans_expand_per_device_capabilities(tmp_path: Path) -> None:
     onnx, tflite = tmp_path / "a.onnx", tmp_path / "b.tflite"
     manifests = [ModelManifest(name="a", file=onnx), ModelManifest(name="b", file=tflite)]
-    phone = Device(name="phone", transport="adb", serial="R58M")
+    phone = Device(name="phone", transport="adb", connection=Connection(serial="R58M"))
     jetson = Device(
-        name="orin", transport="ssh", host="orin.lab.example",
-        binaries={"trtexec": {"device": "/usr/src/tensorrt/bin/trtexec"}},
+        name="orin", transport="ssh", connection=Connection(host="orin.lab.example"),
+        placement=Placement(
+            binaries={"trtexec": NativeBinary(device="/usr/src/tensorrt/bin/trtexec")}
+        ),
     )  # fmt: skip
     plan = Plan(
         name="p",
@@ -143,7 +155,7 @@ def test_plans_expand_per_device_capabilities(tmp_path: Path) -> None:
     assert (trt.tool, trt.runtime) == ("trtexec", "tensorrt")
     assert "orin.a.fp32.trtexec-fp16.t4" not in jobs  # trtexec has no threads axis
     assert jobs["orin.a.fp32.cpu.t1"].tool == "runner"
-    with pytest.raises(ConfigError, match="need a device with `binaries.trtexec`"):
+    with pytest.raises(ConfigError, match="need a device with `placement.binaries.trtexec`"):
         expand_plan(plan, [phone], manifests)
     odd = plan.model_copy(
         update={"runtime": RuntimeSettings(onnx_providers=["FooExecutionProvider"])}

@@ -117,12 +117,12 @@ def test_a_window_without_enough_readings_gets_no_figure() -> None:
     assert summary.idle_power_w is None and summary.energy_mj is None
     assert summary.avg_power_w == pytest.approx(4.0)
     [note] = summary.notes
-    assert "idle window" in note and "power_idle_s" in note
+    assert "idle window" in note and "lengthen idle_s" in note and "[power]" in note
     # a timed window with two readings: no mean, no energy; the note says what to change
     short = energy_summary(trace, (int(1.2e9), int(2.0e9)), 10, (0, int(1.4e9)))
     assert short.samples_in_window == 2 and short.avg_power_w is None
     assert short.idle_power_w == pytest.approx(4.0) and short.energy_mj is None
-    assert any("timed window" in n and "power_interval_ms" in n for n in short.notes)
+    assert any("timed window" in n and "interval_ms under" in n for n in short.notes)
 
 
 def test_nvidia_smi_power_draw_by_header() -> None:
