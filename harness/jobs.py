@@ -64,6 +64,7 @@ class Job:
     variant_report: dict[str, Any] = field(default_factory=dict)
     variant_params: dict[str, Any] = field(default_factory=dict)
     build_error: str | None = None
+    build_status: str = "error"  # a variant not built: "error", or "no-effect"
     # what measures it: "runner" (harness/runner/run.py) or a native tool's name
     tool: str = PYTHON_RUNNER
     # the device's power source for the sampler (without the output path), or None
@@ -140,6 +141,9 @@ class VariantFile:
     path: Path | None
     report: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    status: str = (
+        "error"  # of a variant not built: "error", or "no-effect" (built, changed nothing)
+    )
 
 
 def expand_plan(
@@ -215,7 +219,7 @@ def expand_plan(
                                 seed=plan.inputs.seed,
                                 dims=dict(plan.inputs.dims),
                                 input_file=plan.inputs.files.get(manifest.name),
-                                input_specs=_input_specs(manifest),
+                                input_specs=manifest.input_specs(),
                                 target_ci=None if measure.iterations else measure.target_ci,
                                 eval_file=manifest.eval.file if manifest.eval else None,
                                 eval_inputs=dict(manifest.eval.inputs) if manifest.eval else {},
@@ -224,6 +228,7 @@ def expand_plan(
                                 variant_report=built.report,
                                 variant_params=dict(variant.params),
                                 build_error=built.error,
+                                build_status=built.status,
                                 tool=tool,
                                 power=power_spec(device) if tool == PYTHON_RUNNER else None,
                                 sysfs_root=device.placement.sysfs_root,
@@ -302,13 +307,6 @@ def job_id(device: str, model: str, variant: str, provider: str, threads: int) -
     provider_slug = re.sub(r"[^A-Za-z0-9]+", "-", provider.removesuffix("ExecutionProvider"))
     provider_slug = provider_slug.strip("-").lower() or "default"
     return f"{device}.{model}.{variant}.{provider_slug}.t{threads}"
-
-
-def _input_specs(manifest: ModelManifest) -> dict[str, dict[str, Any]]:
-    return {
-        spec.name: {"shape": spec.shape, "low": spec.low, "high": spec.high}
-        for spec in manifest.inputs
-    }
 
 
 def parse_result_document(stdout: str, *, device: str, job_id: str) -> dict[str, Any]:

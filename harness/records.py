@@ -6,6 +6,8 @@ Format history:
   harness.job-record/2 -- adds eval_metrics, variant_report, variant_params (version 1
                           records still load: the new fields default to empty).
   harness.job-record/3 -- adds cores (the CPUs the job was pinned to; None: any).
+  harness.job-record/4 -- adds the status `no-effect` (a variant that was built and
+                          verified to change nothing its strategy claims; never measured).
 
 The `results.parquet` row derived from a record is harness/rows.py's.
 """
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from harness.config import Device
     from harness.jobs import Job
 
-JOB_RECORD_VERSION = 3
+JOB_RECORD_VERSION = 4
 
 
 JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
@@ -33,7 +35,7 @@ JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
 JOB_KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
 
 
-STATUSES = ("ok", "error", "timeout", "skipped", "interrupted")
+STATUSES = ("ok", "error", "timeout", "skipped", "interrupted", "no-effect")
 
 
 # not results of the job (never run, lost with its device, or stopped by Ctrl-C/SIGTERM):

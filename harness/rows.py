@@ -14,6 +14,8 @@ Result table columns (`RESULT_COLUMNS`):
        a column that is all null in a run is still a string or a number, and any runs of
        one version read as one table (pyarrow.dataset, DuckDB). The `status` column may
        also say `interrupted`.
+  6 -- adds variant_effect (what verifying the built variant counted: "108 quantize/integer
+       op(s) added, ..."); the `status` column may also say `no-effect`.
 Columns are added, never repurposed.
 """
 
@@ -31,7 +33,7 @@ from harness.records import JobRecord
 from harness.runner.contract import ResultDocument
 from harness.stats import stability_warnings, summarize
 
-RESULTS_SCHEMA_VERSION = 5
+RESULTS_SCHEMA_VERSION = 6
 
 
 RESULT_COLUMNS = (
@@ -45,7 +47,7 @@ RESULT_COLUMNS = (
     "variant_params", "gzip_bytes", "sparsity", "calibration", "eval_n", "top5_accuracy",
     "max_abs_dev", "mean_abs_dev", "processes", "process_p50_spread",
     "cpu_model", "ram_mb", "os", "kernel", "board",
-    "peak_pss_mb", "peak_swap_mb", "power_mode", "governor", "cores",
+    "peak_pss_mb", "peak_swap_mb", "power_mode", "governor", "cores", "variant_effect",
 )  # fmt: skip
 
 
@@ -115,6 +117,7 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         gzip_bytes=record.variant_report.get("gzip_bytes"),
         sparsity=record.variant_report.get("sparsity"),
         calibration=record.variant_report.get("calibration"),
+        variant_effect=(record.variant_report.get("effect") or {}).get("claim"),
         eval_n=record.eval_metrics.get("eval_n"),
         accuracy=record.eval_metrics.get("accuracy"),
         top5_accuracy=record.eval_metrics.get("top5_accuracy"),

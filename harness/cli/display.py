@@ -18,9 +18,9 @@ def _num_text(value: Any, spec: str = ".4f") -> str:
 
 
 def _brief(report: dict[str, Any]) -> str:
-    parts = []
+    parts = [report["effect"]["claim"]] if report.get("effect") else []
     for key, value in report.items():
-        if key in ("strategy", "bytes"):
+        if key in ("strategy", "bytes", "effect", "prepared", "verified"):
             continue
         if isinstance(value, list):
             value = f"{len(value)} layer(s)"

@@ -85,7 +85,7 @@ def run(
     console.print(f"run directory: {_shown(prepared.store.run_dir)}")
     failed = [r for r in records if r.status != "ok"]
     if failed:
-        for status in ("error", "timeout", "skipped", "interrupted"):
+        for status in ("error", "timeout", "skipped", "interrupted", "no-effect"):
             of_status = [r for r in failed if r.status == status]
             for device in dict.fromkeys(r.device for r in of_status):
                 count = sum(1 for r in of_status if r.device == device)
@@ -157,28 +157,45 @@ def calibrate(
 def compress(
     model: Annotated[str, typer.Argument(help="Model manifest name (in models/) or path.")],
     models_dir: Annotated[Path, typer.Option(help="Folder of model manifests.")] = Path("models"),
+    dims: Annotated[
+        str,
+        typer.Option(help="Dynamic dims for calibration and the check run: batch=1,height=640."),
+    ] = "",
 ) -> None:
-    """Build the model's variants (cached: only what changed is rebuilt)."""
+    """Build the model's variants (cached: only what changed is rebuilt), each verified:
+    it loads, runs one inference and changed what its strategy claims."""
+    from rich.markup import escape
     from rich.table import Table
 
     from harness.compress import BuildContext, build_all
-    from harness.config import load_manifest
+    from harness.config import load_manifest, parse_dims
     from harness.scheduler import variant_cache_dir
 
     console = _console()
     path = Path(model) if model.endswith(".toml") else models_dir / f"{model}.toml"
     manifest = load_manifest(path)
+    given = parse_dims(dims)
     built = build_all(
-        [manifest], None, variant_cache_dir(path.parent), BuildContext, log=_plain(console)
+        [manifest],
+        None,
+        variant_cache_dir(path.parent),
+        lambda manifest: BuildContext(manifest, given),
+        log=_plain(console),
     )
     table = Table("variant", "file", "bytes", "what it did")
     for (_, variant), result in built.items():
         if result.error:
-            table.add_row(variant, "[red]not built[/red]", "", result.error)
+            status = "no effect" if result.status == "no-effect" else "not built"
+            table.add_row(variant, f"[red]{status}[/red]", "", escape(result.error))
             continue
         assert result.path is not None
         summary = {k: v for k, v in result.report.items() if k not in ("params", "base_sha256")}
-        table.add_row(variant, str(result.path), str(result.path.stat().st_size), _brief(summary))
+        table.add_row(
+            variant,
+            escape(str(result.path)),
+            str(result.path.stat().st_size),
+            escape(_brief(summary)),
+        )
     console.print(table)
     if any(r.error for r in built.values()):
         raise typer.Exit(1)

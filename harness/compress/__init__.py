@@ -22,7 +22,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from harness.compress.base import BuildContext, CompressionFailed, Strategy
+from harness.compress.base import BuildContext, CompressionFailed, Strategy, sample_inputs
+from harness.compress.prepare import prepare_base
+from harness.compress.verify import NoEffect, effect, model_counts, runs_once
 from harness.config import ModelManifest, Variant, model_format
 from harness.errors import ConfigError
 from harness.jobs import VariantFile
@@ -31,12 +33,14 @@ __all__ = [
     "BuildContext",
     "BuiltVariant",
     "CompressionFailed",
+    "NoEffect",
     "Strategy",
     "build_all",
     "build_variant",
 ]
 
-COMPRESS_VERSION = "1"  # bump when a strategy's output changes for the same inputs
+COMPRESS_VERSION = "2"  # bump when a strategy's output changes for the same inputs
+# 2: strategies start from the prepared base (harness/compress/prepare.py)
 TOOLS = ("onnx", "onnxruntime", "onnxconverter-common", "numpy")
 
 
@@ -82,25 +86,42 @@ def validate_params(manifest: ModelManifest, variant: Variant) -> BaseModel:
         ) from None
 
 
-def cache_key(base_sha256: str, strategy: str, params: BaseModel) -> str:
-    versions = {tool: _version(tool) for tool in TOOLS}
+def tool_versions() -> dict[str, str | None]:
+    return {tool: _version(tool) for tool in TOOLS}
+
+
+def cache_key(base_sha256: str, strategy: str, params: BaseModel, inputs: dict[str, Any]) -> str:
+    """Everything that changes a variant's bytes: the base, the strategy and its
+    parameters, the tools' versions, and for a calibrated strategy its sample inputs (the
+    calibration file's hash, the plan's dims, the manifest's input specs, the seed)."""
     payload = json.dumps(
         {
             "base": base_sha256,
             "strategy": strategy,
             "params": params.model_dump(mode="json"),
-            "tools": versions,
+            "tools": tool_versions(),
             "compress": COMPRESS_VERSION,
+            "inputs": inputs,
         },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def sample_source(context: BuildContext) -> dict[str, Any]:
+    """What a calibrated strategy's samples are made from, as the cache key sees it."""
+    manifest = context.manifest
+    if manifest.eval is not None:
+        data = manifest.eval.calibration_file or manifest.eval.file
+        return {"file_sha256": hashlib.sha256(data.read_bytes()).hexdigest()}
+    return {"dims": context.dims, "specs": manifest.input_specs(), "seed": context.seed}
+
+
 def build_variant(
     manifest: ModelManifest, variant: Variant, cache_dir: Path, context: BuildContext
 ) -> BuiltVariant:
-    """The variant's file, from the cache when its key matches, else built now."""
+    """The variant's file, from the cache when its key matches, else built now from the
+    prepared base and verified (harness/compress/verify.py) before it counts."""
     if variant.strategy in ("fp32", "external"):
         assert variant.file is not None
         return BuiltVariant(variant.name, variant.strategy, variant.file, {}, cached=True)
@@ -111,8 +132,10 @@ def build_variant(
             "toolchain and register the result as an 'external' variant"
         )
     params = validate_params(manifest, variant)
+    strategy = strategies()[variant.strategy]
     base_sha = hashlib.sha256(manifest.file.read_bytes()).hexdigest()
-    key = cache_key(base_sha, variant.strategy, params)
+    inputs = sample_source(context) if strategy.calibrated else {}
+    key = cache_key(base_sha, variant.strategy, params, inputs)
     folder = cache_dir / manifest.name
     target = folder / f"{variant.name}-{key}.onnx"
     report_path = target.with_suffix(".json")
@@ -120,30 +143,41 @@ def build_variant(
         return BuiltVariant(
             variant.name, variant.strategy, target, json.loads(report_path.read_text()), True
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    strategy = strategies()[variant.strategy]
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        out = Path(tmp) / target.name
-        try:
-            report = strategy.build(manifest.file, out, params, context)
-        except CompressionFailed:
-            raise
-        except Exception as exc:  # a tool's own error: the reason the strategy cannot apply
-            raise CompressionFailed(
-                f"{manifest.name}/{variant.name}: {variant.strategy} failed: "
-                f"{type(exc).__name__}: {str(exc)[:400]}"
-            ) from exc
-        report = {
-            "strategy": variant.strategy,
-            "params": params.model_dump(mode="json"),
-            "base_sha256": base_sha,
-            "bytes": out.stat().st_size,
-            **report,
-        }
-        report_tmp = Path(tmp) / "report.json"
-        report_tmp.write_text(json.dumps(report, indent=1))
-        os.replace(out, target)
-        os.replace(report_tmp, report_path)
+    where = f"{manifest.name}/{variant.name}"
+    try:
+        prepared = prepare_base(manifest.file, folder, base_sha, tool_versions())
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            out = Path(tmp) / target.name
+            try:
+                report = strategy.build(prepared.path, out, params, context)
+            except CompressionFailed:
+                raise
+            except Exception as exc:  # a tool's own error: the reason the strategy cannot apply
+                raise CompressionFailed(
+                    f"{variant.strategy} failed: {type(exc).__name__}: {str(exc)[:400]}"
+                ) from exc
+            base_counts = model_counts(prepared.path)
+            found = effect(variant.strategy, base_counts, model_counts(out))
+            [feed], inputs_used = sample_inputs(prepared.path, context, 1)
+            runs_once(out, feed, control_flow=base_counts["control_flow_ops"] > 0)
+            report = {
+                "strategy": variant.strategy,
+                "params": params.model_dump(mode="json"),
+                "base_sha256": base_sha,
+                "bytes": out.stat().st_size,
+                **report,
+                "prepared": prepared.report,
+                "effect": found,
+                "verified": f"loads and runs one inference on the controller ({inputs_used})",
+            }
+            report_tmp = Path(tmp) / "report.json"
+            report_tmp.write_text(json.dumps(report, indent=1))
+            os.replace(out, target)
+            os.replace(report_tmp, report_path)
+    except NoEffect as exc:
+        raise NoEffect(f"{where}: {exc}") from None
+    except CompressionFailed as exc:
+        raise CompressionFailed(f"{where}: {exc}") from None
     return BuiltVariant(variant.name, variant.strategy, target, report, cached=False)
 
 
@@ -173,12 +207,26 @@ def build_all(
     for manifest, variant in chosen:
         if variant.strategy not in ("fp32", "external"):
             validate_params(manifest, variant)
+    for manifest in manifests:
+        if not manifest.variants and manifest.format == "onnx":
+            log(
+                f"{manifest.name} declares no [[variants]]: only its fp32 file is measured. "
+                f"Add them to {manifest.manifest_path or 'its manifest'}, e.g. "
+                '[[variants]] name = "int8" strategy = "int8-static" '
+                f"(strategies: {', '.join(strategies())})"
+            )
     files = {}
     for manifest, variant in chosen:
         try:
             built = build_variant(manifest, variant, cache_dir, context_for(manifest))
+        except NoEffect as exc:
+            log(f"not measured: {exc}")
+            files[(manifest.name, variant.name)] = VariantFile(
+                None, error=str(exc), status="no-effect"
+            )
+            continue
         except CompressionFailed as exc:
-            log(f"cannot build {manifest.name}/{variant.name}: {exc}")
+            log(f"cannot build: {exc}")
             files[(manifest.name, variant.name)] = VariantFile(None, error=str(exc))
             continue
         if not built.cached:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,46 +38,67 @@ class Strategy:
     params: type[BaseModel]
     build: Callable[[Path, Path, Any, BuildContext], dict[str, Any]]
     description: str
+    calibrated: bool = False  # its bytes depend on sample inputs (and so its cache key)
 
 
 def sample_inputs(
     base: Path, context: BuildContext, count: int
 ) -> tuple[list[dict[str, Any]], str]:
-    """Inputs for calibration: the manifest's eval set when it has one, else seeded random
-    values from the input specs (and the source is said, so the report can say so)."""
+    """Inputs for calibration and for the check that a variant runs: the manifest's eval
+    (or calibration) set when it has one, else seeded values made as the runner makes them
+    (each input its own dtype, `values` for inputs that are not a range, dynamic dims from
+    the plan — never invented). The source is said, so the report can say so."""
     import numpy as np
-    import onnx
 
-    graph = onnx.load(str(base), load_external_data=False).graph
-    initializers = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
+    from harness.runner.contract import JobError
+    from harness.runner.runtimes import OnnxRuntimeSession, make_inputs
+
+    try:
+        declared = OnnxRuntimeSession(str(base), "CPUExecutionProvider", 1).declared_inputs()
+    except Exception as exc:
+        raise CompressionFailed(
+            f"onnxruntime cannot load {base.name}: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
     manifest = context.manifest
     if manifest.eval is not None:
         source = manifest.eval.calibration_file or manifest.eval.file
         with np.load(source) as data:
-            arrays = {i.name: data[manifest.eval.input_key(i.name)] for i in inputs}
+            arrays = {name: data[manifest.eval.input_key(name)] for name, _, _ in declared}
+        dtypes = {name: dtype for name, dtype, _ in declared}
         total = min(count, *(len(a) for a in arrays.values()))
         kind = "calibration set" if manifest.eval.calibration_file else "eval set"
         return (
-            [{k: a[n : n + 1].astype(np.float32) for k, a in arrays.items()} for n in range(total)],
+            [
+                {k: np.ascontiguousarray(a[n : n + 1], dtype=dtypes[k]) for k, a in arrays.items()}
+                for n in range(total)
+            ],
             f"{kind} {source.name} ({total} samples)",
         )
-    specs = {s.name: s for s in manifest.inputs}
-    rng = np.random.default_rng(context.seed)
-    samples = []
-    for _ in range(count):
-        feed = {}
-        for tensor in inputs:
-            spec = specs.get(tensor.name)
-            dims = (
-                spec.shape
-                if spec
-                else [d.dim_param or d.dim_value for d in tensor.type.tensor_type.shape.dim]
-            )
-            shape = [
-                d if isinstance(d, int) and d > 0 else context.dims.get(str(d), 1) for d in dims
-            ]
-            low, high = (spec.low, spec.high) if spec else (0.0, 1.0)
-            feed[tensor.name] = rng.uniform(low, high, size=shape).astype(np.float32)
-        samples.append(feed)
+    specs = manifest.input_specs()
+    try:
+        samples = [
+            make_inputs(np, declared, specs, context.dims, context.seed + n, None)
+            for n in range(count)
+        ]
+    except JobError as exc:
+        raise CompressionFailed(str(exc)) from None
     return samples, f"seeded random inputs ({count} samples; no eval set in the manifest)"
+
+
+def all_graphs(graph: Any) -> Iterator[Any]:
+    """An ONNX graph and every subgraph nested in it (the branches of If, bodies of Loop
+    and Scan): what a strategy that reads only the main graph does not see."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.g.node:
+                yield from all_graphs(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from all_graphs(subgraph)
+
+
+def nested_count(graph: Any, op_types: Collection[str]) -> int:
+    """How many nodes of these types sit inside subgraphs (not in the main graph)."""
+    return sum(
+        1 for sub in list(all_graphs(graph))[1:] for node in sub.node if node.op_type in op_types
+    )

@@ -10,7 +10,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.compress.base import BuildContext, CompressionFailed, Params, Strategy
+from harness.compress.base import (
+    BuildContext,
+    CompressionFailed,
+    Params,
+    Strategy,
+    nested_count,
+)
 
 WEIGHT_OPS = {"Conv": 1, "Gemm": 1, "MatMul": 1, "ConvTranspose": 1}
 # Ops that keep channel c of their input in channel c of their output and nothing else.
@@ -55,7 +61,15 @@ def build_unstructured(
     weights = {n: numpy_helper.to_array(initializers[n]) for n in names}
     weights = {n: w for n, w in weights.items() if w.ndim >= 2 and w.dtype.kind == "f"}
     if not weights:
-        raise CompressionFailed("no Conv/Gemm/MatMul weight initializers to prune")
+        nested = nested_count(model.graph, WEIGHT_OPS)
+        raise CompressionFailed(
+            "no Conv/Gemm/MatMul weight initializers to prune"
+            + (
+                f" in the main graph ({nested} inside If/Loop subgraphs, which it does not edit)"
+                if nested
+                else ""
+            )  # fmt: skip
+        )
     if params.scope == "global":
         everything = np.concatenate([np.abs(w).ravel() for w in weights.values()])
         threshold = np.quantile(everything, params.sparsity)
@@ -138,10 +152,17 @@ def build_structured(
             _apply(kind, target, keep, arrays)
         pruned.append({"layer": label, "channels": f"{channels} -> {keep_count}"})
     if not pruned:
-        raise CompressionFailed(
-            "no Conv could be pruned safely: "
-            + "; ".join(f"{s['layer']}: {s['reason']}" for s in skipped[:5])
+        convs = sum(1 for node in graph.node if node.op_type == "Conv")
+        nested = nested_count(graph, {"Conv"})
+        why = "; ".join(f"{s['layer']}: {s['reason']}" for s in skipped[:5]) or (
+            f"the main graph has {convs} Conv(s) with group = 1"
+            + (
+                f" ({nested} more inside If/Loop subgraphs, which it does not edit)"
+                if nested
+                else ""
+            )
         )
+        raise CompressionFailed(f"no Conv could be pruned safely: {why}")
     for initializer in graph.initializer:
         initializer.CopyFrom(numpy_helper.from_array(arrays[initializer.name], initializer.name))
     del graph.value_info[:]  # stale shapes; onnx shape inference recomputes them

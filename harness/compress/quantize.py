@@ -45,7 +45,6 @@ def build_static(
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     samples, source = sample_inputs(base, context, params.calibration_samples)
 
@@ -56,13 +55,10 @@ def build_static(
         def get_next(self) -> dict[str, Any] | None:
             return next(self.remaining, None)
 
-    prepared = out.with_name(out.stem + ".pre.onnx")
-    # symbolic shape inference needs sympy and matters for transformers, not for CNNs
-    quant_pre_process(str(base), str(prepared), skip_symbolic_shape=True)
     activation = QuantType.QInt8 if params.activation_type == "int8" else QuantType.QUInt8
     with _without_preprocess_advice():
         quantize_static(
-            str(prepared),
+            str(base),  # prepared (harness/compress/prepare.py): quant_pre_process done
             str(out),
             Reader(),
             quant_format=QuantFormat.QDQ,
@@ -71,7 +67,6 @@ def build_static(
             weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, params.calibrate_method),
         )
-    prepared.unlink(missing_ok=True)
     return {"format": "QDQ", "calibration": source}
 
 
@@ -95,5 +90,9 @@ DYNAMIC = Strategy(
     "int8-dynamic", DynamicParams, build_dynamic, "int8 weights, activations quantized at run time"
 )
 STATIC = Strategy(
-    "int8-static", StaticParams, build_static, "int8 weights and activations (QDQ), calibrated"
+    "int8-static",
+    StaticParams,
+    build_static,
+    "int8 weights and activations (QDQ), calibrated",
+    calibrated=True,
 )

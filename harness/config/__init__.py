@@ -54,6 +54,7 @@ from harness.config.plans import (
     RuntimeSettings,
     load_budgets,
     load_plan,
+    parse_dims,
     resolve_model,
 )
 
@@ -93,6 +94,7 @@ __all__ = [
     "load_inventory",
     "load_manifest",
     "load_plan",
+    "parse_dims",
     "model_format",
     "needed_devices",
     "parse_shard",

@@ -16,13 +16,15 @@ from harness.errors import ConfigError
 
 
 class InputSpec(_Strict):
-    """An input the manifest describes; values are drawn uniformly from [low, high)."""
+    """An input the manifest describes; values are drawn uniformly from [low, high), or
+    from `values` for an input whose meaning is not a range (a sample rate: [16000])."""
 
     name: str
     dtype: Literal["float32", "float16", "int8", "uint8", "int32", "int64", "bool"] = "float32"
-    shape: list[int | str]
+    shape: list[int | str]  # [] for a scalar
     low: float = 0.0
     high: float = 1.0
+    values: Annotated[list[int | float], Field(min_length=1)] | None = None
 
 
 class Variant(_Strict):
@@ -92,6 +94,18 @@ class ModelManifest(_Strict):
     @property
     def format(self) -> str:
         return model_format(self.file)
+
+    def input_specs(self) -> dict[str, dict[str, Any]]:
+        """The input specs as the runner takes them (the job spec's `input_specs`)."""
+        return {
+            spec.name: {
+                "shape": spec.shape,
+                "low": spec.low,
+                "high": spec.high,
+                "values": spec.values,
+            }
+            for spec in self.inputs
+        }
 
     @field_validator("file")
     @classmethod

@@ -152,3 +152,14 @@ class Budgets(_Strict):
 def load_budgets(path: Path) -> Budgets:
     budgets: Budgets = _validate(Budgets, _read_toml(path), path)
     return budgets
+
+
+def parse_dims(text: str) -> dict[str, int]:
+    """`"batch=1,height=640"` -> {"batch": 1, "height": 640} (the command line's --dims)."""
+    dims: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if not name or not value.strip().isdigit() or int(value) < 1:
+            raise ConfigError("--dims", f"'{part}' is not NAME=N with N >= 1, e.g. height=640")
+        dims[name.strip()] = int(value)
+    return dims

@@ -49,6 +49,8 @@ def attempt(
 ) -> Attempt | Failure:
     """Cool down (if the device asks for it), then one process of the job."""
     if job.build_error:
+        if job.build_status == "no-effect":  # built, but the same model: never measured
+            return Failure("no-effect", job.build_error, {})
         return Failure("error", f"variant not built: {job.build_error}", {})
     clock = time.perf_counter()
     timings: dict[str, Any] = {}

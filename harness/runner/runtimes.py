@@ -4,6 +4,7 @@ inputs it feeds them. Standard library + the runtime; Python 3.8+."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Callable
 
 try:  # imported as harness.runner.contract (the controller, the tests)
@@ -24,6 +25,12 @@ ORT_DTYPES = {
 }
 
 
+def toml_key(key: str) -> str:
+    """A key as TOML reads it back: bare when it can be, else quoted (a dot or colon in a
+    bare key would make it a dotted key)."""
+    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else '"%s"' % key.replace('"', '\\"')
+
+
 def resolve_shape(input_name: str, shape: list[Any], dims: dict[str, int]) -> list[int]:
     """Fill dynamic dimensions from the plan's `dims` (by symbolic name or 'input:axis')."""
     resolved: list[int] = []
@@ -41,7 +48,7 @@ def resolve_shape(input_name: str, shape: list[Any], dims: dict[str, int]) -> li
             raise JobError(
                 "input '%s' axis %d is dynamic (%s) and the plan gives no value for it: add "
                 "`dims = { %s = N }` under [inputs] in the plan"
-                % (input_name, axis, label, '"%s"' % keys[0] if ":" in keys[0] else keys[0])
+                % (input_name, axis, label, toml_key(keys[0]))
             )
     return resolved
 
@@ -82,13 +89,16 @@ def make_inputs(
         spec = specs.get(name, {})
         shape = resolve_shape(name, spec.get("shape") or shape, dims)
         low, high = float(spec.get("low", 0.0)), float(spec.get("high", 1.0))
-        if dtype == "bool":
+        if spec.get("values"):  # an input that is not a range: a sample rate, a mode
+            values = rng.choice(np.asarray(spec["values"]), size=shape)
+        elif dtype == "bool":
             values = rng.integers(0, 2, size=shape).astype(bool)
         elif np.issubdtype(np.dtype(dtype), np.integer):
             values = rng.integers(int(low), max(int(high), int(low) + 1), size=shape)
         else:
             values = rng.uniform(low, high, size=shape)
-        arrays[name] = np.ascontiguousarray(values, dtype=dtype)
+        # reshaped: ascontiguousarray turns a scalar input (shape []) into shape [1]
+        arrays[name] = np.ascontiguousarray(values, dtype=dtype).reshape(shape)
     return arrays
 
 

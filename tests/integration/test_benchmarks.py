@@ -20,6 +20,7 @@ TABLES = {
     "strategies.py": "speedup",
     "regression_detection.py": "false positives",
     "fleet.py": "controller CPU per job",
+    "real_models.py": "effect, or why not",
 }
 
 

