@@ -1,5 +1,6 @@
 """Every compression strategy on the real pretrained models (PaddleOCR detector and
-classifier, Silero VAD), built, verified and measured in one run on the local device.
+classifier, Silero VAD, MediaPipe's iris model), built, verified and measured in one run on
+the local device.
 
 A row is a model × strategy: whether it was built, the effect verification counted (or the
 reason it was not built, or `no-effect`), p50, speedup against fp32 with its 95 % interval
@@ -21,7 +22,7 @@ from _setup import ROOT
 from harness.report.compare import compare_variants
 from harness.scheduler import prepare_run, run_prepared
 
-MODELS = ["ppocr_cls_v2", "ppocr_det_v4", "silero_vad_v5"]
+MODELS = ["ppocr_cls_v2", "ppocr_det_v4", "silero_vad_v5", "iris_landmark"]
 
 
 def main() -> None:
@@ -66,7 +67,7 @@ dims = {{ batch = 1, height = 320, width = 320 }}
     print(
         f"\nlocal device (this machine), onnxruntime CPU, {args.threads} thread(s), "
         f"{args.processes} process(es) per job, inputs 1x3x320x320 (detector), "
-        "1x3x48x320 (classifier), 512 samples (VAD)\n"
+        "1x3x48x320 (classifier), 512 samples (VAD), 1x64x64x3 (iris, TFLite)\n"
     )
     header = (
         f"{'model':<14} {'variant':<13} {'status':<10} {'p50 ms':>8} "

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import Device, ModelManifest, Plan, runtime_for
+from harness.config import Device, ModelManifest, Plan, model_format, runtime_for
 from harness.errors import ConfigError, RunnerFailed
 from harness.native.commands import (
     PYTHON_RUNNER,
@@ -254,7 +254,64 @@ def expand_plan(
         problem = npz_problem(path)
         if problem:
             raise ConfigError(plan.plan_path or "plan", problem, f"inputs.files.{model}")
+    for manifest in {m.name: m for m in manifests if m.eval is not None}.values():
+        key, problem = eval_problem(manifest)
+        if problem:
+            raise ConfigError(manifest.manifest_path or manifest.name, problem, key)
     return jobs
+
+
+def eval_problem(manifest: ModelManifest) -> tuple[str, str | None]:
+    """Why the manifest's eval (or calibration) set cannot serve its model, and the key to
+    fix; checked before the first job, so that no run loses its jobs to it."""
+    import numpy as np
+
+    evaluation = manifest.eval
+    assert evaluation is not None
+    inputs = model_input_names(manifest.file)
+    for key, path, labels in (
+        ("eval.file", evaluation.file, evaluation.labels),
+        ("eval.calibration_file", evaluation.calibration_file, None),
+    ):
+        if path is None:
+            continue
+        problem = npz_problem(path)
+        if problem:
+            return key, problem
+        with np.load(path) as data:
+            names = sorted(data.files)
+            if labels is not None and labels not in names:
+                return "eval.labels", (
+                    f"{path.name} has no labels array '{labels}' (it has {names}); "
+                    "set eval.labels to the array that holds them"
+                )
+            arrays = {name: evaluation.input_key(name) for name in inputs}
+            missing = {name: array for name, array in arrays.items() if array not in names}
+            if missing:
+                return "eval.inputs", (
+                    f"{path.name} has no array for model input(s) {sorted(missing)} (it has "
+                    f"{names}); name the arrays after the inputs or map them with "
+                    'eval.inputs = { input = "array" }'
+                )
+            counts = {a: len(data[a]) if data[a].ndim else 1 for a in arrays.values()}
+            if labels is not None:
+                counts[labels] = len(data[labels]) if data[labels].ndim else 1
+            if len(set(counts.values())) > 1:
+                return key, f"{path.name}'s arrays hold different numbers of samples: {counts}"
+    return "", None
+
+
+def model_input_names(path: Path) -> list[str]:
+    """The model's input names, from its file (ONNX graph inputs; TFLite input details)."""
+    if model_format(path) == "onnx":
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        initializers = {i.name for i in graph.initializer}
+        return [i.name for i in graph.input if i.name not in initializers]
+    from harness.runner.runtimes import TFLiteSession
+
+    return [name for name, _, _ in TFLiteSession(str(path), "xnnpack", 1).declared_inputs()]
 
 
 def npz_problem(path: Path) -> str | None:

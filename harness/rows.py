@@ -126,6 +126,11 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         summary = summarize(record.latencies_ns)
         row.update(summary.as_dict())
         warnings = stability_warnings(summary, record.target_ci)
+        if doc.stop_reason == "time-before-min":
+            warnings.append(
+                f"max_seconds ended the job after {summary.n} iterations, before "
+                "min_iterations: raise max_seconds for a tighter CI"
+            )
         if doc.inject_slowdown:
             warnings.append(f"a {doc.inject_slowdown:.0%} slowdown was injected (testing)")
         process_p50s = [p["p50_ms"] for p in doc.processes if p.get("p50_ms")]
@@ -153,6 +158,8 @@ def result_row(record: JobRecord) -> dict[str, Any]:
             )
         _add_warnings(row, notes)
     if record.status == "ok":
+        if record.eval_metrics.get("eval_error"):
+            _add_warnings(row, [f"eval failed (latency kept): {record.eval_metrics['eval_error']}"])
         _add_warnings(row, preparation_warnings(doc.preparation))
         _add_warnings(row, charging_warnings(doc))
     if record.status == "ok" and doc.power.get("timed_window_ns"):

@@ -229,7 +229,8 @@ def controller_versions() -> dict[str, str | None]:
     from importlib import metadata
 
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for package in ("edge-harness", "onnxruntime", "ai-edge-litert", "numpy", "paramiko", "pandas"):
+    for package in ("edge-harness", "onnxruntime", "ai-edge-litert", "ai-edge-quantizer", "numpy",
+                    "paramiko", "pandas"):  # fmt: skip
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

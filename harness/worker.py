@@ -69,6 +69,17 @@ def with_retries(
     raise AssertionError("unreachable")
 
 
+def job_eval_metrics(job: Job, doc: ResultDocument) -> dict[str, Any]:
+    """Accuracy against the eval set's labels, or why there is none (`eval_error`): an
+    eval that failed never takes the job's latencies with it."""
+    if doc.eval and job.eval_file is not None:
+        try:
+            return eval_metrics(doc.eval["top_k"], eval_labels(job))
+        except (KeyError, ValueError, OSError) as exc:
+            return {"eval_error": f"labels of {job.eval_file.name}: {exc}"}
+    return {"eval_error": doc.eval_error} if doc.eval_error else {}
+
+
 class DeviceWorker:
     """A device's jobs, strictly one at a time, each in `job.processes` fresh processes,
     in rounds over all its jobs so that drifts fall on every variant alike."""
@@ -202,10 +213,7 @@ class DeviceWorker:
     def _finish(self, job: Job, started_at: str, attempts: list[Attempt]) -> JobRecord:
         """The job's processes pooled into one record (harness/records.py)."""
         doc, latencies = pool_documents([a.doc for a in attempts])
-        metrics: dict[str, Any] = {}
-        evaluated = ResultDocument(doc).eval
-        if evaluated and job.eval_file is not None:
-            metrics = eval_metrics(evaluated["top_k"], eval_labels(job))
+        metrics = job_eval_metrics(job, ResultDocument(doc))
         controller = pool_timings([a.timings for a in attempts])
         return self._save(job, started_at, "ok", runner=doc, latencies=latencies,
                           controller=controller, eval_metrics=metrics)  # fmt: skip
@@ -214,7 +222,8 @@ class DeviceWorker:
         self.emit(JobEvent(kind, self.device.name, message=message))
 
     def _save(self, job: Job, started_at: str, status: str, **outcome: Any) -> JobRecord:
-        facts = self.session.file_facts.get(job.model_file)
+        # a variant not built has no file: never the base model's size in its row
+        facts = None if job.build_error else self.session.file_facts.get(job.model_file)
         record = JobRecord.of_job(
             job, self.device, self.store.run_id, started_at, utc_now(), status, facts, **outcome
         )

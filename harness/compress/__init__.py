@@ -10,6 +10,7 @@ a nightly run rebuilds nothing that has not changed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from harness.compress.base import BuildContext, CompressionFailed, Strategy, sample_inputs
 from harness.compress.prepare import prepare_base
 from harness.compress.verify import NoEffect, effect, model_counts, runs_once
-from harness.config import ModelManifest, Variant, model_format
+from harness.config import ModelManifest, Variant
 from harness.errors import ConfigError
 from harness.jobs import VariantFile
 
@@ -41,7 +42,14 @@ __all__ = [
 
 COMPRESS_VERSION = "2"  # bump when a strategy's output changes for the same inputs
 # 2: strategies start from the prepared base (harness/compress/prepare.py)
-TOOLS = ("onnx", "onnxruntime", "onnxconverter-common", "numpy")
+TOOLS = (
+    "onnx",
+    "onnxruntime",
+    "onnxconverter-common",
+    "ai-edge-quantizer",
+    "ai-edge-litert",
+    "numpy",
+)
 
 
 @dataclass(frozen=True)
@@ -70,8 +78,36 @@ def strategies() -> dict[str, Strategy]:
     }
 
 
+TFLITE_STRATEGIES = ("fp16", "int8-weight-only", "int8-dynamic", "int8-static")
+
+
+def strategy_for(manifest: ModelManifest, name: str) -> Strategy:
+    """The build of strategy `name` for this manifest's format: onnxruntime.quantization,
+    onnxconverter-common and our own graph edits for ONNX; ai-edge-quantizer for TFLite."""
+    from harness.compress import tflite
+
+    if manifest.format == "tflite":
+        if name not in TFLITE_STRATEGIES:
+            raise CompressionFailed(
+                f"'{name}' works on ONNX models; a TFLite model takes "
+                f"{', '.join(TFLITE_STRATEGIES)} (ai-edge-quantizer), or an 'external' variant"
+            )
+        build = functools.partial(tflite.build, name)
+        return Strategy(
+            name, tflite.TFLiteParams, build, "ai-edge-quantizer", name == "int8-static"
+        )
+    if name not in strategies():
+        raise CompressionFailed(
+            f"'{name}' is for TFLite models; for ONNX use int8-dynamic (int8 weights)"
+        )
+    return strategies()[name]
+
+
 def validate_params(manifest: ModelManifest, variant: Variant) -> BaseModel:
-    strategy = strategies()[variant.strategy]
+    try:
+        strategy = strategy_for(manifest, variant.strategy)
+    except CompressionFailed:  # said when the variant is built, beside the others
+        return BaseModel()
     try:
         return strategy.params.model_validate(variant.params)
     except ValidationError as exc:
@@ -125,25 +161,23 @@ def build_variant(
     if variant.strategy in ("fp32", "external"):
         assert variant.file is not None
         return BuiltVariant(variant.name, variant.strategy, variant.file, {}, cached=True)
-    if model_format(manifest.file) != "onnx":
-        raise CompressionFailed(
-            f"{manifest.name}/{variant.name}: strategy '{variant.strategy}' works on ONNX "
-            f"models and {manifest.file.name} is TFLite; convert it with your TensorFlow "
-            "toolchain and register the result as an 'external' variant"
-        )
+    where = f"{manifest.name}/{variant.name}"
+    try:
+        strategy = strategy_for(manifest, variant.strategy)
+    except CompressionFailed as exc:
+        raise CompressionFailed(f"{where}: {exc}") from None
     params = validate_params(manifest, variant)
-    strategy = strategies()[variant.strategy]
     base_sha = hashlib.sha256(manifest.file.read_bytes()).hexdigest()
     inputs = sample_source(context) if strategy.calibrated else {}
     key = cache_key(base_sha, variant.strategy, params, inputs)
     folder = cache_dir / manifest.name
-    target = folder / f"{variant.name}-{key}.onnx"
+    target = folder / f"{variant.name}-{key}{manifest.file.suffix}"
     report_path = target.with_suffix(".json")
     if target.is_file() and report_path.is_file():
         return BuiltVariant(
             variant.name, variant.strategy, target, json.loads(report_path.read_text()), True
         )
-    where = f"{manifest.name}/{variant.name}"
+    folder.mkdir(parents=True, exist_ok=True)
     try:
         prepared = prepare_base(manifest.file, folder, base_sha, tool_versions())
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
@@ -208,7 +242,7 @@ def build_all(
         if variant.strategy not in ("fp32", "external"):
             validate_params(manifest, variant)
     for manifest in manifests:
-        if not manifest.variants and manifest.format == "onnx":
+        if not manifest.variants:
             log(
                 f"{manifest.name} declares no [[variants]]: only its fp32 file is measured. "
                 f"Add them to {manifest.manifest_path or 'its manifest'}, e.g. "

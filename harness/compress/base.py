@@ -51,13 +51,18 @@ def sample_inputs(
     import numpy as np
 
     from harness.runner.contract import JobError
-    from harness.runner.runtimes import OnnxRuntimeSession, make_inputs
+    from harness.runner.runtimes import OnnxRuntimeSession, TFLiteSession, make_inputs
 
     try:
-        declared = OnnxRuntimeSession(str(base), "CPUExecutionProvider", 1).declared_inputs()
+        session = (
+            TFLiteSession(str(base), "xnnpack", 1)
+            if base.suffix == ".tflite"
+            else OnnxRuntimeSession(str(base), "CPUExecutionProvider", 1)
+        )
+        declared = session.declared_inputs()
     except Exception as exc:
         raise CompressionFailed(
-            f"onnxruntime cannot load {base.name}: {type(exc).__name__}: {str(exc)[:300]}"
+            f"the runtime cannot load {base.name}: {type(exc).__name__}: {str(exc)[:300]}"
         ) from exc
     manifest = context.manifest
     if manifest.eval is not None:

@@ -1,14 +1,18 @@
 """The base model as every strategy receives it: prepared once, cached by its content.
 
-Exporters such as paddle2onnx and older torch.onnx write weights as `Constant` nodes and
-target opset 11-12, while the strategies look for initializers and per-channel QDQ needs
-opset 13. So before any strategy the base goes through onnxruntime's own quantization
-pre-processing, `quant_pre_process` (ORT's basic graph optimizations: Constant nodes become
-initializers, constant subgraphs are folded, Conv+BatchNormalization fused; then ONNX
-shape inference), and `onnx.version_converter` up to opset 13 where it is older. Chosen
-over a separate simplifier (onnxslim, onnxsim): it is the pre-processing
-onnxruntime.quantization itself asks for, and both tools are dependencies already. The
-user's file is never touched; the fp32 variant is always the file as given.
+ONNX: exporters such as paddle2onnx and older torch.onnx write weights as `Constant` nodes
+and target opset 11-12, while the strategies look for initializers and per-channel QDQ
+needs opset 13. So before any strategy the base goes through onnxruntime's own
+quantization pre-processing, `quant_pre_process` (ORT's basic graph optimizations: Constant
+nodes become initializers, constant subgraphs are folded, Conv+BatchNormalization fused;
+then ONNX shape inference), and `onnx.version_converter` up to opset 13 where it is older.
+Chosen over a separate simplifier (onnxslim, onnxsim): it is the pre-processing
+onnxruntime.quantization itself asks for, and both tools are dependencies already.
+
+TFLite: old files' operator codes are made readable to ai-edge-quantizer
+(`_prepare_tflite`).
+
+The user's file is never touched; the fp32 variant is always the file as given.
 """
 
 from __future__ import annotations
@@ -40,14 +44,17 @@ def prepare_base(base: Path, folder: Path, base_sha256: str, tools: dict[str, An
         {"base": base_sha256, "tools": tools, "v": PREPARE_VERSION}, sort_keys=True
     )
     key = hashlib.sha256(payload.encode()).hexdigest()[:16]
-    target = folder / f"prepared-{key}.onnx"
+    target = folder / f"prepared-{key}{base.suffix}"
     report_path = target.with_suffix(".json")
     if target.is_file() and report_path.is_file():
         return PreparedBase(target, json.loads(report_path.read_text()))
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         out = Path(tmp) / target.name
-        report = _prepare(base, out, Path(tmp))
+        if base.suffix == ".tflite":
+            report = _prepare_tflite(base, out)
+        else:
+            report = _prepare(base, out, Path(tmp))
         report_tmp = Path(tmp) / "report.json"
         report_tmp.write_text(json.dumps(report, indent=1))
         os.replace(out, target)
@@ -95,6 +102,22 @@ def _prepare(base: Path, out: Path, scratch: Path) -> dict[str, Any]:
         - after.get("BatchNormalization", 0),
         "notes": notes,
     }
+
+
+def _prepare_tflite(base: Path, out: Path) -> dict[str, Any]:
+    """Files written before TFLite schema 3a keep each op in `deprecated_builtin_code` and
+    leave `builtin_code` 0 (ADD); the schema reads the larger of the two, ai-edge-quantizer
+    reads only `builtin_code` and so saw no conv to quantize. Both fields made agree."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(base))
+    fixed = 0
+    for code in model.operatorCodes:
+        if code.builtinCode < code.deprecatedBuiltinCode:
+            code.builtinCode = code.deprecatedBuiltinCode
+            fixed += 1
+    flatbuffer_utils.write_model(model, str(out))
+    return {"tool": "ai_edge_litert.tools.flatbuffer_utils", "operator_codes_fixed": fixed}
 
 
 def _default_opset(model: Any) -> int:

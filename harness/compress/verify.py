@@ -28,6 +28,8 @@ class NoEffect(CompressionFailed):
 
 def model_counts(path: Path) -> dict[str, Any]:
     """What the strategies change, counted over the graph and its subgraphs."""
+    if path.suffix == ".tflite":
+        return _tflite_counts(path)
     import numpy as np
     import onnx
     from onnx import numpy_helper
@@ -59,10 +61,34 @@ def model_counts(path: Path) -> dict[str, Any]:
     }
 
 
+def _tflite_counts(path: Path) -> dict[str, Any]:
+    """A TFLite model's tensors by type, as LiteRT reads them."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=str(path)).get_tensor_details()
+    kinds = Counter(str(np.dtype(d["dtype"])) for d in details)
+    return {
+        "format": "tflite",
+        "ops": len(details),  # tensors: LiteRT lists no ops before allocation
+        "weight_ops": 0,
+        "control_flow_ops": 0,
+        "quantized_ops": kinds["int8"] + kinds["uint8"],
+        "int8_tensors": kinds["int8"] + kinds["uint8"],
+        "fp16_tensors": kinds["float16"],
+        "float_weight_parameters": 0,
+        "zero_weights": 0,
+    }
+
+
 def effect(strategy: str, base: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
     """The change the strategy claims, from the counts of base and variant; NoEffect when
     there is none."""
-    if strategy in ("int8-dynamic", "int8-static"):
+    if base.get("format") == "tflite" and strategy.startswith("int8"):
+        changed = variant["int8_tensors"] - base["int8_tensors"]
+        claim = f"{changed} int8 tensor(s) added"
+        why = "ai-edge-quantizer quantized no tensor"
+    elif strategy in ("int8-dynamic", "int8-static"):
         changed = variant["quantized_ops"] - base["quantized_ops"]
         claim = f"{changed} quantize/integer op(s) added, {variant['int8_tensors']} int8 tensors"
         why = "onnxruntime.quantization quantized no op"
@@ -85,6 +111,11 @@ def effect(strategy: str, base: dict[str, Any], variant: dict[str, Any]) -> dict
         why = "no layer was factored"
     else:
         return {}
+    if changed <= 0 and base.get("format") == "tflite":
+        raise NoEffect(
+            f"no effect: {why} (the model already has {base['fp16_tensors']} float16 and "
+            f"{base['int8_tensors']} int8 tensors of {base['ops']})"
+        )
     if changed <= 0:
         nested = " (inside If/Loop subgraphs)" if base["control_flow_ops"] else ""
         raise NoEffect(
@@ -96,7 +127,19 @@ def effect(strategy: str, base: dict[str, Any], variant: dict[str, Any]) -> dict
 
 
 def runs_once(path: Path, feed: dict[str, Any], control_flow: bool = False) -> None:
-    """One inference with onnxruntime on the controller, at the plan's shapes."""
+    """One inference with onnxruntime (or LiteRT) on the controller, at the plan's shapes."""
+    if path.suffix == ".tflite":
+        from harness.runner.runtimes import TFLiteSession
+
+        try:
+            session = TFLiteSession(str(path), "xnnpack", 1)
+            session.set_inputs(feed)
+            session.infer_callable()()
+        except Exception as exc:
+            raise CompressionFailed(
+                f"built, but LiteRT cannot run it: {type(exc).__name__}: {str(exc)[:400]}"
+            ) from exc
+        return
     import onnxruntime as ort
 
     options = ort.SessionOptions()

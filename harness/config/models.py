@@ -33,8 +33,8 @@ class Variant(_Strict):
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     strategy: Literal[
-        "fp32", "fp16", "int8-dynamic", "int8-static", "prune-unstructured",
-        "prune-structured", "low-rank", "external",
+        "fp32", "fp16", "int8-dynamic", "int8-static", "int8-weight-only",
+        "prune-unstructured", "prune-structured", "low-rank", "external",
     ]  # fmt: skip
     file: LaxPath | None = None
     label: str = ""

@@ -8,7 +8,9 @@ Format history:
                       carries `deadline_s` and `running_file`.
   harness.result/1 -- the result document: status, error, runtime, load/first ms,
                       latencies_ns, memory checkpoints and samples, device state before and
-                      after, power readings and windows, eval outputs.
+                      after, power readings and windows, eval outputs; an eval that
+                      failed after the timed loop leaves `eval_error` beside the latencies
+                      (added later, read as absent from older runners).
   harness.facts/1  -- `--facts`: platform, Python, runtimes, disk, CPUs.
 """
 
@@ -147,6 +149,12 @@ class ResultDocument:
         """source, interval_s, idle_window_ns, timed_window_ns, iterations, samples,
         error, window (empty where the device has no power source)."""
         return self._part("power")
+
+    @property
+    def eval_error(self) -> str | None:
+        """Why the eval pass failed after the timed loop (the latencies stand)."""
+        value = self.raw.get("eval_error")
+        return str(value) if value else None
 
     @property
     def eval(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ except ImportError:  # run on the device, where this file's folder is on sys.pat
     from runtimes import OnnxRuntimeSession, TFLiteSession, make_inputs  # type: ignore[no-redef]
 
 Z_95 = 1.959963984540054
+MIN_CI_SAMPLES = 5  # the fewest samples an order-statistic CI of the median takes
 MAX_EVAL_VALUES = 2000000  # raw outputs returned for deviation checks, at most this many
 
 # ----------------------------------------------------------------------------- statistics
@@ -95,8 +96,10 @@ def timed_loop(infer: Callable[[], object], stop: dict[str, Any]) -> tuple[list[
             if ci_relative_half_width(latencies) <= target:
                 return latencies, "ci"
             next_check = count + max(10, count // 10)
-        if count >= min_iterations and end >= deadline:
-            return latencies, "time"
+        # the budget bounds the job: at its end it stops, below min_iterations too (as
+        # soon as a median's CI can be had), and says so
+        if end >= deadline and count >= MIN_CI_SAMPLES:
+            return latencies, "time" if count >= min_iterations else "time-before-min"
         if count >= max_iterations:
             return latencies, "max_iterations"
 
@@ -289,7 +292,10 @@ def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
     doc["state"]["after"] = device_state(sysfs)
     eval_spec = job.get("eval")
     if eval_spec:
-        doc["eval"] = run_eval(np, session, declared, eval_spec)
+        try:
+            doc["eval"] = run_eval(np, session, declared, eval_spec)
+        except Exception as exc:  # the timed result stands; the eval's failure goes beside it
+            doc["eval_error"] = "%s: %s" % (type(exc).__name__, exc)
 
 
 def run_eval(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import SSHServer
 from device_files import local_device_file
@@ -257,3 +258,51 @@ def test_a_jump_host_keeps_the_watchdog_of_its_device_file() -> None:
     via_gw = device.model_copy(update={"connection": link.model_copy(update={"proxy_jump": "gw"})})
     via = open_transport(via_gw, {"gw": gateway})
     assert via.jump is not None and via.jump.io_timeout_s == 7.0
+
+
+def _digits_with_eval(workspace: Path, arrays: dict[str, object]) -> Path:
+    """The digits CNN, fp32 only, with an eval set made of `arrays`; a plan running it."""
+    import numpy as np
+
+    np.savez(workspace / "models" / "zoo" / "odd_eval.npz", **arrays)  # type: ignore[arg-type]
+    manifest = workspace / "models" / "digits_cnn.toml"
+    text = manifest.read_text().replace('"zoo/digits_eval.npz"', '"zoo/odd_eval.npz"')
+    manifest.write_text(text.replace('calibration_file = "zoo/digits_calib.npz"', ""))
+    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
+    plan = workspace / "plans" / "e.toml"
+    plan.write_text(
+        'name = "e"\nmodels = ["digits_cnn"]\nvariants = ["fp32"]\n'
+        "[measure]\nwarmup = 1\niterations = 30\n[inputs]\ndims = { batch = 1 }\n"
+    )
+    return plan
+
+
+def test_an_eval_set_without_labels_is_refused_before_any_job(workspace: Path) -> None:
+    """It once crashed a run after 101 s of jobs with a raw KeyError and no record kept."""
+    import numpy as np
+
+    plan = _digits_with_eval(workspace, {"input": np.zeros((4, 1, 8, 8), np.float32)})
+    code, output = invoke("run", str(plan))
+    assert code == 2, output
+    assert "odd_eval.npz has no labels array 'labels'" in output and "eval.labels" in output
+    assert not list((workspace / "reports").rglob("jobs/*.json"))
+
+
+def test_an_eval_that_fails_on_the_device_keeps_the_latencies(workspace: Path) -> None:
+    """Arrays with the right names and counts but the wrong shape pass the check and fail
+    in the runner's eval pass, after the timed loop: the job stays `ok`, its latencies
+    kept, and the row says why it has no accuracy."""
+    import numpy as np
+
+    plan = _digits_with_eval(
+        workspace,
+        {"input": np.zeros((4, 3), np.float32), "labels": np.zeros(4, np.int64)},
+    )
+    code, output = invoke("run", str(plan))
+    assert code == 0, output
+    [record] = [json.loads(p.read_text()) for p in (workspace / "reports").rglob("jobs/*.json")]
+    assert record["status"] == "ok" and len(record["latencies_ns"]) == 30
+    assert "eval_error" in record["eval_metrics"]
+    [run_dir] = (workspace / "reports" / "runs").iterdir()
+    row = pd.read_parquet(run_dir / "results.parquet").iloc[0]
+    assert "eval failed (latency kept)" in row["warnings"] and pd.isna(row["accuracy"])

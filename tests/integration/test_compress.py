@@ -155,7 +155,9 @@ def test_inapplicable_strategies_fail_with_a_reason(digits: ModelManifest, tmp_p
         build(digits, tmp_path, "low-rank", rank=1000)
     tflite = load_manifest(MODELS_DIR / "face_detection_short_range.toml")
     with pytest.raises(CompressionFailed, match="works on ONNX models.*'external' variant"):
-        build(tflite, tmp_path, "fp16")
+        build(tflite, tmp_path, "prune-unstructured")  # TFLite takes the quantizers only
+    with pytest.raises(CompressionFailed, match="'int8-weight-only' is for TFLite models"):
+        build(digits, tmp_path, "int8-weight-only")
     with pytest.raises(ConfigError, match="exactly one of 'rank' or 'energy'"):
         build(digits, tmp_path, "low-rank")
     with pytest.raises(ConfigError, match=r"variants\.v\.params\.sparsty"):

@@ -16,7 +16,7 @@ from conftest import MODELS_DIR, SSHServer, bundled_model
 from device_files import local_device_file
 
 from harness.compress import BuildContext, build_all
-from harness.config import load_manifest
+from harness.config import ModelManifest, Variant, load_manifest
 from harness.records import JobRecord
 from harness.scheduler import prepare_run, run_prepared
 
@@ -34,13 +34,34 @@ EXPECTED: dict[str, dict[str, object]] = {
         "low-rank": ("error", "no Gemm/MatMul/1x1-Conv weight benefits"),
     },
 }
+TFLITE = ["fp16", "int8-weight-only", "int8-dynamic", "int8-static"]
+NO_SIGNATURE = ("error", "this TFLite model has none")
+EXPECTED.update(
+    {
+        # float32 weights, an old flatbuffer (operator codes fixed by the preparation)
+        "iris_landmark": {**dict.fromkeys(TFLITE[:3], "built"), "int8-static": NO_SIGNATURE},
+        # MediaPipe stores its weights as float16 already: nothing is left to quantize
+        "face_detection_short_range": {
+            **dict.fromkeys(TFLITE[:3], ("no-effect", "already has 74 float16")),
+            "int8-static": NO_SIGNATURE,
+        },
+    }
+)
 DIMS = {"batch": 1, "height": 96, "width": 192}
+
+
+def with_variants(manifest: ModelManifest, names: list[str]) -> ModelManifest:
+    """The manifest with a variant per strategy name, when it declares none."""
+    if manifest.variants:
+        return manifest
+    variants = [Variant(name=name, strategy=name) for name in names]  # type: ignore[arg-type]
+    return manifest.model_copy(update={"variants": variants})
 
 
 @pytest.mark.parametrize("model", list(EXPECTED))
 def test_every_strategy_is_built_and_verified_or_says_why(model: str, tmp_path: Path) -> None:
-    bundled_model(f"{model}.onnx")  # `make models` extracted it
-    manifest = load_manifest(MODELS_DIR / f"{model}.toml")
+    manifest = with_variants(load_manifest(MODELS_DIR / f"{model}.toml"), TFLITE)
+    bundled_model(manifest.file.name)  # `make models` extracted it
     logged: list[str] = []
     files = build_all([manifest], None, tmp_path, lambda m: BuildContext(m, DIMS), logged.append)
     for variant, expected in EXPECTED[model].items():
@@ -50,9 +71,12 @@ def test_every_strategy_is_built_and_verified_or_says_why(model: str, tmp_path: 
             report = result.report
             assert report["effect"]["changed"] > 0, report["effect"]
             assert "runs one inference" in report["verified"]
-            # paddle2onnx's Constant-node weights became initializers; opset 11/12 -> 13
             prepared = report["prepared"]
-            assert prepared["constants_folded"] > 300 and prepared["opset"][1] == 13
+            if manifest.format == "onnx":
+                # paddle2onnx's Constant-node weights became initializers; opset 11/12 -> 13
+                assert prepared["constants_folded"] > 300 and prepared["opset"][1] == 13
+            else:  # CONV_2D and friends were in deprecated_builtin_code only
+                assert prepared["operator_codes_fixed"] > 0
         else:
             status, words = expected  # type: ignore[misc]
             assert (result.status, result.path) == (status, None), result.error
@@ -89,7 +113,8 @@ def test_real_models_run_on_local_and_ssh_devices(workspace: Path, sshd: SSHServ
     (workspace / "devices" / "loop.toml").write_text(sshd.device_toml("loop", workspace / "ssh"))
     plan = workspace / "plans" / "real.toml"
     plan.write_text(
-        'name = "real"\ndevices = ["local", "loop"]\nmodels = ["ppocr_cls_v2", "silero_vad_v5"]\n'
+        'name = "real"\ndevices = ["local", "loop"]\n'
+        'models = ["ppocr_cls_v2", "silero_vad_v5", "iris_landmark"]\n'
         "[measure]\nwarmup = 2\niterations = 20\n[inputs]\ndims = { batch = 1, width = 192 }\n"
     )
     prepared = prepare_run(plan)
@@ -100,8 +125,15 @@ def test_real_models_run_on_local_and_ssh_devices(workspace: Path, sshd: SSHServ
             cls = by_key[(device, "ppocr_cls_v2", variant)]
             assert cls.status == "ok" and len(cls.latencies_ns) == 20, cls.error
         assert by_key[(device, "silero_vad_v5", "fp32")].status == "ok"
+        for variant in ["fp32", *TFLITE[:3]]:  # TFLite variants from ai-edge-quantizer
+            iris = by_key[(device, "iris_landmark", variant)]
+            assert iris.status == "ok" and iris.runtime == "tflite", iris.error
         for variant in ("int8-dynamic", "int8-static"):
             vad: JobRecord = by_key[(device, "silero_vad_v5", variant)]
             assert vad.status == "no-effect" and not vad.latencies_ns and not vad.runner
     results = pd.read_parquet(prepared.store.run_dir / "results.parquet")
     assert set(results["status"]) == {"ok", "error", "no-effect"}
+    # a variant that was not built has no size of its own (never the base model's)
+    assert results.loc[results["status"] != "ok", "model_bytes"].isna().all()
+    built = results[(results["status"] == "ok") & (results["variant"] != "fp32")]
+    assert built["variant_effect"].str.contains(r"\d").all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,7 @@ def test_adaptive_stop_rule_reaches_the_ci_or_the_cap() -> None:
     timed = {"min_iterations": 5, "max_iterations": 10**9, "target_ci": 1e-9, "max_seconds": 0.05}
     latencies, reason = timed_loop(lambda: sum(range(np.random.randint(1, 3000))), timed)
     assert reason == "time" and len(latencies) >= 5
+    # the budget outranks min_iterations: a slow model stops at it, and says so
+    slow = {"min_iterations": 1000, "max_iterations": 10**9, "target_ci": 1e-9, "max_seconds": 0.05}
+    latencies, reason = timed_loop(lambda: time.sleep(0.005), slow)
+    assert reason == "time-before-min" and 5 <= len(latencies) < 1000
