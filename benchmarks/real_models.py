@@ -4,7 +4,8 @@ the local device.
 
 A row is a model × strategy: whether it was built, the effect verification counted (or the
 reason it was not built, or `no-effect`), p50, speedup against fp32 with its 95 % interval
-("~": inside the process-to-process noise), and file size against fp32.
+("~": inside the process-to-process noise), file size against fp32, and the PSNR of its
+outputs against fp32's on the same inputs (the worst output).
 
     .venv/bin/python benchmarks/real_models.py [--max-seconds 2] [--processes 3]
 """
@@ -65,13 +66,13 @@ dims = {{ batch = 1, height = 320, width = 320 }}
     speedups = {(r.model, r.variant): r for r in compared.itertuples()}
     fp32_bytes = results[results["variant"] == "fp32"].set_index("model")["model_bytes"]
     print(
-        f"\nlocal device (this machine), onnxruntime CPU, {args.threads} thread(s), "
+        f"\nlocal device (this machine), onnxruntime CPU / LiteRT XNNPACK, {args.threads} thread(s), "
         f"{args.processes} process(es) per job, inputs 1x3x320x320 (detector), "
         "1x3x48x320 (classifier), 512 samples (VAD), 1x64x64x3 (iris, TFLite)\n"
     )
     header = (
-        f"{'model':<14} {'variant':<13} {'status':<10} {'p50 ms':>8} "
-        f"{'speedup vs fp32':>22} {'size':>6}  effect, or why not"
+        f"{'model':<14} {'variant':<16} {'status':<10} {'p50 ms':>8} "
+        f"{'speedup vs fp32':>22} {'size':>6} {'PSNR dB':>7}  effect, or why not"
     )
     print(header)
     print("-" * (len(header) + 40))
@@ -92,9 +93,10 @@ dims = {{ batch = 1, height = 320, width = 320 }}
         # the reason without its "variant not built: model/variant: " prefix
         reason = re.sub(r"^(variant not built: )?[\w.-]+/[\w.-]+: ", "", str(row.error))
         what = effect if row.status == "ok" else reason[:110]
+        psnr = "" if pd.isna(row.psnr_db) else f"{row.psnr_db:.1f}"
         print(
-            f"{row.model:<14} {row.variant:<13} {row.status:<10} {p50:>8} {speedup:>22} "
-            f"{size:>6}  {what}"
+            f"{row.model:<14} {row.variant:<16} {row.status:<10} {p50:>8} {speedup:>22} "
+            f"{size:>6} {psnr:>7}  {what}"
         )
 
 

@@ -54,3 +54,46 @@ def output_deviation(
         return None, None
     difference = np.abs(mine - theirs)
     return float(difference.max()), float(difference.mean())
+
+
+IDENTICAL_PSNR_DB = 200.0  # what equal outputs score (the MSE is 0: the PSNR unbounded)
+
+
+def output_fidelity(
+    outputs: Sequence[Sequence[Sequence[float]]], reference: Sequence[Sequence[Sequence[float]]]
+) -> dict[str, float] | None:
+    """How closely a variant's outputs follow fp32's on the same inputs, every output of
+    every sample: PSNR in dB (peak = the largest |value| of fp32's output; what Qualcomm AI
+    Hub reports for on-device outputs), cosine similarity and the largest absolute error.
+    The worst output decides each figure. None when the two are not comparable (other
+    sample count, output count or sizes)."""
+    samples = min(len(outputs), len(reference))
+    if samples == 0 or any(len(outputs[k]) != len(reference[k]) for k in range(samples)):
+        return None
+    psnrs, cosines, errors = [], [], []
+    for index in range(len(reference[0])):
+        try:
+            mine = np.concatenate(
+                [np.asarray(outputs[k][index], np.float64) for k in range(samples)]
+            )
+            theirs = np.concatenate(
+                [np.asarray(reference[k][index], np.float64) for k in range(samples)]
+            )
+        except ValueError:
+            return None
+        if mine.shape != theirs.shape or mine.size == 0:
+            return None
+        difference = mine - theirs
+        mse = float(np.mean(difference**2))
+        peak = float(np.max(np.abs(theirs)))
+        psnrs.append(
+            IDENTICAL_PSNR_DB
+            if mse == 0
+            else min(IDENTICAL_PSNR_DB, 10 * np.log10(max(peak, 1e-30) ** 2 / mse))
+        )
+        norms = float(np.linalg.norm(mine) * np.linalg.norm(theirs))
+        cosines.append(
+            1.0 if norms == 0 and mse == 0 else float(mine @ theirs) / norms if norms else 0.0
+        )
+        errors.append(float(np.max(np.abs(difference))))
+    return {"psnr_db": min(psnrs), "cosine_similarity": min(cosines), "max_abs_err": max(errors)}

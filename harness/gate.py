@@ -163,6 +163,8 @@ def _checks(
         checks.append(_point_check("energy_mj", budget.energy_mj, row["energy_mj"], "mJ"))
     if budget.max_accuracy_drop is not None:
         checks.append(_accuracy_check(budget.max_accuracy_drop, row, results))
+    if budget.min_psnr_db is not None:
+        checks.append(_psnr_check(budget.min_psnr_db, row))
     if budget.max_regression_pct is not None:
         checks.append(_regression_check(budget.max_regression_pct, row, samples, baseline))
     return checks
@@ -183,6 +185,23 @@ def _point_check(metric: str, limit: float, value: Any, unit: str) -> Check:
     outcome = "pass" if value <= limit else "fail"
     message = f"{value:.4g} {unit} vs budget {limit:g} {unit}"
     return Check(metric, limit, outcome, value, value, value, message)
+
+
+def _psnr_check(limit: float, row: dict[str, Any]) -> Check:
+    """The worst output's PSNR against fp32's on the same device and inputs: at least
+    `limit` dB. fp32 itself is its own reference and passes."""
+    if row["variant"] == "fp32":
+        return Check("min_psnr_db", limit, "pass", message="fp32 is the reference")
+    measured = row.get("psnr_db")
+    if measured is None or _missing(measured):
+        message = "PSNR against fp32 on this device was not measured (fidelity_samples = 0?)"
+        return Check("min_psnr_db", limit, "missing", message=message)
+    value = float(measured)
+    source = row.get("fidelity_source") or "fixed inputs"
+    message = f"{value:.1f} dB vs budget >= {limit:g} dB (on {source})"
+    return Check(
+        "min_psnr_db", limit, "pass" if value >= limit else "fail", value, value, value, message
+    )
 
 
 def _accuracy_check(limit: float, row: dict[str, Any], results: pd.DataFrame) -> Check:

@@ -61,6 +61,7 @@ class Job:
     eval_inputs: dict[str, str] = field(default_factory=dict)
     eval_labels: str = "labels"
     top_k: int = 5
+    fidelity_samples: int = 0  # fixed inputs whose outputs are compared with fp32's
     variant_report: dict[str, Any] = field(default_factory=dict)
     variant_params: dict[str, Any] = field(default_factory=dict)
     build_error: str | None = None
@@ -115,6 +116,7 @@ class Job:
             "input_file": input_path,
             "input_specs": self.input_specs,
             "eval": evaluation,
+            "fidelity": {"samples": self.fidelity_samples} if self.fidelity_samples else None,
             "inject_slowdown": self.inject_slowdown,
             "power": {**self.power, "out": f"{samples_prefix}.power.jsonl"}
             if self.power and samples_prefix
@@ -225,6 +227,7 @@ def expand_plan(
                                 eval_inputs=dict(manifest.eval.inputs) if manifest.eval else {},
                                 eval_labels=manifest.eval.labels if manifest.eval else "labels",
                                 top_k=manifest.eval.top_k if manifest.eval else 5,
+                                fidelity_samples=measure.fidelity_samples,
                                 variant_report=built.report,
                                 variant_params=dict(variant.params),
                                 build_error=built.error,

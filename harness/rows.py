@@ -15,7 +15,10 @@ Result table columns (`RESULT_COLUMNS`):
        one version read as one table (pyarrow.dataset, DuckDB). The `status` column may
        also say `interrupted`.
   6 -- adds variant_effect (what verifying the built variant counted: "108 quantize/integer
-       op(s) added, ..."); the `status` column may also say `no-effect`.
+       op(s) added, ..."); psnr_db, cosine_similarity, max_abs_err (every output of a few
+       fixed inputs against fp32's on the same device; the worst output) and
+       fidelity_source (eval set, input file, seeded random inputs); the `status` column may
+       also say `no-effect`.
 Columns are added, never repurposed.
 """
 
@@ -25,7 +28,7 @@ import json
 import math
 from typing import Any
 
-from harness.accuracy import output_deviation, top1_agreement
+from harness.accuracy import output_deviation, output_fidelity, top1_agreement
 from harness.errors import ParseError
 from harness.probes.power import energy_summary, power_trace
 from harness.probes.thermal import nvpmodel_mode
@@ -48,6 +51,7 @@ RESULT_COLUMNS = (
     "max_abs_dev", "mean_abs_dev", "processes", "process_p50_spread",
     "cpu_model", "ram_mb", "os", "kernel", "board",
     "peak_pss_mb", "peak_swap_mb", "power_mode", "governor", "cores", "variant_effect",
+    "psnr_db", "cosine_similarity", "max_abs_err", "fidelity_source",
 )  # fmt: skip
 
 
@@ -56,7 +60,8 @@ _INTEGER_COLUMNS = ("n", "threads", "model_bytes", "schema_version", "gzip_bytes
 
 
 _FLOAT_COLUMNS = ("cv", "accuracy", "top1_agreement", "sparsity", "top5_accuracy", "max_abs_dev",
-                  "mean_abs_dev", "process_p50_spread")  # fmt: skip
+                  "mean_abs_dev", "process_p50_spread", "psnr_db", "cosine_similarity",
+                  "max_abs_err")  # fmt: skip
 
 
 # each result column's type: "int64", "float64", "bool" or "string" (the parquet schema)
@@ -283,15 +288,16 @@ SUMMARY_COLUMNS = ("n", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_
 
 
 def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord]) -> None:
-    """Top-1 agreement and output deviation of each variant against the fp32 variant of
-    the same model on the same device (same provider and threads when measured, else any)."""
-    evaluated = {r.job_id: r for r in records if r.status == "ok" and ResultDocument(r.runner).eval}
+    """Against the fp32 variant of the same model on the same device (same provider and
+    threads when measured, else any): top-1 agreement and output deviation on the eval set,
+    and the fidelity of every output on the same fixed inputs (PSNR, cosine, max abs)."""
+    measured = {r.job_id: r for r in records if r.status == "ok"}
     references: dict[tuple[str, ...], JobRecord] = {}
-    for fp32 in (r for r in evaluated.values() if r.variant == "fp32"):
+    for fp32 in (r for r in measured.values() if r.variant == "fp32"):
         references.setdefault((fp32.device, fp32.model), fp32)
         references[(fp32.device, fp32.model, fp32.provider, str(fp32.threads))] = fp32
     for row in rows:
-        record = evaluated.get(row["job_id"])
+        record = measured.get(row["job_id"])
         if record is None:
             continue
         reference: JobRecord | None = references.get(
@@ -299,11 +305,16 @@ def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord])
         ) or references.get((record.device, record.model))
         if reference is None:
             continue
-        mine, theirs = ResultDocument(record.runner).eval, ResultDocument(reference.runner).eval
-        row["top1_agreement"] = top1_agreement(mine["top_k"], theirs["top_k"])
-        row["max_abs_dev"], row["mean_abs_dev"] = output_deviation(
-            mine.get("outputs"), theirs.get("outputs")
-        )
+        mine, theirs = ResultDocument(record.runner), ResultDocument(reference.runner)
+        if mine.eval and theirs.eval:
+            row["top1_agreement"] = top1_agreement(mine.eval["top_k"], theirs.eval["top_k"])
+            row["max_abs_dev"], row["mean_abs_dev"] = output_deviation(
+                mine.eval.get("outputs"), theirs.eval.get("outputs")
+            )
+        if mine.fidelity and theirs.fidelity and record is not reference:
+            fidelity = output_fidelity(mine.fidelity["outputs"], theirs.fidelity["outputs"])
+            if fidelity is not None:
+                row.update(fidelity, fidelity_source=mine.fidelity.get("source"))
 
 
 def _mb(kb: float | None) -> float | None:

@@ -115,7 +115,7 @@ def _print_comparison(
             box=box.SIMPLE_HEAD,
         )
         columns = ["variant", "strategy", "p50 ms", "speedup [95% CI]", "size", "peak mem"]
-        columns += ["accuracy", "Δ acc pts", "top-1 agree", "pareto"]
+        columns += ["accuracy", "Δ acc pts", "top-1 agree", "PSNR dB", "pareto"]
         for column in columns:
             left = column in ("variant", "strategy")
             table.add_column(column, justify="left" if left else "right", no_wrap=True)
@@ -132,6 +132,7 @@ def _print_comparison(
                 _pct(row["accuracy"]),
                 _points(row["accuracy_delta"]),
                 _pct(row["top1_agreement"]),
+                _db(row["psnr_db"]),
                 "*" if row["pareto"] else "",
                 style="red" if "SLOWER" in row["notes"] else None,
             )
@@ -154,6 +155,10 @@ def _times(value: float | None, low: float | None = None, high: float | None = N
 
 def _points(value: float | None) -> str:
     return "" if value is None or value != value else f"{value * 100:+.1f}"
+
+
+def _db(value: Any) -> str:
+    return "" if value is None or value != value else f"{value:.1f}"
 
 
 def _pct(value: float | None) -> str:

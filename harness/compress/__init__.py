@@ -2,10 +2,13 @@
 
 Each strategy is a function `build(base, out, params, context) -> dict` (the dict is its
 report: what it did, e.g. sparsity reached, layers left alone) with a pydantic model of
-its parameters. A built variant lives at
-`<cache>/<model>/<variant>-<key>.onnx` with `<...>.json` beside it, where `key` hashes the
-base model's sha256, the strategy, its parameters and the versions of the tools used — so
-a nightly run rebuilds nothing that has not changed.
+its parameters: onnxruntime.quantization, onnxconverter-common and our own graph edits for
+ONNX bases; ai-edge-quantizer for TFLite (`tflite.py`). Every strategy starts from the
+prepared base (`prepare.py`), and every variant it builds is verified before it counts
+(`verify.py`: it loads, runs once, and changed what the strategy claims; else `NoEffect`).
+A built variant lives at `<cache>/<model>/<variant>-<key>.<onnx|tflite>` with its report
+beside it, where `key` hashes everything that changes its bytes (`cache_key`) — so a
+nightly run rebuilds nothing that has not changed, and never reuses a stale variant.
 """
 
 from __future__ import annotations
@@ -247,7 +250,9 @@ def build_all(
                 f"{manifest.name} declares no [[variants]]: only its fp32 file is measured. "
                 f"Add them to {manifest.manifest_path or 'its manifest'}, e.g. "
                 '[[variants]] name = "int8" strategy = "int8-static" '
-                f"(strategies: {', '.join(strategies())})"
+                "(strategies: "
+                + ", ".join(TFLITE_STRATEGIES if manifest.format == "tflite" else strategies())
+                + ")"
             )
     files = {}
     for manifest, variant in chosen:

@@ -29,6 +29,9 @@ class Measure(_Strict):
     timeout_s: Annotated[float, Field(gt=0)] = 300.0
     # fresh runner processes per job, in rounds over the device's jobs; latencies pooled
     processes: Annotated[int, Field(ge=1, le=100)] = 1
+    # after the timed loop, every output of this many fixed inputs, compared with fp32's
+    # on the same device (PSNR, cosine, max abs error); 0: none
+    fidelity_samples: Annotated[int, Field(ge=0, le=64)] = 4
     # for testing regression detection only: every inference made this fraction slower
     inject_slowdown: Annotated[float, Field(ge=0, le=10)] = 0.0
 
@@ -129,6 +132,8 @@ class Budget(_Strict):
     peak_mem_mb: Annotated[float, Field(gt=0)] | None = None
     energy_mj: Annotated[float, Field(gt=0)] | None = None
     max_accuracy_drop: Annotated[float, Field(ge=0, le=1)] | None = None
+    # every output within this PSNR of fp32's on the same device and inputs (no labels needed)
+    min_psnr_db: Annotated[float, Field(gt=0)] | None = None
     max_regression_pct: Annotated[float, Field(ge=0)] | None = None
 
     @model_validator(mode="after")
@@ -140,7 +145,7 @@ class Budget(_Strict):
 
 BUDGET_METRICS = (
     "p50_ms", "p90_ms", "p99_ms", "peak_mem_mb", "energy_mj", "max_accuracy_drop",
-    "max_regression_pct",
+    "min_psnr_db", "max_regression_pct",
 )  # fmt: skip
 
 

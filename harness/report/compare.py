@@ -25,7 +25,7 @@ GROUP = ["device", "model", "runtime", "provider", "threads"]
 COMPARE_COLUMNS = [
     *GROUP, "variant", "strategy", "p50_ms", "speedup", "speedup_low", "speedup_high",
     "noise", "significant", "size_ratio", "peak_mem_ratio", "accuracy", "accuracy_delta",
-    "top1_agreement", "pareto", "notes",
+    "top1_agreement", "psnr_db", "cosine_similarity", "fidelity_source", "pareto", "notes",
 ]  # fmt: skip
 
 
@@ -54,6 +54,11 @@ def _compare(row: Any, base: Any, samples: pd.DataFrame | None = None) -> dict[s
         p50_ms=row["p50_ms"],
         accuracy=_value(row["accuracy"]),
         top1_agreement=_value(row["top1_agreement"]),
+        psnr_db=_value(row.get("psnr_db")),
+        cosine_similarity=_value(row.get("cosine_similarity")),
+        fidelity_source=row.get("fidelity_source")
+        if isinstance(row.get("fidelity_source"), str)
+        else None,
         speedup=None,
         speedup_low=None,
         speedup_high=None,

@@ -30,7 +30,7 @@ REPORT_COLUMNS = [
     ("n", "n"), ("p50_ms", "p50 ms"), ("p50_ci", "p50 95% CI"), ("p90_ms", "p90 ms"),
     ("p99_ms", "p99 ms"), ("speedup", "speedup vs fp32"), ("size_kb", "size KB"),
     ("peak_rss_mb", "peak MB"), ("energy_mj", "energy mJ/inf"), ("accuracy", "accuracy"),
-    ("top1_agreement", "top-1 agree"),
+    ("top1_agreement", "top-1 agree"), ("psnr_db", "PSNR dB"),
 ]  # fmt: skip
 
 
@@ -104,6 +104,7 @@ def device_tables(
                 "energy_mj": num(row["energy_mj"], 3),
                 "accuracy": pct(row["accuracy"]),
                 "top1_agreement": pct(row["top1_agreement"]),
+                "psnr_db": num(row.get("psnr_db"), 1),
             }
         )
     return tables

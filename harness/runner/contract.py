@@ -9,7 +9,8 @@ Format history:
   harness.result/1 -- the result document: status, error, runtime, load/first ms,
                       latencies_ns, memory checkpoints and samples, device state before and
                       after, power readings and windows, eval outputs; an eval that
-                      failed after the timed loop leaves `eval_error` beside the latencies
+                      failed after the timed loop leaves `eval_error` beside the latencies;
+                      `fidelity` (every output of a few fixed inputs) or `fidelity_error`
                       (added later, read as absent from older runners).
   harness.facts/1  -- `--facts`: platform, Python, runtimes, disk, CPUs.
 """
@@ -39,6 +40,7 @@ class JobSpec(TypedDict):
     input_file: str | None  # .npz/.npy on the device, else seeded inputs
     input_specs: dict[str, dict[str, Any]]
     eval: dict[str, Any] | None  # {"file", "inputs", "top_k"}
+    fidelity: dict[str, Any] | None  # {"samples": N}: every output of N fixed inputs
     inject_slowdown: float  # testing regression detectors only
     power: dict[str, Any] | None  # the power sampler's spec, with its output path
     sysfs_root: str
@@ -149,6 +151,12 @@ class ResultDocument:
         """source, interval_s, idle_window_ns, timed_window_ns, iterations, samples,
         error, window (empty where the device has no power source)."""
         return self._part("power")
+
+    @property
+    def fidelity(self) -> dict[str, Any]:
+        """n, source (eval set, input file, seeded random inputs), outputs: per sample,
+        every output's values flattened."""
+        return self._part("fidelity")
 
     @property
     def eval_error(self) -> str | None:

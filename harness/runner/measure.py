@@ -296,6 +296,55 @@ def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
             doc["eval"] = run_eval(np, session, declared, eval_spec)
         except Exception as exc:  # the timed result stands; the eval's failure goes beside it
             doc["eval_error"] = "%s: %s" % (type(exc).__name__, exc)
+    if int((job.get("fidelity") or {}).get("samples", 0)):
+        try:
+            doc["fidelity"] = run_fidelity(np, session, declared, job)
+        except Exception as exc:  # as for the eval: the latencies stand
+            doc["fidelity_error"] = "%s: %s" % (type(exc).__name__, exc)
+
+
+def run_fidelity(
+    np: Any,
+    session: OnnxRuntimeSession | TFLiteSession,
+    declared: list[tuple[str, str, list[Any]]],
+    job: JobSpec,
+) -> dict[str, Any]:
+    """Every output of a few fixed inputs, after the timed loop: the eval set's first
+    samples, else the plan's input file, else seeded inputs (seeds other than the timed
+    loop's) -- the same for every variant of the model, so the controller can compare each
+    variant's outputs with fp32's, labels or not."""
+    count = int((job.get("fidelity") or {})["samples"])
+    eval_spec = job.get("eval")
+    feeds = []
+    if eval_spec:
+        data = np.load(eval_spec["file"], allow_pickle=False)
+        keys = eval_spec.get("inputs") or {}
+        count = min([count] + [len(data[keys.get(name, name)]) for name, _, _ in declared])
+        for k in range(count):
+            feeds.append(
+                {
+                    name: np.ascontiguousarray(data[keys.get(name, name)][k : k + 1], dtype=dtype)
+                    for name, dtype, _ in declared
+                }
+            )
+        source = "eval set"
+    else:
+        input_file = job.get("input_file")
+        for k in range(1 if input_file else count):
+            seed = int(job.get("seed", 0)) + 1 + k
+            specs, dims = job.get("input_specs") or {}, job.get("dims") or {}
+            feeds.append(make_inputs(np, declared, specs, dims, seed, input_file))
+        source = "input file" if input_file else "seeded random inputs"
+    outputs: list[list[list[float]]] = []
+    values = 0
+    for feed in feeds:
+        session.set_inputs(feed)
+        raw = [np.asarray(o, dtype=np.float64).ravel() for o in session.outputs()]
+        values += sum(int(o.size) for o in raw)
+        if outputs and values > MAX_EVAL_VALUES:
+            break  # enough to compare; the document stays small
+        outputs.append([o.tolist() for o in raw])
+    return {"n": len(outputs), "source": source, "outputs": outputs}
 
 
 def run_eval(

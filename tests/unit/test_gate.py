@@ -109,3 +109,19 @@ def test_junit_and_markdown() -> None:
     assert text.startswith("## Release gate: ❌ FAIL") and "1 pass, 1 fail" in text.replace(
         "1 fail, 1 pass", "1 pass, 1 fail"
     )
+
+
+def test_a_psnr_budget_needs_no_labels() -> None:
+    """min_psnr_db: every output of the variant within that PSNR of fp32's; fp32 is the
+    reference; a variant whose fidelity was not measured is missing, never a pass."""
+    rows = [
+        job("a", "fp32", 10.0),
+        job("b", "int8", 6.0, psnr_db=38.5, fidelity_source="seeded random inputs"),
+        job("c", "pruned", 9.0, psnr_db=19.0, fidelity_source="seeded random inputs"),
+        job("d", "fp16", 9.0),
+    ]
+    verdict = gate(Budget(model="m", min_psnr_db=30.0), rows)
+    outcomes = {case.job_id: case.checks[0].outcome for case in verdict.cases}
+    assert outcomes == {"a": "pass", "b": "pass", "c": "fail", "d": "missing"}
+    [pruned] = [c for c in verdict.cases if c.job_id == "c"]
+    assert "19.0 dB vs budget >= 30 dB (on seeded random inputs)" in pruned.checks[0].message
