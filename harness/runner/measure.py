@@ -30,6 +30,9 @@ except ImportError:  # run on the device, where this file's folder is on sys.pat
 Z_95 = 1.959963984540054
 MIN_CI_SAMPLES = 5  # the fewest samples an order-statistic CI of the median takes
 MAX_EVAL_VALUES = 2000000  # raw outputs returned for deviation checks, at most this many
+# outputs returned for fidelity (the first fixed input's always): ~5 MB of JSON in the
+# job record at most -- a 320x320 detector map sends one sample, a classifier all of them
+MAX_FIDELITY_VALUES = 250000
 
 # ----------------------------------------------------------------------------- statistics
 
@@ -341,8 +344,8 @@ def run_fidelity(
         session.set_inputs(feed)
         raw = [np.asarray(o, dtype=np.float64).ravel() for o in session.outputs()]
         values += sum(int(o.size) for o in raw)
-        if outputs and values > MAX_EVAL_VALUES:
-            break  # enough to compare; the document stays small
+        if outputs and values > MAX_FIDELITY_VALUES:
+            break  # enough to compare; the job record stays small
         outputs.append([o.tolist() for o in raw])
     return {"n": len(outputs), "source": source, "outputs": outputs}
 
