@@ -96,8 +96,10 @@ def test_energy_per_inference_from_a_rapl_tree(
     timed = trace[trace["phase"] == "timed"]
     # single readings jitter (the writer script can be starved on a busy machine, which a
     # hardware counter is not): their median within 5 %, while the integrals above — what
-    # the 2 % is about — stay within 2 %; a mishandled wrap would read ±300 W
-    assert len(timed) >= 20 and timed["power_w"].median() == pytest.approx(WATTS, rel=0.05)
+    # the 2 % is about — stay within 2 %; a mishandled wrap would read ±300 W. The
+    # count is what a starved sampler still makes (11 in a 1.3 s window once, under load,
+    # for 65 asked): enough for a median, never fewer than the 3 a window needs
+    assert len(timed) >= 5 and timed["power_w"].median() == pytest.approx(WATTS, rel=0.05)
     assert timed["power_w"].between(0, 50).all()
     if idle_s:
         assert (trace["phase"] == "idle").sum() >= 10
