@@ -82,17 +82,18 @@ def power_frame(records: list[JobRecord]) -> pd.DataFrame:
             trace = power_trace(power["source"], power.get("samples") or [])
         except ParseError:
             continue  # the result row says why
-        idle = power.get("idle_window_ns") or [0, 0]
-        window_s = (window[1] - window[0]) / 1e9
+        # in seconds, as the trace and the row's energy summary have them: a stamp taken
+        # back to ns through a float can land a nanosecond outside its window
+        timed = (window[0] / 1e9, window[1] / 1e9)
+        idle = [t / 1e9 for t in power.get("idle_window_ns") or [0, 0]]
         for t_s, watts in trace:
-            t_ns = t_s * 1e9
             phase = "other"  # the model load, first inference and warm-up
-            if window[0] <= t_ns <= window[1]:
+            if timed[0] <= t_s <= timed[1]:
                 phase = "timed"
-            elif idle[0] <= t_ns <= idle[1]:
+            elif idle[0] <= t_s <= idle[1]:
                 phase = "idle"
             rows.append(
-                (record.run_id, record.job_id, (t_ns - window[0]) / 1e9, watts, phase, window_s)
+                (record.run_id, record.job_id, t_s - timed[0], watts, phase, timed[1] - timed[0])
             )
     return _typed(pd.DataFrame(rows, columns=list(POWER_COLUMN_TYPES)), POWER_COLUMN_TYPES)
 
