@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import Device, ModelManifest, Plan, model_format, runtime_for
+from harness.config import Device, ModelManifest, Plan, runtime_for
+from harness.data_files import eval_problem, npz_problem
 from harness.errors import ConfigError, RunnerFailed
 from harness.native.commands import (
     PYTHON_RUNNER,
@@ -262,89 +263,6 @@ def expand_plan(
         if problem:
             raise ConfigError(manifest.manifest_path or manifest.name, problem, key)
     return jobs
-
-
-def eval_problem(manifest: ModelManifest) -> tuple[str, str | None]:
-    """Why the manifest's eval (or calibration) set cannot serve its model, and the key to
-    fix; checked before the first job, so that no run loses its jobs to it."""
-    import numpy as np
-
-    evaluation = manifest.eval
-    assert evaluation is not None
-    inputs = model_input_names(manifest.file)
-    for key, path, labels in (
-        ("eval.file", evaluation.file, evaluation.labels),
-        ("eval.calibration_file", evaluation.calibration_file, None),
-    ):
-        if path is None:
-            continue
-        problem = npz_problem(path)
-        if problem:
-            return key, problem
-        with np.load(path) as data:
-            names = sorted(data.files)
-            if labels is not None and labels not in names:
-                return "eval.labels", (
-                    f"{path.name} has no labels array '{labels}' (it has {names}); "
-                    "set eval.labels to the array that holds them"
-                )
-            arrays = {name: evaluation.input_key(name) for name in inputs}
-            missing = {name: array for name, array in arrays.items() if array not in names}
-            if missing:
-                return "eval.inputs", (
-                    f"{path.name} has no array for model input(s) {sorted(missing)} (it has "
-                    f"{names}); name the arrays after the inputs or map them with "
-                    'eval.inputs = { input = "array" }'
-                )
-            counts = {a: len(data[a]) if data[a].ndim else 1 for a in arrays.values()}
-            if labels is not None:
-                counts[labels] = len(data[labels]) if data[labels].ndim else 1
-            if len(set(counts.values())) > 1:
-                return key, f"{path.name}'s arrays hold different numbers of samples: {counts}"
-    return "", None
-
-
-def model_input_names(path: Path) -> list[str]:
-    """The model's input names, from its file (ONNX graph inputs; TFLite input details)."""
-    if model_format(path) == "onnx":
-        import onnx
-
-        graph = onnx.load(str(path), load_external_data=False).graph
-        initializers = {i.name for i in graph.initializer}
-        return [i.name for i in graph.input if i.name not in initializers]
-    from harness.runner.runtimes import TFLiteSession
-
-    return [name for name, _, _ in TFLiteSession(str(path), "xnnpack", 1).declared_inputs()]
-
-
-def npz_problem(path: Path) -> str | None:
-    """Why `path` is not a numpy .npz archive of arrays (None when it is one)."""
-    import zipfile
-
-    import numpy as np
-
-    if not path.is_file():
-        return f"input file {path} does not exist"
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            return f"{path} holds one array, not an .npz archive (numpy.savez) of arrays"
-        with data:
-            for name in data.files:
-                data[name]  # noqa: B018 -- reading each array is the check
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        reason = "it is neither .npz nor .npy data" if "pickled" in str(exc) else str(exc)
-        return f"{path} is not a readable .npz archive of arrays (numpy.savez): {reason}"
-    return None
-
-
-def eval_labels(job: Job) -> Any:
-    """The eval set's labels (array `job.eval_labels` of `job.eval_file`)."""
-    import numpy as np
-
-    assert job.eval_file is not None
-    with np.load(job.eval_file) as data:
-        return data[job.eval_labels]
 
 
 def power_spec(device: Device) -> dict[str, Any] | None:

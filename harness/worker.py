@@ -18,11 +18,12 @@ from typing import Any, TypeVar
 
 from harness.accuracy import eval_metrics
 from harness.config import Device
+from harness.data_files import eval_labels
 from harness.device_start import start_device
 from harness.errors import DeviceUnreachable, HarnessError, LeaseHeld
 from harness.execute import DeviceSession
 from harness.execute.attempt import Attempt, Failure, attempt
-from harness.jobs import Job, eval_labels
+from harness.jobs import Job
 from harness.lease import Lease, new_lease, refresh, release
 from harness.native.commands import PYTHON_RUNNER
 from harness.records import JobRecord, pool_documents, pool_timings
@@ -74,7 +75,7 @@ def job_eval_metrics(job: Job, doc: ResultDocument) -> dict[str, Any]:
     eval that failed never takes the job's latencies with it."""
     if doc.eval and job.eval_file is not None:
         try:
-            return eval_metrics(doc.eval["top_k"], eval_labels(job))
+            return eval_metrics(doc.eval["top_k"], eval_labels(job.eval_file, job.eval_labels))
         except (KeyError, ValueError, OSError) as exc:
             return {"eval_error": f"labels of {job.eval_file.name}: {exc}"}
     return {"eval_error": doc.eval_error} if doc.eval_error else {}

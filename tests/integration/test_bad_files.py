@@ -197,7 +197,7 @@ def test_device_file_mistakes_are_named_with_their_fix(
 def test_input_files_that_are_not_npz_archives_are_named(tmp_path: Path) -> None:
     import numpy as np
 
-    from harness.jobs import npz_problem
+    from harness.data_files import npz_problem
 
     np.save(tmp_path / "one.npy", np.zeros(3))
     (tmp_path / "notes.txt").write_text("hello\n")
