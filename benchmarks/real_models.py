@@ -1,11 +1,13 @@
 """Every compression strategy on the real pretrained models (PaddleOCR detector and
-classifier, Silero VAD, MediaPipe's iris model), built, verified and measured in one run on
-the local device.
+classifier, Silero VAD, openWakeWord's PyTorch-exported timer classifier, MediaPipe's iris
+model and Basic Pitch as TFLite), built, verified and measured in one run on the local
+device.
 
 A row is a model × strategy: whether it was built, the effect verification counted (or the
 reason it was not built, or `no-effect`), p50, speedup against fp32 with its 95 % interval
 ("~": inside the process-to-process noise), file size against fp32, and the PSNR of its
-outputs against fp32's on the same inputs (the worst output).
+outputs against fp32's on the same inputs (the worst output) and, for classifiers, the top-1
+agreement with fp32 on those inputs.
 
     .venv/bin/python benchmarks/real_models.py [--max-seconds 2] [--processes 3]
 """
@@ -23,7 +25,8 @@ from _setup import ROOT
 from harness.report.compare import compare_variants
 from harness.scheduler import prepare_run, run_prepared
 
-MODELS = ["ppocr_cls_v2", "ppocr_det_v4", "silero_vad_v5", "iris_landmark"]
+MODELS = ["ppocr_cls_v2", "ppocr_det_v4", "silero_vad_v5", "openwakeword_timer", "iris_landmark",
+          "basic_pitch_nmp"]  # fmt: skip
 
 
 def main() -> None:
@@ -68,11 +71,12 @@ dims = {{ batch = 1, height = 320, width = 320 }}
     print(
         f"\nlocal device (this machine), onnxruntime CPU / LiteRT XNNPACK, {args.threads} thread(s), "
         f"{args.processes} process(es) per job, inputs 1x3x320x320 (detector), "
-        "1x3x48x320 (classifier), 512 samples (VAD), 1x64x64x3 (iris, TFLite)\n"
+        "1x3x48x320 (classifier), 512 samples (VAD), 1x34x96 (timer), 1x64x64x3 (iris, TFLite), "
+        "1x43844x1 (Basic Pitch, TFLite)\n"
     )
     header = (
-        f"{'model':<14} {'variant':<16} {'status':<10} {'p50 ms':>8} "
-        f"{'speedup vs fp32':>22} {'size':>6} {'PSNR dB':>7}  effect, or why not"
+        f"{'model':<18} {'variant':<16} {'status':<10} {'p50 ms':>8} "
+        f"{'speedup vs fp32':>22} {'size':>6} {'PSNR dB':>7} {'agree':>5}  effect, or why not"
     )
     print(header)
     print("-" * (len(header) + 40))
@@ -94,9 +98,10 @@ dims = {{ batch = 1, height = 320, width = 320 }}
         reason = re.sub(r"^(variant not built: )?[\w.-]+/[\w.-]+: ", "", str(row.error))
         what = effect if row.status == "ok" else reason[:110]
         psnr = "" if pd.isna(row.psnr_db) else f"{row.psnr_db:.1f}"
+        agree = "" if pd.isna(row.top1_agreement) else f"{row.top1_agreement:.0%}"
         print(
-            f"{row.model:<14} {row.variant:<16} {row.status:<10} {p50:>8} {speedup:>22} "
-            f"{size:>6} {psnr:>7}  {what}"
+            f"{row.model:<18} {row.variant:<16} {row.status:<10} {p50:>8} {speedup:>22} "
+            f"{size:>6} {psnr:>7} {agree:>5}  {what}"
         )
 
 

@@ -30,13 +30,44 @@ def eval_metrics(predictions: Sequence[Sequence[int]], labels: np.ndarray) -> di
     }
 
 
-def top1_agreement(
-    predictions: Sequence[Sequence[int]], reference: Sequence[Sequence[int]]
+def top_k_agreement(
+    predictions: Sequence[Sequence[int]], reference: Sequence[Sequence[int]], k: int
 ) -> float | None:
+    """How often the reference's top-1 class is among the variant's top k (k = 1: the two
+    top-1s agree)."""
     count = min(len(predictions), len(reference))
-    if count == 0:
+    if count == 0 or any(len(predictions[i]) < k for i in range(count)):
         return None
-    return float(np.mean([predictions[i][0] == reference[i][0] for i in range(count)]))
+    return float(np.mean([reference[i][0] in predictions[i][:k] for i in range(count)]))
+
+
+def class_agreement(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | None]:
+    """Top-1 and top-5 agreement from two fidelity passes (the runner's `fidelity` parts),
+    over every output that is a classification -- one score per sample, of shape [C] or
+    [1, C] with C >= 2 -- the worst output deciding. Labels are not needed."""
+    shapes = theirs.get("shapes") or []
+    classes = [
+        index
+        for index, shape in enumerate(shapes)
+        if (len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)) and shape[-1] >= 2
+    ]
+    samples = min(len(mine.get("outputs") or []), len(theirs.get("outputs") or []))
+    if not classes or samples == 0 or mine.get("shapes") != shapes:
+        return {}
+    agreements: dict[int, list[float]] = {1: [], 5: []}
+    for index in classes:
+        ranked = [
+            [np.argsort(-np.asarray(run["outputs"][k][index]), kind="stable")[:5].tolist()
+             for k in range(samples)]
+            for run in (mine, theirs)
+        ]  # fmt: skip
+        for k, scores in agreements.items():
+            if shapes[index][-1] > k or k == 1:
+                scores.append(top_k_agreement(ranked[0], ranked[1], k) or 0.0)
+    return {
+        "top1_agreement": min(agreements[1]),
+        "top5_agreement": min(agreements[5]) if agreements[5] else None,
+    }
 
 
 def output_deviation(

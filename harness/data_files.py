@@ -18,7 +18,7 @@ def eval_problem(manifest: ModelManifest) -> tuple[str, str | None]:
     assert evaluation is not None
     inputs = model_input_names(manifest.file)
     for key, path, labels in (
-        ("eval.file", evaluation.file, evaluation.labels),
+        ("eval.file", evaluation.file, evaluation.labels or None),
         ("eval.calibration_file", evaluation.calibration_file, None),
     ):
         if path is None:
@@ -31,7 +31,8 @@ def eval_problem(manifest: ModelManifest) -> tuple[str, str | None]:
             if labels is not None and labels not in names:
                 return "eval.labels", (
                     f"{path.name} has no labels array '{labels}' (it has {names}); "
-                    "set eval.labels to the array that holds them"
+                    'set eval.labels to the array that holds them, or eval.labels = "" for '
+                    "an eval set without labels (fidelity and agreement, no accuracy)"
                 )
             arrays = {name: evaluation.input_key(name) for name in inputs}
             missing = {name: array for name, array in arrays.items() if array not in names}
@@ -41,11 +42,25 @@ def eval_problem(manifest: ModelManifest) -> tuple[str, str | None]:
                     f"{names}); name the arrays after the inputs or map them with "
                     'eval.inputs = { input = "array" }'
                 )
-            counts = {a: len(data[a]) if data[a].ndim else 1 for a in arrays.values()}
+            unknown = sorted(set(evaluation.whole) - set(inputs))
+            if unknown:
+                return "eval.whole", f"eval.whole names {unknown}, not inputs of the model {inputs}"
+            sliced = {n: a for n, a in arrays.items() if n not in evaluation.whole}
+            scalars = sorted(n for n, a in sliced.items() if data[a].ndim == 0)
+            if scalars:
+                return "eval.whole", (
+                    f"{path.name} holds input(s) {scalars} as a scalar, which has no samples "
+                    f"to slice: name them in eval.whole = {scalars} to pass them as stored"
+                )
+            counts = {array: len(data[array]) for array in sliced.values()}
             if labels is not None:
                 counts[labels] = len(data[labels]) if data[labels].ndim else 1
             if len(set(counts.values())) > 1:
-                return key, f"{path.name}'s arrays hold different numbers of samples: {counts}"
+                return key, (
+                    f"{path.name}'s arrays hold different numbers of samples: {counts}; an "
+                    "input passed whole with every sample (a recurrent state, a sample rate) "
+                    "belongs in eval.whole"
+                )
     return "", None
 
 

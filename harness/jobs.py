@@ -60,9 +60,11 @@ class Job:
     target_ci: float | None = None
     eval_file: Path | None = None
     eval_inputs: dict[str, str] = field(default_factory=dict)
+    eval_whole: tuple[str, ...] = ()  # inputs passed whole with every sample (a state)
     eval_labels: str = "labels"
     top_k: int = 5
     fidelity_samples: int = 0  # fixed inputs whose outputs are compared with fp32's
+    classification: bool = False  # the model's outputs are class scores (top-k agreement)
     variant_report: dict[str, Any] = field(default_factory=dict)
     variant_params: dict[str, Any] = field(default_factory=dict)
     build_error: str | None = None
@@ -99,7 +101,12 @@ class Job:
         """The job spec document the runner reads (paths are the device's; the samplers
         write `<samples_prefix>.power.jsonl` and `.memory.jsonl`)."""
         evaluation = (
-            {"file": eval_path, "inputs": self.eval_inputs, "top_k": self.top_k}
+            {
+                "file": eval_path,
+                "inputs": self.eval_inputs,
+                "whole": list(self.eval_whole),
+                "top_k": self.top_k,
+            }
             if eval_path
             else None
         )
@@ -117,7 +124,11 @@ class Job:
             "input_file": input_path,
             "input_specs": self.input_specs,
             "eval": evaluation,
-            "fidelity": {"samples": self.fidelity_samples} if self.fidelity_samples else None,
+            "fidelity": (
+                {"samples": self.fidelity_samples, "classification": self.classification}
+                if self.fidelity_samples
+                else None
+            ),
             "inject_slowdown": self.inject_slowdown,
             "power": {**self.power, "out": f"{samples_prefix}.power.jsonl"}
             if self.power and samples_prefix
@@ -226,9 +237,11 @@ def expand_plan(
                                 target_ci=None if measure.iterations else measure.target_ci,
                                 eval_file=manifest.eval.file if manifest.eval else None,
                                 eval_inputs=dict(manifest.eval.inputs) if manifest.eval else {},
+                                eval_whole=tuple(manifest.eval.whole) if manifest.eval else (),
                                 eval_labels=manifest.eval.labels if manifest.eval else "labels",
                                 top_k=manifest.eval.top_k if manifest.eval else 5,
                                 fidelity_samples=measure.fidelity_samples,
+                                classification=manifest.task == "classification",
                                 variant_report=built.report,
                                 variant_params=dict(variant.params),
                                 build_error=built.error,

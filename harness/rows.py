@@ -19,6 +19,9 @@ Result table columns (`RESULT_COLUMNS`):
        fixed inputs against fp32's on the same device; the worst output) and
        fidelity_source (eval set, input file, seeded random inputs); the `status` column may
        also say `no-effect`.
+  7 -- adds top5_agreement (how often fp32's top-1 class is in the variant's top 5); both
+       agreements also come, without labels, from the fidelity pass's classification
+       outputs (a manifest with task = "classification").
 Columns are added, never repurposed.
 """
 
@@ -28,7 +31,7 @@ import json
 import math
 from typing import Any
 
-from harness.accuracy import output_deviation, output_fidelity, top1_agreement
+from harness.accuracy import class_agreement, output_deviation, output_fidelity, top_k_agreement
 from harness.errors import ParseError
 from harness.probes.power import energy_summary, power_trace
 from harness.probes.thermal import nvpmodel_mode
@@ -36,7 +39,7 @@ from harness.records import JobRecord
 from harness.runner.contract import ResultDocument
 from harness.stats import stability_warnings, summarize
 
-RESULTS_SCHEMA_VERSION = 6
+RESULTS_SCHEMA_VERSION = 7
 
 
 RESULT_COLUMNS = (
@@ -51,7 +54,7 @@ RESULT_COLUMNS = (
     "max_abs_dev", "mean_abs_dev", "processes", "process_p50_spread",
     "cpu_model", "ram_mb", "os", "kernel", "board",
     "peak_pss_mb", "peak_swap_mb", "power_mode", "governor", "cores", "variant_effect",
-    "psnr_db", "cosine_similarity", "max_abs_err", "fidelity_source",
+    "psnr_db", "cosine_similarity", "max_abs_err", "fidelity_source", "top5_agreement",
 )  # fmt: skip
 
 
@@ -61,7 +64,7 @@ _INTEGER_COLUMNS = ("n", "threads", "model_bytes", "schema_version", "gzip_bytes
 
 _FLOAT_COLUMNS = ("cv", "accuracy", "top1_agreement", "sparsity", "top5_accuracy", "max_abs_dev",
                   "mean_abs_dev", "process_p50_spread", "psnr_db", "cosine_similarity",
-                  "max_abs_err")  # fmt: skip
+                  "max_abs_err", "top5_agreement")  # fmt: skip
 
 
 # each result column's type: "int64", "float64", "bool" or "string" (the parquet schema)
@@ -306,15 +309,18 @@ def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord])
         if reference is None:
             continue
         mine, theirs = ResultDocument(record.runner), ResultDocument(reference.runner)
-        if mine.eval and theirs.eval:
-            row["top1_agreement"] = top1_agreement(mine.eval["top_k"], theirs.eval["top_k"])
-            row["max_abs_dev"], row["mean_abs_dev"] = output_deviation(
-                mine.eval.get("outputs"), theirs.eval.get("outputs")
-            )
         if mine.fidelity and theirs.fidelity and record is not reference:
             fidelity = output_fidelity(mine.fidelity["outputs"], theirs.fidelity["outputs"])
             if fidelity is not None:
                 row.update(fidelity, fidelity_source=mine.fidelity.get("source"))
+            if mine.fidelity.get("classification"):
+                row.update(class_agreement(mine.fidelity, theirs.fidelity))
+        if mine.eval and theirs.eval:  # every eval sample: more than the fidelity pass's few
+            row["top1_agreement"] = top_k_agreement(mine.eval["top_k"], theirs.eval["top_k"], 1)
+            row["top5_agreement"] = top_k_agreement(mine.eval["top_k"], theirs.eval["top_k"], 5)
+            row["max_abs_dev"], row["mean_abs_dev"] = output_deviation(
+                mine.eval.get("outputs"), theirs.eval.get("outputs")
+            )
 
 
 def _mb(kb: float | None) -> float | None:

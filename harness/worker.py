@@ -71,9 +71,10 @@ def with_retries(
 
 
 def job_eval_metrics(job: Job, doc: ResultDocument) -> dict[str, Any]:
-    """Accuracy against the eval set's labels, or why there is none (`eval_error`): an
-    eval that failed never takes the job's latencies with it."""
-    if doc.eval and job.eval_file is not None:
+    """Accuracy against the eval set's labels (none when the manifest says `labels = ""`),
+    or why there is none (`eval_error`): an eval that failed never takes the job's
+    latencies with it."""
+    if doc.eval and job.eval_file is not None and job.eval_labels:
         try:
             return eval_metrics(doc.eval["top_k"], eval_labels(job.eval_file, job.eval_labels))
         except (KeyError, ValueError, OSError) as exc:

@@ -26,12 +26,19 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from harness.compress.base import BuildContext, CompressionFailed, Strategy, sample_inputs
+from harness.compress.base import (
+    BuildContext,
+    CompressionFailed,
+    Strategy,
+    library_output_to,
+    sample_inputs,
+)
 from harness.compress.prepare import prepare_base
 from harness.compress.verify import NoEffect, effect, model_counts, runs_once
 from harness.config import ModelManifest, Variant
 from harness.errors import ConfigError
 from harness.jobs import VariantFile
+from harness.runner.runtimes import integer_inputs_hint
 
 __all__ = [
     "BuildContext",
@@ -152,7 +159,11 @@ def sample_source(context: BuildContext) -> dict[str, Any]:
     manifest = context.manifest
     if manifest.eval is not None:
         data = manifest.eval.calibration_file or manifest.eval.file
-        return {"file_sha256": hashlib.sha256(data.read_bytes()).hexdigest()}
+        return {
+            "file_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+            "inputs": manifest.eval.inputs,
+            "whole": manifest.eval.whole,
+        }
     return {"dims": context.dims, "specs": manifest.input_specs(), "seed": context.seed}
 
 
@@ -182,8 +193,17 @@ def build_variant(
         )
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        prepared = prepare_base(manifest.file, folder, base_sha, tool_versions())
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        with (
+            library_output_to(library_log(cache_dir), f"{where} ({variant.strategy})"),
+            tempfile.TemporaryDirectory(dir=folder) as tmp,
+        ):
+            prepared = prepare_base(manifest.file, folder, base_sha, tool_versions())
+            float16_weights = prepared.report.get("float16_weights_unfolded")
+            if variant.strategy == "fp16" and float16_weights:
+                raise NoEffect(
+                    f"no effect: the model as given already stores its {float16_weights} "
+                    "weights as float16 (its fp32 variant is that file)"
+                )
             out = Path(tmp) / target.name
             try:
                 report = strategy.build(prepared.path, out, params, context)
@@ -196,7 +216,9 @@ def build_variant(
             base_counts = model_counts(prepared.path)
             found = effect(variant.strategy, base_counts, model_counts(out))
             [feed], inputs_used = sample_inputs(prepared.path, context, 1)
-            runs_once(out, feed, control_flow=base_counts["control_flow_ops"] > 0)
+            seeded = [(name, str(a.dtype), list(a.shape)) for name, a in feed.items()]
+            hint = "" if manifest.eval else integer_inputs_hint(seeded, manifest.input_specs())
+            runs_once(out, feed, base_counts["control_flow_ops"] > 0, hint)
             report = {
                 "strategy": variant.strategy,
                 "params": params.model_dump(mode="json"),
@@ -255,6 +277,7 @@ def build_all(
                 + ")"
             )
     files = {}
+    log_lines = _line_count(library_log(cache_dir))
     for manifest, variant in chosen:
         try:
             built = build_variant(manifest, variant, cache_dir, context_for(manifest))
@@ -271,4 +294,19 @@ def build_all(
         if not built.cached:
             log(f"built {manifest.name}/{variant.name} ({variant.strategy}) -> {built.path.name}")
         files[(manifest.name, variant.name)] = VariantFile(built.path, built.report)
+    said = _line_count(library_log(cache_dir)) - log_lines
+    if said:
+        log(f"the compression libraries' own output ({said} lines) is in {library_log(cache_dir)}")
     return files
+
+
+def library_log(cache_dir: Path) -> Path:
+    """Where the compression libraries' own output goes (harness/compress/base.py)."""
+    return cache_dir / "build.log"
+
+
+def _line_count(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as log:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: log.read(1 << 20), b""))

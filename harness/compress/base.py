@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
+import time
+import warnings
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +57,12 @@ def sample_inputs(
     import numpy as np
 
     from harness.runner.contract import JobError
-    from harness.runner.runtimes import OnnxRuntimeSession, TFLiteSession, make_inputs
+    from harness.runner.runtimes import (
+        OnnxRuntimeSession,
+        TFLiteSession,
+        eval_feeds,
+        make_inputs,
+    )
 
     try:
         session = (
@@ -67,18 +78,14 @@ def sample_inputs(
     manifest = context.manifest
     if manifest.eval is not None:
         source = manifest.eval.calibration_file or manifest.eval.file
-        with np.load(source) as data:
-            arrays = {name: data[manifest.eval.input_key(name)] for name, _, _ in declared}
-        dtypes = {name: dtype for name, dtype, _ in declared}
-        total = min(count, *(len(a) for a in arrays.values()))
+        try:
+            samples = eval_feeds(
+                np, str(source), declared, manifest.eval.inputs, manifest.eval.whole, count
+            )
+        except JobError as exc:
+            raise CompressionFailed(str(exc)) from None
         kind = "calibration set" if manifest.eval.calibration_file else "eval set"
-        return (
-            [
-                {k: np.ascontiguousarray(a[n : n + 1], dtype=dtypes[k]) for k, a in arrays.items()}
-                for n in range(total)
-            ],
-            f"{kind} {source.name} ({total} samples)",
-        )
+        return samples, f"{kind} {source.name} ({len(samples)} samples)"
     specs = manifest.input_specs()
     try:
         samples = [
@@ -107,3 +114,40 @@ def nested_count(graph: Any, op_types: Collection[str]) -> int:
     return sum(
         1 for sub in list(all_graphs(graph))[1:] for node in sub.node if node.op_type in op_types
     )
+
+
+@contextlib.contextmanager
+def library_output_to(path: Path, title: str) -> Iterator[None]:
+    """Everything the compression libraries say while building one variant -- Python
+    logging, warnings, progress bars, and their C++ cores' own stdout/stderr -- goes to the
+    log file `path` (appended), not to the user's terminal: onnxruntime's quantizer alone
+    printed 611 lines for one model. Used only while no device thread prints."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {title}\n")
+        log.flush()
+        root = logging.getLogger()
+        saved_handlers, saved_level = root.handlers[:], root.level
+        root.handlers, root.level = [logging.StreamHandler(log)], logging.INFO
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        saved_fds = os.dup(1), os.dup(2)
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            with (
+                warnings.catch_warnings(),
+                contextlib.redirect_stdout(log),
+                contextlib.redirect_stderr(log),
+            ):
+                warnings.simplefilter("always")
+                logging.captureWarnings(True)
+                yield
+        finally:
+            logging.captureWarnings(False)
+            log.flush()
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            for fd in saved_fds:
+                os.close(fd)
+            root.handlers, root.level = saved_handlers, saved_level

@@ -9,7 +9,10 @@ then ONNX shape inference), and `onnx.version_converter` up to opset 13 where it
 Chosen over a separate simplifier (onnxslim, onnxsim): it is the pre-processing
 onnxruntime.quantization itself asks for, and both tools are dependencies already.
 
-TFLite: old files' operator codes are made readable to ai-edge-quantizer
+TFLite: old files' operator codes are made readable to ai-edge-quantizer, weights stored
+as float16 behind DEQUANTIZE ops become float32 constants (`_unfold_float16_weights`), and a file
+written without a signature (older converters wrote none) gets one, `serving_default`,
+naming the subgraph's inputs and outputs: full-integer int8 calibrates through a signature
 (`_prepare_tflite`).
 
 The user's file is never touched; the fp32 variant is always the file as given.
@@ -28,7 +31,8 @@ from typing import Any
 
 from harness.compress.base import CompressionFailed, all_graphs
 
-PREPARE_VERSION = "1"  # bump when the preparation's output changes for the same input
+PREPARE_VERSION = "2"  # bump when the preparation's output changes for the same input
+DEFAULT_SIGNATURE = "serving_default"  # the key TensorFlow's converter writes
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (`axis`) needs it
 
 
@@ -108,6 +112,7 @@ def _prepare_tflite(base: Path, out: Path) -> dict[str, Any]:
     """Files written before TFLite schema 3a keep each op in `deprecated_builtin_code` and
     leave `builtin_code` 0 (ADD); the schema reads the larger of the two, ai-edge-quantizer
     reads only `builtin_code` and so saw no conv to quantize. Both fields made agree."""
+    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(base))
@@ -116,8 +121,87 @@ def _prepare_tflite(base: Path, out: Path) -> dict[str, Any]:
         if code.builtinCode < code.deprecatedBuiltinCode:
             code.builtinCode = code.deprecatedBuiltinCode
             fixed += 1
+    unfolded = _unfold_float16_weights(model, schema)
+    signature_added = not model.signatureDefs and len(model.subgraphs) == 1
+    if signature_added:
+        graph = model.subgraphs[0]
+
+        def tensor_map(index: int) -> Any:
+            entry = schema.TensorMapT()
+            entry.name, entry.tensorIndex = graph.tensors[index].name, int(index)
+            return entry
+
+        signature = schema.SignatureDefT()
+        signature.signatureKey, signature.subgraphIndex = DEFAULT_SIGNATURE, 0
+        signature.inputs = [tensor_map(i) for i in graph.inputs]
+        signature.outputs = [tensor_map(i) for i in graph.outputs]
+        model.signatureDefs = [signature]
     flatbuffer_utils.write_model(model, str(out))
-    return {"tool": "ai_edge_litert.tools.flatbuffer_utils", "operator_codes_fixed": fixed}
+    return {
+        "tool": "ai_edge_litert.tools.flatbuffer_utils",
+        "operator_codes_fixed": fixed,
+        "float16_weights_unfolded": unfolded,
+        "signature_added": DEFAULT_SIGNATURE if signature_added else None,
+    }
+
+
+def _unfold_float16_weights(model: Any, schema: Any) -> int:
+    """MediaPipe and TensorFlow's fp16 export keep each weight as float16 behind a
+    DEQUANTIZE op; ai-edge-quantizer quantizes only constant float32 weights (and fails on
+    a bias that is an op's output). Each such weight becomes the float32 constant the op
+    computed, the op removed, the float16 copy emptied. Returns how many."""
+    import numpy as np
+
+    dequantize = schema.BuiltinOperator.DEQUANTIZE
+    unfolded = 0
+    for graph in model.subgraphs:
+        kept = []
+        for op in graph.operators:
+            is_dequantize = model.operatorCodes[op.opcodeIndex].builtinCode == dequantize
+            source = graph.tensors[op.inputs[0]] if is_dequantize else None
+            if source is None or source.type != schema.TensorType.FLOAT16:
+                kept.append(op)
+                continue
+            buffer = model.buffers[source.buffer]
+            if buffer.data is None or not len(buffer.data):  # computed, not a constant
+                kept.append(op)
+                continue
+            weights = np.frombuffer(bytes(buffer.data), dtype=np.float16).astype(np.float32)
+            unfolded_buffer = schema.BufferT()
+            unfolded_buffer.data = np.frombuffer(weights.tobytes(), dtype=np.uint8)
+            model.buffers.append(unfolded_buffer)
+            graph.tensors[op.outputs[0]].buffer = len(model.buffers) - 1
+            unfolded += 1
+        if len(kept) < len(graph.operators):
+            graph.operators = kept
+            _drop_unused_tensors(model, graph, subgraph_index=model.subgraphs.index(graph))
+    return unfolded
+
+
+def _drop_unused_tensors(model: Any, graph: Any, subgraph_index: int) -> None:
+    """The tensors no op, graph input or output uses (the float16 copies) removed with
+    their data, every index renumbered (ops, graph, signatures)."""
+    used = set(graph.inputs) | set(graph.outputs)
+    for op in graph.operators:
+        used.update(op.inputs, op.outputs, op.intermediates if op.intermediates is not None else [])
+    used.discard(-1)  # an optional input left out
+    new_index = {old: new for new, old in enumerate(sorted(used))}
+    for old, tensor in enumerate(graph.tensors):
+        if old not in used and tensor.buffer:
+            model.buffers[tensor.buffer].data = None
+    graph.tensors = [graph.tensors[old] for old in sorted(used)]
+
+    def renumber(indices: Any) -> Any:
+        return None if indices is None else [new_index.get(int(i), -1) for i in indices]
+
+    for op in graph.operators:
+        op.inputs, op.outputs = renumber(op.inputs), renumber(op.outputs)
+        op.intermediates = renumber(op.intermediates)
+    graph.inputs, graph.outputs = renumber(graph.inputs), renumber(graph.outputs)
+    for signature in model.signatureDefs or []:
+        if signature.subgraphIndex == subgraph_index:
+            for entry in (signature.inputs or []) + (signature.outputs or []):
+                entry.tensorIndex = new_index[entry.tensorIndex]
 
 
 def _default_opset(model: Any) -> int:

@@ -162,6 +162,12 @@ def build_structured(
                 else ""
             )
         )
+        others = sum(1 for node in graph.node if node.op_type in ("Gemm", "MatMul"))
+        if not convs and others:
+            why += (
+                f"; it removes Conv output channels only, and this model's {others} "
+                "Gemm/MatMul layer(s) are for prune-unstructured or low-rank"
+            )
         raise CompressionFailed(f"no Conv could be pruned safely: {why}")
     for initializer in graph.initializer:
         initializer.CopyFrom(numpy_helper.from_array(arrays[initializer.name], initializer.name))

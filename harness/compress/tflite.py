@@ -9,7 +9,6 @@ the result is verified (harness/compress/verify.py) before it counts.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,6 @@ def build(
         chosen, what = recipe.static_wi8_ai8(), {"weights": "int8", "activations": "int8"}
     else:
         raise CompressionFailed(f"'{strategy}' works on ONNX models, not on TFLite ones")
-    logging.getLogger("absl").setLevel(logging.ERROR)
     model = quantizer.Quantizer(str(base), chosen)
     calibration = None
     if model.need_calibration:

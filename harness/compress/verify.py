@@ -126,8 +126,11 @@ def effect(strategy: str, base: dict[str, Any], variant: dict[str, Any]) -> dict
     return {"claim": claim, "changed": changed, "base": base, "variant": variant}
 
 
-def runs_once(path: Path, feed: dict[str, Any], control_flow: bool = False) -> None:
-    """One inference with onnxruntime (or LiteRT) on the controller, at the plan's shapes."""
+def runs_once(
+    path: Path, feed: dict[str, Any], control_flow: bool = False, inputs_hint: str = ""
+) -> None:
+    """One inference with onnxruntime (or LiteRT) on the controller, at the plan's shapes.
+    `inputs_hint` ends the error: which seeded inputs may be the cause."""
     if path.suffix == ".tflite":
         from harness.runner.runtimes import TFLiteSession
 
@@ -138,6 +141,7 @@ def runs_once(path: Path, feed: dict[str, Any], control_flow: bool = False) -> N
         except Exception as exc:
             raise CompressionFailed(
                 f"built, but LiteRT cannot run it: {type(exc).__name__}: {str(exc)[:400]}"
+                f"{inputs_hint}"
             ) from exc
         return
     import onnxruntime as ort
@@ -156,5 +160,5 @@ def runs_once(path: Path, feed: dict[str, Any], control_flow: bool = False) -> N
         )
         raise CompressionFailed(
             f"built, but it does not run on the controller's onnxruntime: {hint}"
-            f"{type(exc).__name__}: {str(exc)[:400]}"
+            f"{type(exc).__name__}: {str(exc)[:400]}{inputs_hint}"
         ) from exc

@@ -53,11 +53,14 @@ class Variant(_Strict):
 
 
 class EvalSet(_Strict):
-    """A labelled evaluation set: an .npz with one array per model input and the labels."""
+    """A labelled evaluation set: an .npz with one array per model input and the labels.
+    Each input's array holds one sample per row, except the inputs named in `whole` (a
+    recurrent state, a sample rate), whose array is passed as stored with every sample."""
 
     file: LaxPath
-    labels: str = "labels"
+    labels: str = "labels"  # "" for a set without labels: fidelity and agreement only
     inputs: dict[str, str] = Field(default_factory=dict)  # model input -> array name
+    whole: list[str] = Field(default_factory=list)  # model inputs not sliced per sample
     top_k: Annotated[int, Field(ge=1, le=100)] = 5
     reference_accuracy: float | None = None  # the fp32 accuracy measured when it was made
     calibration_file: LaxPath | None = None  # for int8-static; else the eval set is used

@@ -155,7 +155,8 @@ class ResultDocument:
     @property
     def fidelity(self) -> dict[str, Any]:
         """n, source (eval set, input file, seeded random inputs), outputs: per sample,
-        every output's values flattened."""
+        every output's values flattened; shapes: each output's shape (first sample);
+        classification: the job said its outputs are class scores."""
         return self._part("fidelity")
 
     @property

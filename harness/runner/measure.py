@@ -23,9 +23,21 @@ except ImportError:  # run on the device, where this file's folder is on sys.pat
     from device import Preparation, device_state, read_memory_kb  # type: ignore[no-redef]
 
 try:  # imported as harness.runner.runtimes (the controller, the tests)
-    from .runtimes import OnnxRuntimeSession, TFLiteSession, make_inputs
+    from .runtimes import (
+        OnnxRuntimeSession,
+        TFLiteSession,
+        eval_feeds,
+        integer_inputs_hint,
+        make_inputs,
+    )
 except ImportError:  # run on the device, where this file's folder is on sys.path
-    from runtimes import OnnxRuntimeSession, TFLiteSession, make_inputs  # type: ignore[no-redef]
+    from runtimes import (  # type: ignore[no-redef]
+        OnnxRuntimeSession,
+        TFLiteSession,
+        eval_feeds,
+        integer_inputs_hint,
+        make_inputs,
+    )
 
 Z_95 = 1.959963984540054
 MIN_CI_SAMPLES = 5  # the fewest samples an order-statistic CI of the median takes
@@ -256,10 +268,11 @@ def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
         "providers": session.providers,
     }
     declared = session.declared_inputs()
+    specs = job.get("input_specs") or {}
     arrays = make_inputs(
         np,
         declared,
-        job.get("input_specs") or {},
+        specs,
         job.get("dims") or {},
         int(job.get("seed", 0)),
         job.get("input_file"),
@@ -278,7 +291,11 @@ def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
     gc.disable()
     try:
         start = time.perf_counter_ns()
-        infer()
+        try:
+            infer()
+        except Exception as exc:
+            hint = "" if job.get("input_file") else integer_inputs_hint(declared, specs)
+            raise JobError("the first inference failed: %s: %s%s" % (type(exc).__name__, exc, hint))
         doc["first_ms"] = (time.perf_counter_ns() - start) / 1e6
         for _ in range(int(job.get("warmup", 0))):
             infer()
@@ -318,36 +335,38 @@ def run_fidelity(
     variant's outputs with fp32's, labels or not."""
     count = int((job.get("fidelity") or {})["samples"])
     eval_spec = job.get("eval")
-    feeds = []
     if eval_spec:
-        data = np.load(eval_spec["file"], allow_pickle=False)
-        keys = eval_spec.get("inputs") or {}
-        count = min([count] + [len(data[keys.get(name, name)]) for name, _, _ in declared])
-        for k in range(count):
-            feeds.append(
-                {
-                    name: np.ascontiguousarray(data[keys.get(name, name)][k : k + 1], dtype=dtype)
-                    for name, dtype, _ in declared
-                }
-            )
+        feeds = eval_feeds(
+            np, eval_spec["file"], declared, eval_spec.get("inputs") or {},
+            eval_spec.get("whole") or [], count,
+        )  # fmt: skip
         source = "eval set"
     else:
         input_file = job.get("input_file")
+        feeds = []
         for k in range(1 if input_file else count):
             seed = int(job.get("seed", 0)) + 1 + k
             specs, dims = job.get("input_specs") or {}, job.get("dims") or {}
             feeds.append(make_inputs(np, declared, specs, dims, seed, input_file))
         source = "input file" if input_file else "seeded random inputs"
     outputs: list[list[list[float]]] = []
+    shapes: list[list[int]] = []
     values = 0
     for feed in feeds:
         session.set_inputs(feed)
-        raw = [np.asarray(o, dtype=np.float64).ravel() for o in session.outputs()]
+        raw = [np.asarray(o, dtype=np.float64) for o in session.outputs()]
+        shapes = shapes or [list(o.shape) for o in raw]
         values += sum(int(o.size) for o in raw)
         if outputs and values > MAX_FIDELITY_VALUES:
             break  # enough to compare; the job record stays small
-        outputs.append([o.tolist() for o in raw])
-    return {"n": len(outputs), "source": source, "outputs": outputs}
+        outputs.append([o.ravel().tolist() for o in raw])
+    return {
+        "n": len(outputs),
+        "source": source,
+        "outputs": outputs,
+        "shapes": shapes,
+        "classification": bool((job.get("fidelity") or {}).get("classification")),
+    }
 
 
 def run_eval(
@@ -358,29 +377,15 @@ def run_eval(
 ) -> dict[str, Any]:
     """Every eval sample, one at a time, after (never inside) the timed loop: the top-k
     indices of the first output, and its raw values while they stay under a cap."""
-    data = np.load(spec["file"], allow_pickle=False)
-    keys = spec.get("inputs") or {}
-    arrays: dict[str, Any] = {}
-    for name, _, _ in declared:
-        key = keys.get(name, name)
-        if key not in data.files:
-            raise JobError(
-                "eval set %s has no array '%s' for input '%s' (it has %s)"
-                % (os.path.basename(spec["file"]), key, name, data.files)
-            )
-        arrays[name] = data[key]
-    count = min(len(a) for a in arrays.values())
+    feeds = eval_feeds(
+        np, spec["file"], declared, spec.get("inputs") or {}, spec.get("whole") or []
+    )
     top_k = int(spec.get("top_k", 5))
     predictions: list[list[int]] = []
     outputs: list[list[float]] | None = []
     values = 0
-    for index in range(count):
-        session.set_inputs(
-            {
-                name: np.ascontiguousarray(arrays[name][index : index + 1], dtype=dtype)
-                for name, dtype, _ in declared
-            }
-        )
+    for feed in feeds:
+        session.set_inputs(feed)
         first = np.asarray(session.outputs()[0], dtype=np.float64).ravel()
         predictions.append(np.argsort(-first, kind="stable")[:top_k].tolist())
         values += first.size
@@ -388,4 +393,4 @@ def run_eval(
             outputs.append(first.tolist())
         else:
             outputs = None
-    return {"n": count, "top_k": predictions, "outputs": outputs}
+    return {"n": len(feeds), "top_k": predictions, "outputs": outputs}

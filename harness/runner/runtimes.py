@@ -102,6 +102,64 @@ def make_inputs(
     return arrays
 
 
+def integer_inputs_hint(
+    declared: list[tuple[str, str, list[Any]]], specs: dict[str, dict[str, Any]]
+) -> str:
+    """When a model fails on seeded inputs: the integer inputs that were drawn from a
+    range, named, since one that is not a range (a sample rate, a mode) fails deep inside
+    the graph with a message that names some other tensor."""
+    drawn = [
+        "'%s' (%s, drawn from [%d, %d))"
+        % (name, dtype, int(specs.get(name, {}).get("low", 0)),
+           max(int(specs.get(name, {}).get("high", 1)), int(specs.get(name, {}).get("low", 0)) + 1))
+        for name, dtype, _ in declared
+        if dtype.startswith(("int", "uint")) and not specs.get(name, {}).get("values")
+    ]  # fmt: skip
+    if not drawn:
+        return ""
+    return (
+        "; the integer input(s) %s were fed random values: if one is not a range (a sample "
+        "rate, a mode, an index), give it its values in the model manifest, e.g. "
+        "[[inputs]] name = %s ... values = [16000]" % (", ".join(drawn), drawn[0].split(" ")[0])
+    )
+
+
+def eval_feeds(
+    np: Any,
+    path: str,
+    declared: list[tuple[str, str, list[Any]]],
+    keys: dict[str, str],
+    whole: list[str],
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """The eval (or calibration) set's samples, one feed each: a per-sample input gets its
+    array's slice [k:k+1]; an input named in `whole` (a recurrent state, a sample rate) gets
+    its array as stored, in every feed."""
+    data = np.load(path, allow_pickle=False)
+    arrays: dict[str, Any] = {}
+    for name, _, _ in declared:
+        key = keys.get(name, name)
+        if key not in data.files:
+            raise JobError(
+                "eval set %s has no array '%s' for input '%s' (it has %s)"
+                % (os.path.basename(path), key, name, data.files)
+            )
+        arrays[name] = data[key]
+    counts = [len(a) for name, a in arrays.items() if name not in whole and a.ndim]
+    count = min(counts) if counts else 1
+    if limit is not None:
+        count = min(count, limit)
+    return [
+        {
+            name: np.ascontiguousarray(
+                arrays[name] if name in whole else arrays[name][k : k + 1], dtype=dtype
+            )
+            for name, dtype, _ in declared
+        }
+        for k in range(count)
+    ]
+
+
 # ----------------------------------------------------------------------------- runtimes
 
 
@@ -215,11 +273,14 @@ class TFLiteSession:
         self.details = self.interpreter.get_input_details()
 
     def declared_inputs(self) -> list[tuple[str, str, list[Any]]]:
+        """A quantized input (a full-integer model's int8/uint8 with a scale) is declared
+        float32: it takes real values, quantized at the boundary outside the timed call."""
         declared = []
         for detail in self.details:
             signature = detail.get("shape_signature", detail["shape"])
             shape = [int(d) if int(d) > 0 else None for d in signature]
-            declared.append((detail["name"], detail["dtype"].__name__, shape))
+            dtype = "float32" if quantization(detail) else detail["dtype"].__name__
+            declared.append((detail["name"], dtype, shape))
         return declared
 
     def set_inputs(self, arrays: dict[str, Any]) -> None:
@@ -233,13 +294,37 @@ class TFLiteSession:
         if resized:
             self.details = self.interpreter.get_input_details()
         for detail in self.details:
-            self.interpreter.set_tensor(detail["index"], arrays[detail["name"]])
+            array, scale_zero = arrays[detail["name"]], quantization(detail)
+            if scale_zero:
+                array = quantize(array, scale_zero, detail["dtype"])
+            self.interpreter.set_tensor(detail["index"], array)
 
     def infer_callable(self) -> Callable[[], object]:
         invoke: Callable[[], object] = self.interpreter.invoke
         return invoke
 
     def outputs(self) -> list[Any]:
-        return [
-            self.interpreter.get_tensor(d["index"]) for d in self.interpreter.get_output_details()
-        ]
+        """Real values: a quantized output is dequantized, so fidelity compares like with like."""
+        values = []
+        for detail in self.interpreter.get_output_details():
+            value, scale_zero = self.interpreter.get_tensor(detail["index"]), quantization(detail)
+            if scale_zero:
+                value = (value.astype("float32") - scale_zero[1]) * scale_zero[0]
+            values.append(value)
+        return values
+
+
+def quantization(detail: dict[str, Any]) -> tuple[float, int] | None:
+    """(scale, zero point) of a quantized integer tensor; None for a real-valued one."""
+    scale, zero_point = detail.get("quantization") or (0.0, 0)
+    if scale and detail["dtype"].__name__ in ("int8", "uint8", "int16"):
+        return float(scale), int(zero_point)
+    return None
+
+
+def quantize(array: Any, scale_zero: tuple[float, int], dtype: Any) -> Any:
+    import numpy as np
+
+    limits = np.iinfo(dtype)
+    scaled = np.round(np.asarray(array, dtype=np.float64) / scale_zero[0]) + scale_zero[1]
+    return np.clip(scaled, limits.min, limits.max).astype(dtype)

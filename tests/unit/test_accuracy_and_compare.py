@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.accuracy import eval_metrics, output_deviation, top1_agreement
+from harness.accuracy import class_agreement, eval_metrics, output_deviation, top_k_agreement
 from harness.report.compare import compare_variants
 
 
@@ -17,11 +17,42 @@ def test_accuracy_from_top_k_predictions() -> None:
 
 
 def test_agreement_and_deviation() -> None:
-    assert top1_agreement([[1], [2], [3], [4]], [[1], [2], [0], [4]]) == 0.75
-    assert top1_agreement([], [[1]]) is None
+    assert top_k_agreement([[1], [2], [3], [4]], [[1], [2], [0], [4]], 1) == 0.75
+    assert top_k_agreement([], [[1]], 1) is None
+    # fp32's top-1 (the reference's first) within the variant's top 5
+    mine, reference = [[4, 1, 2, 3, 0], [9, 8, 7, 6, 5]], [[1, 0], [0, 1]]
+    assert top_k_agreement(mine, reference, 1) == 0.0
+    assert top_k_agreement(mine, reference, 5) == 0.5
     assert output_deviation([[1.0, 2.0], [3.0, 4.0]], [[1.5, 2.0], [3.0, 3.0]]) == (1.0, 0.375)
     assert output_deviation(None, [[1.0]]) == (None, None)
     assert output_deviation([[1.0, 2.0]], [[1.0]]) == (None, None)  # shapes differ
+
+
+def fidelity_part(scores: list[list[float]], boxes: list[list[float]]) -> dict:
+    """A runner's fidelity part: per sample, a [1, C] class-score output and a [1, 4] box."""
+    return {"outputs": [[s, b] for s, b in zip(scores, boxes, strict=True)],
+            "shapes": [[1, len(scores[0])], [1, 4]], "classification": True}  # fmt: skip
+
+
+def test_class_agreement_from_the_fidelity_outputs_without_labels() -> None:
+    classes = list(range(8))
+    fp32 = [[float(c == 3) for c in classes], [float(c == 5) for c in classes]]
+    variant = [
+        [float(c in (3, 4)) * (1 + (c == 4)) for c in classes],
+        [float(c == 5) for c in classes],
+    ]
+    boxes = [[0.1, 0.2, 0.3, 0.4]] * 2
+    agreement = class_agreement(fidelity_part(variant, boxes), fidelity_part(fp32, boxes))
+    # sample 0: the variant's top-1 is class 4, fp32's class 3 (second in the variant's top 5)
+    assert agreement == {"top1_agreement": 0.5, "top5_agreement": 1.0}
+    # the boxes output ([1, 4]) is scored as classes too (C >= 2); it agrees fully, so the
+    # worst output is still the class scores
+    two_classes = [[0.9, 0.1], [0.2, 0.8]]
+    flipped = class_agreement(
+        fidelity_part([[0.1, 0.9], [0.2, 0.8]], boxes), fidelity_part(two_classes, boxes)
+    )
+    assert flipped == {"top1_agreement": 0.5, "top5_agreement": None}  # 2 classes: no top-5
+    assert class_agreement({"outputs": [], "shapes": []}, fidelity_part(fp32, boxes)) == {}
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
