@@ -6,7 +6,9 @@ straddles the limit. Latency percentiles use a bootstrap CI from the raw samples
 accuracy drop a normal-approximation CI — paired when the variant's top-1 agreement with
 fp32 on the same samples is known (a conservative bound from it), else of two independent
 proportions; a regression
-the bootstrap CI of the ratio of medians against the baseline run. Peak memory is one
+the bootstrap CI of the ratio of medians against the baseline run; a speedup over fp32 on
+the same device the interval `report.compare` gives it (the paired in-process comparison's
+where the run paired the variant). Peak memory is one
 measurement and is compared as it is. Missing data (no matching job, a failed job, a metric
 not measured) is never a pass.
 
@@ -26,6 +28,7 @@ import numpy as np
 from harness.config import Budget, Budgets
 from harness.history import compare_latencies
 from harness.records import JOB_KEY
+from harness.report.compare import GROUP, compare_variants
 from harness.stats import percentile_ci
 
 if TYPE_CHECKING:
@@ -91,7 +94,14 @@ def evaluate(
     results: pd.DataFrame,
     samples: pd.DataFrame,
     baseline: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    comparisons: pd.DataFrame | None = None,
 ) -> GateVerdict:
+    speedups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if any(budget.min_speedup is not None for budget in budgets.budget):
+        compared = compare_variants(results, samples, comparisons)
+        speedups = {
+            tuple(r[k] for k in [*GROUP, "variant"]): r for r in compared.to_dict("records")
+        }
     cases: list[Case] = []
     for index, budget in enumerate(budgets.budget):
         rows = _matching(results, budget)
@@ -114,7 +124,10 @@ def evaluate(
                     name,
                     index,
                     row["job_id"],
-                    tuple(_checks(budget, row, results, samples, baseline)),
+                    tuple(
+                        _checks(budget, row, results, samples, baseline)
+                        + _speedup_checks(budget, row, speedups)
+                    ),
                 )
             )
     return GateVerdict(tuple(cases))
@@ -168,6 +181,28 @@ def _checks(
     if budget.max_regression_pct is not None:
         checks.append(_regression_check(budget.max_regression_pct, row, samples, baseline))
     return checks
+
+
+def _speedup_checks(
+    budget: Budget, row: dict[str, Any], speedups: dict[tuple[Any, ...], dict[str, Any]]
+) -> list[Check]:
+    """At least `min_speedup` times fp32's speed on the same device and setting."""
+    limit = budget.min_speedup
+    if limit is None or row["status"] != "ok":
+        return []
+    if row["variant"] == "fp32":
+        return [Check("min_speedup", limit, "pass", message="fp32 is the reference")]
+    compared = speedups.get(tuple(row[k] for k in [*GROUP, "variant"]))
+    if compared is None or compared["speedup"] is None or _missing(compared["speedup"]):
+        message = "no fp32 result on this device and setting to compare with"
+        return [Check("min_speedup", limit, "missing", message=message)]
+    value, low, high = (float(compared[k]) for k in ("speedup", "speedup_low", "speedup_high"))
+    outcome = "pass" if low >= limit else "fail" if high < limit else "inconclusive"
+    message = (
+        f"{value:.3f}x [95% CI {low:.3f} to {high:.3f}] vs budget >= {limit:g}x "
+        f"(by {compared['method']})"
+    )
+    return [Check("min_speedup", limit, outcome, value, low, high, message)]
 
 
 def _interval_check(

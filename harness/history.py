@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.records import JOB_KEY
+from harness.runner.paired import CONFIDENCE
 from harness.stats import (
     mann_whitney_p,
+    minimum_detectable_effect,
     ratio_of_medians,
     trim_for,
     trimmed_mean_test,
@@ -32,7 +34,7 @@ COMPARABILITY = (
     "arch", "runtime_version", "model_sha256", "cpu_model", "ram_mb", "os", "kernel", "board",
     "power_mode", "governor", "cores",
 )  # fmt: skip
-ALPHA = 0.01
+ALPHA = 1 - CONFIDENCE  # one level for every interval and test (the runner's, 95 %)
 DEFAULT_THRESHOLD = 0.03  # a 5 % slowdown clears it (benchmarks/regression_detection.py)
 MIN_PROCESSES = 3
 MIN_ROUNDS = 5  # a paired t-test on fewer rounds has too few degrees of freedom to say much
@@ -147,7 +149,7 @@ def compare_runs(
         )
         out.update(change)
         out["verdict"], out["reason"] = regression_verdict(
-            change["ratio"], change["p_value"], device_threshold
+            change["ratio"], change["p_value"], device_threshold, change.get("mde")
         )
         rows.append(out)
     return pd.DataFrame(rows)
@@ -169,19 +171,25 @@ def compare_latencies(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, An
         ratio, low, high = ratio_of_medians(a_process, b_process)
         p_value = yuen_p(a_process, b_process)
         name = "Yuen trimmed t" if trim_for(min(len(a_process), len(b_process))) else "Welch t"
-        test = f"{name}, {len(a_process)}+{len(b_process)} process medians"
+        test = (
+            f"{name}, {len(a_process)}+{len(b_process)} process medians "
+            "(interval: bootstrap of their ratio of medians)"
+        )
         return {
             "ratio": ratio,
             "ratio_low": low,
             "ratio_high": high,
             "p_value": p_value,
             "test": test,
+            "mde": minimum_detectable_effect(a_process, b_process),
         }
     a = before["latency_ns"].to_numpy(dtype=np.float64)
     b = after["latency_ns"].to_numpy(dtype=np.float64)
     ratio, low, high = ratio_of_medians(a, b)
     p_value, test = mann_whitney_p(a, b), "Mann-Whitney U on samples"
-    return {"ratio": ratio, "ratio_low": low, "ratio_high": high, "p_value": p_value, "test": test}
+    # one process a side shows no process-to-process noise: what could hide is unknown
+    return {"ratio": ratio, "ratio_low": low, "ratio_high": high, "p_value": p_value,
+            "test": test, "mde": None}  # fmt: skip
 
 
 def consecutive_regressions(
@@ -235,11 +243,20 @@ def compare_interleaved(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, 
                     f"{len(rounds)} interleaved rounds"}  # fmt: skip
 
 
-def regression_verdict(ratio: float, p_value: float, threshold: float) -> tuple[str, str]:
-    """Slower/faster only when beyond the threshold *and* significant at ALPHA."""
+def regression_verdict(
+    ratio: float, p_value: float, threshold: float, mde: float | None = None
+) -> tuple[str, str]:
+    """Slower/faster only when beyond the threshold *and* significant at ALPHA; a "no
+    change" says the smallest change it could have found (`mde`), or that it cannot."""
     change = f"{(ratio - 1) * 100:+.1f}%"
     if p_value >= ALPHA:
-        return "no change", f"{change}, not significant (p={p_value:.2g})"
+        could = (
+            f"; could have found a change of ±{mde:.1%} or more at this noise"
+            if mde is not None
+            else "; with 1 process a side the process-to-process noise, and so what could "
+            "hide in it, is unknown (run >= 3 processes)"
+        )
+        return "no change", f"{change}, not significant (p={p_value:.2g}){could}"
     if ratio > 1 + threshold:
         return "slower", f"{change} (p={p_value:.2g}), over the {threshold:.0%} threshold"
     if ratio < 1 / (1 + threshold):

@@ -9,11 +9,11 @@ import json
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.config import Device, ModelManifest, Plan, runtime_for
+from harness.config import Device, Measure, ModelManifest, Plan, runtime_for
 from harness.data_files import eval_problem, npz_problem
 from harness.errors import ConfigError, RunnerFailed
 from harness.native.commands import (
@@ -80,6 +80,14 @@ class Job:
     cores: str | None = None
     governor: str | None = None  # the cpufreq governor the runner sets and restores
     memory_interval_s: float = 0.0  # 0: memory read at checkpoints only
+    # a paired job (harness/runner/paired.py): the reference's file and the decision's
+    # budget_s, band and block_ms; None for a job that measures one variant alone
+    reference_file: Path | None = None
+    paired: dict[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        return "paired" if self.paired else "solo"
 
     @property
     def prepare(self) -> dict[str, Any]:
@@ -97,6 +105,7 @@ class Job:
         input_path: str | None,
         eval_path: str | None = None,
         samples_prefix: str | None = None,
+        reference_path: str | None = None,
     ) -> JobSpec:
         """The job spec document the runner reads (paths are the device's; the samplers
         write `<samples_prefix>.power.jsonl` and `.memory.jsonl`)."""
@@ -145,6 +154,7 @@ class Job:
             # the runner ends itself (and its samplers) here even if no controller is left
             "deadline_s": self.timeout_s + RUNNER_DEADLINE_MARGIN_S,
             "running_file": f"{samples_prefix}.running" if samples_prefix else None,
+            "paired": {**self.paired, "reference_path": reference_path} if self.paired else None,
         }
 
 
@@ -267,6 +277,8 @@ def expand_plan(
         raise ConfigError(
             plan.plan_path or "plan", f"jobs collide: {sorted(duplicates)}; list each once"
         )
+    if measure.paired:
+        jobs += paired_jobs(jobs, measure)
     for path, model in {job.input_file: job.model for job in jobs if job.input_file}.items():
         problem = npz_problem(path)
         if problem:
@@ -276,6 +288,42 @@ def expand_plan(
         if problem:
             raise ConfigError(manifest.manifest_path or manifest.name, problem, key)
     return jobs
+
+
+def paired_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
+    """For each built variant measured by the Python runner, one more job that holds it
+    and its fp32 reference in the same processes (same device, runtime setting and
+    inputs). Memory, energy and fidelity stay with the solo jobs: co-residence would mix
+    them. The budget is the whole comparison's, shared by its processes."""
+    references = {
+        (j.device, j.model, j.provider, j.threads): j
+        for j in jobs
+        if j.variant == "fp32" and j.tool == PYTHON_RUNNER
+    }
+    paired = []
+    for job in jobs:
+        reference = references.get((job.device, job.model, job.provider, job.threads))
+        if reference is None or job is reference or job.build_error:
+            continue
+        budget_s = measure.paired_budget_s / job.processes
+        paired.append(
+            replace(
+                job,
+                job_id=f"{job.job_id}.paired",
+                reference_file=reference.model_file,
+                paired={
+                    "budget_s": budget_s,
+                    "band": measure.equivalence_pct / 100,
+                    "block_ms": measure.paired_block_ms,
+                },
+                eval_file=None,
+                fidelity_samples=0,
+                power=None,
+                memory_interval_s=0.0,
+                timeout_s=max(job.timeout_s, budget_s * 3 + 60),
+            )
+        )
+    return paired
 
 
 def power_spec(device: Device) -> dict[str, Any] | None:
@@ -322,9 +370,10 @@ def parse_result_document(stdout: str, *, device: str, job_id: str) -> dict[str,
         raise RunnerFailed(f"job {job_id} on '{device}': unknown runner status {status!r}")
     if status == "ok":
         latencies = doc.get("latencies_ns")
-        if not isinstance(latencies, list) or not latencies:
+        blocks = (doc.get("paired") or {}).get("blocks")  # a paired job's timings
+        if not (isinstance(latencies, list) and latencies) and not blocks:
             raise RunnerFailed(f"job {job_id} on '{device}': result has no latencies")
-        if not all(isinstance(v, int) and v > 0 for v in latencies):
+        if not all(isinstance(v, int) and v > 0 for v in latencies or []):
             raise RunnerFailed(
                 f"job {job_id} on '{device}': latencies must be positive integers (ns)"
             )

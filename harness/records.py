@@ -8,6 +8,9 @@ Format history:
   harness.job-record/3 -- adds cores (the CPUs the job was pinned to; None: any).
   harness.job-record/4 -- adds the status `no-effect` (a variant that was built and
                           verified to change nothing its strategy claims; never measured).
+  harness.job-record/5 -- adds kind: "solo" (one variant per process; the results table)
+                          or "paired" (a variant beside its fp32 in the same processes;
+                          the comparisons table, harness/comparisons.py).
 
 The `results.parquet` row derived from a record is harness/rows.py's.
 """
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from harness.config import Device
     from harness.jobs import Job
 
-JOB_RECORD_VERSION = 4
+JOB_RECORD_VERSION = 5
 
 
 JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
@@ -70,6 +73,7 @@ class JobRecord:
     variant_report: dict[str, Any] = field(default_factory=dict)
     variant_params: dict[str, Any] = field(default_factory=dict)
     cores: str | None = None
+    kind: str = "solo"
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -120,6 +124,7 @@ class JobRecord:
             variant_report=job.variant_report,
             variant_params=job.variant_params,
             cores=job.cores,
+            kind=job.kind,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -164,6 +169,9 @@ def pool_documents(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[in
         )
     if not latencies and read[0].reported_stats:  # a native tool's summaries
         first["reported_stats"] = pool_reported([doc.reported_stats for doc in read])
+    if "paired" in first:  # a paired job: every process's blocks and decision
+        first["paired_processes"] = [doc.get("paired") for doc in docs]
+        del first["paired"]
     first["processes"] = summaries
     return first, tuple(latencies)
 

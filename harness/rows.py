@@ -37,7 +37,7 @@ from harness.probes.power import energy_summary, power_trace
 from harness.probes.thermal import nvpmodel_mode
 from harness.records import JobRecord
 from harness.runner.contract import ResultDocument
-from harness.stats import stability_warnings, summarize
+from harness.stats import percents_apart, stability_warnings, summarize
 
 RESULTS_SCHEMA_VERSION = 7
 
@@ -147,9 +147,10 @@ def result_row(record: JobRecord) -> dict[str, Any]:
             spread = (max(process_p50s) - min(process_p50s)) / summary.p50_ms
             row["process_p50_spread"] = spread
             if spread > 2 * summary.ci_half_width_rel:
+                spread_text, width = percents_apart(spread, 2 * summary.ci_half_width_rel)
                 warnings.append(
-                    f"processes disagree: their p50s spread {spread:.1%}, wider than the CI "
-                    f"±{summary.ci_half_width_rel:.1%} (between-process noise)"
+                    f"processes disagree: their p50s spread {spread_text}, wider than the CI "
+                    f"({width} wide) (between-process noise)"
                 )
         row["warnings"] = "; ".join(warnings) or None
     elif record.status == "ok" and doc.reported_stats:

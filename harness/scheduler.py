@@ -256,7 +256,9 @@ def run_jobs(
     done = store.finished_job_ids()
     pending = [job for job in jobs if job.job_id not in done]
     files = {j.model_file for j in pending if not j.build_error}
-    files |= {f for j in pending for f in (j.input_file, j.eval_file) if f is not None}
+    files |= {
+        f for j in pending for f in (j.input_file, j.eval_file, j.reference_file) if f is not None
+    }
     file_facts = {path: (sha256_of(path), path.stat().st_size) for path in files}
     by_device: dict[str, list[Job]] = {}
     for job in pending:

@@ -6,6 +6,7 @@
         results.parquet       one row per job (derived from jobs/)
         samples.parquet       every timed latency (derived from jobs/)
         power.parquet         every power reading of jobs on devices with a power source
+        comparisons.parquet   one row per paired job (a variant beside fp32, in-process)
 
 The job files are the source of truth; the parquet files are views rebuilt from them
 (harness/tables.py), so a run killed half way is read from its job files. Reading runs back
@@ -29,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import StoreError
 from harness.records import RESUMABLE_STATUSES, JobRecord
 from harness.tables import (
+    COMPARISON_COLUMN_TYPES,
     POWER_COLUMN_TYPES,
     RESULT_COLUMN_TYPES,
     SAMPLE_COLUMN_TYPES,
+    comparisons_frame,
     power_frame,
     results_frame,
     samples_frame,
@@ -144,6 +147,7 @@ class RunStore:
             (results_frame(records), "results.parquet", RESULT_COLUMN_TYPES),
             (samples_frame(records), "samples.parquet", SAMPLE_COLUMN_TYPES),
             (power_frame(records), "power.parquet", POWER_COLUMN_TYPES),
+            (comparisons_frame(records), "comparisons.parquet", COMPARISON_COLUMN_TYPES),
         ):
             write_parquet_atomic(frame, self.run_dir / name, types)
 
@@ -173,6 +177,15 @@ class RunStore:
         if self.read_run_meta().get("finished_at") and path.is_file():
             return pd.read_parquet(path)
         return power_frame(self.records())
+
+    def comparisons(self) -> pd.DataFrame:
+        """comparisons.parquet (paired jobs) of a finished run, else rebuilt from its records."""
+        import pandas as pd
+
+        path = self.run_dir / "comparisons.parquet"
+        if self.read_run_meta().get("finished_at") and path.is_file():
+            return pd.read_parquet(path)
+        return comparisons_frame(self.records())
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         records = self.records()

@@ -1,5 +1,6 @@
 """The parquet views of a run, derived from its job records, each column with its declared
-type: results (a row per job), samples (every timed latency), power (every reading).
+type: results (a row per solo job), samples (every timed latency), power (every reading),
+comparisons (a row per paired job).
 Typed, so that a column that is all null in one run is still a string or a number and any
 runs of one schema version read as one table (pyarrow.dataset, DuckDB)."""
 
@@ -9,6 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.comparisons import COMPARISON_COLUMN_TYPES, comparison_row
 from harness.records import JobRecord
 from harness.rows import (
     RESULT_COLUMN_TYPES,
@@ -21,7 +23,8 @@ from harness.runner.contract import ResultDocument
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RESULT_COLUMN_TYPES", "power_frame", "results_frame", "samples_frame"]
+__all__ = ["COMPARISON_COLUMN_TYPES", "RESULT_COLUMN_TYPES", "comparisons_frame", "power_frame",
+           "results_frame", "samples_frame"]  # fmt: skip
 
 SAMPLE_COLUMN_TYPES = {"run_id": "string", "job_id": "string", "process": "int64",
                        "iteration": "int64", "latency_ns": "int64"}  # fmt: skip
@@ -34,9 +37,19 @@ _PANDAS_TYPES = {"int64": "Int64", "float64": "float64", "bool": "boolean", "str
 def results_frame(records: list[JobRecord]) -> pd.DataFrame:
     import pandas as pd
 
+    records = [r for r in records if r.kind != "paired"]
     rows = [result_row(r) for r in records]
     fill_reference_metrics(rows, records)
     return _typed(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)), RESULT_COLUMN_TYPES)
+
+
+def comparisons_frame(records: list[JobRecord]) -> pd.DataFrame:
+    """A row per paired job (harness/comparisons.py); empty when the run paired none."""
+    import pandas as pd
+
+    rows = [comparison_row(r) for r in records if r.kind == "paired"]
+    frame = pd.DataFrame(rows, columns=list(COMPARISON_COLUMN_TYPES))
+    return _typed(frame, COMPARISON_COLUMN_TYPES)
 
 
 def samples_frame(records: list[JobRecord]) -> pd.DataFrame:

@@ -94,14 +94,19 @@ def _print_tables(console: Console, results: Any) -> None:
 
 
 def _print_comparison(
-    console: Console, results: Any, samples: Any, only_with_variants: bool = False
+    console: Console,
+    results: Any,
+    samples: Any,
+    only_with_variants: bool = False,
+    comparisons: Any = None,
 ) -> None:
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
-    from harness.report.compare import GROUP, compare_variants
+    from harness.report.compare import GROUP, METHODS, compare_variants
 
-    comparison = compare_variants(results, samples)
+    comparison = compare_variants(results, samples, comparisons)
     if comparison.empty:
         console.print("no successful jobs to compare")
         return
@@ -114,7 +119,7 @@ def _print_comparison(
             title_justify="left",
             box=box.SIMPLE_HEAD,
         )
-        columns = ["variant", "strategy", "p50 ms", "speedup [95% CI]", "size", "peak mem"]
+        columns = ["variant", "strategy", "p50 ms", "speedup [95% CI]", "by", "size", "peak mem"]
         columns += ["accuracy", "Δ acc pts", "top-1 agree", "PSNR dB", "pareto"]
         for column in columns:
             left = column in ("variant", "strategy")
@@ -127,6 +132,7 @@ def _print_comparison(
                 f"{row['p50_ms']:.3f}",
                 _times(row["speedup"], row["speedup_low"], row["speedup_high"])
                 + ("" if row["significant"] is not False else " ~"),
+                row["method"] if row["variant"] != "fp32" else "",
                 _times(row["size_ratio"]),
                 _times(row["peak_mem_ratio"]),
                 _pct(row["accuracy"]),
@@ -139,10 +145,13 @@ def _print_comparison(
         console.print(table)
         if any(row["significant"] is False for row in rows):
             console.print("  ~ : not distinguishable from fp32 (CI or process-to-process noise)")
+        for method in dict.fromkeys(r["method"] for r in rows if r["variant"] != "fp32"):
+            console.print(f"  by {method}: {METHODS[method]}; p50 ms: pooled samples")
         for row in rows:
             if row["notes"]:
                 console.print(
-                    f"  [yellow]{row['variant']}[/yellow]: {row['notes']}", soft_wrap=True
+                    f"  [yellow]{escape(row['variant'])}[/yellow]: {escape(row['notes'])}",
+                    soft_wrap=True,
                 )
 
 

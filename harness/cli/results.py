@@ -29,7 +29,7 @@ def show(
     meta = store.read_run_meta()
     results, samples = store.frames()
     if compare:
-        _print_comparison(console, results, samples)
+        _print_comparison(console, results, samples, comparisons=store.comparisons())
     else:
         _print_tables(console, results)
     if meta and not meta.get("finished_at"):
@@ -53,7 +53,7 @@ def report(
     console = _console()
     store = resolve_run(runs_dir, run_ref)
     results, samples = store.frames()
-    verdict = _verdict(budgets, results, samples, runs_dir, baseline) if budgets else None
+    verdict = _verdict(budgets, store, runs_dir, baseline) if budgets else None
     files = write_report(store, results, samples, verdict)
     console.print(f"report: {_shown(files.html)}")
     console.print(f"summary: {_shown(files.markdown)}")
@@ -80,15 +80,13 @@ def gate(
 
     console = _console()
     store = resolve_run(runs_dir, run_ref)
-    verdict = _verdict(budgets, *store.frames(), runs_dir, baseline)
+    verdict = _verdict(budgets, store, runs_dir, baseline)
     rerun = extendable_jobs(verdict) if extend else set()
     if rerun:
         console.print(f"re-running {len(rerun)} inconclusive job(s) with {factor}x the samples")
         extension = extend_run(store, rerun, factor)
         console.print(f"extension run: {_shown(extension.run_dir)}")
-        verdict = merge_extension(
-            verdict, _verdict(budgets, *extension.frames(), runs_dir, baseline), rerun
-        )
+        verdict = merge_extension(verdict, _verdict(budgets, extension, runs_dir, baseline), rerun)
     text = markdown_summary(verdict)
     if junit:
         junit.write_text(junit_xml(verdict))
@@ -98,9 +96,8 @@ def gate(
     raise typer.Exit(verdict.exit_code)
 
 
-def _verdict(
-    budgets_path: Path, results: Any, samples: Any, runs_dir: Path, baseline: str | None
-) -> Any:
+def _verdict(budgets_path: Path, store: Any, runs_dir: Path, baseline: str | None) -> Any:
+    """The gate on a stored run (its paired comparisons too, where it has them)."""
     from harness.config import load_budgets
     from harness.gate import evaluate
     from harness.store import resolve_run
@@ -108,7 +105,8 @@ def _verdict(
     budgets = load_budgets(budgets_path)
     reference = baseline or budgets.baseline
     base_frames = resolve_run(runs_dir, reference).frames() if reference else None
-    return evaluate(budgets, results, samples, base_frames)
+    results, samples = store.frames()
+    return evaluate(budgets, results, samples, base_frames, store.comparisons())
 
 
 @command(app)

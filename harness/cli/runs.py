@@ -81,7 +81,9 @@ def run(
         raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
     results, samples = prepared.store.frames()
     _print_tables(console, results)
-    _print_comparison(console, results, samples, only_with_variants=True)
+    _print_comparison(
+        console, results, samples, only_with_variants=True, comparisons=prepared.store.comparisons()
+    )
     console.print(f"run directory: {_shown(prepared.store.run_dir)}")
     failed = [r for r in records if r.status != "ok"]
     if failed:

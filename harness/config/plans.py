@@ -34,6 +34,14 @@ class Measure(_Strict):
     fidelity_samples: Annotated[int, Field(ge=0, le=64)] = 4
     # for testing regression detection only: every inference made this fraction slower
     inject_slowdown: Annotated[float, Field(ge=0, le=10)] = 0.0
+    # paired comparison (harness/runner/paired.py): each variant also runs beside its fp32
+    # in the same processes, in alternating blocks, until its ratio's 95 % interval lies
+    # beyond ±equivalence_pct (faster/slower), inside it (equivalent), or the device time
+    # of the comparison (all its processes together) ends (inconclusive)
+    paired: bool = False
+    paired_budget_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    equivalence_pct: Annotated[float, Field(gt=0, lt=50)] = 2.0
+    paired_block_ms: Annotated[float, Field(gt=0, le=10_000)] = 20.0
 
     @model_validator(mode="after")
     def _ordered(self) -> Measure:
@@ -135,6 +143,8 @@ class Budget(_Strict):
     # every output within this PSNR of fp32's on the same device and inputs (no labels needed)
     min_psnr_db: Annotated[float, Field(gt=0)] | None = None
     max_regression_pct: Annotated[float, Field(ge=0)] | None = None
+    # at least this many times fp32's speed on the same device (paired where the run paired)
+    min_speedup: Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _has_a_limit(self) -> Budget:
@@ -145,7 +155,7 @@ class Budget(_Strict):
 
 BUDGET_METRICS = (
     "p50_ms", "p90_ms", "p99_ms", "peak_mem_mb", "energy_mj", "max_accuracy_drop",
-    "min_psnr_db", "max_regression_pct",
+    "min_psnr_db", "max_regression_pct", "min_speedup",
 )  # fmt: skip
 
 

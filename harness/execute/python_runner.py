@@ -33,8 +33,15 @@ def run(
         remote_eval, _ = transport.put_content_addressed(
             job.eval_file, "eval", facts[job.eval_file][0]
         )
+    remote_reference = None
+    if job.reference_file is not None:  # a paired job: fp32 runs beside the variant
+        remote_reference, _ = transport.put_content_addressed(
+            job.reference_file, "models", facts[job.reference_file][0]
+        )
     spec_path = session.job_path(job, ".json")
-    spec = job.spec(remote_model, remote_input, remote_eval, spec_path.removesuffix(".json"))
+    spec = job.spec(
+        remote_model, remote_input, remote_eval, spec_path.removesuffix(".json"), remote_reference
+    )
     transport.put_bytes(json.dumps(spec).encode(), spec_path)
     timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
     result = transport.run(

@@ -49,7 +49,7 @@ def write_report(
 ) -> ReportFiles:
     """`results` and `samples` are the run's frames (`store.frames()`), computed once by
     the caller, who may also have judged them with the gate."""
-    comparison = compare_variants(results, samples)
+    comparison = compare_variants(results, samples, store.comparisons())
     folder = store.run_dir / "plots"
     figures = {
         "latency": plots.latency_by_variant(results),
@@ -236,4 +236,8 @@ def _speedup(compared: dict[str, Any]) -> str:
     if speedup is None or (isinstance(speedup, float) and math.isnan(speedup)):
         return ""
     marker = " ~" if compared.get("significant") is False else ""
-    return f"{speedup:.2f}x [{compared['speedup_low']:.2f}–{compared['speedup_high']:.2f}]{marker}"
+    paired = f" paired: {compared['verdict']}" if compared.get("method") == "paired" else ""
+    return (
+        f"{speedup:.2f}x [{compared['speedup_low']:.2f}–{compared['speedup_high']:.2f}]"
+        f"{marker}{paired}"
+    )

@@ -48,6 +48,8 @@ class JobSpec(TypedDict):
     memory_sampler: dict[str, Any] | None
     deadline_s: float  # the runner's own watchdog ends it here, controller or not
     running_file: str | None  # kept while it runs: "pid pgid job"
+    # a paired job (paired.py): reference_path, budget_s, band, block_ms (or block_size)
+    paired: dict[str, Any] | None
 
 
 class JobError(Exception):
@@ -158,6 +160,13 @@ class ResultDocument:
         every output's values flattened; shapes: each output's shape (first sample);
         classification: the job said its outputs are class scores."""
         return self._part("fidelity")
+
+    @property
+    def paired_processes(self) -> list[dict[str, Any]]:
+        """A paired job's processes (the controller's pooled record): each one's blocks
+        ({"v": "ref" | "variant", "ns": [...]}), block_size, band, looks, decision,
+        stopped, elapsed_s."""
+        return [p for p in self.raw.get("paired_processes") or [] if isinstance(p, dict)]
 
     @property
     def eval_error(self) -> str | None:

@@ -23,20 +23,24 @@ except ImportError:  # run on the device, where this file's folder is on sys.pat
     from device import Preparation, device_state, read_memory_kb  # type: ignore[no-redef]
 
 try:  # imported as harness.runner.runtimes (the controller, the tests)
+    from .paired import run_paired
     from .runtimes import (
         OnnxRuntimeSession,
         TFLiteSession,
         eval_feeds,
         integer_inputs_hint,
         make_inputs,
+        open_session,
     )
 except ImportError:  # run on the device, where this file's folder is on sys.path
+    from paired import run_paired  # type: ignore[no-redef]
     from runtimes import (  # type: ignore[no-redef]
         OnnxRuntimeSession,
         TFLiteSession,
         eval_feeds,
         integer_inputs_hint,
         make_inputs,
+        open_session,
     )
 
 Z_95 = 1.959963984540054
@@ -251,15 +255,9 @@ def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
     before = device_state(sysfs)
     doc["state"] = {"before": before}
     doc["memory_kb"] = {"before_load": read_memory_kb()}
-    threads = int(job["threads"])
+    paired = job.get("paired")
     load_start = time.perf_counter_ns()
-    session: OnnxRuntimeSession | TFLiteSession
-    if job["runtime"] == "onnxruntime":
-        session = OnnxRuntimeSession(job["model_path"], job["provider"], threads)
-    elif job["runtime"] == "tflite":
-        session = TFLiteSession(job["model_path"], job["provider"], threads)
-    else:
-        raise JobError("unknown runtime '%s'" % job["runtime"])
+    session = open_session(job, job["model_path"], spinning=not paired)
     doc["load_ms"] = (time.perf_counter_ns() - load_start) / 1e6
     doc["runtime"] = {
         "name": job["runtime"],
@@ -300,7 +298,18 @@ def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
         for _ in range(int(job.get("warmup", 0))):
             infer()
         window_start = time.monotonic_ns()
-        latencies, reason = timed_loop(infer, job["stop"])
+        if paired:  # the variant and its reference in this process, block by block
+            reference = open_session(job, paired["reference_path"], spinning=False)
+            reference.set_inputs(arrays)
+            for _ in range(int(job.get("warmup", 0)) + 1):
+                reference.infer_callable()()
+            doc["paired"] = run_paired(  # each process draws its own block orders
+                reference.infer_callable(), infer, paired, int(job.get("seed", 0)) + os.getpid()
+            )
+            latencies: list[int] = []
+            reason = "paired: " + doc["paired"]["stopped"]
+        else:
+            latencies, reason = timed_loop(infer, job["stop"])
         if "power" in doc:
             doc["power"]["timed_window_ns"] = [window_start, time.monotonic_ns()]
             doc["power"]["iterations"] = len(latencies)

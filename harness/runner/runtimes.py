@@ -8,9 +8,9 @@ import re
 from typing import Any, Callable
 
 try:  # imported as harness.runner.contract (the controller, the tests)
-    from .contract import JobError
+    from .contract import JobError, JobSpec
 except ImportError:  # run on the device, where this file's folder is on sys.path
-    from contract import JobError  # type: ignore[no-redef]
+    from contract import JobError, JobSpec  # type: ignore[no-redef]
 
 ORT_DTYPES = {
     "tensor(float)": "float32",
@@ -210,7 +210,7 @@ def import_tflite() -> tuple[Any, Any, Any, str, str]:
 
 
 class OnnxRuntimeSession:
-    def __init__(self, model_path: str, provider: str, threads: int) -> None:
+    def __init__(self, model_path: str, provider: str, threads: int, spinning: bool = True) -> None:
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -224,6 +224,8 @@ class OnnxRuntimeSession:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.version = ort.__version__
         self.module = "onnxruntime"
         self.session = ort.InferenceSession(model_path, sess_options=options, providers=[provider])
@@ -328,3 +330,15 @@ def quantize(array: Any, scale_zero: tuple[float, int], dtype: Any) -> Any:
     limits = np.iinfo(dtype)
     scaled = np.round(np.asarray(array, dtype=np.float64) / scale_zero[0]) + scale_zero[1]
     return np.clip(scaled, limits.min, limits.max).astype(dtype)
+
+
+def open_session(
+    job: JobSpec, path: str, spinning: bool = True
+) -> OnnxRuntimeSession | TFLiteSession:
+    """`spinning` False: onnxruntime's pool threads sleep after a run instead of spinning,
+    so two sessions of one process never steal the CPU from each other."""
+    if job["runtime"] == "onnxruntime":
+        return OnnxRuntimeSession(path, job["provider"], int(job["threads"]), spinning)
+    if job["runtime"] == "tflite":
+        return TFLiteSession(path, job["provider"], int(job["threads"]))
+    raise JobError("unknown runtime '%s'" % job["runtime"])

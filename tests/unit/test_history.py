@@ -76,7 +76,7 @@ def test_one_slow_process_does_not_hide_a_five_percent_slowdown() -> None:
     medians = [job.groupby("process")["latency_ns"].median() for job in (before, after)]
     assert ttest_ind(*medians, equal_var=False).pvalue > 0.01  # the untrimmed test misses it
     compared = compare_latencies(before, after)
-    assert compared["test"] == "Yuen trimmed t, 10+10 process medians"
+    assert compared["test"].startswith("Yuen trimmed t, 10+10 process medians")
     assert compared["p_value"] < 0.001
     assert regression_verdict(compared["ratio"], compared["p_value"], 0.03)[0] == "slower"
     assert compared["ratio"] == pytest.approx(1.05, abs=0.01)

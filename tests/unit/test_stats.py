@@ -70,6 +70,9 @@ def test_stability_warnings() -> None:
     warnings = stats.stability_warnings(noisy, 0.01)
     assert any(w.startswith("unstable: CV") for w in warnings)
     assert any("wider than target ±1.0%" in w for w in warnings)
+    # rounding never makes a warning read as false: as many decimals as tell them apart
+    assert stats.percents_apart(0.01004, 0.01) == ("1.004%", "1.000%")
+    assert stats.percents_apart(0.25, 0.01) == ("25.0%", "1.0%")
 
 
 def test_output_fidelity_is_psnr_cosine_and_max_error_of_the_worst_output() -> None:
