@@ -10,7 +10,8 @@ from harness.transport.base import Transport
 RUNNER_FILE = "run.py"
 # the entry point, the modules it imports from its own folder, and the sampler it starts
 RUNNER_FILES = (
-    RUNNER_FILE, "contract.py", "device.py", "runtimes.py", "paired.py", "measure.py", "sampler.py",
+    RUNNER_FILE, "contract.py", "device.py", "runtimes.py", "paired.py", "op_profile.py",
+    "outputs.py", "measure.py", "sampler.py",
 )  # fmt: skip
 
 

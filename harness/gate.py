@@ -95,7 +95,11 @@ def evaluate(
     samples: pd.DataFrame,
     baseline: tuple[pd.DataFrame, pd.DataFrame] | None = None,
     comparisons: pd.DataFrame | None = None,
+    placements: dict[tuple[Any, ...], dict[str, Any]] | None = None,
 ) -> GateVerdict:
+    """`comparisons`: the run's paired comparisons (for `min_speedup`); `placements`: each
+    profiled job's placement by (GROUP..., variant) (harness/profiles.placement, for
+    `max_cpu_fallback_share`)."""
     speedups: dict[tuple[Any, ...], dict[str, Any]] = {}
     if any(budget.min_speedup is not None for budget in budgets.budget):
         compared = compare_variants(results, samples, comparisons)
@@ -127,6 +131,7 @@ def evaluate(
                     tuple(
                         _checks(budget, row, results, samples, baseline)
                         + _speedup_checks(budget, row, speedups)
+                        + _fallback_checks(budget, row, placements or {})
                     ),
                 )
             )
@@ -203,6 +208,25 @@ def _speedup_checks(
         f"(by {compared['method']})"
     )
     return [Check("min_speedup", limit, outcome, value, low, high, message)]
+
+
+def _fallback_checks(
+    budget: Budget, row: dict[str, Any], placements: dict[tuple[Any, ...], dict[str, Any]]
+) -> list[Check]:
+    """At most `max_cpu_fallback_share` of the profiled time on the CPU."""
+    limit = budget.max_cpu_fallback_share
+    if limit is None or row["status"] != "ok":
+        return []
+    shares = placements.get(tuple(row[k] for k in [*GROUP, "variant"]))
+    if shares is None:
+        message = "no profile of this job (profile = true under the plan's [measure])"
+        return [Check("max_cpu_fallback_share", limit, "missing", message=message)]
+    share = shares["cpu_fallback_share"]
+    if share is None:
+        return [Check("max_cpu_fallback_share", limit, "pass", message="the job asked for the CPU")]
+    check = _point_check("max_cpu_fallback_share", limit, share, "")
+    message = f"{share:.1%} of the profiled time on the CPU vs budget {limit:.0%}"
+    return [Check(check.metric, limit, check.outcome, share, share, share, message)]
 
 
 def _interval_check(

@@ -84,10 +84,12 @@ class Job:
     # budget_s, band and block_ms; None for a job that measures one variant alone
     reference_file: Path | None = None
     paired: dict[str, Any] | None = None
+    # a profile job (harness/runner/op_profile.py): runs, top_n; None for the others
+    profile: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
-        return "paired" if self.paired else "solo"
+        return "paired" if self.paired else "profile" if self.profile else "solo"
 
     @property
     def prepare(self) -> dict[str, Any]:
@@ -155,6 +157,9 @@ class Job:
             "deadline_s": self.timeout_s + RUNNER_DEADLINE_MARGIN_S,
             "running_file": f"{samples_prefix}.running" if samples_prefix else None,
             "paired": {**self.paired, "reference_path": reference_path} if self.paired else None,
+            "profile": {**self.profile, "prefix": f"{samples_prefix}.profile"}
+            if self.profile and samples_prefix
+            else None,
         }
 
 
@@ -279,6 +284,8 @@ def expand_plan(
         )
     if measure.paired:
         jobs += paired_jobs(jobs, measure)
+    if measure.profile:
+        jobs += profile_jobs(jobs, measure)
     for path, model in {job.input_file: job.model for job in jobs if job.input_file}.items():
         problem = npz_problem(path)
         if problem:
@@ -326,6 +333,26 @@ def paired_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
     return paired
 
 
+def profile_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
+    """For each solo job the Python runner measures, one more process that profiles it
+    layer by layer: profiling perturbs timing, so it never shares a process with the timed
+    loop (the latency figures stay the solo job's)."""
+    return [
+        replace(
+            job,
+            job_id=f"{job.job_id}.profile",
+            profile={"runs": measure.profile_runs, "top_n": measure.profile_top_n},
+            processes=1,
+            eval_file=None,
+            fidelity_samples=0,
+            power=None,
+            memory_interval_s=0.0,
+        )
+        for job in jobs
+        if job.kind == "solo" and job.tool == PYTHON_RUNNER and not job.build_error
+    ]
+
+
 def power_spec(device: Device) -> dict[str, Any] | None:
     """What the device's sampler reads, how often, and how long the idle baseline is."""
     power = device.power
@@ -371,7 +398,7 @@ def parse_result_document(stdout: str, *, device: str, job_id: str) -> dict[str,
     if status == "ok":
         latencies = doc.get("latencies_ns")
         blocks = (doc.get("paired") or {}).get("blocks")  # a paired job's timings
-        if not (isinstance(latencies, list) and latencies) and not blocks:
+        if not (isinstance(latencies, list) and latencies) and not blocks and "profile" not in doc:
             raise RunnerFailed(f"job {job_id} on '{device}': result has no latencies")
         if not all(isinstance(v, int) and v > 0 for v in latencies or []):
             raise RunnerFailed(

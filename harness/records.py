@@ -8,9 +8,10 @@ Format history:
   harness.job-record/3 -- adds cores (the CPUs the job was pinned to; None: any).
   harness.job-record/4 -- adds the status `no-effect` (a variant that was built and
                           verified to change nothing its strategy claims; never measured).
-  harness.job-record/5 -- adds kind: "solo" (one variant per process; the results table)
-                          or "paired" (a variant beside its fp32 in the same processes;
-                          the comparisons table, harness/comparisons.py).
+  harness.job-record/5 -- adds kind: "solo" (one variant per process; the results table),
+                          "paired" (a variant beside its fp32 in the same processes;
+                          the comparisons table, harness/comparisons.py) or "profile"
+                          (per-layer profile in a process of its own; harness/profiles.py).
 
 The `results.parquet` row derived from a record is harness/rows.py's.
 """

@@ -22,6 +22,8 @@ Result table columns (`RESULT_COLUMNS`):
   7 -- adds top5_agreement (how often fp32's top-1 class is in the variant's top 5); both
        agreements also come, without labels, from the fidelity pass's classification
        outputs (a manifest with task = "classification").
+  8 -- adds cpu_fallback_share (from the job's profile, `profile = true`: the share of
+       the profiled time on the CPU when the job asked for another provider).
 Columns are added, never repurposed.
 """
 
@@ -39,7 +41,7 @@ from harness.records import JobRecord
 from harness.runner.contract import ResultDocument
 from harness.stats import percents_apart, stability_warnings, summarize
 
-RESULTS_SCHEMA_VERSION = 7
+RESULTS_SCHEMA_VERSION = 8
 
 
 RESULT_COLUMNS = (
@@ -55,6 +57,7 @@ RESULT_COLUMNS = (
     "cpu_model", "ram_mb", "os", "kernel", "board",
     "peak_pss_mb", "peak_swap_mb", "power_mode", "governor", "cores", "variant_effect",
     "psnr_db", "cosine_similarity", "max_abs_err", "fidelity_source", "top5_agreement",
+    "cpu_fallback_share",
 )  # fmt: skip
 
 
@@ -64,7 +67,7 @@ _INTEGER_COLUMNS = ("n", "threads", "model_bytes", "schema_version", "gzip_bytes
 
 _FLOAT_COLUMNS = ("cv", "accuracy", "top1_agreement", "sparsity", "top5_accuracy", "max_abs_dev",
                   "mean_abs_dev", "process_p50_spread", "psnr_db", "cosine_similarity",
-                  "max_abs_err", "top5_agreement")  # fmt: skip
+                  "max_abs_err", "top5_agreement", "cpu_fallback_share")  # fmt: skip
 
 
 # each result column's type: "int64", "float64", "bool" or "string" (the parquet schema)
@@ -321,6 +324,22 @@ def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord])
             row["top5_agreement"] = top_k_agreement(mine.eval["top_k"], theirs.eval["top_k"], 5)
             row["max_abs_dev"], row["mean_abs_dev"] = output_deviation(
                 mine.eval.get("outputs"), theirs.eval.get("outputs")
+            )
+
+
+def fill_placement(rows: list[dict[str, Any]], profiles: list[JobRecord]) -> None:
+    """From each job's profile job (`<job>.profile`), the share of its profiled time that
+    fell back to the CPU, flagged as a warning when there is any."""
+    from harness.profiles import placement
+
+    by_job = {r.job_id.removesuffix(".profile"): r for r in profiles if r.status == "ok"}
+    for row in rows:
+        profile = by_job.get(row["job_id"])
+        share = placement(profile)["cpu_fallback_share"] if profile is not None else None
+        row["cpu_fallback_share"] = share
+        if share:
+            _add_warnings(
+                row, [f"{share:.1%} of the profiled time ran on the CPU, not {row['provider']}"]
             )
 
 

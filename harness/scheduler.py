@@ -64,12 +64,18 @@ def prepare_run(
     log: Callable[[str], None] = lambda message: None,
     resume: str | None = None,
     shard: tuple[int, int] | None = None,
+    profile: bool = False,
 ) -> PreparedRun:
     """Validate everything a run needs (plan, devices, manifests, files) and build the
     missing variants, before any job. With `resume` (a run id or path made by this plan),
     the jobs go into that run, and those it has finished are not run again. With `shard`
-    (i, n), only the i-th of n shares of the plan's devices (config.shard_devices)."""
+    (i, n), only the i-th of n shares of the plan's devices (config.shard_devices).
+    `profile`: as `profile = true` in the plan's [measure] (`harness run --profile`)."""
     plan = load_plan(plan_path)
+    if profile:
+        plan = plan.model_copy(
+            update={"measure": plan.measure.model_copy(update={"profile": True})}
+        )
     store = None
     if resume is not None:
         store = resolve_run(plan.output_dir, resume)

@@ -7,6 +7,7 @@
         samples.parquet       every timed latency (derived from jobs/)
         power.parquet         every power reading of jobs on devices with a power source
         comparisons.parquet   one row per paired job (a variant beside fp32, in-process)
+        profile.parquet       one row per profiled node (profile jobs)
 
 The job files are the source of truth; the parquet files are views rebuilt from them
 (harness/tables.py), so a run killed half way is read from its job files. Reading runs back
@@ -32,10 +33,12 @@ from harness.records import RESUMABLE_STATUSES, JobRecord
 from harness.tables import (
     COMPARISON_COLUMN_TYPES,
     POWER_COLUMN_TYPES,
+    PROFILE_COLUMN_TYPES,
     RESULT_COLUMN_TYPES,
     SAMPLE_COLUMN_TYPES,
     comparisons_frame,
     power_frame,
+    profile_frame,
     results_frame,
     samples_frame,
     write_parquet_atomic,
@@ -148,6 +151,7 @@ class RunStore:
             (samples_frame(records), "samples.parquet", SAMPLE_COLUMN_TYPES),
             (power_frame(records), "power.parquet", POWER_COLUMN_TYPES),
             (comparisons_frame(records), "comparisons.parquet", COMPARISON_COLUMN_TYPES),
+            (profile_frame(records), "profile.parquet", PROFILE_COLUMN_TYPES),
         ):
             write_parquet_atomic(frame, self.run_dir / name, types)
 

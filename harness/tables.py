@@ -1,6 +1,6 @@
 """The parquet views of a run, derived from its job records, each column with its declared
 type: results (a row per solo job), samples (every timed latency), power (every reading),
-comparisons (a row per paired job).
+comparisons (a row per paired job), profile (a row per profiled node).
 Typed, so that a column that is all null in one run is still a string or a number and any
 runs of one schema version read as one table (pyarrow.dataset, DuckDB)."""
 
@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.comparisons import COMPARISON_COLUMN_TYPES, comparison_row
+from harness.profiles import PROFILE_COLUMN_TYPES, profile_rows
 from harness.records import JobRecord
 from harness.rows import (
     RESULT_COLUMN_TYPES,
     RESULT_COLUMNS,
+    fill_placement,
     fill_reference_metrics,
     result_row,
 )
@@ -23,8 +25,9 @@ from harness.runner.contract import ResultDocument
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COMPARISON_COLUMN_TYPES", "RESULT_COLUMN_TYPES", "comparisons_frame", "power_frame",
-           "results_frame", "samples_frame"]  # fmt: skip
+__all__ = ["COMPARISON_COLUMN_TYPES", "PROFILE_COLUMN_TYPES", "RESULT_COLUMN_TYPES",
+           "comparisons_frame", "power_frame", "profile_frame", "results_frame",
+           "samples_frame"]  # fmt: skip
 
 SAMPLE_COLUMN_TYPES = {"run_id": "string", "job_id": "string", "process": "int64",
                        "iteration": "int64", "latency_ns": "int64"}  # fmt: skip
@@ -37,9 +40,10 @@ _PANDAS_TYPES = {"int64": "Int64", "float64": "float64", "bool": "boolean", "str
 def results_frame(records: list[JobRecord]) -> pd.DataFrame:
     import pandas as pd
 
-    records = [r for r in records if r.kind != "paired"]
-    rows = [result_row(r) for r in records]
-    fill_reference_metrics(rows, records)
+    solo = [r for r in records if r.kind == "solo"]
+    rows = [result_row(r) for r in solo]
+    fill_reference_metrics(rows, solo)
+    fill_placement(rows, [r for r in records if r.kind == "profile"])
     return _typed(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)), RESULT_COLUMN_TYPES)
 
 
@@ -50,6 +54,14 @@ def comparisons_frame(records: list[JobRecord]) -> pd.DataFrame:
     rows = [comparison_row(r) for r in records if r.kind == "paired"]
     frame = pd.DataFrame(rows, columns=list(COMPARISON_COLUMN_TYPES))
     return _typed(frame, COMPARISON_COLUMN_TYPES)
+
+
+def profile_frame(records: list[JobRecord]) -> pd.DataFrame:
+    """A row per kept node of every profile job (harness/profiles.py)."""
+    import pandas as pd
+
+    rows = [row for r in records if r.kind == "profile" for row in profile_rows(r)]
+    return _typed(pd.DataFrame(rows, columns=list(PROFILE_COLUMN_TYPES)), PROFILE_COLUMN_TYPES)
 
 
 def samples_frame(records: list[JobRecord]) -> pd.DataFrame:

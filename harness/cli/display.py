@@ -155,6 +155,88 @@ def _print_comparison(
                 )
 
 
+def _print_profiles(console: Console, records: list[Any], compare: bool, top: int = 10) -> None:
+    """Each profile job: its top layers and its time by op type; with `compare`, each
+    variant's op types beside fp32's on the same device and setting (harness/profiles.py)."""
+    from harness.runner.contract import ResultDocument
+
+    if not records:
+        console.print("no profiles in this run: set profile = true under [measure]")
+        return
+    by_key = {(r.device, r.model, r.provider, r.threads, r.variant): r for r in records}
+    for record in records:
+        doc = ResultDocument(record.runner).profile
+        where = f"{record.model}/{record.variant} on {record.device}"
+        where += f" ({record.provider}, t{record.threads})"
+        if record.status != "ok" or not doc:
+            console.print(f"{where}: no profile ({record.status}: {record.error})", markup=False)
+        elif "op_types" not in doc:  # LiteRT: the op list only
+            console.print(f"{where}: {doc.get('op_counts')}; {doc.get('timing')}", markup=False)
+        elif not compare:
+            _print_profile(console, record, doc, where, top)
+        else:
+            key = (record.device, record.model, record.provider, record.threads, "fp32")
+            reference = by_key.get(key)
+            if reference is not None and reference is not record:
+                fp32 = ResultDocument(reference.runner).profile
+                _print_profile_diff(console, fp32, doc, where, record.variant, top)
+
+
+def _print_profile(
+    console: Console, record: Any, doc: dict[str, Any], where: str, top: int
+) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from harness.profiles import placement
+
+    table = Table("layer", "op type", "provider", "us per run", box=box.SIMPLE_HEAD,
+                  title=f"{where}: top layers", title_justify="left")  # fmt: skip
+    for node in doc["nodes"][:top]:
+        table.add_row(node["node"], node["op_type"], node["provider"], f"{node['us']:.1f}")
+    console.print(table)
+    by_type = sorted(doc["op_types"].items(), key=lambda item: -item[1])
+    console.print(
+        "  by op type (us per run): " + ", ".join(f"{op} {us:.0f}" for op, us in by_type),
+        markup=False,
+    )
+    shares = placement(record)
+    text = ", ".join(
+        f"{name} {p['nodes']} nodes ({_pct(p['share'])})" for name, p in shares["providers"].items()
+    )
+    if shares["cpu_fallback_share"] is not None:
+        text += f"; CPU fallback {_pct(shares['cpu_fallback_share'])} of the time"
+    console.print(f"  placement: {text}", markup=False)
+
+
+def _print_profile_diff(
+    console: Console, fp32: dict[str, Any], doc: dict[str, Any], where: str, variant: str, top: int
+) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from harness.profiles import op_type_diff, slower_layers
+
+    table = Table("op type", "fp32 ms", f"{variant} ms", "change ms", "share of change",
+                  title=f"{where} vs fp32, time per run by op type", title_justify="left",
+                  box=box.SIMPLE_HEAD)  # fmt: skip
+    for row in op_type_diff(fp32, doc):
+        table.add_row(
+            row["op_type"],
+            f"{row['before_ms']:.3f}",
+            f"{row['after_ms']:.3f}",
+            f"{row['delta_ms']:+.3f}",
+            _pct(row["share_of_change"]),
+        )
+    console.print(table)
+    for layer in slower_layers(fp32, doc)[:top]:
+        console.print(
+            f"  slower (by name): {layer['node']} ({layer['op_type']}) "
+            f"{layer['before_us']:.0f} -> {layer['after_us']:.0f} us",
+            markup=False,
+        )
+
+
 def _times(value: float | None, low: float | None = None, high: float | None = None) -> str:
     if value is None or value != value:
         return ""

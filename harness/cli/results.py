@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     pass
 from harness.cli.common import Baseline, RunRef, RunsDir, _console, _shown, app, command
-from harness.cli.display import _num_text, _print_comparison, _print_tables
+from harness.cli.display import _num_text, _print_comparison, _print_profiles, _print_tables
 
 
 @command(app)
@@ -20,6 +20,14 @@ def show(
     compare: Annotated[
         bool, typer.Option("--compare", help="Each variant against fp32: speedup, size, accuracy.")
     ] = False,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Per-layer profiles (plan: profile = true): top layers, time by op type; "
+            "with --compare, each variant's op types beside fp32's.",
+        ),
+    ] = False,
 ) -> None:
     """Print a stored run's tables (read from disk; works for a run killed half way)."""
     from harness.store import resolve_run
@@ -28,7 +36,9 @@ def show(
     store = resolve_run(runs_dir, run_ref)
     meta = store.read_run_meta()
     results, samples = store.frames()
-    if compare:
+    if profile:
+        _print_profiles(console, [r for r in store.records() if r.kind == "profile"], compare)
+    elif compare:
         _print_comparison(console, results, samples, comparisons=store.comparisons())
     else:
         _print_tables(console, results)
@@ -105,8 +115,15 @@ def _verdict(budgets_path: Path, store: Any, runs_dir: Path, baseline: str | Non
     budgets = load_budgets(budgets_path)
     reference = baseline or budgets.baseline
     base_frames = resolve_run(runs_dir, reference).frames() if reference else None
+    from harness.profiles import placement
+
     results, samples = store.frames()
-    return evaluate(budgets, results, samples, base_frames, store.comparisons())
+    placements = {
+        (r.device, r.model, r.runtime, r.provider, r.threads, r.variant): placement(r)
+        for r in store.records()
+        if r.kind == "profile" and r.status == "ok"
+    }
+    return evaluate(budgets, results, samples, base_frames, store.comparisons(), placements)
 
 
 @command(app)
@@ -185,9 +202,9 @@ def compare_command(
         "model",
         "variant",
         "t",
-        "p50 before",
-        "p50 after",
-        "ratio [95% CI]",
+        "p50 before (pooled)",
+        "p50 after (pooled)",
+        "ratio [95% CI] (by test)",
         "p",
         "verdict",
         "why",
@@ -213,5 +230,8 @@ def compare_command(
             style=style,
         )
     console.print(table)
+    tests = sorted(set(table_frame["test"].dropna())) if "test" in table_frame else []
+    for test in tests:  # the ratio's estimator need not be the p50 columns' (pooled samples)
+        console.print(f"ratio and p by: {test}", markup=False, soft_wrap=True)
     if (table_frame["verdict"] == "slower").any():
         raise typer.Exit(1)

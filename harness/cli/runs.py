@@ -40,6 +40,10 @@ def run(
         str | None,
         typer.Option(metavar="I/N", help="Only the I-th of N shares of the devices (CI matrix)."),
     ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option("--profile", help="Also profile each job layer by layer, in its own process."),
+    ] = False,
 ) -> None:
     """Run a plan: models x variants x devices x runtime settings."""
     from harness.config import parse_shard
@@ -53,6 +57,7 @@ def run(
         log=_plain(console),
         resume=resume,
         shard=parse_shard(shard) if shard else None,
+        profile=profile,
     )
     done = prepared.store.finished_job_ids()
     pending = [job for job in prepared.jobs if job.job_id not in done]

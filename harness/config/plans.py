@@ -42,6 +42,12 @@ class Measure(_Strict):
     paired_budget_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     equivalence_pct: Annotated[float, Field(gt=0, lt=50)] = 2.0
     paired_block_ms: Annotated[float, Field(gt=0, le=10_000)] = 20.0
+    # per-layer profiles (harness/runner/op_profile.py): one more process per job that
+    # profiles `profile_runs` inferences, the top `profile_top_n` nodes kept (the rest
+    # summed); the timed processes are never profiled
+    profile: bool = False
+    profile_runs: Annotated[int, Field(ge=1, le=10_000)] = 20
+    profile_top_n: Annotated[int, Field(ge=1, le=10_000)] = 30
 
     @model_validator(mode="after")
     def _ordered(self) -> Measure:
@@ -145,6 +151,9 @@ class Budget(_Strict):
     max_regression_pct: Annotated[float, Field(ge=0)] | None = None
     # at least this many times fp32's speed on the same device (paired where the run paired)
     min_speedup: Annotated[float, Field(gt=0)] | None = None
+    # at most this share of the profiled time on the CPU when the job asked for another
+    # execution provider (needs profile = true in the plan)
+    max_cpu_fallback_share: Annotated[float, Field(ge=0, le=1)] | None = None
 
     @model_validator(mode="after")
     def _has_a_limit(self) -> Budget:
@@ -155,7 +164,7 @@ class Budget(_Strict):
 
 BUDGET_METRICS = (
     "p50_ms", "p90_ms", "p99_ms", "peak_mem_mb", "energy_mj", "max_accuracy_drop",
-    "min_psnr_db", "max_regression_pct", "min_speedup",
+    "min_psnr_db", "max_regression_pct", "min_speedup", "max_cpu_fallback_share",
 )  # fmt: skip
 
 

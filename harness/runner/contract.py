@@ -50,6 +50,8 @@ class JobSpec(TypedDict):
     running_file: str | None  # kept while it runs: "pid pgid job"
     # a paired job (paired.py): reference_path, budget_s, band, block_ms (or block_size)
     paired: dict[str, Any] | None
+    # a profile job (profile.py): runs, top_n, prefix (where the runtime writes its trace)
+    profile: dict[str, Any] | None
 
 
 class JobError(Exception):
@@ -167,6 +169,14 @@ class ResultDocument:
         ({"v": "ref" | "variant", "ns": [...]}), block_size, band, looks, decision,
         stopped, elapsed_s."""
         return [p for p in self.raw.get("paired_processes") or [] if isinstance(p, dict)]
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        """A profile job's per-layer profile (op_profile.py): source, runs, node_count,
+        run_us, nodes [{node, op_type, provider, calls, us}] (per run; the top N and the
+        rest summed), op_types {op: us per run}, providers {name: {nodes, us}}; for LiteRT
+        op_counts, delegate_partitions and why there is no timing."""
+        return self._part("profile")
 
     @property
     def eval_error(self) -> str | None:

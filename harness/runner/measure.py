@@ -23,32 +23,16 @@ except ImportError:  # run on the device, where this file's folder is on sys.pat
     from device import Preparation, device_state, read_memory_kb  # type: ignore[no-redef]
 
 try:  # imported as harness.runner.runtimes (the controller, the tests)
+    from .outputs import profile_of, run_eval, run_fidelity
     from .paired import run_paired
-    from .runtimes import (
-        OnnxRuntimeSession,
-        TFLiteSession,
-        eval_feeds,
-        integer_inputs_hint,
-        make_inputs,
-        open_session,
-    )
+    from .runtimes import integer_inputs_hint, make_inputs, open_session
 except ImportError:  # run on the device, where this file's folder is on sys.path
+    from outputs import profile_of, run_eval, run_fidelity  # type: ignore[no-redef]
     from paired import run_paired  # type: ignore[no-redef]
-    from runtimes import (  # type: ignore[no-redef]
-        OnnxRuntimeSession,
-        TFLiteSession,
-        eval_feeds,
-        integer_inputs_hint,
-        make_inputs,
-        open_session,
-    )
+    from runtimes import integer_inputs_hint, make_inputs, open_session  # type: ignore[no-redef]
 
 Z_95 = 1.959963984540054
 MIN_CI_SAMPLES = 5  # the fewest samples an order-statistic CI of the median takes
-MAX_EVAL_VALUES = 2000000  # raw outputs returned for deviation checks, at most this many
-# outputs returned for fidelity (the first fixed input's always): ~5 MB of JSON in the
-# job record at most -- a 320x320 detector map sends one sample, a classifier all of them
-MAX_FIDELITY_VALUES = 250000
 
 # ----------------------------------------------------------------------------- statistics
 
@@ -255,9 +239,11 @@ def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
     before = device_state(sysfs)
     doc["state"] = {"before": before}
     doc["memory_kb"] = {"before_load": read_memory_kb()}
-    paired = job.get("paired")
+    paired, profile = job.get("paired"), job.get("profile")
     load_start = time.perf_counter_ns()
-    session = open_session(job, job["model_path"], spinning=not paired)
+    session = open_session(
+        job, job["model_path"], not paired, profile["prefix"] if profile else None
+    )
     doc["load_ms"] = (time.perf_counter_ns() - load_start) / 1e6
     doc["runtime"] = {
         "name": job["runtime"],
@@ -308,6 +294,11 @@ def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
             )
             latencies: list[int] = []
             reason = "paired: " + doc["paired"]["stopped"]
+        elif profile:  # a process of its own: profiling never touches the latencies
+            for _ in range(int(profile["runs"])):
+                infer()
+            doc["profile"] = profile_of(session, profile)
+            latencies, reason = [], "profiled"
         else:
             latencies, reason = timed_loop(infer, job["stop"])
         if "power" in doc:
@@ -330,76 +321,3 @@ def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
             doc["fidelity"] = run_fidelity(np, session, declared, job)
         except Exception as exc:  # as for the eval: the latencies stand
             doc["fidelity_error"] = "%s: %s" % (type(exc).__name__, exc)
-
-
-def run_fidelity(
-    np: Any,
-    session: OnnxRuntimeSession | TFLiteSession,
-    declared: list[tuple[str, str, list[Any]]],
-    job: JobSpec,
-) -> dict[str, Any]:
-    """Every output of a few fixed inputs, after the timed loop: the eval set's first
-    samples, else the plan's input file, else seeded inputs (seeds other than the timed
-    loop's) -- the same for every variant of the model, so the controller can compare each
-    variant's outputs with fp32's, labels or not."""
-    count = int((job.get("fidelity") or {})["samples"])
-    eval_spec = job.get("eval")
-    if eval_spec:
-        feeds = eval_feeds(
-            np, eval_spec["file"], declared, eval_spec.get("inputs") or {},
-            eval_spec.get("whole") or [], count,
-        )  # fmt: skip
-        source = "eval set"
-    else:
-        input_file = job.get("input_file")
-        feeds = []
-        for k in range(1 if input_file else count):
-            seed = int(job.get("seed", 0)) + 1 + k
-            specs, dims = job.get("input_specs") or {}, job.get("dims") or {}
-            feeds.append(make_inputs(np, declared, specs, dims, seed, input_file))
-        source = "input file" if input_file else "seeded random inputs"
-    outputs: list[list[list[float]]] = []
-    shapes: list[list[int]] = []
-    values = 0
-    for feed in feeds:
-        session.set_inputs(feed)
-        raw = [np.asarray(o, dtype=np.float64) for o in session.outputs()]
-        shapes = shapes or [list(o.shape) for o in raw]
-        values += sum(int(o.size) for o in raw)
-        if outputs and values > MAX_FIDELITY_VALUES:
-            break  # enough to compare; the job record stays small
-        outputs.append([o.ravel().tolist() for o in raw])
-    return {
-        "n": len(outputs),
-        "source": source,
-        "outputs": outputs,
-        "shapes": shapes,
-        "classification": bool((job.get("fidelity") or {}).get("classification")),
-    }
-
-
-def run_eval(
-    np: Any,
-    session: OnnxRuntimeSession | TFLiteSession,
-    declared: list[tuple[str, str, list[Any]]],
-    spec: dict[str, Any],
-) -> dict[str, Any]:
-    """Every eval sample, one at a time, after (never inside) the timed loop: the top-k
-    indices of the first output, and its raw values while they stay under a cap."""
-    feeds = eval_feeds(
-        np, spec["file"], declared, spec.get("inputs") or {}, spec.get("whole") or []
-    )
-    top_k = int(spec.get("top_k", 5))
-    predictions: list[list[int]] = []
-    outputs: list[list[float]] | None = []
-    values = 0
-    for feed in feeds:
-        session.set_inputs(feed)
-        first = np.asarray(session.outputs()[0], dtype=np.float64).ravel()
-        predictions.append(np.argsort(-first, kind="stable")[:top_k].tolist())
-        values += first.size
-        if outputs is not None and values <= MAX_EVAL_VALUES:
-            outputs.append(first.tolist())
-        else:
-            outputs = None
-    return {"n": len(feeds), "top_k": predictions, "outputs": outputs}

@@ -210,7 +210,14 @@ def import_tflite() -> tuple[Any, Any, Any, str, str]:
 
 
 class OnnxRuntimeSession:
-    def __init__(self, model_path: str, provider: str, threads: int, spinning: bool = True) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        provider: str,
+        threads: int,
+        spinning: bool = True,
+        profile_prefix: str | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -226,6 +233,9 @@ class OnnxRuntimeSession:
         options.log_severity_level = 3
         if not spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if profile_prefix:  # a profile job: the trace goes to <prefix>_<date>.json
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         self.version = ort.__version__
         self.module = "onnxruntime"
         self.session = ort.InferenceSession(model_path, sess_options=options, providers=[provider])
@@ -249,6 +259,10 @@ class OnnxRuntimeSession:
     def outputs(self) -> list[Any]:
         outputs: list[Any] = self.session.run(self.output_names, self.feeds)
         return outputs
+
+    def end_profiling(self) -> str:
+        path: str = self.session.end_profiling()
+        return path
 
 
 class TFLiteSession:
@@ -333,12 +347,15 @@ def quantize(array: Any, scale_zero: tuple[float, int], dtype: Any) -> Any:
 
 
 def open_session(
-    job: JobSpec, path: str, spinning: bool = True
+    job: JobSpec, path: str, spinning: bool = True, profile_prefix: str | None = None
 ) -> OnnxRuntimeSession | TFLiteSession:
     """`spinning` False: onnxruntime's pool threads sleep after a run instead of spinning,
-    so two sessions of one process never steal the CPU from each other."""
+    so two sessions of one process never steal the CPU from each other. `profile_prefix`:
+    onnxruntime writes its profiling trace there."""
     if job["runtime"] == "onnxruntime":
-        return OnnxRuntimeSession(path, job["provider"], int(job["threads"]), spinning)
+        return OnnxRuntimeSession(
+            path, job["provider"], int(job["threads"]), spinning, profile_prefix
+        )
     if job["runtime"] == "tflite":
         return TFLiteSession(path, job["provider"], int(job["threads"]))
     raise JobError("unknown runtime '%s'" % job["runtime"])

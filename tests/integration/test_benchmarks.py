@@ -21,6 +21,7 @@ TABLES = {
     "regression_detection.py": "false positives",
     "fleet.py": "controller CPU per job",
     "real_models.py": "effect, or why not",
+    "profiling.py": "profiled run ms",
 }
 
 

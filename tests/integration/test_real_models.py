@@ -179,6 +179,24 @@ def test_real_models_run_on_local_and_ssh_devices(workspace: Path, sshd: SSHServ
     assert results.loc[results["variant"] == "fp32", "psnr_db"].isna().all()  # the reference
 
 
+def vad_manifest(workspace: Path) -> tuple[Path, str]:
+    """The workspace's Silero manifest and its text without variants (fp32 alone)."""
+    path = workspace / "models" / "silero_vad_v5.toml"
+    return path, path.read_text().split("[[variants]]")[0]
+
+
+def run_vad_alone(workspace: Path) -> JobRecord:
+    """Silero's fp32 on the local device: its one record."""
+    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
+    plan = workspace / "plans" / "vad.toml"
+    plan.write_text(
+        'name = "vad"\ndevices = ["local"]\nmodels = ["silero_vad_v5"]\n'
+        "[measure]\nwarmup = 1\niterations = 10\n[inputs]\ndims = { batch = 1 }\n"
+    )
+    [record] = run_prepared(prepare_run(plan))
+    return record
+
+
 def test_a_recurrent_models_eval_set_passes_its_state_whole(workspace: Path) -> None:
     """Silero VAD's eval set: one 512-sample chunk per row of `input`; its `state` and its
     `sr` are passed whole with every chunk (`eval.whole`), never sliced on axis 0."""
@@ -193,21 +211,14 @@ def test_a_recurrent_models_eval_set_passes_its_state_whole(workspace: Path) -> 
         state=np.zeros((2, 1, 128), np.float32),
         sr=np.array(16000, np.int64),
     )
-    manifest_path = workspace / "models" / "silero_vad_v5.toml"
-    text = manifest_path.read_text().split("[[variants]]")[0]
+    manifest_path, text = vad_manifest(workspace)
     sliced = text + '[eval]\nfile = "vad_eval.npz"\nlabels = ""\n'
     manifest_path.write_text(sliced)
     key, problem = eval_problem(load_manifest(manifest_path))
     assert key == "eval.whole" and "holds input(s) ['sr'] as a scalar" in str(problem)
     manifest_path.write_text(sliced + 'whole = ["state", "sr"]\n')
     assert eval_problem(load_manifest(manifest_path)) == ("", None)
-    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
-    plan = workspace / "plans" / "vad.toml"
-    plan.write_text(
-        'name = "vad"\ndevices = ["local"]\nmodels = ["silero_vad_v5"]\n'
-        "[measure]\nwarmup = 1\niterations = 10\n[inputs]\ndims = { batch = 1 }\n"
-    )
-    [record] = run_prepared(prepare_run(plan))
+    record = run_vad_alone(workspace)
     assert record.status == "ok", record.error
     from harness.runner.contract import ResultDocument
 
@@ -221,17 +232,10 @@ def test_an_integer_input_fed_random_values_is_named_when_the_model_fails(
 ) -> None:
     """Without `values = [16000]`, Silero's sample rate is drawn from [0, 1): the model
     fails deep inside (an LSTM's rank); the error names the input to set."""
-    manifest_path = workspace / "models" / "silero_vad_v5.toml"
-    text = manifest_path.read_text().split("[[variants]]")[0]
+    manifest_path, text = vad_manifest(workspace)
     assert "values = [16000]\n" in text
     manifest_path.write_text(text.replace("values = [16000]\n", ""))
-    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
-    plan = workspace / "plans" / "vad.toml"
-    plan.write_text(
-        'name = "vad"\ndevices = ["local"]\nmodels = ["silero_vad_v5"]\n'
-        "[measure]\nwarmup = 1\niterations = 10\n[inputs]\ndims = { batch = 1 }\n"
-    )
-    [record] = run_prepared(prepare_run(plan))
+    record = run_vad_alone(workspace)
     assert record.status == "error", record.error
     assert "the first inference failed" in str(record.error)
     assert "'sr' (int64, drawn from [0, 1))" in str(record.error)
