@@ -103,3 +103,43 @@ def slower_layers(reference: dict[str, Any], variant: dict[str, Any]) -> list[di
         if n["node"] in theirs and float(n["us"]) > theirs[n["node"]]
     ]  # fmt: skip
     return sorted(grown, key=lambda row: row["before_us"] - row["after_us"])
+
+
+def op_type_rows(records: list[JobRecord]) -> list[dict[str, Any]]:
+    """Time by op type per run of every timed profile (ms): the report's stacked bars."""
+    rows = []
+    for record in records:
+        if record.kind != "profile" or record.status != "ok":
+            continue
+        for op_type, us in (ResultDocument(record.runner).profile.get("op_types") or {}).items():
+            rows.append(
+                {"device": record.device, "model": record.model, "variant": record.variant,
+                 "provider": record.provider, "threads": record.threads,
+                 "op_type": op_type, "ms_per_run": float(us) / 1000}
+            )  # fmt: skip
+    return rows
+
+
+def profile_diffs(records: list[JobRecord], top: int = 4) -> list[dict[str, str]]:
+    """Per profiled variant, its largest op-type changes against fp32's profile on the same
+    device and setting, as text: the report's diff table."""
+    profiles = {
+        (r.device, r.model, r.provider, r.threads, r.variant): ResultDocument(r.runner).profile
+        for r in records
+        if r.kind == "profile" and r.status == "ok"
+    }
+    lines = []
+    for (device, model, provider, threads, variant), profile in profiles.items():
+        fp32 = profiles.get((device, model, provider, threads, "fp32"))
+        if variant == "fp32" or fp32 is None or "op_types" not in profile:
+            continue
+        changes = ", ".join(
+            f"{c['op_type']} {c['before_ms']:.3f} → {c['after_ms']:.3f} ms"
+            for c in op_type_diff(fp32, profile)[:top]
+        )
+        setting = f"{provider} t{threads}"
+        lines.append(
+            {"device": device, "model": model, "variant": variant, "setting": setting,
+             "changes": changes}
+        )  # fmt: skip
+    return lines

@@ -34,6 +34,9 @@ REPORT_COLUMNS = [
 ]  # fmt: skip
 
 
+PROFILE_DIFF_KEYS = ("device", "model", "variant", "setting", "changes")
+
+
 @dataclass(frozen=True)
 class ReportFiles:
     html: Path
@@ -49,7 +52,10 @@ def write_report(
 ) -> ReportFiles:
     """`results` and `samples` are the run's frames (`store.frames()`), computed once by
     the caller, who may also have judged them with the gate."""
+    from harness.profiles import op_type_rows, profile_diffs
+
     comparison = compare_variants(results, samples, store.comparisons())
+    profiled = [r for r in store.records() if r.kind == "profile"]
     folder = store.run_dir / "plots"
     figures = {
         "latency": plots.latency_by_variant(results),
@@ -58,13 +64,15 @@ def write_report(
         "size_vs_speedup": plots.size_vs_speedup(comparison),
         "memory": plots.memory_by_variant(results),
         "power": plots.power_traces(store.power()),
+        "time_by_op_type": plots.time_by_op_type(op_type_rows(profiled)),
     }
     saved = {name: plots.save(figure, folder, name) for name, figure in figures.items() if figure}
     meta = store.read_run_meta()
     tables = device_tables(results, comparison)
     notes = warnings(results, comparison)
-    page = render_html(store.run_id, meta, tables, notes, saved, verdict)
-    summary = render_markdown(store.run_id, tables, notes, verdict)
+    diffs = profile_diffs(profiled)
+    page = render_html(store.run_id, meta, tables, notes, saved, verdict, diffs)
+    summary = render_markdown(store.run_id, tables, notes, verdict, diffs)
     html_path = store.run_dir / "report.html"
     html_path.write_text(page)
     markdown_path = store.run_dir / "summary.md"
@@ -139,6 +147,7 @@ def render_html(
     notes: list[str],
     plot_files: dict[str, Path],
     verdict: GateVerdict | None,
+    profile_diffs: list[dict[str, str]] | None = None,
 ) -> str:
     e = html.escape
     parts = [
@@ -170,6 +179,17 @@ def render_html(
             parts += [f"<td>{e(row[key])}</td>" for key, _ in REPORT_COLUMNS]
             parts.append("</tr>")
         parts.append("</table></section>")
+    if profile_diffs:
+        parts.append(
+            "<section id='profiles'><h2>Where the time went, against fp32</h2><table>"
+            "<tr><th>device</th><th>model</th><th>variant</th><th>setting</th>"
+            "<th>largest changes by op type (ms per run)</th></tr>"
+        )
+        for diff in profile_diffs:
+            parts.append(
+                "<tr>" + "".join(f"<td>{e(diff[k])}</td>" for k in PROFILE_DIFF_KEYS) + "</tr>"
+            )
+        parts.append("</table></section>")
     parts.append("<section id='warnings'><h2>Warnings</h2>")
     parts.append(
         "<ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>" if notes else "<p>none</p>"
@@ -199,6 +219,7 @@ def render_markdown(
     tables: dict[str, list[dict[str, str]]],
     notes: list[str],
     verdict: GateVerdict | None,
+    profile_diffs: list[dict[str, str]] | None = None,
 ) -> str:
     from harness.gate import markdown_summary
 
@@ -213,6 +234,11 @@ def render_markdown(
             lines.append(
                 "| " + " | ".join(row[key].replace("|", "/") for key, _ in REPORT_COLUMNS) + " |"
             )
+        lines.append("")
+    if profile_diffs:
+        lines += ["## Where the time went, against fp32", ""]
+        lines += ["| " + " | ".join(PROFILE_DIFF_KEYS) + " |", "|" + "---|" * 5]
+        lines += ["| " + " | ".join(d[k] for k in PROFILE_DIFF_KEYS) + " |" for d in profile_diffs]
         lines.append("")
     lines += ["## Warnings", ""] + ([f"- {n}" for n in notes] or ["none"])
     return "\n".join(lines) + "\n"

@@ -233,3 +233,39 @@ def save(figure: Figure, folder: Path, name: str) -> Path:
     figure.savefig(png, dpi=110)
     figure.savefig(folder / f"{name}.svg")
     return png
+
+
+def time_by_op_type(rows: list[dict[str, Any]], top: int = 7) -> Figure | None:
+    """Stacked bars per device: each profiled model/variant's time per run by op type (the
+    `top` largest op types over the run, the rest as "other")."""
+    import pandas as pd
+
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    leaders = list(frame.groupby("op_type")["ms_per_run"].sum().nlargest(top).index)
+    frame["op_type"] = frame["op_type"].where(frame["op_type"].isin(leaders), "other")
+    devices = list(dict.fromkeys(frame["device"]))
+    height = 0.4 * frame.groupby("device")[["model", "variant"]].nunique().max().max() + 2
+    figure = _figure(7 * len(devices), max(height, 2.5))
+    for axis, device in zip(
+        figure.subplots(1, len(devices), squeeze=False)[0], devices, strict=True
+    ):
+        table = (
+            frame[frame["device"] == device]
+            .assign(
+                label=lambda f: f["model"] + "/" + f["variant"] + " t" + f["threads"].astype(str)
+            )
+            .pivot_table(index="label", columns="op_type", values="ms_per_run", aggfunc="sum")
+            .fillna(0.0)
+        )
+        left = [0.0] * len(table)
+        for op_type in [c for c in [*leaders, "other"] if c in table.columns]:
+            values = table[op_type].tolist()
+            axis.barh(table.index, values, left=left, label=op_type)
+            left = [a + b for a, b in zip(left, values, strict=True)]
+        axis.invert_yaxis()
+        axis.set_xlabel("ms per run (profiled)")
+        axis.set_title(f"time by op type on {device}")
+        axis.legend(fontsize=7, loc="lower right")
+    return figure

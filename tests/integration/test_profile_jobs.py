@@ -67,6 +67,14 @@ def test_profiles_of_a_cnn_and_its_int8_variant(workspace: Path, sshd: SSHServer
     )
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "tiny_mbv2/int8-static on loop" in shown.stdout and "QLinearConv" in shown.stdout
+    made = subprocess.run(
+        [BIN / "harness", "report", str(run_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert (run_dir / "plots" / "time_by_op_type.png").is_file()
+    summary = (run_dir / "summary.md").read_text()
+    assert "## Where the time went, against fp32" in summary
+    assert "| local | tiny_mbv2 | int8-static | CPUExecutionProvider t1 | " in summary
     placements = {
         (r.device, r.model, r.runtime, r.provider, r.threads, r.variant): placement(r)
         for r in profiles.values()
