@@ -41,9 +41,11 @@ MIN_ROUNDS = 5  # a paired t-test on fewer rounds has too few degrees of freedom
 
 
 def noise_floor(history: pd.DataFrame, quantile: float = 0.95) -> dict[str, float]:
-    """Per device: how far the p50 of an identical job (same key, model file and runtime
-    version) strays from its own median over the stored runs — the `quantile` of
-    |p50 / median − 1|. Devices without at least three runs of a job have no floor."""
+    """Per device: how far apart two runs of an identical job (same key, model file and
+    runtime version) land — the `quantile` of max(a/b, b/a) − 1 over every pair of its
+    stored runs' p50s, which is what a comparison of two runs sees (a p50's stray from its
+    own median is about half that, and as a floor let 30 % of A/A run pairs through).
+    Devices without at least three runs of a job have no floor."""
     ok = history[history["status"] == "ok"]
     floors: dict[str, float] = {}
     for device, per_device in ok.groupby("device"):
@@ -52,8 +54,9 @@ def noise_floor(history: pd.DataFrame, quantile: float = 0.95) -> dict[str, floa
             [*JOB_KEY, "model_sha256", "runtime_version"], dropna=False
         ):
             if len(same) >= 3:
-                p50 = same["p50_ms"].to_numpy(dtype=float)
-                deviations += list(np.abs(p50 / np.median(p50) - 1))
+                logs = np.log(same["p50_ms"].to_numpy(dtype=float))
+                apart = np.abs(logs[:, None] - logs[None, :])[np.triu_indices(len(logs), 1)]
+                deviations += list(np.expm1(apart))
         if deviations:
             floors[str(device)] = float(np.quantile(deviations, quantile))
     return floors

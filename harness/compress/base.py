@@ -128,7 +128,8 @@ def library_output_to(path: Path, title: str) -> Iterator[None]:
         log.flush()
         root = logging.getLogger()
         saved_handlers, saved_level = root.handlers[:], root.level
-        root.handlers, root.level = [logging.StreamHandler(log)], logging.INFO
+        root.handlers = [logging.StreamHandler(log)]
+        root.setLevel(logging.INFO)  # (setLevel, not .level: it clears the loggers' caches)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         saved_fds = os.dup(1), os.dup(2)
@@ -150,4 +151,5 @@ def library_output_to(path: Path, title: str) -> Iterator[None]:
             os.dup2(saved_fds[1], 2)
             for fd in saved_fds:
                 os.close(fd)
-            root.handlers, root.level = saved_handlers, saved_level
+            root.handlers = saved_handlers
+            root.setLevel(saved_level)

@@ -59,7 +59,8 @@ def test_noise_floor_per_device() -> None:
                      "p50_ms": p50, "model_sha256": "a", "runtime_version": "1"})  # fmt: skip
     rows.append({**rows[0], "device": "jetson", "run_id": "x"})  # one run: no floor
     floors = noise_floor(pd.DataFrame(rows))
-    assert set(floors) == {"pi"} and floors["pi"] == pytest.approx(0.02)
+    # the p95 of how far two of the five runs land apart (1.02 against 0.98: 4.1 %)
+    assert set(floors) == {"pi"} and floors["pi"] == pytest.approx(0.0362, abs=2e-4)
 
 
 # ten process medians as they land on a shared VM: ±1 %, and one process in the slowed job
