@@ -158,7 +158,7 @@ def history(
     console.print(f"{frame['run_id'].nunique()} runs, {len(frame)} jobs; p50 ms per run:")
     console.print(pivot.iloc[:, -6:].round(4).to_string(), markup=False)
     for device, floor in noise_floor(frame).items():
-        console.print(f"noise floor of {device}: ±{floor:.1%} (p95 of |p50 / median − 1|)")
+        console.print(f"noise floor of {device}: {floor:.1%} (p95 of how far apart two runs land)")
     if out:
         frame.to_parquet(out, index=False)
         console.print(f"wrote {out}")
