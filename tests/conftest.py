@@ -9,6 +9,8 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,14 @@ __all__ = ["SSHServer", "StandinPhones", "free_port"]
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
 STANDIN_DIR = Path(__file__).resolve().parent / "standin"
+HARNESS = Path(sys.executable).parent / "harness"
+
+
+def harness(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real `harness` command of this venv, its output captured."""
+    return subprocess.run(
+        [HARNESS, *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -6,17 +6,13 @@ and stored in comparisons.parquet; `show --compare` takes that decision."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
-from conftest import SSHServer, bundled_model
+from conftest import SSHServer, bundled_model, harness
 from device_files import local_device_file
 
 from harness.scheduler import prepare_run, run_prepared
-
-BIN = Path(sys.executable).parent
 
 
 def same_model_twice(workspace: Path) -> None:
@@ -61,12 +57,7 @@ def test_an_injected_slowdown_is_found_in_process_on_both_devices(
         assert row["verdict"] == "slower" and 1.12 < row["ratio"] < 1.4, row.to_dict()
         assert row["ratio_ci_low"] < row["ratio"] < row["ratio_ci_high"]
         assert row["processes"] == 2 and row["blocks"] >= 12 and row["device_s"] < 8 + 4
-    shown = subprocess.run(
-        [BIN / "harness", "show", str(run_dir), "--compare"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = harness("show", run_dir, "--compare")
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "paired in-process: slower than fp32 beyond ±5%" in shown.stdout
     assert "by paired: paired blocks in one process" in shown.stdout

@@ -4,12 +4,10 @@ stored in profile.parquet; the fp32 → int8-static difference by op type; LiteR
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
-from conftest import SSHServer
+from conftest import SSHServer, harness
 from device_files import local_device_file
 
 from harness.config import Budget, Budgets
@@ -17,8 +15,6 @@ from harness.gate import evaluate
 from harness.profiles import op_type_diff, placement
 from harness.runner.contract import ResultDocument
 from harness.scheduler import prepare_run, run_prepared
-
-BIN = Path(sys.executable).parent
 
 
 def test_profiles_of_a_cnn_and_its_int8_variant(workspace: Path, sshd: SSHServer) -> None:
@@ -59,17 +55,10 @@ def test_profiles_of_a_cnn_and_its_int8_variant(workspace: Path, sshd: SSHServer
     rows = pd.read_parquet(run_dir / "profile.parquet")
     tiny = rows[rows["model"] == "tiny_mbv2"]
     assert len(tiny) == 4 * 9 and tiny.groupby("job_id")["share"].sum().round(6).eq(1).all()
-    shown = subprocess.run(
-        [BIN / "harness", "show", str(run_dir), "--profile", "--compare"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = harness("show", run_dir, "--profile", "--compare")
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "tiny_mbv2/int8-static on loop" in shown.stdout and "QLinearConv" in shown.stdout
-    made = subprocess.run(
-        [BIN / "harness", "report", str(run_dir)], capture_output=True, text=True, timeout=120
-    )
+    made = harness("report", run_dir)
     assert made.returncode == 0, made.stdout + made.stderr
     assert (run_dir / "plots" / "time_by_op_type.png").is_file()
     summary = (run_dir / "summary.md").read_text()
@@ -95,12 +84,7 @@ def test_harness_run_profile_adds_the_profile_jobs(workspace: Path) -> None:
         'name = "small"\ndevices = ["local"]\nmodels = ["digits_cnn"]\nvariants = ["fp32"]\n'
         "[measure]\nwarmup = 3\niterations = 20\n[inputs]\ndims = { batch = 1 }\n"
     )
-    done = subprocess.run(
-        [BIN / "harness", "run", str(plan), "--profile"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = harness("run", plan, "--profile", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     [run_dir] = (workspace / "reports" / "runs").iterdir()
     rows = pd.read_parquet(run_dir / "profile.parquet")

@@ -17,6 +17,7 @@ from conftest import (
     SSHServer,
     StandinPhones,
     free_port,
+    harness,
     pids_matching,
     signal_thread,
 )
@@ -376,12 +377,7 @@ dims = { batch = 1 }
     assert ok.loc["sparse-60", "gzip_bytes"] < ok.loc["fp32", "model_bytes"]
     assert ok.loc["channels-10", "model_bytes"] < ok.loc["fp32", "model_bytes"]
     assert (ok["max_abs_dev"] >= 0).all()
-    shown = subprocess.run(
-        [BIN / "harness", "show", str(run_dir), "--compare"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = harness("show", run_dir, "--compare")
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "digits_cnn on loop" in shown.stdout and "speedup" in shown.stdout
 
