@@ -151,8 +151,11 @@ def compare_runs(
             _samples(a_samples, row["job_id_a"]), _samples(b_samples, row["job_id_b"])
         )
         out.update(change)
+        # a change under the threshold is never called: the smallest one that could be
+        mde = change.get("mde")
+        out["mde"] = None if mde is None else max(mde, device_threshold)
         out["verdict"], out["reason"] = regression_verdict(
-            change["ratio"], change["p_value"], device_threshold, change.get("mde")
+            change["ratio"], change["p_value"], device_threshold, out["mde"]
         )
         rows.append(out)
     return pd.DataFrame(rows)
