@@ -52,7 +52,7 @@ def main() -> None:
     for record in (r for r in records if r.kind == "profile"):
         profile = ResultDocument(record.runner).profile
         run_ms = profile["run_us"] / 1000
-        kernels = sum(profile["op_types"].values()) / profile["run_us"]
+        kernels = sum(profile["op_types"].values()) / profile["mean_run_us"]
         print(
             f"{record.model:<18} {p50[record.model]:>13.3f} {run_ms:>16.3f} "
             f"{run_ms / p50[record.model]:>6.2f}x {kernels:>14.1%} {profile['node_count']:>6}"

@@ -87,7 +87,9 @@ def summarize_nodes(
         "source": source,
         "runs": runs,
         "node_count": len(nodes),
-        "run_us": ordered_runs[len(ordered_runs) // 2] if ordered_runs else None,
+        "run_us": ordered_runs[len(ordered_runs) // 2] if ordered_runs else None,  # median
+        # the mean, as the nodes' times are (a slow run moves both alike)
+        "mean_run_us": sum(run_us) / len(run_us) if run_us else None,
         "nodes": kept,
         "op_types": op_types,
         "providers": providers,

@@ -40,8 +40,9 @@ def test_profiles_of_a_cnn_and_its_int8_variant(workspace: Path, sshd: SSHServer
         int8 = ResultDocument(profiles[(device, "tiny_mbv2", "int8-static")].runner).profile
         for profile in (fp32, int8):
             assert profile["runs"] == 10 and len(profile["nodes"]) == 9  # top 8 + the rest
-            # the nodes' kernels account for the run, less the executor's own overhead
-            assert 0.5 < sum(profile["op_types"].values()) / profile["run_us"] <= 1.0
+            # the nodes' kernels account for the runs, less the executor's own overhead
+            # (means over the same runs: one slowed run moves both alike)
+            assert 0.5 < sum(profile["op_types"].values()) / profile["mean_run_us"] <= 1.0
         diff = {row["op_type"]: row for row in op_type_diff(fp32, int8)}
         assert diff["Conv"]["after_ms"] < diff["Conv"]["before_ms"]  # Conv time falls ...
         assert diff["QuantizeLinear"]["before_ms"] == 0 < diff["QuantizeLinear"]["after_ms"]
