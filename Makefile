@@ -40,7 +40,8 @@ lint: venv
 PURE_MODULES := harness/stats.py harness/native/parsers.py harness/records.py harness/rows.py \
 	harness/tables.py harness/gate.py harness/history.py harness/probes/power.py \
 	harness/probes/thermal.py harness/report/compare.py harness/report/table.py \
-	harness/errors.py harness/jobs.py harness/accuracy.py harness/comparisons.py harness/profiles.py
+	harness/errors.py harness/jobs.py harness/accuracy.py harness/comparisons.py harness/profiles.py \
+	harness/report/verdict.py
 RUNNER_CHECK := .venv-runner-typecheck
 RUNNER_CHECK_STAMP := $(RUNNER_CHECK)/.installed-stamp
 

@@ -19,7 +19,6 @@ incomplete.
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -128,11 +127,7 @@ def evaluate(
                     name,
                     index,
                     row["job_id"],
-                    tuple(
-                        _checks(budget, row, results, samples, baseline)
-                        + _speedup_checks(budget, row, speedups)
-                        + _fallback_checks(budget, row, placements or {})
-                    ),
+                    tuple(_checks(budget, row, results, samples, baseline, speedups, placements)),
                 )
             )
     return GateVerdict(tuple(cases))
@@ -161,6 +156,8 @@ def _checks(
     results: pd.DataFrame,
     samples: pd.DataFrame,
     baseline: tuple[pd.DataFrame, pd.DataFrame] | None,
+    speedups: dict[tuple[Any, ...], dict[str, Any]],
+    placements: dict[tuple[Any, ...], dict[str, Any]] | None,
 ) -> list[Check]:
     checks: list[Check] = []
     if row["status"] != "ok":
@@ -185,48 +182,42 @@ def _checks(
         checks.append(_psnr_check(budget.min_psnr_db, row))
     if budget.max_regression_pct is not None:
         checks.append(_regression_check(budget.max_regression_pct, row, samples, baseline))
+    key = tuple(row[k] for k in [*GROUP, "variant"])
+    if budget.min_speedup is not None:
+        checks.append(_speedup_check(budget.min_speedup, row, speedups.get(key)))
+    if budget.max_cpu_fallback_share is not None:
+        shares = (placements or {}).get(key)
+        checks.append(_fallback_check(budget.max_cpu_fallback_share, shares))
     return checks
 
 
-def _speedup_checks(
-    budget: Budget, row: dict[str, Any], speedups: dict[tuple[Any, ...], dict[str, Any]]
-) -> list[Check]:
-    """At least `min_speedup` times fp32's speed on the same device and setting."""
-    limit = budget.min_speedup
-    if limit is None or row["status"] != "ok":
-        return []
+def _speedup_check(limit: float, row: dict[str, Any], compared: dict[str, Any] | None) -> Check:
+    """At least `limit` times fp32's speed on the same device and setting."""
     if row["variant"] == "fp32":
-        return [Check("min_speedup", limit, "pass", message="fp32 is the reference")]
-    compared = speedups.get(tuple(row[k] for k in [*GROUP, "variant"]))
+        return Check("min_speedup", limit, "pass", message="fp32 is the reference")
     if compared is None or compared["speedup"] is None or _missing(compared["speedup"]):
         message = "no fp32 result on this device and setting to compare with"
-        return [Check("min_speedup", limit, "missing", message=message)]
+        return Check("min_speedup", limit, "missing", message=message)
     value, low, high = (float(compared[k]) for k in ("speedup", "speedup_low", "speedup_high"))
     outcome = "pass" if low >= limit else "fail" if high < limit else "inconclusive"
     message = (
         f"{value:.3f}x [95% CI {low:.3f} to {high:.3f}] vs budget >= {limit:g}x "
         f"(by {compared['method']})"
     )
-    return [Check("min_speedup", limit, outcome, value, low, high, message)]
+    return Check("min_speedup", limit, outcome, value, low, high, message)
 
 
-def _fallback_checks(
-    budget: Budget, row: dict[str, Any], placements: dict[tuple[Any, ...], dict[str, Any]]
-) -> list[Check]:
-    """At most `max_cpu_fallback_share` of the profiled time on the CPU."""
-    limit = budget.max_cpu_fallback_share
-    if limit is None or row["status"] != "ok":
-        return []
-    shares = placements.get(tuple(row[k] for k in [*GROUP, "variant"]))
+def _fallback_check(limit: float, shares: dict[str, Any] | None) -> Check:
+    """At most `limit` of the profiled time on the CPU (`shares`: the job's placement)."""
     if shares is None:
         message = "no profile of this job (profile = true under the plan's [measure])"
-        return [Check("max_cpu_fallback_share", limit, "missing", message=message)]
+        return Check("max_cpu_fallback_share", limit, "missing", message=message)
     share = shares["cpu_fallback_share"]
     if share is None:
-        return [Check("max_cpu_fallback_share", limit, "pass", message="the job asked for the CPU")]
-    check = _point_check("max_cpu_fallback_share", limit, share, "")
+        return Check("max_cpu_fallback_share", limit, "pass", message="the job asked for the CPU")
+    outcome = "pass" if share <= limit else "fail"
     message = f"{share:.1%} of the profiled time on the CPU vs budget {limit:.0%}"
-    return [Check(check.metric, limit, check.outcome, share, share, share, message)]
+    return Check("max_cpu_fallback_share", limit, outcome, share, share, share, message)
 
 
 def _interval_check(
@@ -364,44 +355,3 @@ def merge_extension(verdict: GateVerdict, extension: GateVerdict, rerun: set[str
     kept = [case for case in verdict.cases if case.job_id not in rerun]
     added = [case for case in extension.cases if case.job_id in rerun]
     return GateVerdict(tuple(kept + added))
-
-
-def junit_xml(verdict: GateVerdict, suite: str = "harness gate") -> str:
-    """One test case per budget × device × model; fail → <failure>, missing → <error>,
-    inconclusive → <skipped> (CI shows it, and the exit code is 2)."""
-    counts = verdict.counts()
-    root = ET.Element(
-        "testsuite",
-        name=suite,
-        tests=str(len(verdict.cases)),
-        failures=str(counts.get("fail", 0)),
-        errors=str(counts.get("missing", 0)),
-        skipped=str(counts.get("inconclusive", 0)),
-    )
-    for case in verdict.cases:
-        element = ET.SubElement(root, "testcase", classname="harness.gate", name=case.name)
-        details = "\n".join(f"{c.metric}: {c.outcome}: {c.message}" for c in case.checks)
-        tag = {"fail": "failure", "missing": "error", "inconclusive": "skipped"}.get(case.outcome)
-        if tag:
-            ET.SubElement(element, tag, message=f"{case.outcome}").text = details
-        ET.SubElement(element, "system-out").text = details
-    return ET.tostring(root, encoding="unicode", xml_declaration=True)
-
-
-def markdown_summary(verdict: GateVerdict) -> str:
-    icon = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "missing": "⛔"}
-    lines = [
-        f"## Release gate: {icon[verdict.outcome]} {verdict.outcome.upper()}",
-        "",
-        ", ".join(f"{n} {o}" for o, n in verdict.counts().items()) or "no budgets evaluated",
-        "",
-        "| case | metric | outcome | measured |",
-        "|---|---|---|---|",
-    ]
-    for case in verdict.cases:
-        for check in case.checks:
-            lines.append(
-                f"| {case.name} | {check.metric} | {icon[check.outcome]} {check.outcome} | "
-                f"{check.message} |"
-            )
-    return "\n".join(lines) + "\n"

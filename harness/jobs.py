@@ -5,7 +5,6 @@ Pure: nothing here opens a file on a device or a socket.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ from typing import Any
 
 from harness.config import Device, Measure, ModelManifest, Plan, runtime_for
 from harness.data_files import eval_problem, npz_problem
-from harness.errors import ConfigError, RunnerFailed
+from harness.errors import ConfigError
 from harness.native.commands import (
     PYTHON_RUNNER,
     TRTEXEC_PROVIDERS,
@@ -28,7 +27,7 @@ from harness.probes.power import (
     FALLBACK_INTERVAL_MS,
     MIN_READINGS_PER_WINDOW,
 )
-from harness.runner.contract import JOB_SCHEMA, RESULT_SCHEMA, JobSpec
+from harness.runner.contract import JOB_SCHEMA, JobSpec
 
 # past the job's timeout the controller kills the runner; this much later the runner's own
 # watchdog does, for when no controller is left (killed, or its link lost)
@@ -373,42 +372,3 @@ def job_id(device: str, model: str, variant: str, provider: str, threads: int) -
     provider_slug = re.sub(r"[^A-Za-z0-9]+", "-", provider.removesuffix("ExecutionProvider"))
     provider_slug = provider_slug.strip("-").lower() or "default"
     return f"{device}.{model}.{variant}.{provider_slug}.t{threads}"
-
-
-def parse_result_document(stdout: str, *, device: str, job_id: str) -> dict[str, Any]:
-    """The runner's one JSON document, validated; RunnerFailed quoting what came instead."""
-    text = stdout.strip()
-    if not text:
-        raise RunnerFailed(f"job {job_id} on '{device}': the runner printed nothing on stdout")
-    try:
-        doc = json.loads(text.splitlines()[-1])
-    except json.JSONDecodeError:
-        raise RunnerFailed(
-            f"job {job_id} on '{device}': the runner's output is not JSON: {_excerpt(text)}"
-        ) from None
-    if not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA:
-        schema = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        raise RunnerFailed(
-            f"job {job_id} on '{device}': expected a {RESULT_SCHEMA} document, got {schema!r}; "
-            "is the runner on the device from another harness version?"
-        )
-    status = doc.get("status")
-    if status not in ("ok", "error"):
-        raise RunnerFailed(f"job {job_id} on '{device}': unknown runner status {status!r}")
-    if status == "ok":
-        latencies = doc.get("latencies_ns")
-        blocks = (doc.get("paired") or {}).get("blocks")  # a paired job's timings
-        if not (isinstance(latencies, list) and latencies) and not blocks and "profile" not in doc:
-            raise RunnerFailed(f"job {job_id} on '{device}': result has no latencies")
-        if not all(isinstance(v, int) and v > 0 for v in latencies or []):
-            raise RunnerFailed(
-                f"job {job_id} on '{device}': latencies must be positive integers (ns)"
-            )
-    elif not isinstance(doc.get("error"), dict):
-        raise RunnerFailed(f"job {job_id} on '{device}': error result without an error")
-    return doc
-
-
-def _excerpt(text: str, limit: int = 300) -> str:
-    text = text.strip().replace("\n", " | ")
-    return repr(text if len(text) <= limit else text[:limit] + "…")

@@ -37,6 +37,7 @@ from harness.accuracy import class_agreement, output_deviation, output_fidelity,
 from harness.errors import ParseError
 from harness.probes.power import energy_summary, power_trace
 from harness.probes.thermal import nvpmodel_mode
+from harness.profiles import placement
 from harness.records import JobRecord
 from harness.runner.contract import ResultDocument
 from harness.stats import percents_apart, stability_warnings, summarize
@@ -330,8 +331,6 @@ def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord])
 def fill_placement(rows: list[dict[str, Any]], profiles: list[JobRecord]) -> None:
     """From each job's profile job (`<job>.profile`), the share of its profiled time that
     fell back to the CPU, flagged as a warning when there is any."""
-    from harness.profiles import placement
-
     by_job = {r.job_id.removesuffix(".profile"): r for r in profiles if r.status == "ok"}
     for row in rows:
         profile = by_job.get(row["job_id"])

@@ -84,7 +84,8 @@ def gate(
     factor: Annotated[int, typer.Option(help="With --extend: times more iterations.")] = 4,
 ) -> None:
     """Decide a release: exit 0 pass, 1 fail, 2 inconclusive or incomplete."""
-    from harness.gate import extendable_jobs, junit_xml, markdown_summary, merge_extension
+    from harness.gate import extendable_jobs, merge_extension
+    from harness.report.verdict import junit_xml, markdown_summary
     from harness.scheduler import extend_run
     from harness.store import resolve_run
 

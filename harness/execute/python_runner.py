@@ -11,7 +11,8 @@ from typing import Any
 
 from harness.errors import RunnerFailed
 from harness.execute import DeviceSession
-from harness.jobs import Job, parse_result_document
+from harness.jobs import Job
+from harness.runner.contract import RESULT_SCHEMA
 
 
 def run(
@@ -71,3 +72,42 @@ def exit_text(code: int) -> str:
         with contextlib.suppress(ValueError):
             return f"was killed by {signal.Signals(number).name} (exit status {code})"
     return f"exited with status {code}"
+
+
+def parse_result_document(stdout: str, *, device: str, job_id: str) -> dict[str, Any]:
+    """The runner's one JSON document, validated; RunnerFailed quoting what came instead."""
+    text = stdout.strip()
+    if not text:
+        raise RunnerFailed(f"job {job_id} on '{device}': the runner printed nothing on stdout")
+    try:
+        doc = json.loads(text.splitlines()[-1])
+    except json.JSONDecodeError:
+        raise RunnerFailed(
+            f"job {job_id} on '{device}': the runner's output is not JSON: {_excerpt(text)}"
+        ) from None
+    if not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA:
+        schema = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise RunnerFailed(
+            f"job {job_id} on '{device}': expected a {RESULT_SCHEMA} document, got {schema!r}; "
+            "is the runner on the device from another harness version?"
+        )
+    status = doc.get("status")
+    if status not in ("ok", "error"):
+        raise RunnerFailed(f"job {job_id} on '{device}': unknown runner status {status!r}")
+    if status == "ok":
+        latencies = doc.get("latencies_ns")
+        blocks = (doc.get("paired") or {}).get("blocks")  # a paired job's timings
+        if not (isinstance(latencies, list) and latencies) and not blocks and "profile" not in doc:
+            raise RunnerFailed(f"job {job_id} on '{device}': result has no latencies")
+        if not all(isinstance(v, int) and v > 0 for v in latencies or []):
+            raise RunnerFailed(
+                f"job {job_id} on '{device}': latencies must be positive integers (ns)"
+            )
+    elif not isinstance(doc.get("error"), dict):
+        raise RunnerFailed(f"job {job_id} on '{device}': error result without an error")
+    return doc
+
+
+def _excerpt(text: str, limit: int = 300) -> str:
+    text = text.strip().replace("\n", " | ")
+    return repr(text if len(text) <= limit else text[:limit] + "…")

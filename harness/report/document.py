@@ -221,7 +221,7 @@ def render_markdown(
     verdict: GateVerdict | None,
     profile_diffs: list[dict[str, str]] | None = None,
 ) -> str:
-    from harness.gate import markdown_summary
+    from harness.report.verdict import markdown_summary
 
     lines = [f"# Benchmark report `{run_id}`", ""]
     if verdict is not None:

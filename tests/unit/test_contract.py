@@ -9,6 +9,7 @@ from pathlib import Path
 from test_jobs_and_records import OK_DOC
 
 from harness import jobs
+from harness.execute import python_runner
 from harness.native import commands
 from harness.runner import contract
 from harness.runner.contract import ResultDocument
@@ -18,7 +19,7 @@ HARNESS = Path(contract.__file__).resolve().parents[1]
 
 def test_the_schemas_have_one_owner() -> None:
     assert jobs.JOB_SCHEMA is contract.JOB_SCHEMA
-    assert jobs.RESULT_SCHEMA is commands.RESULT_SCHEMA is contract.RESULT_SCHEMA
+    assert python_runner.RESULT_SCHEMA is commands.RESULT_SCHEMA is contract.RESULT_SCHEMA
     assert OK_DOC["schema"] == contract.RESULT_SCHEMA
 
 
@@ -47,7 +48,7 @@ def test_an_absent_part_reads_as_empty_never_as_an_error() -> None:
 
 def test_the_controller_reads_documents_only_through_the_contract() -> None:
     """No `.get(...)` / `[...]` on a stored runner document (`runner`, `record.runner`)
-    outside harness/runner/ (the executors build documents and jobs.parse_result_document
+    outside harness/runner/ (the executors build documents and python_runner.parse_result_document
     validates one: they hold it as `doc`)."""
     offenders = []
     for path in HARNESS.rglob("*.py"):

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from harness.config import Budget, Budgets
-from harness.gate import evaluate, junit_xml, markdown_summary
+from harness.gate import evaluate
+from harness.report.verdict import junit_xml, markdown_summary
 
 RNG = np.random.default_rng(0)
 

@@ -17,7 +17,8 @@ from harness.config import (
     builtin_local_device,
 )
 from harness.errors import RunnerFailed, StoreError
-from harness.jobs import expand_plan, job_id, parse_result_document
+from harness.execute.python_runner import parse_result_document
+from harness.jobs import expand_plan, job_id
 from harness.records import JobRecord
 from harness.rows import RESULT_COLUMNS, result_row
 from harness.store import RunStore, resolve_run
