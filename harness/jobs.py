@@ -333,9 +333,9 @@ def paired_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
 
 
 def profile_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
-    """For each solo job the Python runner measures, one more process that profiles it
-    layer by layer: profiling perturbs timing, so it never shares a process with the timed
-    loop (the latency figures stay the solo job's)."""
+    """For each solo job, one more process that profiles it layer by layer (the Python
+    runner, or the native tool's own profiler): profiling perturbs timing, so it never
+    shares a process with the timed loop (the latency figures stay the solo job's)."""
     return [
         replace(
             job,
@@ -348,7 +348,7 @@ def profile_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
             memory_interval_s=0.0,
         )
         for job in jobs
-        if job.kind == "solo" and job.tool == PYTHON_RUNNER and not job.build_error
+        if job.kind == "solo" and not job.build_error
     ]
 
 

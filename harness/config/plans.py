@@ -42,9 +42,10 @@ class Measure(_Strict):
     paired_budget_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     equivalence_pct: Annotated[float, Field(gt=0, lt=50)] = 2.0
     paired_block_ms: Annotated[float, Field(gt=0, le=10_000)] = 20.0
-    # per-layer profiles (harness/runner/op_profile.py): one more process per job that
-    # profiles `profile_runs` inferences, the top `profile_top_n` nodes kept (the rest
-    # summed); the timed processes are never profiled
+    # per-layer profiles (harness/runner/op_profile.py; a native tool's own profiler,
+    # harness/native/op_profiles.py): one more process per job that profiles
+    # `profile_runs` inferences, the top `profile_top_n` nodes kept (the rest summed); the
+    # timed processes are never profiled
     profile: bool = False
     profile_runs: Annotated[int, Field(ge=1, le=10_000)] = 20
     profile_top_n: Annotated[int, Field(ge=1, le=10_000)] = 30

@@ -15,10 +15,17 @@ from harness.errors import ConfigError, RunnerFailed
 from harness.execute import DeviceSession
 from harness.execute.python_runner import tail
 from harness.jobs import Job, power_spec
-from harness.native.commands import native_command, parse_tool_output, result_document
+from harness.native.commands import (
+    native_command,
+    parse_tool_output,
+    profile_document,
+    result_document,
+)
+from harness.native.op_profiles import parse_benchmark_model_profile, parse_trtexec_profile
 from harness.native.sampling import SHELL_SOURCES, ShellPowerSampler
 from harness.probes.thermal import STATE_SCRIPT, parse_state_probe
-from harness.transport import sha256_of
+from harness.runner.op_profile import summarize_ort_trace
+from harness.transport import Transport, sha256_of
 
 
 def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, Any]:
@@ -29,6 +36,9 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
         job.model_file, "models", session.file_facts[job.model_file][0]
     )
     binary = binary_path(job.tool, session)
+    timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
+    if job.profile:
+        return run_profile(job, session, remote_model, binary, timings)
     times_path = None
     if job.tool == "trtexec":
         times_path = session.job_path(job, ".times.json")
@@ -44,7 +54,6 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
         times_path=times_path,
         cores=job.cores,
     )
-    timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
     before = device_state(session)
     on_shell = device.power is not None and device.power.source in SHELL_SOURCES
     power = power_spec(device) if on_shell else None
@@ -94,6 +103,66 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
             **sampled,
         }
     return doc
+
+
+def run_profile(
+    job: Job, session: DeviceSession, remote_model: str, binary: str, timings: dict[str, Any]
+) -> dict[str, Any]:
+    """A profile job: the tool with its own per-layer profiler on for the profile's runs,
+    in a process of its own; its profile read into the Python runner's shape."""
+    assert job.profile is not None
+    transport, device = session.transport, session.device
+    runs, top_n = int(job.profile["runs"]), int(job.profile["top_n"])
+    trace_prefix = None
+    if job.tool == "onnxruntime_perf_test":
+        trace_prefix = session.job_path(job, ".ort-profile")
+        transport.run_check(["mkdir", "-p", posixpath.dirname(trace_prefix)], timeout_s=30)
+    argv = native_command(
+        job.tool,
+        binary=binary,
+        model_path=remote_model,
+        provider=job.provider,
+        threads=job.threads,
+        warmup=job.warmup,
+        stop={"iterations": runs},
+        cores=job.cores,
+        profile=True,
+        profile_path=trace_prefix,
+    )
+    result = transport.run(argv, timeout_s=job.timeout_s, interruptible=True)
+    timings["run_s"] = result.duration_s
+    output = result.stdout + "\n" + result.stderr
+    where = f"job {job.job_id} on '{device.name}'"
+    if result.exit_code != 0:
+        raise RunnerFailed(
+            f"{where}: {job.tool} exited with status {result.exit_code}: {tail(output)}"
+        )
+    try:
+        if trace_prefix is not None:
+            profile = perf_test_trace(transport, trace_prefix, runs, top_n)
+        elif job.tool == "benchmark_model":
+            profile = parse_benchmark_model_profile(output, top_n)
+        else:
+            profile = parse_trtexec_profile(output, top_n)
+    except RunnerFailed as exc:
+        raise RunnerFailed(f"{where}: {exc}") from None
+    return profile_document(job.job_id, job.runtime, job.tool, profile, argv)
+
+
+def perf_test_trace(transport: Transport, prefix: str, runs: int, top_n: int) -> dict[str, Any]:
+    """onnxruntime_perf_test's `-p` trace (onnxruntime's profiler names it
+    `<prefix>_<timestamp>.json`), fetched and summarised as the runner does its own."""
+    folder, stem = posixpath.split(prefix)
+    listed = transport.run_check(["ls", "-1", folder], timeout_s=30).stdout.split()
+    traces = sorted(name for name in listed if name.startswith(stem) and name.endswith(".json"))
+    if not traces:
+        raise RunnerFailed(
+            f"onnxruntime_perf_test wrote no profile trace '{stem}*.json' in {folder}"
+        )
+    with tempfile.TemporaryDirectory(prefix="harness-trace-") as scratch:
+        local = Path(scratch) / "trace.json"
+        transport.get(posixpath.join(folder, traces[-1]), local)
+        return summarize_ort_trace(str(local), runs, top_n)
 
 
 def device_state(session: DeviceSession) -> dict[str, Any]:

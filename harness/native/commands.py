@@ -76,9 +76,12 @@ def native_command(
     stop: dict[str, Any],
     times_path: str | None = None,
     cores: str | None = None,
+    profile: bool = False,
+    profile_path: str | None = None,
 ) -> list[str]:
     """The argv that runs `tool` for one job (a fixed count of timed runs: `iterations`, or
-    the adaptive rule's minimum with its time budget)."""
+    the adaptive rule's minimum with its time budget); with `profile`, the tool's own
+    per-layer profiler on (onnxruntime_perf_test writes its trace at `profile_path`_*.json)."""
     runs = int(stop.get("iterations") or stop["min_iterations"])
     max_seconds = stop.get("max_seconds")
     if tool == "benchmark_model":
@@ -89,8 +92,10 @@ def native_command(
             argv.append(f"--external_delegate_path={provider.removeprefix('delegate:')}")
         else:
             argv += BENCHMARK_MODEL_DELEGATES[provider]
+        argv += ["--enable_op_profiling=true"] if profile else []
     elif tool == "onnxruntime_perf_test":
         argv = [binary, "-e", PERF_TEST_EPS[provider], "-x", str(threads)]
+        argv += ["-p", profile_path] if profile and profile_path else []
         argv += ["-m", "times", "-r", str(runs), "-s", "-I", model_path]
     elif tool == "trtexec":
         argv = [binary, f"--onnx={model_path}", f"--iterations={runs}", "--duration=0"]
@@ -99,6 +104,8 @@ def native_command(
             argv.append(f"--{precision}")
         if times_path:
             argv.append(f"--exportTimes={times_path}")
+        if profile:
+            argv.append("--dumpProfile")
     else:
         raise ValueError(f"unknown native tool {tool!r}")
     return ["taskset", cpu_mask(cores), *argv] if cores else argv
@@ -149,6 +156,23 @@ def result_document(
         "memory_kb": memory,
         "stop_reason": "tool",
         "tool": {"name": report.tool, "argv": list(argv), "extra": report.extra},
+    }
+
+
+def profile_document(
+    job_id: str, runtime: str, tool: str, profile: dict[str, Any], argv: Sequence[str]
+) -> dict[str, Any]:
+    """A profile job's result: the tool's per-layer profile and no latencies (profiling
+    perturbs timing; the figures stay the solo job's), as the Python runner's."""
+    return {
+        "schema": RESULT_SCHEMA,
+        "status": "ok",
+        "job_id": job_id,
+        "runtime": {"name": runtime, "version": None, "tool": tool},
+        "latencies_ns": [],
+        "stop_reason": "profiled",
+        "profile": profile,
+        "tool": {"name": tool, "argv": list(argv)},
     }
 
 

@@ -175,7 +175,8 @@ class ResultDocument:
         """A profile job's per-layer profile (op_profile.py): source, runs, node_count,
         run_us (median), mean_run_us, nodes [{node, op_type, provider, calls, us}] (per
         run; the top N and the rest summed), op_types {op: us per run}, providers {name:
-        {nodes, us}}; for LiteRT op_counts, delegate_partitions and why there is no timing."""
+        {nodes, us}}; for LiteRT op_counts, delegate_partitions and why there is no timing;
+        from benchmark_model also tool_op_types, its own summary by node type."""
         return self._part("profile")
 
     @property

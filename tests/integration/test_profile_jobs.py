@@ -1,13 +1,18 @@
 """Per-layer profiles (`[measure] profile = true`): one more process per job, real
 onnxruntime traces on the local and the loopback SSH device, summarised on the device and
-stored in profile.parquet; the fp32 → int8-static difference by op type; LiteRT's op list."""
+stored in profile.parquet; the fp32 → int8-static difference by op type; LiteRT's op list;
+a phone's profile through benchmark_model's op profiling (a stand-in printing recorded
+real tables), its NNAPI fallback flagged in the results, `show` and the gate."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pandas as pd
-from conftest import SSHServer, harness
+import pytest
+from conftest import STANDIN_DIR, SSHServer, StandinPhones, harness
 from device_files import local_device_file
 
 from harness.config import Budget, Budgets
@@ -90,3 +95,87 @@ def test_harness_run_profile_adds_the_profile_jobs(workspace: Path) -> None:
     [run_dir] = (workspace / "reports" / "runs").iterdir()
     rows = pd.read_parquet(run_dir / "profile.parquet")
     assert set(rows["op_type"]) >= {"Conv", "Gemm"} and set(rows["variant"]) == {"fp32"}
+
+
+def test_a_phones_profile_through_benchmark_model_flags_its_nnapi_fallback(
+    workspace: Path, phones: StandinPhones
+) -> None:
+    """The adb path end to end with `--enable_op_profiling=true`: the stand-in
+    benchmark_model times the model with LiteRT and ends with a recorded real op profile
+    (tests/standin/benchmark_model.py says which), parsed on the controller."""
+    tool = workspace / "tools" / "benchmark_model"
+    tool.parent.mkdir()
+    tool.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN_DIR}/benchmark_model.py" "$@"\n')
+    (workspace / "devices" / "pixel.toml").write_text(
+        phones.device_toml("pixel", phones.serials[0])
+        + f'[placement.binaries.benchmark_model]\nlocal = "{tool}"\n'
+    )
+    plan = workspace / "plans" / "phone.toml"
+    plan.write_text(
+        'name = "phone"\ndevices = ["pixel"]\nmodels = ["face_detection_short_range"]\n'
+        'variants = ["fp32"]\n[runtime]\ntflite_delegates = ["xnnpack", "nnapi"]\n'
+        "[measure]\nwarmup = 2\niterations = 10\nprofile = true\nprofile_runs = 5\n"
+        "profile_top_n = 4\n[inputs]\ndims = { batch = 1 }\n"
+    )
+    prepared = prepare_run(plan)
+    records = run_prepared(prepared)
+    assert {r.status for r in records} == {"ok"}, [r.error for r in records if r.error]
+    run_dir = prepared.store.run_dir
+    seen = json.loads((phones.root / "benchmark_model.profiled.argv.json").read_text())
+    assert "--enable_op_profiling=true" in seen["argv"] and "--num_runs=5" in seen["argv"]
+    rows = pd.read_parquet(run_dir / "profile.parquet").set_index("node")
+    nnapi = rows[rows["provider"] == "nnapi"]
+    assert len(nnapi) == 5  # the top 4 of its 8 nodes, and the rest summed
+    assert nnapi.loc["ResizeBilinear_2", "us_per_run"] == pytest.approx(22369.0)
+    assert nnapi.loc["ResizeBilinear_2", "node_provider"] == "builtin"
+    on_cpu = rows[rows["provider"] == "xnnpack"]  # a float model: the float recording
+    assert on_cpu.loc["MobilenetV2/expanded_conv_1/expand/Relu6", "op_type"] == "CONV_2D"
+    results = pd.read_parquet(run_dir / "results.parquet").set_index("provider")
+    assert results.loc["nnapi", "cpu_fallback_share"] == pytest.approx(38601 / 52063)
+    assert "CPU" in results.loc["nnapi", "warnings"]
+    assert pd.isna(results.loc["xnnpack", "cpu_fallback_share"])
+    assert results["n"].eq(10).all()  # the timed jobs kept their own figures
+    shown = harness("show", run_dir, "--profile")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "CPU fallback 74" in shown.stdout and "TfLiteNnapiDelegate" in shown.stdout
+    budgets = workspace / "budgets.toml"
+    budgets.write_text(
+        '[[budget]]\nmodel = "face_detection_short_range"\nmax_cpu_fallback_share = 0.5\n'
+    )
+    gated = harness("gate", budgets, run_dir.name, "--runs-dir", run_dir.parent)
+    assert gated.returncode == 1, gated.stdout + gated.stderr
+    assert "cpu_fallback" in gated.stdout
+
+
+def test_onnxruntime_perf_test_profiles_over_ssh(workspace: Path, sshd: SSHServer) -> None:
+    """A native SSH device whose onnxruntime_perf_test (a stand-in timing with onnxruntime,
+    tests/standin/onnxruntime_perf_test.py) is run with `-p`: onnxruntime's own trace,
+    found by its prefix in the job's folder, fetched and summarised on the controller."""
+    tool = workspace / "onnxruntime_perf_test"
+    tool.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN_DIR}/onnxruntime_perf_test.py" "$@"\n'
+    )
+    tool.chmod(0o755)
+    (workspace / "devices" / "edge.toml").write_text(
+        sshd.device_toml("edge", workspace / "edge", runner="native")
+        + f'[placement.binaries.onnxruntime_perf_test]\ndevice = "{tool}"\n'
+    )
+    plan = workspace / "plans" / "perf.toml"
+    plan.write_text(
+        'name = "perf"\ndevices = ["edge"]\nmodels = ["tiny_mbv2"]\nvariants = ["fp32"]\n'
+        "[measure]\nwarmup = 1\niterations = 20\nprofile = true\nprofile_runs = 8\n"
+        "[inputs]\ndims = { batch = 1 }\n"
+    )
+    prepared = prepare_run(plan)
+    records = run_prepared(prepared)
+    assert {r.status for r in records} == {"ok"}, [r.error for r in records if r.error]
+    [profiled] = [r for r in records if r.kind == "profile"]
+    profile = ResultDocument(profiled.runner).profile
+    assert profile["source"] == "onnxruntime profiling" and profile["runs"] == 8
+    assert "Conv" in profile["op_types"]
+    assert set(profile["providers"]) == {"CPUExecutionProvider"}
+    assert 0.5 < sum(profile["op_types"].values()) / profile["mean_run_us"] <= 1.0
+    rows = pd.read_parquet(prepared.store.run_dir / "profile.parquet")
+    assert set(rows["job_id"]) == {profiled.job_id}
+    results = pd.read_parquet(prepared.store.run_dir / "results.parquet")
+    assert list(results["n"]) == [20]  # the timed job's own figures

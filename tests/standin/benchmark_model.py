@@ -4,7 +4,13 @@ harness passes (--graph, --num_threads, --warmup_runs, --num_runs, --use_xnnpack
 its results in the layout of the recorded real outputs in tests/fixtures/benchmark_model/ —
 so the test covers the plumbing (push, flags, taskset, parse, store), while the format
 itself is verified against those recordings. It writes its argv and CPU affinity to
-benchmark_model.argv.json in the phone's sandbox, for the test to check.
+benchmark_model.argv.json in the phone's sandbox (benchmark_model.profiled.argv.json with
+--enable_op_profiling=true), for the test to check.
+
+With --enable_op_profiling=true it ends with a recorded real operator profile (no real
+phone's can be made here): the NNAPI one with --use_nnapi=true, else the built-in kernels'
+one of a float or a quantized MobileNetV2 as the model is float or quantized (see
+tests/fixtures/benchmark_model/expected.json for where each came from).
 """
 
 import json
@@ -16,6 +22,8 @@ import time
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+RECORDINGS = os.path.join(os.path.dirname(__file__), "..", "fixtures", "benchmark_model")
 
 
 def flags(argv):
@@ -43,9 +51,11 @@ def stats_line(times_us):
 
 def main(argv):
     root = os.environ.get("STANDIN_ADB_ROOT", ".")
-    with open(os.path.join(root, "benchmark_model.argv.json"), "w") as handle:
-        json.dump({"argv": argv, "cpus": sorted(os.sched_getaffinity(0))}, handle)
     options = flags(argv)
+    profiled = options.get("enable_op_profiling") == "true"
+    record = "benchmark_model.profiled.argv.json" if profiled else "benchmark_model.argv.json"
+    with open(os.path.join(root, record), "w") as handle:
+        json.dump({"argv": argv, "cpus": sorted(os.sched_getaffinity(0))}, handle)
     print("INFO: STARTING!")
     print(f"INFO: Graph: [{options['graph']}]")
     start_mb = peak_mb()
@@ -85,6 +95,15 @@ def main(argv):
         "INFO: Memory footprint delta from the start of the tool (MB): "
         f"init={init_mb:g} overall={overall_mb:g}"
     )
+    if profiled:
+        quantized = any(t["dtype"] in (np.int8, np.uint8) for t in interpreter.get_tensor_details())
+        recording = (
+            "android_nnapi_deeplab_op_profiling.txt"
+            if options.get("use_nnapi") == "true"
+            else "linux_x86_avx2_2020_op_profiling_%s.txt" % ("int8" if quantized else "fp32")
+        )
+        with open(os.path.join(RECORDINGS, recording)) as table:
+            sys.stdout.write(table.read())
 
 
 if __name__ == "__main__":
