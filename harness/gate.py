@@ -329,13 +329,16 @@ def _missing(value: Any) -> bool:
 # --------------------------------------------------------------------------- outputs
 
 
-def budget_lines(budgets: Budgets) -> dict[tuple[str, str], float]:
-    """The latency limit to draw in trend plots, by (model, variant): p50, else p90."""
+def budget_lines(budgets: Budgets) -> dict[tuple[str, str], tuple[str, float]]:
+    """The latency limit to draw in trend plots, by (model, variant): the metric it limits
+    (p50, else p90) and the limit, so it is drawn on that metric's panel."""
     lines = {}
     for budget in budgets.budget:
-        limit = budget.p50_ms or budget.p90_ms
-        if limit is not None:
-            lines[(budget.model, budget.variant or "fp32")] = limit
+        key = (budget.model, budget.variant or "fp32")
+        if budget.p50_ms is not None:
+            lines[key] = ("p50_ms", budget.p50_ms)
+        elif budget.p90_ms is not None:
+            lines[key] = ("p90_ms", budget.p90_ms)
     return lines
 
 

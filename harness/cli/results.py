@@ -143,7 +143,7 @@ def history(
     from harness.config import load_budgets
     from harness.gate import budget_lines
     from harness.history import consecutive_regressions, noise_floor
-    from harness.report import plots
+    from harness.report import charts
     from harness.store import load_history
 
     console = _console()
@@ -166,9 +166,9 @@ def history(
     if plot:
         assert samples is not None
         marked = consecutive_regressions(frame, samples, floors=noise_floor(frame))
-        figure = plots.trend(frame, limits, marked)
-        if figure is not None:
-            console.print(f"wrote {plots.save(figure, plot, 'trend')}")
+        chart = charts.trend(frame, limits, marked)
+        if chart is not None:
+            console.print(f"wrote {charts.save(chart, plot, 'trend')}")
 
 
 @command(app, "compare")

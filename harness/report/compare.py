@@ -13,8 +13,13 @@ column is always the pooled samples' median:
   variant high .. fp32 high / variant low); with several processes the spread of their
   p50s is a noise floor, and a speedup inside it is called noise, not a result (as asv
   does: different only when over the threshold *and* outside the noise).
-A variant is Pareto-optimal when no other variant of the same group is at least as fast
-*and* at least as accurate (and better in one); without accuracy, model size stands in.
+A variant is Pareto-optimal (`pareto`) when no other variant of the same group is at least
+as good on latency, fidelity loss, model size and peak memory (each where both have it) and
+better on one; `worth_shipping` when it is also not slower than fp32 and gains on it (see
+`_improves`; the report also drops those that fail a budget); `front` marks the variants
+no other beats on both speedup and fidelity (the line the report draws). Fidelity loss
+(`fidelity_loss_pct`, `fidelity_measure` says which): the accuracy drop in points with an
+eval set, else top-1 disagreement with fp32, else 1 − cosine similarity of the outputs, %.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ COMPARE_COLUMNS = [
     *GROUP, "variant", "strategy", "p50_ms", "speedup", "speedup_low", "speedup_high",
     "noise", "significant", "size_ratio", "peak_mem_ratio", "accuracy", "accuracy_delta",
     "top1_agreement", "psnr_db", "cosine_similarity", "fidelity_source", "pareto", "notes",
-    "method", "verdict", "paired_vs_solo",
+    "method", "verdict", "paired_vs_solo", "setting", "fidelity_loss_pct", "fidelity_measure",
+    "front", "worth_shipping",
 ]  # fmt: skip
 # how the speedup and its interval were estimated (the `method` column); the p50 column
 # is always the pooled samples' median
@@ -98,6 +104,9 @@ def _compare(
         method="medians",
         verdict=None,
         paired_vs_solo=None,
+        setting=f"{row['provider']} t{row['threads']}",
+        fidelity_loss_pct=None,
+        fidelity_measure=None,
     )
     if base is None:
         out["notes"] = "no fp32 result to compare with"
@@ -152,6 +161,7 @@ def _finish_notes(out: dict[str, Any], row: Any, base: Any, test: str | None) ->
     out["peak_mem_ratio"] = _ratio(row["peak_rss_mb"], base["peak_rss_mb"])
     if out["accuracy"] is not None and _value(base["accuracy"]) is not None:
         out["accuracy_delta"] = out["accuracy"] - float(base["accuracy"])
+    out["fidelity_loss_pct"], out["fidelity_measure"] = _fidelity_loss(out, row["variant"])
     notes = []
     if row["variant"] != "fp32":
         if out["significant"] and out["speedup"] < 1:
@@ -177,25 +187,67 @@ def _interleaved(row: Any, base: Any, samples: pd.DataFrame | None) -> dict[str,
     return compared if compared["test"].startswith("paired") else None
 
 
-def _mark_pareto(rows: list[dict[str, Any]]) -> None:
-    def quality(row: dict[str, Any]) -> float | None:
-        if row["accuracy"] is not None:
-            return float(row["accuracy"])
-        size = row["size_ratio"]
-        return None if size is None else -float(size)
+# what a variant must gain over fp32 to be worth shipping, besides not being slower
+SHIPPING_GAIN = 0.9
 
+
+def _improves(row: dict[str, Any]) -> bool:
+    """Not significantly slower than fp32, and faster for sure, or at most 90 % of its size
+    or peak memory: a variant that gains nothing is not worth shipping, even if nothing
+    dominates it (fp32 itself is the baseline)."""
+    if row["variant"] == "fp32" or row["speedup"] is None:
+        return False
+    slower = bool(row["significant"]) and row["speedup"] < 1
+    faster = bool(row["significant"]) and row["speedup"] > 1
+    smaller = any(
+        row[k] is not None and row[k] <= SHIPPING_GAIN for k in ("size_ratio", "peak_mem_ratio")
+    )
+    return not slower and (faster or smaller)
+
+
+def _fidelity_loss(out: dict[str, Any], variant: str) -> tuple[float | None, str | None]:
+    if variant == "fp32":
+        return 0.0, "reference"
+    if out["accuracy_delta"] is not None:
+        return -100 * out["accuracy_delta"], "accuracy drop (pts)"
+    if out["top1_agreement"] is not None:
+        return 100 * (1 - out["top1_agreement"]), "top-1 disagreement (%)"
+    if out["cosine_similarity"] is not None:
+        return 100 * (1 - out["cosine_similarity"]), "1 - cosine (%)"
+    return None, None
+
+
+PARETO_OBJECTIVES = ("p50_ms", "fidelity_loss_pct", "size_ratio", "peak_mem_ratio")
+
+
+def _dominates(other: dict[str, Any], row: dict[str, Any], keys: tuple[str, ...]) -> bool:
+    """`other` at least as good on every objective both have (lower is better), and better
+    on one."""
+    shared = [k for k in keys if other[k] is not None and row[k] is not None]
+    return (
+        bool(shared)
+        and all(other[k] <= row[k] for k in shared)
+        and any(other[k] < row[k] for k in shared)
+    )
+
+
+def _mark_pareto(rows: list[dict[str, Any]]) -> None:
     for row in rows:
-        mine = quality(row)
-        if mine is None:
-            row["pareto"] = None
-            continue
         row["pareto"] = not any(
-            other is not row
-            and (theirs := quality(other)) is not None
-            and other["p50_ms"] <= row["p50_ms"]
-            and theirs >= mine
-            and (other["p50_ms"] < row["p50_ms"] or theirs > mine)
-            for other in rows
+            other is not row and _dominates(other, row, PARETO_OBJECTIVES) for other in rows
+        )
+        row["worth_shipping"] = row["pareto"] and _improves(row)  # the report adds budgets
+    # the speedup x fidelity front, both as lower-is-better
+    points = {
+        id(r): {"slowness": -float(r["speedup"]), "loss": float(r["fidelity_loss_pct"])}
+        for r in rows
+        if r["speedup"] is not None and r["fidelity_loss_pct"] is not None
+    }
+    for row in rows:
+        mine = points.get(id(row))
+        row["front"] = mine is not None and not any(
+            theirs is not mine and _dominates(theirs, mine, ("slowness", "loss"))
+            for theirs in points.values()
         )
 
 

@@ -1,5 +1,6 @@
-"""The report of one run: `report.html` (self-contained: plots embedded as data URIs),
-`summary.md` (for a CI job summary or a PR comment) and `plots/*.png|svg`.
+"""The report of one run: `report.html` (self-contained: Vega-Lite charts and the
+JavaScript that draws them inlined, report/page.py), `summary.md` (for a CI job summary or
+a PR comment) and `plots/*.png|svg` (the same charts as images, report/charts.py).
 
 Built from the run directory only, never from live devices. Rendering is pure (frames and
 verdict in, text out); `write_report` does the file work.
@@ -7,16 +8,14 @@ verdict in, text out); `write_report` does the file work.
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.report import plots
+from harness.report import charts
 from harness.report.compare import compare_variants
+from harness.report.page import grouped_warnings, render_html
 from harness.report.table import ci_range, missing, num, pct, text
 
 if TYPE_CHECKING:
@@ -34,9 +33,6 @@ REPORT_COLUMNS = [
 ]  # fmt: skip
 
 
-PROFILE_DIFF_KEYS = ("device", "model", "variant", "setting", "changes")
-
-
 @dataclass(frozen=True)
 class ReportFiles:
     html: Path
@@ -52,32 +48,96 @@ def write_report(
 ) -> ReportFiles:
     """`results` and `samples` are the run's frames (`store.frames()`), computed once by
     the caller, who may also have judged them with the gate."""
+    import vl_convert as vlc
+
     from harness.profiles import op_type_rows, profile_diffs
 
     comparison = compare_variants(results, samples, store.comparisons())
+    comparison = with_budgets(comparison, results, verdict)
     profiled = [r for r in store.records() if r.kind == "profile"]
     folder = store.run_dir / "plots"
-    figures = {
-        "latency": plots.latency_by_variant(results),
-        "distributions": plots.latency_distributions(results, samples),
-        "accuracy_vs_latency": plots.accuracy_vs_latency(comparison),
-        "size_vs_speedup": plots.size_vs_speedup(comparison),
-        "memory": plots.memory_by_variant(results),
-        "power": plots.power_traces(store.power()),
-        "time_by_op_type": plots.time_by_op_type(op_type_rows(profiled)),
+    built = {
+        "speedup_vs_fidelity": charts.speedup_vs_fidelity(comparison),
+        "speedup_matrix": charts.speedup_matrix(comparison),
+        "latency": charts.latency(results),
+        "distributions": charts.distributions(results, samples),
+        "size_vs_speedup": charts.size_vs_speedup(comparison),
+        "memory": charts.memory(results),
+        "power": charts.power(store.power()),
+        "time_by_op_type": charts.time_by_op_type(op_type_rows(profiled)),
     }
-    saved = {name: plots.save(figure, folder, name) for name, figure in figures.items() if figure}
-    meta = store.read_run_meta()
+    built = {name: chart for name, chart in built.items() if chart is not None}
+    saved = {name: charts.save(chart, folder, name) for name, chart in built.items()}
+    files = {
+        name: {"PNG": f"plots/{png.name}", "SVG": f"plots/{png.with_suffix('.svg').name}"}
+        for name, png in saved.items()
+    }
     tables = device_tables(results, comparison)
     notes = warnings(results, comparison)
     diffs = profile_diffs(profiled)
-    page = render_html(store.run_id, meta, tables, notes, saved, verdict, diffs)
-    summary = render_markdown(store.run_id, tables, notes, verdict, diffs)
+    shipping = worth_shipping(comparison)
+    filters = {
+        key: sorted({str(v) for v in results[key].dropna()})
+        for key in ("device", "model", "strategy")
+    }
+    page = render_html(
+        store.run_id, store.read_run_meta(), tables, REPORT_COLUMNS, shipping, filters, notes,
+        {name: charts.spec(chart) for name, chart in built.items()}, files, verdict, diffs,
+        vlc.javascript_bundle(BUNDLE_SNIPPET),
+    )  # fmt: skip
+    summary = render_markdown(store.run_id, tables, shipping, notes, verdict, diffs, files)
     html_path = store.run_dir / "report.html"
     html_path.write_text(page)
     markdown_path = store.run_dir / "summary.md"
     markdown_path.write_text(summary)
     return ReportFiles(html_path, markdown_path, list(saved.values()))
+
+
+KEY = ["device", "model", "provider", "threads", "variant"]
+# what vl-convert's JavaScript bundle exposes to the page (report/page.py's RENDER uses it)
+BUNDLE_SNIPPET = "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
+
+
+def with_budgets(
+    comparison: pd.DataFrame, results: pd.DataFrame, verdict: GateVerdict | None
+) -> pd.DataFrame:
+    """A variant that fails a budget is not worth shipping, however it compares."""
+    if verdict is None or comparison.empty:
+        return comparison
+    failed_jobs = {
+        case.job_id for case in verdict.cases if any(c.outcome == "fail" for c in case.checks)
+    }
+    failed = {
+        tuple(row[k] for k in KEY)
+        for row in results.to_dict("records")
+        if row["job_id"] in failed_jobs
+    }
+    out = comparison.copy()
+    keys = [tuple(row[k] for k in KEY) for row in out.to_dict("records")]
+    out["worth_shipping"] = [
+        bool(ship) and key not in failed
+        for ship, key in zip(out["worth_shipping"], keys, strict=True)
+    ]
+    return out
+
+
+def worth_shipping(comparison: pd.DataFrame) -> dict[str, list[str]]:
+    """Per device, the variants worth shipping, fastest first, a line each."""
+    shipping: dict[str, list[str]] = {}
+    for device, group in comparison.groupby("device", sort=False):
+        chosen = group[(group["worth_shipping"] == True) & (group["variant"] != "fp32")]  # noqa: E712
+        lines = []
+        for row in chosen.sort_values("speedup", ascending=False).to_dict("records"):
+            line = f"{row['model']}/{row['variant']} ({row['setting']}): {_speedup(row)}"
+            loss = row["fidelity_loss_pct"]
+            if not missing(loss):
+                line += f", fidelity loss {abs(loss) if abs(loss) < 0.005 else loss:.2f}"
+                line += f" ({row['fidelity_measure']})"
+            if not missing(row["size_ratio"]):
+                line += f", size {row['size_ratio']:.2f}x fp32's"
+            lines.append(line)
+        shipping[str(device)] = lines
+    return shipping
 
 
 def device_tables(
@@ -93,8 +153,18 @@ def device_tables(
         key = (row["device"], row["model"], row["variant"], row["provider"], row["threads"])
         compared = speedups.get(key, {})
         ok = row["status"] == "ok"
+        slower = compared.get("significant") is True and (compared.get("speedup") or 1) < 1
         tables.setdefault(str(row["device"]), []).append(
             {
+                "device": str(row["device"]),
+                "strategy": str(row["strategy"]),
+                "row_class": row["status"]
+                if not ok
+                else "slower"
+                if slower
+                else "ship"
+                if compared.get("worth_shipping") is True and row["variant"] != "fp32"
+                else "",
                 "model": str(row["model"]),
                 "variant": str(row["variant"]),
                 "threads": text(row["threads"]),
@@ -118,143 +188,73 @@ def device_tables(
     return tables
 
 
-def warnings(results: pd.DataFrame, comparison: pd.DataFrame) -> list[str]:
-    """What a reader must know before trusting a number."""
+def warnings(results: pd.DataFrame, comparison: pd.DataFrame) -> list[tuple[str, str]]:
+    """What a reader must know before trusting a number: (where, what) pairs."""
     notes = []
     for row in results.to_dict("records"):
         where = f"{row['device']}: {row['model']}/{row['variant']} t{row['threads']}"
         if row["status"] != "ok":
-            notes.append(f"{where} did not succeed ({row['status']}): {row['error']}")
+            notes.append((where, f"did not succeed ({row['status']}): {row['error']}"))
         elif not missing(row["warnings"]):
-            notes.append(f"{where}: {row['warnings']}")
+            notes.append((where, str(row["warnings"])))
         if row.get("throttled") is True:
-            notes.append(f"{where}: the device throttled during the job")
+            notes.append((where, "the device throttled during the job"))
     for row in comparison.to_dict("records"):
         if row["notes"] and "SLOWER" in row["notes"]:
-            notes.append(f"{row['device']}: {row['model']}/{row['variant']}: {row['notes']}")
+            where = f"{row['device']}: {row['model']}/{row['variant']} {row['setting']}"
+            notes.append((where, str(row["notes"])))
     ok = results[results["status"] == "ok"]
     for device, group in ok.groupby("device"):
         arches = sorted({str(v) for v in group["arch"].dropna()})
         if len(arches) > 1:  # one device name, two machines: the file was reused
-            notes.append(f"{device}: results not comparable, the architecture differs: {arches}")
-    return notes
-
-
-def render_html(
-    run_id: str,
-    meta: dict[str, Any],
-    tables: dict[str, list[dict[str, str]]],
-    notes: list[str],
-    plot_files: dict[str, Path],
-    verdict: GateVerdict | None,
-    profile_diffs: list[dict[str, str]] | None = None,
-) -> str:
-    e = html.escape
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>harness report {e(run_id)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>Benchmark report <code>{e(run_id)}</code></h1>",
-    ]
-    if verdict is not None:
-        parts.append(
-            f"<section id='verdict' class='verdict {e(verdict.outcome)}'><h2>Release gate: "
-            f"<span class='outcome'>{e(verdict.outcome.upper())}</span></h2><table>"
-            "<tr><th>case</th><th>metric</th><th>outcome</th><th>measured</th></tr>"
-        )
-        for case in verdict.cases:
-            for check in case.checks:
-                cells = (case.name, check.metric, check.outcome, check.message)
-                parts.append(
-                    f"<tr class='{e(check.outcome)}'>"
-                    + "".join(f"<td>{e(cell)}</td>" for cell in cells)
-                    + "</tr>"
-                )
-        parts.append("</table></section>")
-    for device, rows in tables.items():
-        parts.append(f"<section class='device'><h2>{e(device)}</h2><table class='results'><tr>")
-        parts += [f"<th>{e(title)}</th>" for _, title in REPORT_COLUMNS]
-        parts.append("</tr>")
-        for row in rows:
-            parts.append(f"<tr class='{e(row['status'])}'>")
-            parts += [f"<td>{e(row[key])}</td>" for key, _ in REPORT_COLUMNS]
-            parts.append("</tr>")
-        parts.append("</table></section>")
-    if profile_diffs:
-        parts.append(
-            "<section id='profiles'><h2>Where the time went, against fp32</h2><table>"
-            "<tr><th>device</th><th>model</th><th>variant</th><th>setting</th>"
-            "<th>largest changes by op type (ms per run)</th></tr>"
-        )
-        for diff in profile_diffs:
-            parts.append(
-                "<tr>" + "".join(f"<td>{e(diff[k])}</td>" for k in PROFILE_DIFF_KEYS) + "</tr>"
+            notes.append(
+                (str(device), f"results not comparable: the architecture differs: {arches}")
             )
-        parts.append("</table></section>")
-    parts.append("<section id='warnings'><h2>Warnings</h2>")
-    parts.append(
-        "<ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>" if notes else "<p>none</p>"
-    )
-    parts.append("</section><section id='plots'><h2>Plots</h2>")
-    for name, path in plot_files.items():
-        data = base64.b64encode(path.read_bytes()).decode()
-        parts.append(
-            f"<figure><img alt='{e(name)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{e(name.replace('_', ' '))} (also {e(path.with_suffix('.svg').name)})"
-            "</figcaption></figure>"
-        )
-    if "power" not in plot_files:
-        parts.append("<p>No power samples in this run: energy per inference is not measured.</p>")
-    parts.append("</section><section id='metadata'><h2>Run metadata</h2><pre>")
-    shown = {
-        k: meta.get(k)
-        for k in ("run_id", "started_at", "finished_at", "status_counts", "controller", "devices")
-    }
-    parts.append(e(json.dumps(shown, indent=1, default=str)))
-    parts.append("</pre></section></body></html>")
-    return "".join(parts)
+    return notes
 
 
 def render_markdown(
     run_id: str,
     tables: dict[str, list[dict[str, str]]],
-    notes: list[str],
+    shipping: dict[str, list[str]],
+    notes: list[tuple[str, str]],
     verdict: GateVerdict | None,
     profile_diffs: list[dict[str, str]] | None = None,
+    files: dict[str, dict[str, str]] | None = None,
 ) -> str:
     from harness.report.verdict import markdown_summary
 
     lines = [f"# Benchmark report `{run_id}`", ""]
     if verdict is not None:
         lines += [markdown_summary(verdict), ""]
+    lines += ["## Worth shipping", ""]
+    for device, variants in shipping.items():
+        lines += [f"- **{device}**: " + ("; ".join(variants) or "none beats fp32 here")]
+    lines.append("")
+    for name in ("speedup_matrix", "speedup_vs_fidelity"):
+        if name in (files or {}):
+            lines += [f"![{name.replace('_', ' ')}]({(files or {})[name]['PNG']})", ""]
     for device, rows in tables.items():
+        shown = [(k, t) for k, t in REPORT_COLUMNS if any(row.get(k) for row in rows)]
         lines += [f"## {device}", ""]
-        lines.append("| " + " | ".join(title for _, title in REPORT_COLUMNS) + " |")
-        lines.append("|" + "---|" * len(REPORT_COLUMNS))
+        lines.append("| " + " | ".join(title for _, title in shown) + " |")
+        lines.append("|" + "".join("---|" if k in ("model", "variant", "status") else "--:|"
+                                   for k, _ in shown))  # fmt: skip
         for row in rows:
-            lines.append(
-                "| " + " | ".join(row[key].replace("|", "/") for key, _ in REPORT_COLUMNS) + " |"
-            )
+            lines.append("| " + " | ".join(row[k].replace("|", "/") for k, _ in shown) + " |")
         lines.append("")
     if profile_diffs:
+        keys = ("device", "model", "variant", "setting", "changes")
         lines += ["## Where the time went, against fp32", ""]
-        lines += ["| " + " | ".join(PROFILE_DIFF_KEYS) + " |", "|" + "---|" * 5]
-        lines += ["| " + " | ".join(d[k] for k in PROFILE_DIFF_KEYS) + " |" for d in profile_diffs]
+        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * 5]
+        lines += ["| " + " | ".join(d[k] for k in keys) + " |" for d in profile_diffs]
         lines.append("")
-    lines += ["## Warnings", ""] + ([f"- {n}" for n in notes] or ["none"])
+    groups = grouped_warnings(notes)
+    lines += [f"## Warnings ({sum(len(v) for v in groups.values())})", ""]
+    for kind, items in groups.items():
+        lines += [f"<details><summary>{kind} ({len(items)})</summary>", ""]
+        lines += [f"- {item}" for item in items] + ["", "</details>", ""]
     return "\n".join(lines) + "\n"
-
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f0f0f0}td:first-child,td:nth-child(2){text-align:left}
-tr.error td,tr.timeout td,tr.skipped td,tr.fail td{background:#fde2e2}
-tr.inconclusive td,tr.missing td{background:#fff4d6}
-.verdict.pass .outcome{color:#1a7f37}.verdict.fail .outcome{color:#cf222e}
-.verdict.inconclusive .outcome,.verdict.missing .outcome{color:#9a6700}
-figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}
-"""
 
 
 def _speedup(compared: dict[str, Any]) -> str:

@@ -1,10 +1,8 @@
-"""Reports, gates, history and run comparison, from real runs on the local device; the
-HTML report opened in headless Chromium."""
+"""Reports, gates, history and run comparison, from real runs on the local device."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -73,41 +71,15 @@ def test_html_report_in_headless_chromium(
     assert gate.returncode == 0, gate.stdout
     report = store.run_dir / "report.html"
     assert "PASS" in (store.run_dir / "summary.md").read_text()
-    for name in ("latency", "distributions", "accuracy_vs_latency", "size_vs_speedup", "memory"):
+    for name in ("latency", "distributions", "speedup_vs_fidelity", "size_vs_speedup", "memory"):
         assert (store.run_dir / "plots" / f"{name}.png").is_file()
         assert (store.run_dir / "plots" / f"{name}.svg").is_file()
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail(
-            "headless Chromium is needed for this test: `apt-get install chromium` (make test does it as root)"
-        )
-    # A copy of the report with a probe script appended: it writes what the page shows.
-    probe = tmp_path / "probe.html"
-    probe.write_text(
-        report.read_text().replace(
-            "</body>",
-            "<script>document.body.setAttribute('data-probe', JSON.stringify({"
-            "images: [...document.images].map(i => i.complete && i.naturalWidth > 0),"
-            "tables: document.querySelectorAll('table').length,"
-            "verdict: (document.querySelector('#verdict .outcome') || {}).textContent}));</script></body>",
-        )
-    )
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
-    dom = subprocess.run([chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
-    match = re.search(r"data-probe=\"([^\"]+)\"", dom.stdout)
-    assert match, dom.stderr[-2000:]
-    seen = json.loads(match.group(1).replace("&quot;", '"'))
-    assert len(seen["images"]) == 5 and all(seen["images"])
-    assert seen["tables"] == 2  # the verdict and the one device
-    assert seen["verdict"] == "PASS"  # and the gate's exit code was 0
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "report.png"
-    subprocess.run([chromium, *flags, "--window-size=1400,2400", f"--screenshot={shot}", report.as_uri()],
-                   capture_output=True, timeout=120, check=True)  # fmt: skip
-    assert shot.stat().st_size > 10_000
+    page = report.read_text()
+    # the verdict first, PASS (and the gate's exit code was 0); the page needs no network
+    assert page.index("id='verdict'") < page.index("id='ship'")
+    assert "<span class='outcome'>PASS</span>" in page
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://cdn" not in page
+    # (tests/integration/test_report_in_browser.py opens a report in Chromium)
 
 
 def test_history_and_noise_floor(runs: tuple[Path, list[RunStore]], tmp_path: Path) -> None:

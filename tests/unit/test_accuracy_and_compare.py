@@ -85,7 +85,14 @@ def test_speedup_size_accuracy_and_pareto() -> None:
     assert table.loc["int8", "accuracy_delta"] == pytest.approx(-0.01)
     assert "SLOWER than fp32" in table.loc["fp16", "notes"]
     assert "accuracy -7.0 pts" in table.loc["pruned", "notes"]
-    assert table["pareto"].to_dict() == {"fp32": True, "int8": True, "fp16": False, "pruned": False}
+    # fp16: slower, but as accurate as fp32 at half the size -- a trade-off, not dominated
+    assert table["pareto"].to_dict() == {"fp32": True, "int8": True, "fp16": True, "pruned": False}
+    assert table["fidelity_loss_pct"].to_dict() == pytest.approx(
+        {"fp32": 0.0, "int8": 1.0, "fp16": 0.0, "pruned": 7.0}
+    )
+    assert table.loc["int8", "fidelity_measure"] == "accuracy drop (pts)"
+    # speed x fidelity: int8 (2x, -1 pt) and fp32 (1x, 0) are the front; fp16 is slower
+    assert table["front"].to_dict() == {"fp32": True, "int8": True, "fp16": False, "pruned": False}
 
 
 def test_without_accuracy_size_decides_pareto_and_no_fp32_is_said() -> None:

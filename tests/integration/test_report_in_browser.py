@@ -1,0 +1,124 @@
+"""The HTML report of a real two-device, multi-strategy run (the local device and the
+loopback SSH device), opened in the system Chromium driven by Playwright (no browser
+download): offline, every chart drawn, a hover's tooltip, the filter bar; the charts' specs
+checked as data against the run's records."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SSHServer, harness
+from device_files import local_device_file
+
+from harness.report.compare import compare_variants
+from harness.scheduler import prepare_run, run_prepared
+from harness.store import RunStore
+
+ARTIFACTS = ROOT / ".test-artifacts"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture
+def lab_run(workspace: Path, sshd: SSHServer) -> RunStore:
+    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
+    (workspace / "devices" / "loop.toml").write_text(sshd.device_toml("loop", workspace / "ssh"))
+    plan = workspace / "plans" / "lab.toml"
+    plan.write_text(
+        'name = "lab"\ndevices = ["local", "loop"]\nmodels = ["digits_cnn"]\n'
+        'variants = ["fp32", "fp16", "int8-static", "sparse-60"]\n'
+        "[measure]\nwarmup = 3\niterations = 40\n[inputs]\ndims = { batch = 1 }\n"
+    )
+    prepared = prepare_run(plan)
+    records = run_prepared(prepared)
+    assert {r.status for r in records} == {"ok"}, [r.error for r in records if r.error]
+    return prepared.store
+
+
+def _chromium() -> str:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("the system Chromium is needed: `apt-get install chromium` (make test does it)")
+    return chromium
+
+
+def test_the_report_of_a_lab_run_in_chromium(lab_run: RunStore) -> None:
+    from playwright.sync_api import sync_playwright
+
+    made = harness("report", lab_run.run_dir, timeout=300)
+    assert made.returncode == 0, made.stdout + made.stderr
+    report = lab_run.run_dir / "report.html"
+    for name in ("speedup_matrix", "speedup_vs_fidelity", "latency", "memory"):
+        assert (lab_run.run_dir / "plots" / f"{name}.png").stat().st_size > 5_000
+        assert (lab_run.run_dir / "plots" / f"{name}.svg").read_text().startswith("<svg")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        requests: list[str] = []
+        problems: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(report.as_uri())
+        charts = page.locator("div.vega").count()
+        page.wait_for_function(f"typeof views !== 'undefined' && views.length === {charts}")
+        # offline: nothing but the file itself (and the data URIs inside it)
+        assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+        assert problems == []
+        # the first screen: the strategy x device matrix first (two devices), every chart drawn
+        order = page.eval_on_selector_all("div.vega", "els => els.map(e => e.id)")
+        assert order[:2] == ["chart-speedup_matrix", "chart-speedup_vs_fidelity"]
+        marks = page.eval_on_selector_all(
+            "div.vega",
+            "els => els.map(e => e.querySelectorAll('.mark-symbol path, "
+            ".mark-rect path, .mark-line path, .mark-rule line, .mark-text text').length)",
+        )
+        assert len(marks) == charts >= 6 and all(count > 0 for count in marks), marks
+        # a hover shows the exact value and its interval
+        point = page.locator(
+            "#chart-speedup_vs_fidelity .mark-symbol path[aria-label*='variant: int8-static']"
+        ).first
+        point.hover()
+        page.wait_for_selector("#vg-tooltip-element.visible")
+        tooltip = page.inner_text("#vg-tooltip-element")
+        assert "int8-static" in tooltip and "95% CI low" in tooltip
+        # the device filter: the other device's points, its table and its list go away
+        symbols = "#chart-speedup_vs_fidelity .mark-symbol path[aria-label*='device: local']"
+        before = page.locator(symbols).count()
+        assert before >= 3
+        page.select_option("#filter-device", "loop")
+        page.wait_for_function(f'document.querySelectorAll("{symbols}").length === 0')
+        assert not page.locator("section.device[data-device='local']").is_visible()
+        assert page.locator("section.device[data-device='loop']").is_visible()
+        page.select_option("#filter-device", "")
+        page.wait_for_function(f'document.querySelectorAll("{symbols}").length === {before}')
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        browser.close()
+    assert (ARTIFACTS / "report.png").stat().st_size > 50_000
+    _check_specs_against_records(lab_run)
+
+
+def _check_specs_against_records(store: RunStore) -> None:
+    """The charts as data: each point of the speedup-vs-fidelity spec is a variant's
+    speedup as compare_variants computes it from the stored run; each matrix cell the
+    strategy's speedup on that device."""
+    from harness.report import charts
+
+    results, samples = store.frames()
+    comparison = compare_variants(results, samples, store.comparisons())
+    spec = charts.spec(charts.speedup_vs_fidelity(comparison))
+    [values] = spec["datasets"].values()
+    plotted = {(p["device"], p["variant"]): p["speedup"] for p in values}
+    expected = {(r.device, r.variant): r.speedup for r in comparison.itertuples()}
+    assert len(plotted) == 8 and plotted == pytest.approx(expected)  # 2 devices x 4 variants
+    [cells] = charts.spec(charts.speedup_matrix(comparison))["datasets"].values()
+    assert {(c["strategy"], c["device"]) for c in cells} == {
+        (s, d) for s in ("fp16", "int8-static", "prune-unstructured") for d in ("local", "loop")
+    }
+    for cell in cells:
+        row = comparison[(comparison["device"] == cell["device"])
+                         & (comparison["strategy"] == cell["strategy"])]  # fmt: skip
+        assert cell["speedup"] == pytest.approx(float(row["speedup"].iloc[0]))
