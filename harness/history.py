@@ -62,6 +62,27 @@ def noise_floor(history: pd.DataFrame, quantile: float = 0.95) -> dict[str, floa
     return floors
 
 
+def missing_floors(history: pd.DataFrame) -> dict[str, str]:
+    """Per device without a noise floor, why: how many runs its most-run identical job
+    has, against the three a floor needs."""
+    ok = history[history["status"] == "ok"]
+    floors = noise_floor(history)
+    reasons = {}
+    for device, per_device in ok.groupby("device"):
+        if str(device) in floors:
+            continue
+        most = int(
+            per_device.groupby([*JOB_KEY, "model_sha256", "runtime_version"], dropna=False)
+            .size()
+            .max()
+        )
+        reasons[str(device)] = (
+            f"no noise floor for {device} yet: a floor needs an identical job (same model "
+            f"file and runtime version) in at least 3 runs; its most-run job has {most}"
+        )
+    return reasons
+
+
 def calibration_floors(
     samples: pd.DataFrame, quantile: float = 0.95, draws: int = 400, seed: int = 0
 ) -> dict[int, float]:

@@ -172,6 +172,7 @@ class VariantFile:
     status: str = (
         "error"  # of a variant not built: "error", or "no-effect" (built, changed nothing)
     )
+    cached: bool | None = None  # taken from the variant cache (None: not a built variant)
 
 
 def expand_plan(

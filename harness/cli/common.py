@@ -53,8 +53,10 @@ Baseline = Annotated[str | None, typer.Option(help="Baseline run for max_regress
 def _console() -> Console:
     from rich.console import Console
 
+    from harness.cli.fit import PIPED_WIDTH
+
     # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPED_WIDTH)
 
 
 class _Terminated(KeyboardInterrupt):

@@ -24,23 +24,28 @@ from harness.cli.display import _cpu_text, _print_phone
 @command(devices_app, "list")
 def devices_list(devices_dir: DevicesDir = Path("devices")) -> None:
     """Show the inventory."""
-    from rich.table import Table
+    from harness.cli.fit import Column, print_fitted
 
     inventory = _inventory(devices_dir, [])
-    table = Table("name", "transport", "address", "role", "labels", "runner", "source")
-    for device in inventory.values():
-        labels = ", ".join(f"{k}={v}" for k, v in device.labels.items())
-        runner = device.placement.python if device.runner_kind == "python" else "native"
-        table.add_row(
+    headers = ("name", "transport", "address", "role", "labels", "runner", "source")
+    rows = [
+        [
             device.name,
             device.transport,
-            device.address,
+            str(device.address),
             device.role,
-            labels,
-            runner,
-            device.source,
-        )
-    _console().print(table)
+            ", ".join(f"{k}={v}" for k, v in device.labels.items()),
+            str(device.placement.python) if device.runner_kind == "python" else "native",
+            str(device.source),
+        ]
+        for device in inventory.values()
+    ]
+    print_fitted(
+        _console(),
+        [Column(h, prose=h in ("labels", "source", "runner")) for h in headers],
+        rows,
+        drop_first=("source", "runner", "role"),
+    )
 
 
 @command(devices_app, "check")

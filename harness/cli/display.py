@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -68,24 +69,27 @@ def _print_phone(console: Console, facts: Any) -> None:
 
 
 def _print_tables(console: Console, results: Any) -> None:
-    from rich import box
-    from rich.table import Table
-
+    from harness.cli.fit import Column, print_fitted
     from harness.report.table import TERMINAL_COLUMNS, latency_tables
 
     if results.empty:
         console.print("no finished jobs yet")
         return
+    headers = {"p50_ci": "p50 95% CI", "peak_rss_mb": "peak MB", "load_ms": "load ms"}
+    text_columns = ("variant", "device", "runtime", "provider", "status")
+    columns = [
+        Column(headers.get(c, c.replace("_ms", " ms")), numeric=c not in text_columns)
+        for c in TERMINAL_COLUMNS
+    ]
     for model, rows in latency_tables(results):
-        table = Table(title=model, title_justify="left", box=box.SIMPLE_HEAD)
-        for column in TERMINAL_COLUMNS:
-            header = "p50 95% CI" if column == "p50_ci" else column
-            left = column in ("variant", "device", "runtime", "provider", "status")
-            table.add_column(header, justify="left" if left else "right", no_wrap=left)
-        for row in rows:
-            style = None if row["status"] == "ok" else "red"
-            table.add_row(*(str(row[c]) for c in TERMINAL_COLUMNS), style=style)
-        console.print(table)
+        print_fitted(
+            console,
+            columns,
+            [[str(row[c]) for c in TERMINAL_COLUMNS] for row in rows],
+            title=model,
+            drop_first=("load ms", "runtime", "p99 ms", "peak MB", "p90 ms"),
+            styles=[None if row["status"] == "ok" else "red" for row in rows],
+        )
         for row in rows:
             if row["note"]:
                 marker = "[yellow]warning[/yellow]" if row["status"] == "ok" else "[red]error[/red]"
@@ -100,10 +104,9 @@ def _print_comparison(
     only_with_variants: bool = False,
     comparisons: Any = None,
 ) -> None:
-    from rich import box
     from rich.markup import escape
-    from rich.table import Table
 
+    from harness.cli.fit import Column, print_fitted
     from harness.report.compare import GROUP, METHODS, compare_variants
 
     comparison = compare_variants(results, samples, comparisons)
@@ -114,19 +117,12 @@ def _print_comparison(
         if only_with_variants and len(group) < 2:
             continue
         device, model, runtime, provider, threads = key
-        table = Table(
-            title=f"{model} on {device} ({runtime} {provider}, {threads} threads) vs fp32",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-        )
-        columns = ["variant", "strategy", "p50 ms", "speedup [95% CI]", "by", "size", "peak mem"]
-        columns += ["accuracy", "Δ acc pts", "top-1 agree", "PSNR dB", "pareto"]
-        for column in columns:
-            left = column in ("variant", "strategy")
-            table.add_column(column, justify="left" if left else "right", no_wrap=True)
+        headers = ["variant", "strategy", "p50 ms", "speedup [95% CI]", "by", "size", "peak mem"]
+        headers += ["accuracy", "Δ acc pts", "top-1 agree", "PSNR dB", "pareto"]
+        columns = [Column(h, numeric=h not in ("variant", "strategy", "by")) for h in headers]
         rows = group.to_dict("records")
-        for row in rows:
-            table.add_row(
+        cells = [
+            [
                 row["variant"],
                 row["strategy"],
                 f"{row['p50_ms']:.3f}",
@@ -140,9 +136,17 @@ def _print_comparison(
                 _pct(row["top1_agreement"]),
                 _db(row["psnr_db"]),
                 "*" if row["pareto"] else "",
-                style="red" if "SLOWER" in row["notes"] else None,
-            )
-        console.print(table)
+            ]
+            for row in rows
+        ]
+        print_fitted(
+            console,
+            columns,
+            cells,
+            title=f"{model} on {device} ({runtime} {provider}, {threads} threads) vs fp32",
+            drop_first=("by", "peak mem", "PSNR dB", "top-1 agree", "pareto"),
+            styles=["red" if "SLOWER" in row["notes"] else None for row in rows],
+        )
         if any(row["significant"] is False for row in rows):
             console.print("  ~ : not distinguishable from fp32 (CI or process-to-process noise)")
         for method in dict.fromkeys(r["method"] for r in rows if r["variant"] != "fp32"):
@@ -257,21 +261,36 @@ def _pct(value: float | None) -> str:
 
 
 class _Progress:
-    """Rich progress: one bar per device, advanced as its jobs end."""
+    """On a terminal: one bar per device and one for the run, with jobs done/total and an
+    ETA. Piped (CI logs): one line per finished job, with the count and the ETA."""
 
     def __init__(self, console: Console, jobs: list[Any]) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
+        self.live = console.is_terminal or os.environ.get("HARNESS_PROGRESS") == "1"
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             TextColumn("{task.fields[current]}"),
             console=console,
             transient=False,
-            disable=not console.is_terminal and os.environ.get("HARNESS_PROGRESS") != "1",
+            disable=not self.live,
         )
         self.console = console
+        self.total, self.done = len(jobs), 0
+        self.started = time.monotonic()
+        self.overall = self.progress.add_task("all devices", total=self.total, current="")
         self.tasks = {}
         for device in dict.fromkeys(j.device for j in jobs):
             count = sum(1 for j in jobs if j.device == device)
@@ -284,20 +303,39 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    def _say(self, text: str) -> None:
+        if self.live:
+            self.progress.print(text)
+        else:
+            self.console.print(text, soft_wrap=True)
+
+    def eta(self) -> str:
+        """The time left at the pace so far (jobs of a run take alike long, roughly)."""
+        if not self.done or self.done >= self.total:
+            return ""
+        left = (time.monotonic() - self.started) / self.done * (self.total - self.done)
+        return f", ETA {left / 60:.0f} min" if left >= 90 else f", ETA {left:.0f} s"
+
     def on_event(self, event: JobEvent) -> None:
         from rich.markup import escape
 
         task = self.tasks[event.device]
         message = escape(event.message)  # device output and paths: never rich markup
         if event.kind == "device-error":
-            self.progress.print(f"[red]device {event.device} skipped:[/red] {message}")
+            self._say(f"[red]device {event.device} skipped:[/red] {message}")
         elif event.kind == "start":
             self.progress.update(task, current=event.job_id)
         elif event.kind in ("retry", "waiting", "quarantine", "cleanup"):
-            self.progress.print(f"[yellow]{event.device} {event.kind}:[/yellow] {message}")
+            self._say(f"[yellow]{event.device} {event.kind}:[/yellow] {message}")
         elif event.kind == "rerun":
-            self.progress.print(f"[yellow]{event.job_id}: {message}, once more[/yellow]")
+            self._say(f"[yellow]{event.job_id}: {message}, once more[/yellow]")
         elif event.kind == "end":
+            self.done += 1
             self.progress.update(task, advance=1, current="")
-            if event.status != "ok":
-                self.progress.print(f"[red]{event.job_id}: {event.status}[/red] {message}")
+            self.progress.update(self.overall, advance=1)
+            failed = f"[red]{event.status}[/red] {message}" if event.status != "ok" else "ok"
+            if not self.live:
+                job = escape(event.job_id)
+                self._say(f"[{self.done}/{self.total}] {job}: {failed}{self.eta()}")
+            elif event.status != "ok":
+                self._say(f"[red]{event.job_id}: {event.status}[/red] {message}")

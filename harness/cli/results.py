@@ -98,13 +98,33 @@ def gate(
         extension = extend_run(store, rerun, factor)
         console.print(f"extension run: {_shown(extension.run_dir)}")
         verdict = merge_extension(verdict, _verdict(budgets, extension, runs_dir, baseline), rerun)
-    text = markdown_summary(verdict)
     if junit:
         junit.write_text(junit_xml(verdict))
     if summary:
-        summary.write_text(text)
-    console.print(text, markup=False)
+        summary.write_text(markdown_summary(verdict))
+    _print_verdict(console, verdict)
     raise typer.Exit(verdict.exit_code)
+
+
+def _print_verdict(console: Any, verdict: Any) -> None:
+    """The verdict as a terminal table, a row per check; the counts count those rows."""
+    from harness.cli.fit import Column, print_fitted
+    from harness.report.verdict import counts_line
+
+    colour = {"pass": "green", "fail": "red", "inconclusive": "yellow", "missing": "yellow"}
+    console.print(
+        f"release gate: [{colour[verdict.outcome]}]{verdict.outcome.upper()}[/] "
+        f"({counts_line(verdict)})"
+    )
+    rows = [
+        [case.name, check.metric, check.outcome, check.message]
+        for case in verdict.cases
+        for check in case.checks
+    ]
+    styles = [colour.get(row[2]) if row[2] != "pass" else None for row in rows]
+    columns = [Column("case", prose=True), Column("metric"), Column("outcome"),
+               Column("measured", prose=True)]  # fmt: skip
+    print_fitted(console, columns, rows, styles=styles)
 
 
 def _verdict(budgets_path: Path, store: Any, runs_dir: Path, baseline: str | None) -> Any:
@@ -142,7 +162,7 @@ def history(
     """Every stored run in one table; per-device noise floors; trend plots."""
     from harness.config import load_budgets
     from harness.gate import budget_lines
-    from harness.history import consecutive_regressions, noise_floor
+    from harness.history import consecutive_regressions, missing_floors, noise_floor
     from harness.report import charts
     from harness.store import load_history
 
@@ -152,14 +172,11 @@ def history(
     limits = budget_lines(load_budgets(budgets)) if budgets else {}
     for note in notes:
         console.print(f"warning: {note}", markup=False, soft_wrap=True)
-    ok = frame[frame["status"] == "ok"]
-    pivot = ok.pivot_table(
-        index=["device", "model", "variant", "threads"], columns="run_id", values="p50_ms"
-    )
-    console.print(f"{frame['run_id'].nunique()} runs, {len(frame)} jobs; p50 ms per run:")
-    console.print(pivot.iloc[:, -6:].round(4).to_string(), markup=False)
+    _print_history(console, frame)
     for device, floor in noise_floor(frame).items():
         console.print(f"noise floor of {device}: {floor:.1%} (p95 of how far apart two runs land)")
+    for reason in missing_floors(frame).values():
+        console.print(reason, markup=False, soft_wrap=True)
     if out:
         frame.to_parquet(out, index=False)
         console.print(f"wrote {out}")
@@ -171,6 +188,27 @@ def history(
             console.print(f"wrote {charts.save(chart, plot, 'trend')}")
 
 
+def _print_history(console: Any, frame: Any, most: int = 6) -> None:
+    """p50 per job (rows) and run (columns, the latest `most`), as a table that fits."""
+    from harness.cli.fit import Column, print_fitted
+
+    ok = frame[frame["status"] == "ok"]
+    console.print(f"{frame['run_id'].nunique()} runs, {len(frame)} jobs; p50 ms per run:")
+    if ok.empty:
+        return
+    keys = ["device", "model", "variant", "threads"]
+    pivot = ok.pivot_table(index=keys, columns="run_id", values="p50_ms", sort=False)
+    runs = sorted(pivot.columns, key=lambda r: str(ok[ok["run_id"] == r]["started_at"].min()))
+    runs = runs[-most:]
+    columns = [Column(k, numeric=k == "threads") for k in keys]
+    columns += [Column(str(r), numeric=True) for r in runs]
+    rows = [
+        [str(v) for v in index] + [_num_text(pivot.loc[index, r]) for r in runs]
+        for index in pivot.index
+    ]
+    print_fitted(console, columns, rows, drop_first=[str(r) for r in runs[:-2]])
+
+
 @command(app, "compare")
 def compare_command(
     before: Annotated[str, typer.Argument(help="The earlier run (id, path).")],
@@ -180,8 +218,7 @@ def compare_command(
 ) -> None:
     """Per matching job: ratio of medians [95% CI], p-value, verdict. Exit 1 when a job is
     slower beyond the threshold (never below the device's noise floor)."""
-    from rich.table import Table
-
+    from harness.cli.fit import Column, print_fitted
     from harness.errors import HarnessError
     from harness.history import compare_runs, noise_floor
     from harness.store import load_history, read_calibrations, resolve_run
@@ -198,39 +235,27 @@ def compare_command(
         console.print(f"warning: {note}", markup=False, soft_wrap=True)
     calibrated = read_calibrations(runs_dir.parent / "calibration")
     table_frame = compare_runs(a.frames(), b.frames(), threshold / 100, floors, calibrated)
-    table = Table(
-        "device",
-        "model",
-        "variant",
-        "t",
-        "p50 before (pooled)",
-        "p50 after (pooled)",
-        "ratio [95% CI] (by test)",
-        "p",
-        "verdict",
-        "why",
-    )
+    columns = [Column("device"), Column("model"), Column("variant"), Column("t", numeric=True),
+               Column("p50 before", numeric=True), Column("p50 after", numeric=True),
+               Column("ratio [95% CI]", numeric=True), Column("p", numeric=True),
+               Column("verdict"), Column("why", prose=True)]  # fmt: skip
+    rows, styles = [], []
     for row in table_frame.to_dict("records"):
         ratio = (
             f"{row['ratio']:.3f} [{row['ratio_low']:.3f}-{row['ratio_high']:.3f}]"
             if row["ratio"] is not None and row["ratio"] == row["ratio"]
             else ""
         )
-        style = {"slower": "red", "faster": "green", "not comparable": "yellow"}.get(row["verdict"])
-        table.add_row(
-            str(row["device"]),
-            str(row["model"]),
-            str(row["variant"]),
-            str(row["threads"]),
-            _num_text(row["p50_a_ms"]),
-            _num_text(row["p50_b_ms"]),
-            ratio,
-            _num_text(row["p_value"], ".2g"),
-            row["verdict"],
-            row["reason"],
-            style=style,
+        styles.append(
+            {"slower": "red", "faster": "green", "not comparable": "yellow"}.get(row["verdict"])
         )
-    console.print(table)
+        rows.append(
+            [str(row["device"]), str(row["model"]), str(row["variant"]), str(row["threads"]),
+             _num_text(row["p50_a_ms"]), _num_text(row["p50_b_ms"]), ratio,
+             _num_text(row["p_value"], ".2g"), row["verdict"], row["reason"]]
+        )  # fmt: skip
+    print_fitted(console, columns, rows, styles=styles, drop_first=("p", "t"))
+    console.print("p50 before/after: the pooled samples' medians, ms", markup=False)
     tests = sorted(set(table_frame["test"].dropna())) if "test" in table_frame else []
     for test in tests:  # the ratio's estimator need not be the p50 columns' (pooled samples)
         console.print(f"ratio and p by: {test}", markup=False, soft_wrap=True)

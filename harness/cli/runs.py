@@ -171,9 +171,7 @@ def compress(
 ) -> None:
     """Build the model's variants (cached: only what changed is rebuilt), each verified:
     it loads, runs one inference and changed what its strategy claims."""
-    from rich.markup import escape
-    from rich.table import Table
-
+    from harness.cli.fit import Column, print_fitted
     from harness.compress import BuildContext, build_all
     from harness.config import load_manifest, parse_dims
     from harness.scheduler import variant_cache_dir
@@ -189,21 +187,25 @@ def compress(
         lambda manifest: BuildContext(manifest, given),
         log=_plain(console),
     )
-    table = Table("variant", "file", "bytes", "what it did")
+    rows: list[list[str]] = []
+    styles: list[str | None] = []
     for (_, variant), result in built.items():
         if result.error:
             status = "no effect" if result.status == "no-effect" else "not built"
-            table.add_row(variant, f"[red]{status}[/red]", "", escape(result.error))
+            rows.append([variant, status, "", "", result.error])
+            styles.append("red")
             continue
         assert result.path is not None
         summary = {k: v for k, v in result.report.items() if k not in ("params", "base_sha256")}
-        table.add_row(
-            variant,
-            escape(str(result.path)),
-            str(result.path.stat().st_size),
-            escape(_brief(summary)),
+        cache = {True: "cached", False: "rebuilt", None: "as given"}[result.cached]
+        rows.append(
+            [variant, cache, result.path.name, str(result.path.stat().st_size), _brief(summary)]
         )
-    console.print(table)
+        styles.append(None)
+    columns = [Column("variant"), Column("cache"), Column("file"), Column("bytes", numeric=True),
+               Column("what it did", prose=True)]  # fmt: skip
+    print_fitted(console, columns, rows, styles=styles, drop_first=("file",))
+    console.print(f"files in {_shown(variant_cache_dir(path.parent))}", markup=False)
     if any(r.error for r in built.values()):
         raise typer.Exit(1)
 

@@ -293,7 +293,11 @@ def build_all(
             continue
         if not built.cached:
             log(f"built {manifest.name}/{variant.name} ({variant.strategy}) -> {built.path.name}")
-        files[(manifest.name, variant.name)] = VariantFile(built.path, built.report)
+        files[(manifest.name, variant.name)] = VariantFile(
+            built.path,
+            built.report,
+            cached=None if variant.strategy in ("fp32", "external") else built.cached,
+        )
     said = _line_count(library_log(cache_dir)) - log_lines
     if said:
         log(f"the compression libraries' own output ({said} lines) is in {library_log(cache_dir)}")

@@ -69,6 +69,9 @@ def test_html_report_in_headless_chromium(
     gate = subprocess.run([BIN / "harness", "gate", str(budgets), store.run_id, *args],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert gate.returncode == 0, gate.stdout
+    # a terminal table whose counts count its rows; Markdown only with --summary
+    assert "release gate: PASS (2 checks: 2 pass (in 1 cases: 1 pass))" in gate.stdout
+    assert "|---|" not in gate.stdout and "✅" not in gate.stdout
     report = store.run_dir / "report.html"
     assert "PASS" in (store.run_dir / "summary.md").read_text()
     for name in ("latency", "distributions", "speedup_vs_fidelity", "size_vs_speedup", "memory"):
@@ -93,6 +96,11 @@ def test_history_and_noise_floor(runs: tuple[Path, list[RunStore]], tmp_path: Pa
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert len(pd.read_parquet(out)) == 4 and (tmp_path / "trend.png").is_file()
+    # a table, and why there is no noise floor with two runs
+    assert "p50 ms per run" in shown.stdout and "digits_cnn" in shown.stdout
+    assert (
+        "no noise floor for local yet" in shown.stdout and "its most-run job has 2" in shown.stdout
+    )
 
 
 def test_compare_runs_gives_a_verdict_per_job(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -211,10 +212,16 @@ dims = { batch = 1 }
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "tiny_mbv2" in done.stdout and "run directory:" in done.stdout
+    # piped: a line per finished job, counted, with an ETA until the last
+    finished = [ln for ln in done.stdout.splitlines() if re.match(r"\[\d/4\] local\.", ln)]
+    assert [ln[:5] for ln in finished] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    assert "ETA" in finished[0] and "ETA" not in finished[-1]
     shown = subprocess.run(
         [BIN / "harness", "show", "latest"], capture_output=True, text=True, env=env, timeout=60
     )
     assert shown.returncode == 0 and "face_detection_short_range" in shown.stdout
+    # 120 columns off a terminal: nothing cut, nothing wider
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 120 and "…" not in shown.stdout
 
     # a run killed after its first job: the finished job is on disk and `show` reads it
     slow = write_plan(

@@ -105,11 +105,16 @@ def test_junit_and_markdown() -> None:
     suite = ET.fromstring(junit_xml(verdict))
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
     cases = suite.findall("testcase")
-    assert cases[0].find("failure") is not None and cases[1].find("failure") is None
+    failure = cases[0].find("failure")
+    assert failure is not None and cases[1].find("failure") is None
+    # the message states the case: the metric, its figures and the budget
+    assert failure.get("message", "").startswith("p90_ms fail: ")
+    assert "vs budget 6 ms" in failure.get("message", "") and "95% CI" in failure.get("message", "")
     text = markdown_summary(verdict)
-    assert text.startswith("## Release gate: ❌ FAIL") and "1 pass, 1 fail" in text.replace(
-        "1 fail, 1 pass", "1 pass, 1 fail"
-    )
+    assert text.startswith("## Release gate: ❌ FAIL")
+    # the counts count the table's rows (checks), then the cases
+    assert "2 checks: 1 pass, 1 fail (in 2 cases: 1 pass, 1 fail)" in text
+    assert text.count("| m on pi") == 2
 
 
 def test_a_psnr_budget_needs_no_labels() -> None:
