@@ -177,3 +177,22 @@ def test_variants_are_cached_by_content(digits: ModelManifest, tmp_path: Path) -
     onnx.save(model, str(changed_dir / "m.onnx"))
     changed = digits.model_copy(update={"file": changed_dir / "m.onnx"})
     assert build(changed, tmp_path, "fp16").path != first.path
+
+
+def test_harness_compress_says_which_variants_came_from_the_cache(workspace: Path) -> None:
+    from conftest import harness
+
+    models = workspace / "models"
+    first = harness(
+        "compress", "tiny_mbv2", "--models-dir", models, "--dims", "batch=1", timeout=600
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = harness(
+        "compress", "tiny_mbv2", "--models-dir", models, "--dims", "batch=1", timeout=600
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = {line.split()[0]: line.split()[1] for line in again.stdout.splitlines()
+            if line.strip() and line.split()[0] in ("fp32", "fp16", "int8-static")}  # fmt: skip
+    assert rows == {"fp32": "as", "fp16": "cached", "int8-static": "cached"}
+    assert "rebuilt" in first.stdout and "rebuilt" not in again.stdout
+    assert max(len(line) for line in again.stdout.splitlines()) <= 120
