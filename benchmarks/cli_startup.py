@@ -1,5 +1,5 @@
-"""`harness --help` wall time (target <= 0.3 s): pandas, onnxruntime, paramiko and
-matplotlib must be imported lazily, inside the commands that need them.
+"""`harness --help` wall time (target <= 0.3 s): pandas, onnxruntime, paramiko, altair and
+vl-convert must be imported lazily, inside the commands that need them.
 
     .venv/bin/python benchmarks/cli_startup.py [--repeat 15]
 """

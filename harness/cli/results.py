@@ -163,7 +163,7 @@ def history(
     from harness.config import load_budgets
     from harness.gate import budget_lines
     from harness.history import consecutive_regressions, missing_floors, noise_floor
-    from harness.report import charts
+    from harness.report import charts, detail_charts
     from harness.store import load_history
 
     console = _console()
@@ -183,7 +183,7 @@ def history(
     if plot:
         assert samples is not None
         marked = consecutive_regressions(frame, samples, floors=noise_floor(frame))
-        chart = charts.trend(frame, limits, marked)
+        chart = detail_charts.trend(frame, limits, marked)
         if chart is not None:
             console.print(f"wrote {charts.save(chart, plot, 'trend')}")
 
@@ -198,15 +198,19 @@ def _print_history(console: Any, frame: Any, most: int = 6) -> None:
         return
     keys = ["device", "model", "variant", "threads"]
     pivot = ok.pivot_table(index=keys, columns="run_id", values="p50_ms", sort=False)
-    runs = sorted(pivot.columns, key=lambda r: str(ok[ok["run_id"] == r]["started_at"].min()))
-    runs = runs[-most:]
+    started = {r: str(ok[ok["run_id"] == r]["started_at"].min()) for r in pivot.columns}
+    runs = sorted(pivot.columns, key=lambda r: started[r])[-most:]
+    # a run by when it started (MM-DD HH:MM), its id under the table
+    labels = [f"{started[r][5:10]} {started[r][11:16]}" for r in runs]
     columns = [Column(k, numeric=k == "threads") for k in keys]
-    columns += [Column(str(r), numeric=True) for r in runs]
+    columns += [Column(label, numeric=True) for label in labels]
     rows = [
         [str(v) for v in index] + [_num_text(pivot.loc[index, r]) for r in runs]
         for index in pivot.index
     ]
-    print_fitted(console, columns, rows, drop_first=[str(r) for r in runs[:-2]])
+    print_fitted(console, columns, rows, drop_first=labels[:-2])
+    for label, run in zip(labels, runs, strict=True):
+        console.print(f"  {label}: {run}", markup=False)
 
 
 @command(app, "compare")

@@ -39,21 +39,8 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
     timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
     if job.profile:
         return run_profile(job, session, remote_model, binary, timings)
-    times_path = None
-    if job.tool == "trtexec":
-        times_path = session.job_path(job, ".times.json")
-        transport.run_check(["mkdir", "-p", posixpath.dirname(times_path)], timeout_s=30)
-    argv = native_command(
-        job.tool,
-        binary=binary,
-        model_path=remote_model,
-        provider=job.provider,
-        threads=job.threads,
-        warmup=job.warmup,
-        stop=job.stop,
-        times_path=times_path,
-        cores=job.cores,
-    )
+    times_path = scratch_path(session, job, ".times.json") if job.tool == "trtexec" else None
+    argv = job_argv(job, remote_model, binary, stop=job.stop, times_path=times_path)
     before = device_state(session)
     on_shell = device.power is not None and device.power.source in SHELL_SOURCES
     power = power_spec(device) if on_shell else None
@@ -105,6 +92,21 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
     return doc
 
 
+def scratch_path(session: DeviceSession, job: Job, suffix: str) -> str:
+    """A file of the job's own in its folder on the device (the folder made)."""
+    path = session.job_path(job, suffix)
+    session.transport.run_check(["mkdir", "-p", posixpath.dirname(path)], timeout_s=30)
+    return path
+
+
+def job_argv(job: Job, remote_model: str, binary: str, **options: Any) -> list[str]:
+    """The tool's argv for this job's settings, with `options` (native_command's)."""
+    return native_command(
+        job.tool, binary=binary, model_path=remote_model, provider=job.provider,
+        threads=job.threads, warmup=job.warmup, cores=job.cores, **options,
+    )  # fmt: skip
+
+
 def run_profile(
     job: Job, session: DeviceSession, remote_model: str, binary: str, timings: dict[str, Any]
 ) -> dict[str, Any]:
@@ -115,20 +117,11 @@ def run_profile(
     runs, top_n = int(job.profile["runs"]), int(job.profile["top_n"])
     trace_prefix = None
     if job.tool == "onnxruntime_perf_test":
-        trace_prefix = session.job_path(job, ".ort-profile")
-        transport.run_check(["mkdir", "-p", posixpath.dirname(trace_prefix)], timeout_s=30)
-    argv = native_command(
-        job.tool,
-        binary=binary,
-        model_path=remote_model,
-        provider=job.provider,
-        threads=job.threads,
-        warmup=job.warmup,
-        stop={"iterations": runs},
-        cores=job.cores,
-        profile=True,
+        trace_prefix = scratch_path(session, job, ".ort-profile")
+    argv = job_argv(
+        job, remote_model, binary, stop={"iterations": runs}, profile=True,
         profile_path=trace_prefix,
-    )
+    )  # fmt: skip
     result = transport.run(argv, timeout_s=job.timeout_s, interruptible=True)
     timings["run_s"] = result.duration_s
     output = result.stdout + "\n" + result.stderr

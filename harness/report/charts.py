@@ -27,7 +27,7 @@ WIDTH_PX = 330
 PANEL_COLUMNS = 3
 
 
-def _alt() -> Any:
+def altair() -> Any:
     import altair as alt
 
     alt.data_transformers.disable_max_rows()
@@ -36,7 +36,7 @@ def _alt() -> Any:
 
 def strategy_colours(strategies: list[str]) -> Any:
     """One colour per strategy, the same in every chart of a report; fp32 grey."""
-    alt = _alt()
+    alt = altair()
     others = sorted(s for s in set(strategies) if s != "fp32")
     domain = ["fp32", *others] if "fp32" in strategies else others
     colours = [REFERENCE_COLOUR] if "fp32" in strategies else []
@@ -47,18 +47,18 @@ def strategy_colours(strategies: list[str]) -> Any:
 def filter_params(frame: pd.DataFrame, names: tuple[str, ...] = FILTERS) -> list[Any]:
     """The page's filters as the chart's signals (`<name>_filter`; null shows everything),
     set by the report's filter bar on every chart at once (report/page.py)."""
-    alt = _alt()
+    alt = altair()
     return [alt.param(name=f"{name}_filter", value=None) for name in names if name in frame]
 
 
-def _filtered(chart: Any, params: list[Any]) -> Any:
+def filtered(chart: Any, params: list[Any]) -> Any:
     for param in params:
         field = param.name.removesuffix("_filter")
         chart = chart.transform_filter(f"{param.name} == null || datum['{field}'] == {param.name}")
     return chart
 
 
-def _records(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def chart_records(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Only the columns a chart shows, NaN as null (Vega reads NaN as a number)."""
     import pandas as pd
 
@@ -73,11 +73,11 @@ def speedup_vs_fidelity(comparison: pd.DataFrame) -> Any | None:
     """Per device: each variant's speedup over fp32 (with its 95 % interval) against what it
     costs in fidelity, coloured by strategy, shaped by model; the front of the variants no
     other beats on both (per model and setting) drawn as a dashed line."""
-    alt = _alt()
+    alt = altair()
     shown = comparison[comparison["speedup"].notna()]
     if shown.empty:
         return None
-    data = _records(
+    data = chart_records(
         shown,
         ["device", "model", "variant", "strategy", "setting", "speedup", "speedup_low",
          "speedup_high", "fidelity_loss_pct", "fidelity_measure", "front", "worth_shipping",
@@ -126,7 +126,7 @@ def speedup_vs_fidelity(comparison: pd.DataFrame) -> Any | None:
         .mark_point(shape="cross", size=160, color=REFERENCE_COLOUR, filled=True)
         .encode(x=alt.datum(0), y=alt.datum(1))
     )
-    layered = _filtered(alt.layer(one, reference, front, interval, points, data=data), params)
+    layered = filtered(alt.layer(one, reference, front, interval, points, data=data), params)
     return (
         layered.properties(width=WIDTH_PX + 90, height=260)
         .facet(facet=alt.Facet("device:N", title=None), columns=PANEL_COLUMNS)
@@ -137,7 +137,7 @@ def speedup_vs_fidelity(comparison: pd.DataFrame) -> Any | None:
 def speedup_matrix(comparison: pd.DataFrame) -> Any | None:
     """Strategy × device: the geometric mean speedup of each strategy's variants over fp32
     on each device (over models and settings), so a lab reads at a glance."""
-    alt = _alt()
+    alt = altair()
     rows = comparison[(comparison["variant"] != "fp32") & comparison["speedup"].notna()]
     if rows.empty:
         return None
@@ -152,7 +152,7 @@ def speedup_matrix(comparison: pd.DataFrame) -> Any | None:
 
     data = pd.DataFrame(cells)
     params = filter_params(data, ("device", "strategy"))
-    base = _filtered(alt.Chart(data), params).encode(
+    base = filtered(alt.Chart(data), params).encode(
         x=alt.X("device:N", title=None, axis=alt.Axis(labelAngle=0, orient="top")),
         y=alt.Y("strategy:N", title=None),
     )
@@ -182,76 +182,14 @@ def speedup_matrix(comparison: pd.DataFrame) -> Any | None:
     )
 
 
-def latency(results: pd.DataFrame) -> Any | None:
-    """p50 per variant with its 95 % interval, per device, coloured by strategy."""
-    alt = _alt()
-    ok = results[(results["status"] == "ok") & results["p50_ms"].notna()].copy()
-    if ok.empty:
-        return None
-    ok["label"] = ok["model"] + "/" + ok["variant"] + " t" + ok["threads"].astype(str)
-    data = _records(
-        ok,
-        ["device", "model", "variant", "strategy", "label", "provider", "p50_ms",
-         "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p99_ms", "n"],
-    )  # fmt: skip
-    params = filter_params(ok)
-    scale = alt.Scale(type="log", nice=False, padding=8)
-    x = alt.X("p50_ms:Q", title="p50 latency, ms (log)", scale=scale)
-    colour = alt.Color("strategy:N", scale=strategy_colours(list(ok["strategy"])))
-    y = alt.Y("label:N", title=None, sort=None)
-    base = alt.Chart()
-    bars = base.mark_rule(strokeWidth=2).encode(
-        x=alt.X("p50_ci_low_ms:Q", scale=scale), x2="p50_ci_high_ms:Q", y=y, color=colour
-    )
-    points = base.mark_point(filled=True, size=60).encode(
-        x=x, y=y, color=colour,
-        tooltip=["device:N", "label:N", "provider:N", "n:Q"]
-        + [alt.Tooltip(f"{k}:Q", format=".4f")
-           for k in ("p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p99_ms")],
-    )  # fmt: skip
-    height = 18 * int(ok.groupby("device")["label"].nunique().max())
-    return (
-        _filtered(alt.layer(bars, points, data=data), params)
-        .properties(width=WIDTH_PX + 120, height=max(height, 60))
-        .facet(row=alt.Row("device:N", title=None))
-        .add_params(*params)
-    )
-
-
-def memory(results: pd.DataFrame) -> Any | None:
-    """Peak resident memory per variant, per device, coloured by strategy."""
-    alt = _alt()
-    ok = results[(results["status"] == "ok") & results["peak_rss_mb"].notna()].copy()
-    if ok.empty:
-        return None
-    ok["label"] = ok["model"] + "/" + ok["variant"] + " t" + ok["threads"].astype(str)
-    data = _records(ok, ["device", "model", "variant", "strategy", "label", "peak_rss_mb",
-                         "model_mem_mb", "peak_pss_mb"])  # fmt: skip
-    params = filter_params(ok)
-    bars = _filtered(alt.Chart(data), params).mark_bar().encode(
-        x=alt.X("peak_rss_mb:Q", title="peak resident memory, MB"),
-        y=alt.Y("label:N", title=None, sort=None),
-        color=alt.Color("strategy:N", scale=strategy_colours(list(ok["strategy"]))),
-        tooltip=["device:N", "label:N", alt.Tooltip("peak_rss_mb:Q", format=".1f"),
-                 alt.Tooltip("model_mem_mb:Q", format=".1f"),
-                 alt.Tooltip("peak_pss_mb:Q", format=".1f")],
-    )  # fmt: skip
-    height = 18 * int(ok.groupby("device")["label"].nunique().max())
-    return (
-        bars.properties(width=WIDTH_PX + 120, height=max(height, 60))
-        .facet(row=alt.Row("device:N", title=None))
-        .add_params(*params)
-    )
-
-
 def size_vs_speedup(comparison: pd.DataFrame) -> Any | None:
     """Model size against speedup, both relative to fp32 (fp32 itself at 1, 1)."""
-    alt = _alt()
+    alt = altair()
     shown = comparison[comparison["speedup"].notna() & comparison["size_ratio"].notna()]
     shown = shown[shown["variant"] != "fp32"]
     if shown.empty:
         return None
-    data = _records(shown, ["device", "model", "variant", "strategy", "setting", "speedup",
+    data = chart_records(shown, ["device", "model", "variant", "strategy", "setting", "speedup",
                             "size_ratio"])  # fmt: skip
     params = filter_params(shown)
     points = alt.Chart().mark_point(filled=True, size=80).encode(
@@ -268,177 +206,11 @@ def size_vs_speedup(comparison: pd.DataFrame) -> Any | None:
         .encode(x=alt.datum(1), y=alt.datum(1))
     )
     return (
-        _filtered(alt.layer(reference, points, data=data), params)
+        filtered(alt.layer(reference, points, data=data), params)
         .properties(width=WIDTH_PX, height=250)
         .facet(facet=alt.Facet("device:N", title=None), columns=PANEL_COLUMNS)
         .add_params(*params)
     )
-
-
-def distributions(results: pd.DataFrame, samples: pd.DataFrame, most: int = 400) -> Any | None:
-    """Each job's latency samples as a box (whiskers at 1.5 IQR), at most `most` samples a
-    job (evenly taken), per device."""
-    alt = _alt()
-    if samples.empty:
-        return None
-    import pandas as pd
-
-    ok = results[results["status"] == "ok"].set_index("job_id")
-    kept = []
-    for job_id, group in samples.groupby("job_id", sort=False):
-        if job_id not in ok.index:
-            continue
-        step = max(1, len(group) // most)
-        row = ok.loc[job_id]
-        kept.append(
-            pd.DataFrame({"latency_ms": group["latency_ns"].iloc[::step] / 1e6}).assign(
-                device=row["device"], strategy=row["strategy"], model=row["model"],
-                label=f"{row['model']}/{row['variant']} t{row['threads']}",
-            )
-        )  # fmt: skip
-    if not kept:
-        return None
-    data = pd.concat(kept, ignore_index=True)
-    params = filter_params(data)
-    boxes = (
-        _filtered(alt.Chart(data), params)
-        .mark_boxplot(size=12)
-        .encode(
-            x=alt.X("latency_ms:Q", title="latency, ms", scale=alt.Scale(zero=False)),
-            y=alt.Y("label:N", title=None, sort=None),
-            color=alt.Color("strategy:N", scale=strategy_colours(list(data["strategy"]))),
-        )
-    )
-    return (
-        boxes.properties(width=WIDTH_PX + 120)
-        .facet(row=alt.Row("device:N", title=None))
-        .add_params(*params)
-    )
-
-
-def power(power_frame: pd.DataFrame, most: int = 6) -> Any | None:
-    """Power over each job (the first `most`), the timed window shaded."""
-    alt = _alt()
-    if power_frame.empty:
-        return None
-    jobs = list(dict.fromkeys(power_frame["job_id"]))[:most]
-    shown = power_frame[power_frame["job_id"].isin(jobs)]
-    data = _records(shown, ["job_id", "t_s", "power_w", "phase", "window_s"])
-    line = alt.Chart().mark_line().encode(
-        x=alt.X("t_s:Q", title="seconds from the start of the timed window"),
-        y=alt.Y("power_w:Q", title="W"),
-        tooltip=[alt.Tooltip("t_s:Q", format=".2f"), alt.Tooltip("power_w:Q", format=".3f"),
-                 "phase:N"],
-    )  # fmt: skip
-    shade = (
-        alt.Chart()
-        .mark_rect(opacity=0.15, color="#f58518")
-        .encode(x=alt.datum(0), x2=alt.X2("window_s:Q", aggregate="max"))
-    )
-    return (
-        alt.layer(shade, line, data=data)
-        .properties(width=WIDTH_PX * 2, height=90)
-        .facet(row=alt.Row("job_id:N", title=None))
-        .resolve_scale(x="independent")
-    )
-
-
-def time_by_op_type(rows: list[dict[str, Any]], top: int = 7) -> Any | None:
-    """Stacked bars per device: each profiled model/variant's time per run by op type (the
-    `top` largest op types over the run, the rest as "other")."""
-    alt = _alt()
-    if not rows:
-        return None
-    import pandas as pd
-
-    frame = pd.DataFrame(rows)
-    leaders = list(frame.groupby("op_type")["ms_per_run"].sum().nlargest(top).index)
-    frame["op_type"] = frame["op_type"].where(frame["op_type"].isin(leaders), "other")
-    frame["label"] = frame["model"] + "/" + frame["variant"] + " t" + frame["threads"].astype(str)
-    data = frame.groupby(["device", "label", "model", "variant", "op_type"], as_index=False)[
-        "ms_per_run"
-    ].sum()
-    params = filter_params(data, ("device", "model"))
-    bars = (
-        _filtered(alt.Chart(data), params)
-        .mark_bar()
-        .encode(
-            x=alt.X("ms_per_run:Q", title="ms per run (profiled)", stack="zero"),
-            y=alt.Y("label:N", title=None, sort=None),
-            color=alt.Color("op_type:N", title="op type", sort=[*leaders, "other"]),
-            tooltip=["device:N", "label:N", "op_type:N", alt.Tooltip("ms_per_run:Q", format=".3f")],
-        )
-    )
-    return (
-        bars.properties(width=WIDTH_PX + 120)
-        .facet(row=alt.Row("device:N", title=None))
-        .add_params(*params)
-    )
-
-
-def trend(
-    history: pd.DataFrame,
-    budgets: dict[tuple[str, str], tuple[str, float]] | None = None,
-    regressions: set[tuple[str, str, str, str]] | None = None,
-) -> Any | None:
-    """Per metric (p50, and p90 where a budget is on p90), a panel per model/variant with
-    each device over runs, every panel of a metric on one y scale (so a small change looks
-    small), the budget on that metric drawn in its panel, regressions circled."""
-    alt = _alt()
-    ok = history[history["status"] == "ok"].copy()
-    if ok.empty:
-        return None
-    ok["series"] = ok["device"] + " t" + ok["threads"].astype(str)
-    ok["case"] = ok["model"] + "/" + ok["variant"]
-    ok["regression"] = [
-        (r.run_id, r.device, r.model, r.variant) in (regressions or set()) for r in ok.itertuples()
-    ]
-    on_p90 = any(metric == "p90_ms" for metric, _ in (budgets or {}).values())
-    charts = []
-    for metric in ["p50_ms", "p90_ms"] if on_p90 else ["p50_ms"]:
-        frame = ok.assign(
-            value_ms=ok[metric],
-            limit_ms=[
-                limit if on == metric else None
-                for on, limit in (
-                    (budgets or {}).get((m, v), (None, None))
-                    for m, v in zip(ok["model"], ok["variant"], strict=True)
-                )
-            ],
-        )
-        data = _records(frame, ["run_id", "started_at", "series", "case", "value_ms", "limit_ms",
-                                "regression"])  # fmt: skip
-        name = metric.removesuffix("_ms")
-        line = (
-            alt.Chart()
-            .mark_line(point=True)
-            .encode(
-                x=alt.X("started_at:T", title=None),
-                y=alt.Y("value_ms:Q", title=f"{name}, ms"),
-                color=alt.Color("series:N", title="device"),
-                tooltip=["run_id:N", "series:N", alt.Tooltip("value_ms:Q", format=".4f")],
-            )
-        )
-        circles = (
-            alt.Chart()
-            .transform_filter("datum.regression")
-            .mark_point(size=250, color="#c44e52", strokeWidth=2)
-            .encode(x="started_at:T", y="value_ms:Q")
-        )
-        limit = (
-            alt.Chart()
-            .mark_rule(color="#c44e52", strokeDash=[6, 4])
-            .encode(y=alt.Y("limit_ms:Q", aggregate="max"))
-        )
-        charts.append(
-            alt.layer(line, circles, limit, data=data)
-            .properties(width=WIDTH_PX, height=140)
-            .facet(
-                facet=alt.Facet("case:N", title=f"{name} over runs (budget dashed)"),
-                columns=PANEL_COLUMNS,
-            )
-        )
-    return alt.vconcat(*charts)
 
 
 def spec(chart: Any) -> dict[str, Any]:

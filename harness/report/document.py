@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.report import charts
+from harness.report import charts, detail_charts
 from harness.report.compare import compare_variants
 from harness.report.page import grouped_warnings, render_html
 from harness.report.table import ci_range, missing, num, pct, text
@@ -59,12 +59,12 @@ def write_report(
     built = {
         "speedup_vs_fidelity": charts.speedup_vs_fidelity(comparison),
         "speedup_matrix": charts.speedup_matrix(comparison),
-        "latency": charts.latency(results),
-        "distributions": charts.distributions(results, samples),
+        "latency": detail_charts.latency(results),
+        "distributions": detail_charts.distributions(results, samples),
         "size_vs_speedup": charts.size_vs_speedup(comparison),
-        "memory": charts.memory(results),
-        "power": charts.power(store.power()),
-        "time_by_op_type": charts.time_by_op_type(op_type_rows(profiled)),
+        "memory": detail_charts.memory(results),
+        "power": detail_charts.power(store.power()),
+        "time_by_op_type": detail_charts.time_by_op_type(op_type_rows(profiled)),
     }
     built = {name: chart for name, chart in built.items() if chart is not None}
     saved = {name: charts.save(chart, folder, name) for name, chart in built.items()}

@@ -122,7 +122,7 @@ def test_energy_per_inference_from_a_rapl_tree(
     assert (run_dir / "plots" / "power.png").is_file() and (
         run_dir / "plots" / "power.svg"
     ).is_file()
-    assert "alt='power'" in files.html.read_text()
+    assert "id='chart-power'" in files.html.read_text()
 
 
 def test_a_sampler_that_cannot_read_fails_the_job_in_its_words(
