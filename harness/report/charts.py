@@ -23,7 +23,7 @@ STRATEGY_COLOURS = [
     "#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d",
 ]  # fmt: skip
 FILTERS = ("device", "model", "strategy")
-WIDTH_PX = 330
+WIDTH_PX = 400  # a panel; the wide charts are twice that (a 1400 px page holds both)
 PANEL_COLUMNS = 3
 
 
@@ -128,7 +128,7 @@ def speedup_vs_fidelity(comparison: pd.DataFrame) -> Any | None:
     )
     layered = filtered(alt.layer(one, reference, front, interval, points, data=data), params)
     return (
-        layered.properties(width=WIDTH_PX + 90, height=260)
+        layered.properties(width=WIDTH_PX, height=280)
         .facet(facet=alt.Facet("device:N", title=None), columns=PANEL_COLUMNS)
         .add_params(*params)
     )

@@ -50,7 +50,7 @@ def latency(results: pd.DataFrame) -> Any | None:
     height = 18 * int(ok.groupby("device")["label"].nunique().max())
     return (
         filtered(alt.layer(bars, points, data=data), params)
-        .properties(width=WIDTH_PX + 120, height=max(height, 60))
+        .properties(width=WIDTH_PX * 2, height=max(height, 60))
         .facet(row=alt.Row("device:N", title=None))
         .add_params(*params)
     )
@@ -76,7 +76,7 @@ def memory(results: pd.DataFrame) -> Any | None:
     )  # fmt: skip
     height = 18 * int(ok.groupby("device")["label"].nunique().max())
     return (
-        bars.properties(width=WIDTH_PX + 120, height=max(height, 60))
+        bars.properties(width=WIDTH_PX * 2, height=max(height, 60))
         .facet(row=alt.Row("device:N", title=None))
         .add_params(*params)
     )
@@ -117,7 +117,7 @@ def distributions(results: pd.DataFrame, samples: pd.DataFrame, most: int = 400)
         )
     )
     return (
-        boxes.properties(width=WIDTH_PX + 120)
+        boxes.properties(width=WIDTH_PX * 2)
         .facet(row=alt.Row("device:N", title=None))
         .add_params(*params)
     )
@@ -179,7 +179,7 @@ def time_by_op_type(rows: list[dict[str, Any]], top: int = 7) -> Any | None:
         )
     )
     return (
-        bars.properties(width=WIDTH_PX + 120)
+        bars.properties(width=WIDTH_PX * 2)
         .facet(row=alt.Row("device:N", title=None))
         .add_params(*params)
     )

@@ -1,0 +1,49 @@
+"""The report page as data (harness/report/page.py): warnings grouped by kind, tables
+that drop empty columns and align text left and numbers right, the filter bar, and no
+network in the page."""
+
+from __future__ import annotations
+
+from harness.report.page import grouped_warnings, render_html, split_warnings, warning_kind
+
+COLUMNS = [("model", "model"), ("variant", "variant"), ("p50_ms", "p50 ms"),
+           ("energy_mj", "energy mJ/inf"), ("p50_ci", "p50 95% CI")]  # fmt: skip
+
+
+def test_warnings_split_outside_parentheses_and_group_by_kind() -> None:
+    text = "unstable: CV 43.4% > 10.0%; throttled (cpu0; cpu1); processes disagree: 4.2%"
+    assert split_warnings(text) == [
+        "unstable: CV 43.4% > 10.0%", "throttled (cpu0; cpu1)", "processes disagree: 4.2%",
+    ]  # fmt: skip
+    assert warning_kind("SLOWER than fp32 on this device (0.80x)") == (
+        "SLOWER than fp32 on this device (…)"
+    )
+    groups = grouped_warnings(
+        [("pi: m/int8 t1", "unstable: CV 43% > 10%; processes disagree: 4%"),
+         ("pi: m/fp16 t1", "unstable: CV 21% > 10%"), ("pi", "accuracy -1.9 pts")]
+    )  # fmt: skip
+    assert list(groups) == ["unstable", "processes disagree", "accuracy … pts"]
+    assert groups["unstable"] == ["pi: m/int8 t1: unstable: CV 43% > 10%",
+                                  "pi: m/fp16 t1: unstable: CV 21% > 10%"]  # fmt: skip
+
+
+def test_the_page_drops_empty_columns_filters_and_needs_no_network() -> None:
+    rows = [
+        {"device": "pi", "model": "m", "variant": "fp32", "strategy": "fp32", "p50_ms": "1.000",
+         "energy_mj": "", "p50_ci": "0.990–1.010", "row_class": ""},
+        {"device": "pi", "model": "m", "variant": "int8", "strategy": "int8-static",
+         "p50_ms": "2.000", "energy_mj": "", "p50_ci": "1.980–2.020", "row_class": "slower"},
+    ]  # fmt: skip
+    page = render_html(
+        "r1", {"run_id": "r1", "devices": {"pi": {"transport": "ssh"}}}, {"pi": rows}, COLUMNS,
+        {"pi": []}, {"device": ["pi"], "model": ["m"], "strategy": ["fp32", "int8-static"]},
+        [("pi: m/int8 t1", "unstable: CV 43% > 10%")], {}, {}, None, [], "/* vega */",
+    )  # fmt: skip
+    assert "energy mJ/inf" not in page  # an empty column is dropped
+    assert "<th class='text'>model</th>" in page and "<th class='num'>p50 ms</th>" in page
+    assert "<td class='num ci'>0.990–1.010</td>" in page
+    assert "<tr class='slower' data-device='pi' data-model='m' data-strategy='int8-static'>" in page
+    assert "<select id='filter-strategy' data-filter='strategy'>" in page
+    assert "<summary>unstable <span class='count'>(1)</span></summary>" in page
+    assert "none beats fp32 here" in page and "<td class='text'>pi (ssh)</td>" in page
+    assert "http://" not in page and "https://" not in page
