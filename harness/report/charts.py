@@ -28,6 +28,7 @@ PANEL_COLUMNS = 3
 
 
 def altair() -> Any:
+    """altair, imported when a chart is made (the CLI starts without it)."""
     import altair as alt
 
     alt.data_transformers.disable_max_rows()
@@ -52,6 +53,8 @@ def filter_params(frame: pd.DataFrame, names: tuple[str, ...] = FILTERS) -> list
 
 
 def filtered(chart: Any, params: list[Any]) -> Any:
+    """The chart showing only the rows the page's filters let through (on the layer, so
+    its marks share one filtered copy of the data)."""
     for param in params:
         field = param.name.removesuffix("_filter")
         chart = chart.transform_filter(f"{param.name} == null || datum['{field}'] == {param.name}")
