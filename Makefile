@@ -27,6 +27,7 @@ $(MODELS_STAMP): $(STAMP) $(wildcard models/*.toml) harness/bundled.py
 
 demo: venv models
 	$(BIN)/harness run plans/quickstart.toml
+	$(BIN)/harness report latest
 
 system-deps:
 	@bash scripts/ensure-system-deps.sh
