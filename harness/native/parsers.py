@@ -83,6 +83,11 @@ _BM_SUMMARY = re.compile(
     rf"^Inference timings in us: Init: (?P<init>{_NUMBER}), First inference: (?P<first>{_NUMBER}),"
     rf" Warmup \(avg\): (?P<warmup>{_NUMBER}), Inference \(avg\): (?P<avg>{_NUMBER})\s*$"
 )
+# TFLite 1.x (2019-2020): one line, the warm-up's mean and no first inference apart
+_BM_OLD_SUMMARY = re.compile(
+    rf"^Average inference timings in us: Warmup: (?P<warmup>{_NUMBER}), Init: (?P<init>{_NUMBER}),"
+    rf" (?:no stats|Inference): (?P<avg>{_NUMBER})\s*$"
+)
 _BM_MEMORY = re.compile(
     r"^(?P<kind>Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\):"
     r" init=(?P<init>\S+) overall=(?P<overall>\S+)\s*$"
@@ -95,8 +100,10 @@ _BM_PEAK_MONITOR = re.compile(
 def parse_benchmark_model(text: str) -> ToolReport:
     """TFLite/LiteRT `benchmark_model`: the timed run's `count=... avg=... std=...` line
     (the last such line before the summary; op-profiling tables after it are ignored),
-    the `Inference timings in us` summary and the memory footprint line (absolute peak in
-    old builds, delta from the tool's start in newer ones). Times are microseconds."""
+    the `Inference timings in us` summary (TFLite 1.x: `Average inference timings in us:
+    Warmup: W, Init: I, no stats: A`, with no first inference apart) and the memory
+    footprint line (absolute peak in old builds, delta from the tool's start in newer
+    ones). Times are microseconds."""
     tool = "benchmark_model"
     lines = text.splitlines()
     stats: dict[str, float] | None = None
@@ -107,8 +114,9 @@ def parse_benchmark_model(text: str) -> ToolReport:
         line = _PREFIX.sub("", raw).rstrip()
         if summary is None and (match := _BM_STATS.match(line)):
             stats = {k: _float(v.split("(")[0], raw, tool) for k, v in _BM_PAIR.findall(line)}
-        elif line.startswith("Inference timings in us"):
-            if not (match := _BM_SUMMARY.match(line)):
+        elif line.startswith(("Inference timings in us", "Average inference timings in us")):
+            match = _BM_SUMMARY.match(line) or _BM_OLD_SUMMARY.match(line)
+            if not match:
                 raise ParseError(f"{tool}: cannot read the summary line {raw.strip()!r}")
             summary = {k: _float(v, raw, tool) for k, v in match.groupdict().items()}
         elif "memory footprint" in line.lower() and "(MB)" in line:
@@ -138,7 +146,7 @@ def parse_benchmark_model(text: str) -> ToolReport:
         p50_ms=stats["median"] / US_PER_MS if "median" in stats else None,
         p95_ms=stats["p95"] / US_PER_MS if "p95" in stats else None,
         load_ms=summary["init"] / US_PER_MS,
-        first_ms=summary["first"] / US_PER_MS,
+        first_ms=summary["first"] / US_PER_MS if "first" in summary else None,
         warmup_mean_ms=summary["warmup"] / US_PER_MS,
         peak_memory_mb=peak_mb,
         model_memory_mb=memory["init"] if memory and memory_kind == "delta" else None,

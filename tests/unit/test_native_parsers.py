@@ -105,3 +105,14 @@ def test_trtexec_export_times_become_raw_samples() -> None:
     assert report.latencies_ns == (2_500_000, 2_250_000) and report.n == 2
     with pytest.raises(ParseError, match="latencyMs"):
         parse_trtexec_times('[{"computeMs": 1}]')
+
+
+def test_an_unknown_summary_form_is_quoted_never_called_missing() -> None:
+    """TensorFlow's (not Lite's) benchmark_model of 2017 ends with stats we do not read:
+    the error quotes the line, it never says there is no summary."""
+    text = "count=61 first=143913 curr=150588 min=89136 max=256518 avg=165940 std=28180\n"
+    text += (
+        "Average inference timings in us: Warmup: 169371, no stats: 154047, with stats: 165939\n"
+    )
+    with pytest.raises(ParseError, match="cannot read the summary line 'Average inference"):
+        parse_benchmark_model(text)
