@@ -153,18 +153,11 @@ def device_tables(
         key = (row["device"], row["model"], row["variant"], row["provider"], row["threads"])
         compared = speedups.get(key, {})
         ok = row["status"] == "ok"
-        slower = compared.get("significant") is True and (compared.get("speedup") or 1) < 1
         tables.setdefault(str(row["device"]), []).append(
             {
                 "device": str(row["device"]),
                 "strategy": str(row["strategy"]),
-                "row_class": row["status"]
-                if not ok
-                else "slower"
-                if slower
-                else "ship"
-                if compared.get("worth_shipping") is True and row["variant"] != "fp32"
-                else "",
+                "row_class": _row_class(row, compared),
                 "model": str(row["model"]),
                 "variant": str(row["variant"]),
                 "threads": text(row["threads"]),
@@ -186,6 +179,18 @@ def device_tables(
             }
         )
     return tables
+
+
+def _row_class(row: dict[str, Any], compared: dict[str, Any]) -> str:
+    """How a table row is coloured: a failed job, a variant slower than fp32 for sure, one
+    worth shipping."""
+    if row["status"] != "ok":
+        return str(row["status"])
+    if compared.get("significant") is True and (compared.get("speedup") or 1) < 1:
+        return "slower"
+    if compared.get("worth_shipping") is True and row["variant"] != "fp32":
+        return "ship"
+    return ""
 
 
 def warnings(results: pd.DataFrame, comparison: pd.DataFrame) -> list[tuple[str, str]]:
