@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from device_files import device_file
@@ -32,6 +33,17 @@ def harness(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProc
     return subprocess.run(
         [HARNESS, *map(str, args)], capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_plan_ok(plan: Path) -> tuple[Any, list[Any]]:
+    """A plan run in this process (prepare_run, run_prepared), every job of it ok: the
+    prepared run (its store) and the records."""
+    from harness.scheduler import prepare_run, run_prepared
+
+    prepared = prepare_run(plan)
+    records = run_prepared(prepared)
+    assert {r.status for r in records} == {"ok"}, [r.error for r in records if r.error]
+    return prepared, records
 
 
 @pytest.fixture(autouse=True)

@@ -150,7 +150,8 @@ def perf_test_trace(transport: Transport, prefix: str, runs: int, top_n: int) ->
     traces = sorted(name for name in listed if name.startswith(stem) and name.endswith(".json"))
     if not traces:
         raise RunnerFailed(
-            f"onnxruntime_perf_test wrote no profile trace '{stem}*.json' in {folder}"
+            f"onnxruntime_perf_test wrote no profile trace '{stem}*.json' in {folder}: does "
+            "this build take -p (`onnxruntime_perf_test -h` lists it)? Or set profile = false"
         )
     with tempfile.TemporaryDirectory(prefix="harness-trace-") as scratch:
         local = Path(scratch) / "trace.json"

@@ -10,18 +10,22 @@ one renderer gives both the interactive page and the static images.
 
 from __future__ import annotations
 
-import math
+import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# fp32 is the reference: grey, so the strategies' colours stand out
+# fp32 is the reference: grey, so the strategies' colours stand out; each built-in strategy
+# has its own colour, so a strategy looks the same in every chart of every report
 REFERENCE_COLOUR = "#8c8c8c"
-STRATEGY_COLOURS = [
-    "#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d",
-]  # fmt: skip
+STRATEGY_COLOURS = {
+    "fp16": "#4c78a8", "int8-dynamic": "#f58518", "int8-static": "#54a24b",
+    "int8-weight-only": "#e45756", "prune-unstructured": "#72b7b2",
+    "prune-structured": "#b279a2", "low-rank": "#eeca3b", "external": "#9d755d",
+}  # fmt: skip
+OTHER_COLOURS = ["#ff9da6", "#bab0ac", "#17becf", "#8c564b"]
 FILTERS = ("device", "model", "strategy")
 WIDTH_PX = 400  # a panel; the wide charts are twice that (a 1400 px page holds both)
 PANEL_COLUMNS = 3
@@ -36,13 +40,36 @@ def altair() -> Any:
 
 
 def strategy_colours(strategies: list[str]) -> Any:
-    """One colour per strategy, the same in every chart of a report; fp32 grey."""
+    """The strategies' colour scale: fp32 grey, each built-in strategy its own colour
+    whatever else the chart shows (a strategy of a plugin takes one of the others)."""
     alt = altair()
-    others = sorted(s for s in set(strategies) if s != "fp32")
-    domain = ["fp32", *others] if "fp32" in strategies else others
-    colours = [REFERENCE_COLOUR] if "fp32" in strategies else []
-    colours += [STRATEGY_COLOURS[i % len(STRATEGY_COLOURS)] for i in range(len(others))]
-    return alt.Scale(domain=domain, range=colours)
+    shown = sorted(set(strategies), key=lambda s: (s != "fp32", s))
+    unknown = [s for s in shown if s != "fp32" and s not in STRATEGY_COLOURS]
+    colours = [
+        REFERENCE_COLOUR if s == "fp32"
+        else STRATEGY_COLOURS.get(s) or OTHER_COLOURS[unknown.index(s) % len(OTHER_COLOURS)]
+        for s in shown
+    ]  # fmt: skip
+    return alt.Scale(domain=shown, range=colours)
+
+
+def with_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with a `label` column naming each job's row: `model/variant tN`."""
+    labelled = frame.copy()
+    labelled["label"] = (
+        frame["model"] + "/" + frame["variant"] + " t" + frame["threads"].astype(str)
+    )
+    return labelled
+
+
+def rows_by_device(chart: Any, params: list[Any], labels: pd.DataFrame | None = None) -> Any:
+    """A chart of one row per job label, a panel per device, as wide as two panels (and
+    as tall as its longest device's list when `labels` gives the rows)."""
+    sized = chart.properties(width=WIDTH_PX * 2)
+    if labels is not None:
+        longest = int(labels.groupby("device")["label"].nunique().max())
+        sized = sized.properties(height=max(18 * longest, 60))
+    return sized.facet(row=altair().Row("device:N", title=None)).add_params(*params)
 
 
 def filter_params(frame: pd.DataFrame, names: tuple[str, ...] = FILTERS) -> list[Any]:
@@ -146,7 +173,7 @@ def speedup_matrix(comparison: pd.DataFrame) -> Any | None:
         return None
     cells = [
         {"strategy": strategy, "device": device, "variants": len(group),
-         "speedup": math.exp(sum(math.log(float(s)) for s in group["speedup"]) / len(group)),
+         "speedup": statistics.geometric_mean(float(s) for s in group["speedup"]),
          "lowest": float(group["speedup"].min()), "highest": float(group["speedup"].max()),
          "models": ", ".join(sorted({str(m) for m in group["model"]}))}
         for (strategy, device), group in rows.groupby(["strategy", "device"])

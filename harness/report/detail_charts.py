@@ -13,7 +13,9 @@ from harness.report.charts import (
     chart_records,
     filter_params,
     filtered,
+    rows_by_device,
     strategy_colours,
+    with_labels,
 )
 
 if TYPE_CHECKING:
@@ -23,10 +25,10 @@ if TYPE_CHECKING:
 def latency(results: pd.DataFrame) -> Any | None:
     """p50 per variant with its 95 % interval, per device, coloured by strategy."""
     alt = altair()
-    ok = results[(results["status"] == "ok") & results["p50_ms"].notna()].copy()
+    ok = results[(results["status"] == "ok") & results["p50_ms"].notna()]
     if ok.empty:
         return None
-    ok["label"] = ok["model"] + "/" + ok["variant"] + " t" + ok["threads"].astype(str)
+    ok = with_labels(ok)
     data = chart_records(
         ok,
         ["device", "model", "variant", "strategy", "label", "provider", "p50_ms",
@@ -47,22 +49,16 @@ def latency(results: pd.DataFrame) -> Any | None:
         + [alt.Tooltip(f"{k}:Q", format=".4f")
            for k in ("p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p99_ms")],
     )  # fmt: skip
-    height = 18 * int(ok.groupby("device")["label"].nunique().max())
-    return (
-        filtered(alt.layer(bars, points, data=data), params)
-        .properties(width=WIDTH_PX * 2, height=max(height, 60))
-        .facet(row=alt.Row("device:N", title=None))
-        .add_params(*params)
-    )
+    return rows_by_device(filtered(alt.layer(bars, points, data=data), params), params, ok)
 
 
 def memory(results: pd.DataFrame) -> Any | None:
     """Peak resident memory per variant, per device, coloured by strategy."""
     alt = altair()
-    ok = results[(results["status"] == "ok") & results["peak_rss_mb"].notna()].copy()
+    ok = results[(results["status"] == "ok") & results["peak_rss_mb"].notna()]
     if ok.empty:
         return None
-    ok["label"] = ok["model"] + "/" + ok["variant"] + " t" + ok["threads"].astype(str)
+    ok = with_labels(ok)
     data = chart_records(ok, ["device", "model", "variant", "strategy", "label", "peak_rss_mb",
                          "model_mem_mb", "peak_pss_mb"])  # fmt: skip
     params = filter_params(ok)
@@ -74,12 +70,7 @@ def memory(results: pd.DataFrame) -> Any | None:
                  alt.Tooltip("model_mem_mb:Q", format=".1f"),
                  alt.Tooltip("peak_pss_mb:Q", format=".1f")],
     )  # fmt: skip
-    height = 18 * int(ok.groupby("device")["label"].nunique().max())
-    return (
-        bars.properties(width=WIDTH_PX * 2, height=max(height, 60))
-        .facet(row=alt.Row("device:N", title=None))
-        .add_params(*params)
-    )
+    return rows_by_device(bars, params, ok)
 
 
 def distributions(results: pd.DataFrame, samples: pd.DataFrame, most: int = 400) -> Any | None:
@@ -90,7 +81,7 @@ def distributions(results: pd.DataFrame, samples: pd.DataFrame, most: int = 400)
         return None
     import pandas as pd
 
-    ok = results[results["status"] == "ok"].set_index("job_id")
+    ok = with_labels(results[results["status"] == "ok"]).set_index("job_id")
     kept = []
     for job_id, group in samples.groupby("job_id", sort=False):
         if job_id not in ok.index:
@@ -100,7 +91,7 @@ def distributions(results: pd.DataFrame, samples: pd.DataFrame, most: int = 400)
         kept.append(
             pd.DataFrame({"latency_ms": group["latency_ns"].iloc[::step] / 1e6}).assign(
                 device=row["device"], strategy=row["strategy"], model=row["model"],
-                label=f"{row['model']}/{row['variant']} t{row['threads']}",
+                label=row["label"],
             )
         )  # fmt: skip
     if not kept:
@@ -116,11 +107,7 @@ def distributions(results: pd.DataFrame, samples: pd.DataFrame, most: int = 400)
             color=alt.Color("strategy:N", scale=strategy_colours(list(data["strategy"]))),
         )
     )
-    return (
-        boxes.properties(width=WIDTH_PX * 2)
-        .facet(row=alt.Row("device:N", title=None))
-        .add_params(*params)
-    )
+    return rows_by_device(boxes, params)
 
 
 def power(power_frame: pd.DataFrame, most: int = 6) -> Any | None:
@@ -160,10 +147,9 @@ def time_by_op_type(rows: list[dict[str, Any]], top: int = 7) -> Any | None:
         return None
     import pandas as pd
 
-    frame = pd.DataFrame(rows)
+    frame = with_labels(pd.DataFrame(rows))
     leaders = list(frame.groupby("op_type")["ms_per_run"].sum().nlargest(top).index)
     frame["op_type"] = frame["op_type"].where(frame["op_type"].isin(leaders), "other")
-    frame["label"] = frame["model"] + "/" + frame["variant"] + " t" + frame["threads"].astype(str)
     data = frame.groupby(["device", "label", "model", "variant", "op_type"], as_index=False)[
         "ms_per_run"
     ].sum()
@@ -178,11 +164,7 @@ def time_by_op_type(rows: list[dict[str, Any]], top: int = 7) -> Any | None:
             tooltip=["device:N", "label:N", "op_type:N", alt.Tooltip("ms_per_run:Q", format=".3f")],
         )
     )
-    return (
-        bars.properties(width=WIDTH_PX * 2)
-        .facet(row=alt.Row("device:N", title=None))
-        .add_params(*params)
-    )
+    return rows_by_device(bars, params)
 
 
 def trend(

@@ -56,17 +56,20 @@ def grouped_warnings(notes: list[tuple[str, str]]) -> dict[str, list[str]]:
     return dict(sorted(groups.items(), key=lambda item: -len(item[1])))
 
 
+def _align(key: str) -> str:
+    """Text left, numbers right (the CSS classes)."""
+    return "text" if key in TEXT_COLUMNS else "num"
+
+
 def _cell_class(key: str) -> str:
-    kind = "text" if key in TEXT_COLUMNS else "num"
-    return f"{kind} ci" if key.endswith("_ci") else kind
+    return f"{_align(key)} ci" if key.endswith("_ci") else _align(key)
 
 
 def _table(rows: list[dict[str, str]], columns: list[tuple[str, str]], cls: str) -> str:
     """Empty columns dropped; text left, numbers right; a row's class from its status and
     speed (failed, slower, worth shipping)."""
     shown = [(key, title) for key, title in columns if any(row.get(key) for row in rows)]
-    head = "".join(f"<th class='{'text' if k in TEXT_COLUMNS else 'num'}'>{e(t)}</th>"
-                   for k, t in shown)  # fmt: skip
+    head = "".join(f"<th class='{_align(k)}'>{e(t)}</th>" for k, t in shown)
     body = []
     for row in rows:
         cells = "".join(f"<td class='{_cell_class(k)}'>{e(row.get(k, ''))}</td>" for k, _ in shown)

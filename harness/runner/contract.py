@@ -50,7 +50,7 @@ class JobSpec(TypedDict):
     running_file: str | None  # kept while it runs: "pid pgid job"
     # a paired job (paired.py): reference_path, budget_s, band, block_ms (or block_size)
     paired: dict[str, Any] | None
-    # a profile job (profile.py): runs, top_n, prefix (where the runtime writes its trace)
+    # a profile job (op_profile.py): runs, top_n, prefix (where the runtime writes its trace)
     profile: dict[str, Any] | None
 
 

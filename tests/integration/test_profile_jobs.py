@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import STANDIN_DIR, SSHServer, StandinPhones, harness
+from conftest import STANDIN_DIR, SSHServer, StandinPhones, harness, run_plan_ok
 from device_files import local_device_file
 
 from harness.config import Budget, Budgets
 from harness.gate import evaluate
 from harness.profiles import op_type_diff, placement
 from harness.runner.contract import ResultDocument
-from harness.scheduler import prepare_run, run_prepared
 
 
 def test_profiles_of_a_cnn_and_its_int8_variant(workspace: Path, sshd: SSHServer) -> None:
@@ -32,9 +31,7 @@ def test_profiles_of_a_cnn_and_its_int8_variant(workspace: Path, sshd: SSHServer
         "[measure]\nwarmup = 3\niterations = 20\nprofile = true\nprofile_runs = 10\n"
         "profile_top_n = 8\n[inputs]\ndims = { batch = 1 }\n"
     )
-    prepared = prepare_run(plan)
-    records = run_prepared(prepared)
-    assert {r.status for r in records} == {"ok"}, [r.error for r in records if r.error]
+    prepared, records = run_plan_ok(plan)
     profiles = {(r.device, r.model, r.variant): r for r in records if r.kind == "profile"}
     assert len(profiles) == 8  # every solo job, once, in a process of its own
     run_dir = prepared.store.run_dir
@@ -117,9 +114,7 @@ def test_a_phones_profile_through_benchmark_model_flags_its_nnapi_fallback(
         "[measure]\nwarmup = 2\niterations = 10\nprofile = true\nprofile_runs = 5\n"
         "profile_top_n = 4\n[inputs]\ndims = { batch = 1 }\n"
     )
-    prepared = prepare_run(plan)
-    records = run_prepared(prepared)
-    assert {r.status for r in records} == {"ok"}, [r.error for r in records if r.error]
+    prepared, records = run_plan_ok(plan)
     run_dir = prepared.store.run_dir
     seen = json.loads((phones.root / "benchmark_model.profiled.argv.json").read_text())
     assert "--enable_op_profiling=true" in seen["argv"] and "--num_runs=5" in seen["argv"]
@@ -166,9 +161,7 @@ def test_onnxruntime_perf_test_profiles_over_ssh(workspace: Path, sshd: SSHServe
         "[measure]\nwarmup = 1\niterations = 20\nprofile = true\nprofile_runs = 8\n"
         "[inputs]\ndims = { batch = 1 }\n"
     )
-    prepared = prepare_run(plan)
-    records = run_prepared(prepared)
-    assert {r.status for r in records} == {"ok"}, [r.error for r in records if r.error]
+    prepared, records = run_plan_ok(plan)
     [profiled] = [r for r in records if r.kind == "profile"]
     profile = ResultDocument(profiled.runner).profile
     assert profile["source"] == "onnxruntime profiling" and profile["runs"] == 8

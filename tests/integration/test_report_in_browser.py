@@ -9,11 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SSHServer, harness
+from conftest import ROOT, SSHServer, harness, run_plan_ok
 from device_files import local_device_file
 
 from harness.report.compare import compare_variants
-from harness.scheduler import prepare_run, run_prepared
 from harness.store import RunStore
 
 ARTIFACTS = ROOT / ".test-artifacts"
@@ -31,9 +30,7 @@ def lab_run(workspace: Path, sshd: SSHServer) -> RunStore:
         'variants = ["fp32", "fp16", "int8-static", "sparse-60"]\n'
         "[measure]\nwarmup = 3\niterations = 40\n[inputs]\ndims = { batch = 1 }\n"
     )
-    prepared = prepare_run(plan)
-    records = run_prepared(prepared)
-    assert {r.status for r in records} == {"ok"}, [r.error for r in records if r.error]
+    prepared, records = run_plan_ok(plan)
     return prepared.store
 
 

@@ -47,3 +47,21 @@ def test_the_page_drops_empty_columns_filters_and_needs_no_network() -> None:
     assert "<summary>unstable <span class='count'>(1)</span></summary>" in page
     assert "none beats fp32 here" in page and "<td class='text'>pi (ssh)</td>" in page
     assert "http://" not in page and "https://" not in page
+
+
+def test_a_strategy_has_one_colour_in_every_chart() -> None:
+    """A chart without fp32 (size vs speedup) or with a strategy another lacks gives each
+    strategy the colour it has everywhere."""
+    from harness.report.charts import REFERENCE_COLOUR, STRATEGY_COLOURS, strategy_colours
+
+    def colours(strategies: list[str]) -> dict[str, str]:
+        scale = strategy_colours(strategies)
+        return dict(zip(scale.domain, scale.range, strict=True))
+
+    everything = colours(["fp32", "fp16", "int8-static", "low-rank"])
+    assert everything["fp32"] == REFERENCE_COLOUR
+    assert colours(["int8-static"])["int8-static"] == everything["int8-static"]
+    assert colours(["low-rank", "int8-static"]) == {
+        "int8-static": STRATEGY_COLOURS["int8-static"], "low-rank": STRATEGY_COLOURS["low-rank"],
+    }  # fmt: skip
+    assert colours(["my-plugin"])["my-plugin"] not in STRATEGY_COLOURS.values()
