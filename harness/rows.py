@@ -263,6 +263,13 @@ def power_columns(power: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             "energy counts the native tool's whole run (model load and warm-up included): "
             "an upper bound per inference"
         )
+    unreadable = {
+        str(s["raw"]["unreadable"])
+        for s in power["samples"]
+        if isinstance(s.get("raw"), dict) and s["raw"].get("unreadable")
+    }
+    if unreadable:  # e.g. an INA3221 channel with nothing connected
+        notes.append(f"{power['source']}: left out, unreadable: {'; '.join(sorted(unreadable))}")
     statuses = {str((s.get("raw") or {}).get("status", "")).lower() for s in power["samples"]}
     if power["source"] == "android-battery" and "charging" in statuses:
         notes.append("the phone was charging: battery power does not measure its consumption")

@@ -20,8 +20,11 @@ from harness.native.commands import (
     parse_tool_output,
     profile_document,
     result_document,
+    watched_for_memory,
+    with_process_memory,
 )
 from harness.native.op_profiles import parse_benchmark_model_profile, parse_trtexec_profile
+from harness.native.parsers import parse_proc_status
 from harness.native.sampling import SHELL_SOURCES, ShellPowerSampler
 from harness.probes.thermal import STATE_SCRIPT, parse_state_probe
 from harness.runner.op_profile import summarize_ort_trace
@@ -39,7 +42,8 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
     timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
     if job.profile:
         return run_profile(job, session, remote_model, binary, timings)
-    times_path = scratch_path(session, job, ".times.json") if job.tool == "trtexec" else None
+    status_path = scratch_path(session, job, ".status")
+    times_path = session.job_path(job, ".times.json") if job.tool == "trtexec" else None
     argv = job_argv(job, remote_model, binary, stop=job.stop, times_path=times_path)
     before = device_state(session)
     on_shell = device.power is not None and device.power.source in SHELL_SOURCES
@@ -54,21 +58,20 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
             # the baseline: the tool not started yet
             windows["idle_window_ns"] = sampler.idle_window(power["idle_s"], power["min_readings"])
         window_start = time.monotonic_ns()
-        result = transport.run(argv, timeout_s=job.timeout_s, interruptible=True)
+        result = transport.run(
+            watched_for_memory(argv, status_path), timeout_s=job.timeout_s, interruptible=True
+        )
         windows["timed_window_ns"] = [window_start, time.monotonic_ns()]
     finally:
         sampled = sampler.stop() if sampler is not None else None
     timings["run_s"] = result.duration_s
     after = device_state(session)
-    times_json = None
-    if times_path is not None and transport.exists(times_path):
-        with tempfile.TemporaryDirectory(prefix="harness-times-") as folder:
-            local = Path(folder) / "times.json"
-            transport.get(times_path, local)
-            times_json = local.read_text()
+    times_json = fetched_text(transport, times_path) if times_path else None
     output = result.stdout + "\n" + result.stderr
     try:
         report = parse_tool_output(job.tool, output, times_json)
+        status = parse_proc_status(fetched_text(transport, status_path) or "")
+        report = with_process_memory(report, status)
     except RunnerFailed as exc:
         raise RunnerFailed(
             f"job {job.job_id} on '{device.name}': {exc} (exit status {result.exit_code})"
@@ -90,6 +93,16 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
             **sampled,
         }
     return doc
+
+
+def fetched_text(transport: Transport, remote: str) -> str | None:
+    """A small file the tool or its wrapper left on the device; None when there is none."""
+    if not transport.exists(remote):
+        return None
+    with tempfile.TemporaryDirectory(prefix="harness-fetch-") as folder:
+        local = Path(folder) / posixpath.basename(remote)
+        transport.get(remote, local)
+        return local.read_text(errors="replace")
 
 
 def scratch_path(session: DeviceSession, job: Job, suffix: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from harness.errors import ConfigError
@@ -123,6 +124,33 @@ def check_provider(tool: str, provider: str, where: object) -> None:
         provider in BENCHMARK_MODEL_DELEGATES or provider.startswith("delegate:")
     ):
         raise ConfigError(where, f"benchmark_model has no flag for '{provider}'", "runtime")
+
+
+# Runs the tool (the arguments after the status file) in the background and copies its
+# /proc/<pid>/status to that file every 0.1 s for 3 s, then every 0.5 s, until it exits;
+# exits with its status. VmHWM there is the kernel's peak of the tool's resident set, so
+# the last copy holds the peak of all but its last moments: the memory of a tool that
+# prints none (recent benchmark_model prints only a delta from its start, trtexec nothing).
+WATCH_MEMORY = (
+    's=$1; shift; rm -f "$s"; "$@" & p=$!; i=0; '  # no copy left from an earlier process
+    'while kill -0 "$p" 2>/dev/null; do '
+    'cat "/proc/$p/status" > "$s.part" 2>/dev/null && grep -q "^VmHWM" "$s.part" '
+    '&& mv -f "$s.part" "$s"; '  # an exiting process's status has no Vm lines: kept the last
+    'if [ "$i" -lt 30 ]; then i=$((i+1)); sleep 0.1; else sleep 0.5; fi; done; '
+    'wait "$p"'
+)
+
+
+def watched_for_memory(argv: Sequence[str], status_path: str) -> list[str]:
+    return ["sh", "-c", WATCH_MEMORY, "harness-watch", status_path, *argv]
+
+
+def with_process_memory(report: ToolReport, status: dict[str, int]) -> ToolReport:
+    """The tool's own peak memory where it printed one, else its process's VmHWM."""
+    if report.peak_memory_mb is not None or "VmHWM" not in status:
+        return report
+    extra = {**report.extra, "peak_memory_from": "/proc/<pid>/status VmHWM"}
+    return replace(report, peak_memory_mb=status["VmHWM"] / 1024, extra=extra)
 
 
 def parse_tool_output(tool: str, text: str, times_json: str | None = None) -> ToolReport:

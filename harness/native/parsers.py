@@ -57,7 +57,13 @@ class ToolReport:
 
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_PREFIX = re.compile(r"^\s*(?:(?:INFO|VERBOSE|WARNING|ERROR|[IWEV] tflite\s*):\s*)?")
+# a line's prefix: a log level, or Android logcat's (`-v brief` `I/tflite  ( 5395): `,
+# `-v time` with the date before it, `-v threadtime` `07-08 15:33:56.256  5395  5395 I tflite  : `)
+_PREFIX = re.compile(
+    r"^\s*(?:\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+(?:\d+\s+\d+\s+)?)?"  # date time [pid tid]
+    r"(?:(?:INFO|VERBOSE|WARNING|ERROR"
+    r"|(?:[VDIWEF][/ ]|\.\.\. )tflite\s*(?:\(\s*\d+\s*\))?)\s*:\s*)?"  # level/tag (pid):
+)
 
 
 def _float(text: str, line: str, tool: str) -> float:
@@ -73,6 +79,17 @@ def _no_results(tool: str, lines: list[str], what: str) -> ParseError:
     tail = list(dict.fromkeys(kept))  # the first errors say why, the last ones where it ended
     quoted = " | ".join(tail) or "(no output)"
     return ParseError(f"{tool}: no {what} in its output; it ended with: {quoted!r}")
+
+
+# --------------------------------------------------------------------------- /proc
+
+_STATUS_KB = re.compile(r"^(VmHWM|VmRSS|VmSwap):\s+(\d+) kB$")
+
+
+def parse_proc_status(text: str) -> dict[str, int]:
+    """`/proc/<pid>/status` (Linux and Android kernels alike): VmHWM — the kernel's own
+    peak of the resident set —, VmRSS and VmSwap, in kB; the lines that are there."""
+    return {m[1]: int(m[2]) for line in text.splitlines() if (m := _STATUS_KB.match(line))}
 
 
 # --------------------------------------------------------------------------- benchmark_model
@@ -127,8 +144,18 @@ def parse_benchmark_model(text: str) -> ToolReport:
                 monitored_peak = _float(match["peak"], raw, tool)
             else:
                 raise ParseError(f"{tool}: cannot read the memory line {raw.strip()!r}")
-    if summary is None or stats is None:
+    if summary is None:
         raise _no_results(tool, lines, "'Inference timings' summary")
+    if stats is None:  # the summary alone (`adb logcat | grep "Inference timings"`)
+        return ToolReport(
+            tool=tool,
+            n=None,
+            mean_ms=summary["avg"] / US_PER_MS,
+            load_ms=summary["init"] / US_PER_MS,
+            first_ms=summary["first"] / US_PER_MS if "first" in summary else None,
+            warmup_mean_ms=summary["warmup"] / US_PER_MS,
+            extra={"summary_only": True},
+        )
     if "count" not in stats or "curr" not in stats:
         raise ParseError(f"{tool}: the timed run's statistics line lacks count/curr")
     n = int(stats["count"])
@@ -171,11 +198,17 @@ _PT_KEYS = {
 }  # fmt: skip
 _PT_SECONDS = {"min latency", "max latency", "p50 latency", "p90 latency", "p95 latency",
                "p99 latency", "p999 latency"}  # fmt: skip
+# releases before 1.2 (2019): `Total iterations: N`, `Average time cost: A ms` and
+# `P50 Latency is 0.0587108 sec` (the README's sample: `0.0587108sec`)
+_PT_OLD_LATENCY = re.compile(rf"^(?P<key>(?:Min|Max|P\d+) Latency) is (?P<value>{_NUMBER})\s*sec$")
+_PT_OLD_KEYS = {"total iterations": "total inference requests",
+                "average time cost": "average inference time cost"}  # fmt: skip
 
 
 def parse_perf_test(text: str) -> ToolReport:
     """`onnxruntime_perf_test`: `Key: value unit` lines. The average is in ms, the
-    `-s` percentiles (`P50 Latency: 0.0186 s`) in seconds, memory in bytes."""
+    `-s` percentiles (`P50 Latency: 0.0186 s`; before 1.2 `P50 Latency is 0.0186 sec`)
+    in seconds, memory in bytes."""
     tool = "onnxruntime_perf_test"
     lines = text.splitlines()
     values: dict[str, float] = {}
@@ -185,10 +218,14 @@ def parse_perf_test(text: str) -> ToolReport:
         if line.startswith("using ") and line.endswith("ExecutionProvider"):
             provider = line.removeprefix("using ")
             continue
+        if old := _PT_OLD_LATENCY.match(line):
+            values[old["key"].lower()] = _float(old["value"], raw, tool)
+            continue
         match = _PT_LINE.match(line)
         if not match:
             continue
         key = match["key"].lower()
+        key = _PT_OLD_KEYS.get(key, key)
         if key not in _PT_SECONDS and key not in _PT_KEYS:
             continue  # "Setting intra_op_num_threads to 4" and other chatter
         values[key] = _float(match["value"], raw, tool)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -37,8 +37,8 @@ FALLBACK_INTERVAL_MS = 50
 
 @dataclass(frozen=True)
 class TegraReading:
-    total_w: float
-    total_from: str  # "VDD_IN", "POM_5V_IN" or "sum of rails"
+    total_w: float | None  # None: the board prints no rails
+    total_from: str  # "VDD_IN", "POM_5V_IN", "sum of rails" or "no rails"
     rails_w: dict[str, float]
     temps_c: dict[str, float]
 
@@ -55,15 +55,18 @@ def parse_tegrastats(line: str) -> TegraReading:
     """One tegrastats line. Rails are `NAME now/avg` in mW (units written as `mW` from
     L4T r35 on, bare before; some boards print more values after the average — the first
     is the reading). The board's input power is VDD_IN (TX1/TX2/Xavier NX/Orin Nano) or
-    POM_5V_IN (Nano); boards without an input rail (AGX Xavier, AGX Orin) sum their rails."""
+    POM_5V_IN (Nano); boards without an input rail (AGX Xavier, AGX Orin) sum their rails.
+    A board that prints no rails (old L4T, rails off) gives temperatures and no power."""
+    if not re.search(r"\bRAM \d+/\d+", line):
+        raise ParseError(f"tegrastats: not a tegrastats line: {line.strip()[:200]!r}")
     rails = {
         name: int(now) / 1000.0
         for name, now, _unit, _avg in _TEGRA_RAIL.findall(line)
         if name not in _TEGRA_NOT_RAILS
     }
-    if not rails:
-        raise ParseError(f"tegrastats: no power rails in line {line.strip()[:200]!r}")
     temps = {name: float(value) for name, value in _TEGRA_TEMP.findall(line)}
+    if not rails:
+        return TegraReading(None, "no rails", rails, temps)
     for name in _TEGRA_INPUT_RAILS:
         if name in rails:
             return TegraReading(rails[name], name, rails, temps)
@@ -115,7 +118,15 @@ def power_trace(source: str, samples: Sequence[Mapping[str, Any]]) -> list[tuple
 
 def _instant_watts(source: str, raw: Any) -> float | None:
     if source == "tegrastats":
-        return parse_tegrastats(str(raw)).total_w
+        reading = parse_tegrastats(str(raw))
+        if reading.total_w is None:
+            raise ParseError(
+                "tegrastats prints no power rails on this board ("
+                + str(raw).strip()[:120]
+                + "): measure with the board's INA3221 (source = 'ina3221') or an external "
+                "meter (source = 'command')"
+            )
+        return reading.total_w
     if source == "pi5-pmic":
         return sum(parse_pmic_read_adc(str(raw)).values())
     if source == "ina3221":
@@ -129,6 +140,23 @@ def _instant_watts(source: str, raw: Any) -> float | None:
     raise ParseError(f"unknown power source {source!r}; known: {', '.join(SOURCES)}")
 
 
+_RAPL_ZONE = re.compile(r"^intel-rapl:(?P<package>\d+)(?::(?P<sub>\d+))?:(?P<name>.+)$")
+
+
+def rapl_counted(domains: Iterable[str]) -> list[str]:
+    """The RAPL counters (`<zone>:<name>` as the sampler keys them) whose sum is the
+    machine's power, nothing counted twice: `psys` alone where the platform has it (it
+    covers the packages and DRAM); else every package plus its `dram` sub-zone (the package
+    counter excludes DRAM). core/uncore/gpu sub-zones lie inside their package."""
+    zones = {d: _RAPL_ZONE.match(d) for d in domains}
+    top_level = [d for d, zone in zones.items() if not zone or zone["sub"] is None]
+    psys = [d for d in top_level if d.endswith("psys")]
+    if psys:
+        return psys
+    dram = [d for d, zone in zones.items() if zone and zone["sub"] and zone["name"] == "dram"]
+    return top_level + dram
+
+
 def _rapl_trace(samples: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]]:
     """RAPL gives energy counters: power between two samples is ΔE/Δt, placed at the
     interval's middle; a counter that went down wrapped at its max_energy_range_uj."""
@@ -138,7 +166,10 @@ def _rapl_trace(samples: Sequence[Mapping[str, Any]]) -> list[tuple[float, float
         if seconds <= 0:
             continue
         joules = 0.0
+        counted = rapl_counted(after["raw"]["energy_uj"])
         for domain, end in after["raw"]["energy_uj"].items():
+            if domain not in counted:
+                continue
             start = before["raw"]["energy_uj"].get(domain)
             if start is None:
                 continue
@@ -153,7 +184,8 @@ def _rapl_trace(samples: Sequence[Mapping[str, Any]]) -> list[tuple[float, float
 def ina3221_watts(raw: Mapping[str, str]) -> float:
     """hwmon INA3221 files as read: `in<N>_input` (mV) × `curr<N>_input` (mA) per channel,
     or the older ina3221x driver's `in_power<N>_input` (mW). With a label naming the
-    board's input (VDD_IN / POM_5V_IN / VIN), that channel alone is the total."""
+    board's input (VDD_IN / POM_5V_IN / VIN), that channel alone is the total; else the
+    channels that read (an unconnected one fails with EIO) and are not labelled NC add up."""
     power_mw: dict[str, float] = {}
     labels: dict[str, str] = {}
     for name, value in raw.items():
@@ -169,9 +201,15 @@ def ina3221_watts(raw: Mapping[str, str]) -> float:
     if not power_mw:
         raise ParseError(f"ina3221: no channel with power or current+voltage in {sorted(raw)}")
     for channel, label in labels.items():
-        if label.upper() in ("VDD_IN", "POM_5V_IN", "VIN") and channel in power_mw:
+        if label.upper() in ("VDD_IN", "POM_5V_IN", "VIN"):
+            if channel not in power_mw:
+                raise ParseError(
+                    f"ina3221: the input rail {label} (channel {channel}) could not be read: "
+                    f"{raw.get('unreadable') or 'no current and voltage'}"
+                )
             return power_mw[channel] / 1000.0
-    return sum(power_mw.values()) / 1000.0
+    # "NC": a channel with nothing connected (AGX Orin's second INA3221)
+    return sum(mw for ch, mw in power_mw.items() if labels.get(ch, "").upper() != "NC") / 1000.0
 
 
 def android_watts(raw: Mapping[str, str]) -> float:

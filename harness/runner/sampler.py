@@ -34,19 +34,23 @@ def read_text(path: str) -> str:
 
 
 def rapl(spec: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """Top-level RAPL domains (intel-rapl:N, not their sub-zones): energy counters in µJ."""
+    """Every RAPL zone (intel-rapl:N and its sub-zones intel-rapl:N:M), keyed
+    `<zone>:<name>`: energy counters in µJ. Which of them add up without counting twice is
+    the controller's decision (harness/probes/power.py)."""
     base = os.path.join(spec["root"], "class", "powercap")
     energy: dict[str, int] = {}
     maximum: dict[str, int] = {}
-    for zone in sorted(glob.glob(os.path.join(base, "intel-rapl:*"))):
-        if not re.search(r"intel-rapl:\d+$", zone):
+    zones = glob.glob(os.path.join(base, "intel-rapl:*"))
+    zones += glob.glob(os.path.join(base, "intel-rapl:*", "intel-rapl:*"))
+    for zone in sorted(set(zones)):
+        zone_id = os.path.basename(zone)
+        if not re.match(r"intel-rapl:\d+(:\d+)?$", zone_id):
             continue
-        name = (
-            read_text(os.path.join(zone, "name"))
-            if os.path.exists(os.path.join(zone, "name"))
-            else os.path.basename(zone)
-        )
-        key = "%s:%s" % (os.path.basename(zone), name)
+        name_file = os.path.join(zone, "name")
+        name = read_text(name_file) if os.path.exists(name_file) else zone_id
+        key = "%s:%s" % (zone_id, name)
+        if key in energy:
+            continue  # a sub-zone is listed both under its package and at the top
         energy[key] = int(read_text(os.path.join(zone, "energy_uj")))
         maximum[key] = int(read_text(os.path.join(zone, "max_energy_range_uj")))
     if not energy:
@@ -61,7 +65,8 @@ _INA_FILES = re.compile(
 
 def ina3221(spec: dict[str, Any]) -> dict[str, str]:
     """Every INA3221 channel file of the first hwmon device named ina3221/ina3221x (or
-    of `root` itself when it holds them), as text."""
+    of `root` itself when it holds them), as text; files whose read fails are named under
+    `unreadable`, never fatal to the others."""
     candidates = [spec["root"]] + sorted(
         glob.glob(os.path.join(spec["root"], "class", "hwmon", "hwmon*"))
     )
@@ -72,7 +77,16 @@ def ina3221(spec: dict[str, Any]) -> dict[str, str]:
             [f for f in os.listdir(folder) if _INA_FILES.match(f)] if os.path.isdir(folder) else []
         )
         if files and (named or folder == spec["root"]):
-            return {f: read_text(os.path.join(folder, f)) for f in files}
+            values: dict[str, str] = {}
+            unreadable = []
+            for name in sorted(files):  # an unconnected channel's read fails with EIO
+                try:
+                    values[name] = read_text(os.path.join(folder, name))
+                except OSError as exc:
+                    unreadable.append("%s (%s)" % (name, exc.strerror or exc))
+            if unreadable:
+                values["unreadable"] = "; ".join(unreadable)
+            return values
     raise RuntimeError("no INA3221 hwmon device under %s" % spec["root"])
 
 

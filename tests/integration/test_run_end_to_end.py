@@ -469,6 +469,9 @@ dims = { batch = 1 }
     assert phone_tflite["ci_method"] == "none (tool summary)"
     assert "summary statistics only" in phone_tflite["warnings"]
     assert phone_tflite["load_ms"] > 0 and phone_tflite["model_mem_mb"] is not None
+    # benchmark_model printed only its memory delta: the peak is its process's VmHWM, read
+    # from /proc/<pid>/status beside it (a LiteRT process: tens of MB, not the delta)
+    assert phone_tflite["peak_rss_mb"] > max(20.0, phone_tflite["model_mem_mb"])
     # the ONNX model needs onnxruntime_perf_test, which this phone lacks: said, and the rest ran
     phone_onnx = by_device.loc["pixel.tiny_mbv2.fp32.cpu.t1"]
     assert phone_onnx["status"] == "error"
@@ -492,6 +495,7 @@ dims = { batch = 1 }
     assert "the phone was charging (before and after the job)" in phone_tflite["warnings"]
     stored = json.loads((run_dir / "jobs" / f"{phone_tflite.name}.json").read_text())
     assert stored["runner"]["state"]["before"]["battery"]["plugged"] == ["usb"]
+    assert stored["runner"]["tool"]["extra"]["peak_memory_from"] == "/proc/<pid>/status VmHWM"
     # power polled through adb beside the tool: 4 W idle (the idle window is held open
     # until it has its readings, however slow the polls) and running, nothing above idle
     power = pd.read_parquet(run_dir / "power.parquet")
@@ -538,3 +542,4 @@ dims = { batch = 1 }
     assert row["runtime"] == "tensorrt" and row["runtime_version"] == "8.6.1"
     assert row["n"] == 25 and row["p50_ci_low_ms"] <= row["p50_ms"] <= row["p50_ci_high_ms"]
     assert (samples["job_id"] == row.name).sum() == 25
+    assert row["peak_rss_mb"] > 20  # trtexec prints no memory: its process's VmHWM

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from harness.errors import ParseError
+from harness.native.commands import with_process_memory
 from harness.native.parsers import (
     ToolReport,
     parse_benchmark_model,
     parse_perf_test,
+    parse_proc_status,
     parse_trtexec,
     parse_trtexec_times,
 )
@@ -67,6 +69,22 @@ def test_benchmark_model_reads_the_timed_run_not_the_warmup_or_the_profiler() ->
 
 
 @pytest.mark.parametrize(
+    "prefix",
+    [
+        "I/tflite  ( 5395): ",  # logcat -v brief
+        "07-08 15:33:56.256 I/tflite  ( 5395): ",  # -v time
+        "07-08 15:33:56.256  5395  5395 I tflite  : ",  # -v threadtime
+    ],
+)
+def test_benchmark_model_through_logcat_reads_as_on_a_console(prefix: str) -> None:
+    """The benchmark APK writes to logcat: each line of a recorded run, prefixed as
+    each logcat format prefixes it, parses to the same report."""
+    text = (FIXTURES / "benchmark_model" / "linux_x86_avx2_2020_peak_memory.txt").read_text()
+    logged = "\n".join(prefix + line for line in text.splitlines())
+    assert parse_benchmark_model(logged) == parse_benchmark_model(text)
+
+
+@pytest.mark.parametrize(
     ("parser", "line"),
     [
         (parse_benchmark_model, "count=50 first=12 curr=1x3 min=1 max=2 avg=1.5 std=0.1"),
@@ -116,3 +134,17 @@ def test_an_unknown_summary_form_is_quoted_never_called_missing() -> None:
     )
     with pytest.raises(ParseError, match="cannot read the summary line 'Average inference"):
         parse_benchmark_model(text)
+
+
+def test_a_tool_that_prints_no_peak_gets_its_process_vmhwm() -> None:
+    status = parse_proc_status(Path("/proc/self/status").read_text())  # a real kernel's
+    assert status["VmHWM"] >= status["VmRSS"] > 0
+    text = (FIXTURES / "benchmark_model" / "android_mi11_cpu_excerpt.txt").read_text()
+    delta_only = parse_benchmark_model(text)
+    assert delta_only.peak_memory_mb is None
+    watched = with_process_memory(delta_only, {"VmHWM": 204800, "VmRSS": 102400})
+    assert watched.peak_memory_mb == 200.0
+    assert watched.extra["peak_memory_from"] == "/proc/<pid>/status VmHWM"
+    printed = (FIXTURES / "benchmark_model" / "linux_x86_avx2_2020_peak_memory.txt").read_text()
+    own = parse_benchmark_model(printed)
+    assert with_process_memory(own, {"VmHWM": 1}) == own  # the tool's own figure kept
