@@ -100,18 +100,22 @@ def phones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StandinPhones:
     return StandinPhones(root, serials)
 
 
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
+def make_workspace(folder: Path) -> Path:
     """A project-like folder: devices/, models/ (manifests of the bundled models), plans/."""
-    (tmp_path / "devices").mkdir()
-    (tmp_path / "plans").mkdir()
-    models = tmp_path / "models"
+    (folder / "devices").mkdir(parents=True)
+    (folder / "plans").mkdir()
+    models = folder / "models"
     models.mkdir()
     for manifest in MODELS_DIR.glob("*.toml"):
         text = manifest.read_text().replace('file = "cache/', f'file = "{MODELS_DIR}/cache/')
         (models / manifest.name).write_text(text)
     shutil.copytree(MODELS_DIR / "zoo", models / "zoo")
-    return tmp_path
+    return folder
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return make_workspace(tmp_path)
 
 
 def bundled_model(name: str) -> Path:

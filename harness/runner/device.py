@@ -238,6 +238,26 @@ def read_first_line(path: str) -> str | None:
     return text.splitlines()[0].strip() if text else None
 
 
+# Arm Ltd. (implementer 0x41) core part numbers, as the kernel's arch/arm64/include/asm/
+# cputype.h names them: an ARM /proc/cpuinfo has no "model name" line, only these
+ARM_CORES = {
+    "0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+    "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+    "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd40": "Neoverse-V1", "0xd41": "Cortex-A78",
+    "0xd44": "Cortex-X1", "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2",
+    "0xd49": "Neoverse-N2", "0xd4b": "Cortex-A78C", "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3",
+    "0xd4f": "Neoverse-V2", "0xd80": "Cortex-A520", "0xd81": "Cortex-A720", "0xd82": "Cortex-X4",
+}  # fmt: skip
+
+
+def arm_cores_name(implementer: str | None, parts: set[str]) -> str | None:
+    """'ARM Cortex-A76 + Cortex-A55' from the cpuinfo of an Arm-designed CPU, else None."""
+    if implementer != "0x41" or not parts:
+        return None
+    names = sorted({ARM_CORES.get(part, f"part {part}") for part in parts}, reverse=True)
+    return "ARM " + " + ".join(names)
+
+
 def device_identity() -> dict[str, Any]:
     """The comparability keys every result carries: what CPU (and which core types), how
     much RAM, which OS and kernel, which board (device tree model; Jetson's L4T release)."""
@@ -267,6 +287,7 @@ def device_identity() -> dict[str, Any]:
         "cpu_model": fields.get("model name")
         or fields.get("Model")
         or fields.get("Hardware")
+        or arm_cores_name(fields.get("CPU implementer"), parts)
         or platform.processor()
         or None,
         "cpu_parts": sorted(parts),

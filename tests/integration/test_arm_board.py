@@ -1,0 +1,172 @@
+"""The lab's aarch64 board: Debian bookworm arm64 under qemu-system-aarch64 (TCG), reached
+over SSH like a Raspberry Pi (tests/lab/). What these tests prove is correctness on the
+boards' architecture — the aarch64 wheels of onnxruntime and LiteRT, a Debian arm64
+Python, an ARM /proc/cpuinfo, a real device tree. Its latencies mean nothing: TCG runs
+the guest's code many times slower than a board would, so no test reads them as speed.
+
+The image is built by `make test` (python tests/lab/image.py) or found in .lab/; without it
+these tests skip with the reason, and only they do.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SSHServer, free_port, harness, make_workspace, run_plan_ok
+from lab.board import Board, booted_board
+from lab.image import BOARD_MODEL, FAILED, UNAVAILABLE, USER, current_image
+
+from harness.config import load_inventory
+from harness.probes.facts import check_device
+from harness.transport import open_transport
+
+pytestmark = pytest.mark.integration
+
+VENV_PYTHON = f"/home/{USER}/harness-venv/bin/python"  # as the README prepares a Pi
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
+    if FAILED.exists():
+        pytest.fail(f"the lab board image failed to build: {FAILED.read_text().strip()}")
+    image = current_image()
+    if image is None:
+        reason = (
+            UNAVAILABLE.read_text().strip()
+            if UNAVAILABLE.exists()
+            else (
+                "no board image in .lab/: build it with `python tests/lab/image.py` (make test does)"
+            )
+        )
+        pytest.skip(f"aarch64 lab board: {reason}")
+    with booted_board(image, tmp_path_factory.mktemp("board"), free_port()) as booted:
+        print(f"lab board: sshd answered {booted.boot_s} s after qemu started")
+        yield booted
+
+
+@pytest.fixture(scope="module")
+def lab(board: Board, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with the board registered the way the README says: its host key
+    scanned (and checked against the fingerprint the board's console would show), our key
+    in its authorized_keys (done when the image was made), a device file."""
+    workspace = make_workspace(tmp_path_factory.mktemp("arm-lab"))
+    scanned = subprocess.run(
+        ["ssh-keyscan", "-t", "ed25519", "-p", str(board.port), "127.0.0.1"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    expected = board.image.host_key_pub.read_text().split()[:2]
+    assert scanned.split()[1:3] == expected, "ssh-keyscan found another host key"
+    known_hosts = workspace / "known_hosts"
+    known_hosts.write_text(scanned)
+    (workspace / "devices" / "board.toml").write_text(
+        f"""transport = "ssh"
+description = "Debian bookworm arm64 under qemu-system-aarch64 (TCG): not a speed reference"
+
+[labels]
+class = "arm64-lab"
+
+[connection]
+host = "127.0.0.1"
+port = {board.port}
+user = "{USER}"
+identity_file = "{board.image.client_key}"
+known_hosts = "{known_hosts}"
+connect_timeout_s = 60
+io_timeout_s = 600
+
+[placement]
+python = "{VENV_PYTHON}"
+workdir = "edge-harness"
+"""
+    )
+    return workspace
+
+
+def test_devices_check_reports_the_board(lab: Path) -> None:
+    done = harness("devices", "check", "board", "--devices-dir", lab / "devices", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    shown = " ".join(done.stdout.split())
+    for text in ("board: reachable", "arch aarch64", "Debian GNU/Linux 12 (bookworm)",
+                 "onnxruntime 1.32.0", "ai_edge_litert 2.3.0", f"board {BOARD_MODEL}",
+                 "cpu ARM Cortex-A72", "cpus 2"):  # fmt: skip
+        assert text in shown, done.stdout
+    inventory = load_inventory(lab / "devices")
+    with open_transport(inventory["board"], inventory) as transport:
+        facts = check_device(inventory["board"], transport)
+    assert facts.python.startswith("3.11.") and facts.numpy == "2.4.6"
+    # the board is named by its device tree (/sys/firmware/devicetree/base/model), the CPU
+    # by its part number: an ARM /proc/cpuinfo has no "model name"
+    assert facts.identity["board"] == BOARD_MODEL
+    assert facts.identity["cpu_parts"] == ["0xd08"]
+    assert facts.identity["cpu_model"] == "ARM Cortex-A72"
+
+
+def test_a_plan_runs_on_the_board(lab: Path, board: Board) -> None:
+    """ONNX variants and a TFLite model through XNNPACK on the device's own aarch64 kernels:
+    accuracy from the device's outputs, memory, and a thermal state that is absent (the
+    virt machine has no thermal zones), never zero."""
+    plan = lab / "plans" / "arm.toml"
+    plan.write_text(
+        """name = "arm"
+devices = ["board"]
+models = ["digits_cnn", "iris_landmark"]
+variants = ["fp32", "fp16", "int8-dynamic"]
+[measure]
+warmup = 2
+iterations = 10
+timeout_s = 600
+[runtime]
+threads = [1]
+tflite_delegates = ["xnnpack"]
+[inputs]
+dims = { batch = 1 }
+"""
+    )
+    prepared, records = run_plan_ok(plan)
+    results = pd.read_parquet(prepared.store.run_dir / "results.parquet")
+    assert set(results["arch"]) == {"aarch64"} and set(results["board"]) == {BOARD_MODEL}
+    assert set(zip(results["model"], results["variant"], strict=True)) >= {
+        ("digits_cnn", "fp32"), ("digits_cnn", "fp16"), ("digits_cnn", "int8-dynamic"),
+        ("iris_landmark", "fp32"),
+    }  # fmt: skip
+    digits = results[results["model"] == "digits_cnn"].set_index("variant")
+    # the fp32 model classifies the held-out digits on ARM as it does on x86 (349/360)
+    assert digits.loc["fp32", "accuracy"] == pytest.approx(0.9694, abs=0.006)
+    assert (digits["accuracy"] > 0.9).all()
+    assert (results["peak_rss_mb"] > 0).all() and (results["model_mem_mb"] > 0).all()
+    assert results["temp_start_c"].isna().all() and results["temp_end_c"].isna().all()
+    iris = results[results["model"] == "iris_landmark"].iloc[0]
+    assert iris["runtime"] == "tflite" and iris["provider"] == "xnnpack"
+
+
+def test_compare_refuses_an_arm_run_against_an_x86_run(
+    lab: Path, board: Board, sshd: SSHServer, tmp_path: Path
+) -> None:
+    """The same device name, first this x86 machine, then the ARM board: the runs'
+    device facts differ, so `harness compare` says not comparable and why."""
+    body = """devices = ["board"]
+models = ["digits_cnn"]
+variants = ["fp32"]
+[measure]
+warmup = 2
+iterations = 10
+timeout_s = 600
+[inputs]
+dims = { batch = 1 }
+"""
+    x86 = make_workspace(tmp_path / "x86")
+    (x86 / "devices" / "board.toml").write_text(sshd.device_toml("board", tmp_path / "wd"))
+    runs: list[str] = []
+    for workspace in (x86, lab):
+        plan = workspace / "plans" / "same.toml"
+        plan.write_text('name = "same"\n' + body)
+        prepared, _ = run_plan_ok(plan)
+        runs.append(str(prepared.store.run_dir))
+    done = harness("compare", *runs, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "not comparable" in done.stdout
+    assert "arch x86_64 -> aarch64" in " ".join(done.stdout.split()), done.stdout
