@@ -52,19 +52,23 @@ def rapl_tree(tmp_path: Path) -> Iterator[Path]:
     base = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else tmp_path
     root = base / "sys"
     zone = root / "class" / "powercap" / "intel-rapl:0"
-    (zone / "intel-rapl:0:0").mkdir(parents=True)  # a sub-zone: must not be counted twice
-    (zone / "name").write_text("package-0\n")
-    (zone / "max_energy_range_uj").write_text(f"{MAX_RANGE_UJ}\n")
-    (zone / "energy_uj").write_text("0\n")
-    (zone / "intel-rapl:0:0" / "energy_uj").write_text("0\n")
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(zone), str(WATTS), str(MAX_RANGE_UJ)]
-    )
+    core = zone / "intel-rapl:0:0"  # a sub-zone inside the package: never counted twice
+    core.mkdir(parents=True)
+    for folder, name in ((zone, "package-0"), (core, "core")):
+        (folder / "name").write_text(f"{name}\n")
+        (folder / "max_energy_range_uj").write_text(f"{MAX_RANGE_UJ}\n")
+        (folder / "energy_uj").write_text("0\n")
+    # the core's counter runs too (at 3 W, inside the package's 5 W): counted, it would show
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(folder), str(watts), str(MAX_RANGE_UJ)])
+        for folder, watts in ((zone, WATTS), (core, 3.0))
+    ]
     try:
         yield root
     finally:
-        writer.kill()
-        writer.wait()
+        for writer in writers:
+            writer.kill()
+            writer.wait()
         if base != tmp_path:
             shutil.rmtree(base)
 
