@@ -69,10 +69,11 @@ def booted_board(image: Image, folder: Path, port: int) -> Iterator[Board]:
     try:
         while not _banner(port).startswith(b"SSH-"):
             if qemu.poll() is not None or time.monotonic() - started > BOOT_TIMEOUT_S:
-                tail = console.read_text(errors="replace").splitlines()[-20:]
+                said = [p for p in (console, folder / "qemu.stderr") if p.exists()]
+                tail = [ln for p in said for ln in p.read_text(errors="replace").splitlines()]
                 raise BoardDidNotBoot(
-                    f"the lab board's sshd did not answer (qemu exit {qemu.poll()}); "
-                    "console:\n" + "\n".join(tail)
+                    f"the lab board's sshd did not answer (qemu exit {qemu.poll()}); console "
+                    "and qemu's stderr end:\n" + "\n".join(tail[-20:])
                 )
             time.sleep(0.5)  # polling a condition: the banner
         yield Board(image, port, console, round(time.monotonic() - started, 1))
