@@ -4,10 +4,10 @@ Built once without running arm64 code on the host: debootstrap's first stage, De
 own arm64 kernel with a busybox initramfs that loads virtio and ext4 (modules in that
 kernel), the runtimes' aarch64 wheels. The second stage and the README's preparation of
 a Pi (a venv, pip install) run inside the VM on its first boot, offline. The finished disk
-is cached as a compressed qcow2 under `.lab/<key>/`, the key a hash of everything that
+is cached as a compressed qcow2 under `.lab/aarch64-<key>/`, the key a hash of everything that
 went into it, so a rebuild happens only when an input changes.
 
-    python -m tests.lab.image          # build (or find) the image; prints its folder
+    python tests/lab/image.py          # build (or find) the image; `make test` runs it
 
 A machine that cannot build it (no qemu-system-aarch64 or debootstrap, not root) gets
 `.lab/unavailable.txt` with the reason, which the ARM tests skip with; a build that fails
@@ -396,7 +396,7 @@ def build(inputs: dict[str, object], work: Path, out: Path, log: Path) -> None:
 
 
 def ensure_image() -> Image:
-    """The board for today's inputs: found in the cache or built (tens of minutes)."""
+    """The board for today's inputs: found in the cache or built (about ten minutes)."""
     missing = missing_tools()
     if missing:
         raise LabUnavailable(f"qemu/debootstrap tools missing: {', '.join(missing)}")
