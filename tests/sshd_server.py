@@ -119,12 +119,17 @@ LogLevel ERROR
                 root=root,
             )
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout_s=10)
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """TERM, then KILL if it has not ended within timeout_s; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:

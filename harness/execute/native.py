@@ -42,7 +42,7 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
     timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
     if job.profile:
         return run_profile(job, session, remote_model, binary, timings)
-    status_path = scratch_path(session, job, ".status")
+    status_path = session.job_path(job, ".status")  # its folder made by the watching shell
     times_path = session.job_path(job, ".times.json") if job.tool == "trtexec" else None
     argv = job_argv(job, remote_model, binary, stop=job.stop, times_path=times_path)
     before = device_state(session)

@@ -126,13 +126,15 @@ def check_provider(tool: str, provider: str, where: object) -> None:
         raise ConfigError(where, f"benchmark_model has no flag for '{provider}'", "runtime")
 
 
-# Runs the tool (the arguments after the status file) in the background and copies its
+# Makes the status file's folder (the job's, where trtexec writes its times too), runs the
+# tool (the arguments after the status file) in the background and copies its
 # /proc/<pid>/status to that file every 0.1 s for 3 s, then every 0.5 s, until it exits;
 # exits with its status. VmHWM there is the kernel's peak of the tool's resident set, so
 # the last copy holds the peak of all but its last moments: the memory of a tool that
 # prints none (recent benchmark_model prints only a delta from its start, trtexec nothing).
 WATCH_MEMORY = (
-    's=$1; shift; rm -f "$s"; "$@" & p=$!; i=0; '  # no copy left from an earlier process
+    # its folder made here (no round trip of its own), no copy left from an earlier process
+    's=$1; shift; mkdir -p "${s%/*}"; rm -f "$s"; "$@" & p=$!; i=0; '
     'while kill -0 "$p" 2>/dev/null; do '
     'cat "/proc/$p/status" > "$s.part" 2>/dev/null && grep -q "^VmHWM" "$s.part" '
     '&& mv -f "$s.part" "$s"; '  # an exiting process's status has no Vm lines: kept the last

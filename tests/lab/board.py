@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sshd_server import stop
+
 from lab.image import QEMU_MACHINE, Image
 
 BOOT_TIMEOUT_S = 600  # ≈ 40 s on an idle 2-core host; a loaded one is many times slower
@@ -78,10 +80,5 @@ def booted_board(image: Image, folder: Path, port: int) -> Iterator[Board]:
             time.sleep(0.5)  # polling a condition: the banner
         yield Board(image, port, console, round(time.monotonic() - started, 1))
     finally:
-        qemu.terminate()
-        try:
-            qemu.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            qemu.kill()
-            qemu.wait()
+        stop(qemu, timeout_s=30)
         overlay.unlink(missing_ok=True)
