@@ -12,14 +12,12 @@ import threading
 from collections.abc import Callable, Sequence
 
 from harness.deploy import install_runner
-from harness.errors import HarnessError, TransportError
-from harness.execute import DeviceSession
+from harness.errors import DeviceDiskFull, HarnessError
+from harness.execute import MIN_FREE_BYTES, DeviceSession
 from harness.jobs import Job
 from harness.lease import Lease, acquire, end_leftovers, release
 from harness.native.commands import PYTHON_RUNNER
 from harness.probes.facts import check_device, unusable_runtimes
-
-MIN_FREE_BYTES = 8 * 2**20  # below this the device counts as full: not even a job spec fits
 
 
 def start_device(
@@ -49,10 +47,14 @@ def start_device(
             return held, {}
         facts = check_device(device, transport)
         if facts.disk_free_bytes is not None and facts.disk_free_bytes < MIN_FREE_BYTES:
-            raise TransportError(
+            files = {f for job in jobs for f in job.local_files()}
+            sent_mb = sum(session.file_facts.get(f, ("", 0))[1] for f in files) / 2**20
+            raise DeviceDiskFull(
                 device.name,
-                f"disk full: {facts.disk_free_bytes // 1024} KiB free in {facts.workdir}; "
-                "free space on the device or point `workdir` (under [placement]) at a larger disk",
+                f"disk full: {facts.disk_free_bytes // 1024} KiB free in {facts.workdir}; the "
+                f"jobs need {MIN_FREE_BYTES // 2**20} MiB for their scratch files and up to "
+                f"{sent_mb:.1f} MiB for the {len(files)} file(s) they send. Free space on the "
+                "device or point `workdir` (under [placement]) at a larger disk",
             )
         session.runner_path = install_runner(transport)
         return held, unusable_runtimes(facts.runtimes)

@@ -44,6 +44,11 @@ class AuthFailed(TransportError):
     """The device refused our credentials."""
 
 
+class DeviceDiskFull(TransportError):
+    """The device's disk is full: a condition of the device, not the job's failure; the
+    job is recorded `skipped` and `--resume` runs it once there is room."""
+
+
 class LeaseHeld(TransportError):
     """Another controller holds the device's lease (harness/lease.py)."""
 
@@ -88,6 +93,16 @@ class CommandFailed(TransportError):
         )
 
 
+class ControllerFileMissing(HarnessError):
+    """A file on the controller that a job sends (a variant's model, an input or eval set)
+    is gone since the run started (a cache cleared, a file moved): not the job's failure;
+    the job is recorded `skipped` and `--resume` runs it once the file is back."""
+
+    def __init__(self, path: object) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path} is gone from the controller")
+
+
 class RemotePathError(HarnessError):
     """A remote path would leave the device's work directory."""
 
@@ -104,6 +119,11 @@ class ParseError(RunnerFailed):
 
 class StoreError(HarnessError):
     """A run directory is missing, unreadable or from a newer schema."""
+
+
+class StoreFull(HarnessError):
+    """The disk of the reports folder is full: every job finished before is on disk, the
+    job being written is not recorded (so `--resume` runs it), and the run stops."""
 
 
 def _argv_str(argv: Sequence[str]) -> str:

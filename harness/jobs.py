@@ -90,6 +90,14 @@ class Job:
     def kind(self) -> str:
         return "paired" if self.paired else "profile" if self.profile else "solo"
 
+    def local_files(self) -> list[Path]:
+        """The controller's files the job sends to the device (none for a variant that
+        was not built)."""
+        files = [self.input_file, self.eval_file, self.reference_file]
+        if not self.build_error:
+            files.insert(0, self.model_file)
+        return [f for f in files if f is not None]
+
     @property
     def prepare(self) -> dict[str, Any]:
         """What the Python runner changes for the job and undoes."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from harness.config import (
     Device,
     Inputs,
     Measure,
+    ModelManifest,
     Plan,
     load_inventory,
     load_plan,
@@ -30,7 +31,7 @@ from harness.errors import ConfigError, StoreError
 from harness.jobs import Job, expand_plan
 from harness.records import JobRecord
 from harness.store import RunStore, resolve_run, utc_now
-from harness.transport import sha256_of
+from harness.transport import check_transport, sha256_of
 from harness.worker import DeviceWorker, EventSink, JobEvent
 
 SIGNAL_CHECK_S = 0.2  # how soon Ctrl-C or SIGTERM is noticed while devices run jobs
@@ -118,7 +119,7 @@ def prepare_plan(
             f"(known: {', '.join(sorted(inventory))})",
             "devices",
         )
-    if only_devices:
+    if only_devices is not None:
         names = select_devices(names, inventory, only_devices)
     if shard is not None:
         names = shard_devices(names, *shard)
@@ -127,7 +128,10 @@ def prepare_plan(
         raise ConfigError(
             plan_path, f"{gateways} are gateways (role = 'gateway'), not targets", "devices"
         )
+    for name in names:  # a key file that is not there is a device file to fix: exit 2
+        check_transport(inventory[name], inventory)
     manifests = [resolve_model(plan, ref) for ref in plan.models]
+    _check_variant_names(plan, plan_path, manifests)
     variant_files = build_all(
         manifests,
         plan.variants,
@@ -138,6 +142,12 @@ def prepare_plan(
     jobs = expand_plan(plan, [inventory[n] for n in names], manifests, variant_files)
     if only_jobs is not None:
         jobs = [job for job in jobs if job.job_id in only_jobs]
+    if not jobs:  # a run that does nothing must not pass a CI step
+        raise ConfigError(
+            plan_path,
+            f"selects no job: devices {names}, models {plan.models}, variants "
+            f"{plan.variants or 'all'}" + (f", jobs {sorted(only_jobs)}" if only_jobs else ""),
+        )
     if store is not None:  # resuming: keep what the run recorded, note the resumption
         meta = store.read_run_meta()
         meta.pop("schema", None)
@@ -159,6 +169,20 @@ def prepare_plan(
         }
     )
     return PreparedRun(plan, inventory, jobs, store)
+
+
+def _check_variant_names(plan: Plan, plan_path: Path, manifests: list[ModelManifest]) -> None:
+    """Every variant a plan names is one of its models' (a typo such as `int9` would
+    otherwise select nothing and run nothing)."""
+    known = {v.name for manifest in manifests for v in manifest.all_variants()}
+    unknown = [name for name in plan.variants or [] if name not in known]
+    if unknown:
+        raise ConfigError(
+            plan_path,
+            f"{unknown}: no model of this plan has such a variant; its models' variants are "
+            f"{', '.join(sorted(known))}",
+            "variants",
+        )
 
 
 def extend_run(store: RunStore, job_ids: set[str], factor: int) -> RunStore:
@@ -261,11 +285,9 @@ def run_jobs(
     emit = on_event or (lambda event: None)
     done = store.finished_job_ids()
     pending = [job for job in jobs if job.job_id not in done]
-    files = {j.model_file for j in pending if not j.build_error}
-    files |= {
-        f for j in pending for f in (j.input_file, j.eval_file, j.reference_file) if f is not None
-    }
-    file_facts = {path: (sha256_of(path), path.stat().st_size) for path in files}
+    files = {f for job in pending for f in job.local_files()}
+    # a file gone since the variants were built has no facts: its jobs say so (skipped)
+    file_facts = {path: (sha256_of(path), path.stat().st_size) for path in files if path.is_file()}
     by_device: dict[str, list[Job]] = {}
     for job in pending:
         by_device.setdefault(job.device, []).append(job)
@@ -283,12 +305,34 @@ def run_jobs(
             # thread blocked without a timeout would only see Ctrl-C once every job is done.
             unfinished = set(futures)
             while unfinished:
-                unfinished = wait(unfinished, timeout=SIGNAL_CHECK_S).not_done
+                finished, unfinished = wait(unfinished, timeout=SIGNAL_CHECK_S)
+                if any(future.exception() for future in finished) and not stop.is_set():
+                    # a device that failed as a whole (the reports folder full): nothing
+                    # the others finish could be kept either, so they stop too
+                    _stop_devices(stop, list(workers.values()), set(futures))
             return [record for future in futures for record in future.result()]
         except BaseException:
             # Ctrl-C, SIGTERM: each device kills its current job on the device, records it
             # `interrupted` (run again by --resume), releases its lease and stops
-            stop.set()
-            for worker in workers.values():
-                worker.interrupt()
+            _stop_devices(stop, list(workers.values()), set(futures))
             raise
+
+
+def _stop_devices(
+    stop: threading.Event, workers: list[DeviceWorker], futures: set[Future[list[JobRecord]]]
+) -> None:
+    """Tell every device to stop, kill the job running on each, and wait until each has
+    recorded it and released its lease. A second Ctrl-C or SIGTERM while they do must not
+    abandon them (no record, a lease left on the device): it is noted and the wait goes on.
+    Each device's transport watchdog bounds the wait."""
+    stop.set()
+    to_interrupt = list(workers)
+    unfinished = set(futures)
+    while to_interrupt or unfinished:
+        try:
+            while to_interrupt:
+                to_interrupt[0].interrupt()
+                to_interrupt.pop(0)
+            unfinished = wait(unfinished, timeout=SIGNAL_CHECK_S).not_done
+        except KeyboardInterrupt:
+            continue  # the devices are still being stopped; the first signal decides

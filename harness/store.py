@@ -17,6 +17,7 @@ decides over them (history, gate, report) takes frames and never opens a file.
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import StoreError
+from harness.errors import HarnessError, StoreError, StoreFull
 from harness.records import RESUMABLE_STATUSES, JobRecord
 from harness.tables import (
     COMPARISON_COLUMN_TYPES,
@@ -105,8 +106,25 @@ class RunStore:
             kept = self.jobs_dir / "superseded"
             kept.mkdir(exist_ok=True)
             path.replace(kept / f"{record.job_id}.{len(list(kept.glob('*.json')))}.json")
-        write_json_atomic(path, record.to_json())
+        data = record.to_json()
+        try:
+            write_json_atomic(path, data)
+        except StoreFull as exc:
+            raise StoreFull(f"{exc}. {self._resume_note(record.job_id, data)}") from None
         return path
+
+    def _resume_note(self, job_id: str, data: dict[str, Any]) -> str:
+        """What a full disk cost and how to go on: the room the rest of the run needs
+        (this record's size for each job left, three times over for the tables written at
+        the end, an estimate), and the resume command."""
+        left = len(set(self.read_run_meta().get("jobs", [])) - self.finished_job_ids())
+        needed_mb = len(json.dumps(data, indent=1)) * max(left, 1) * 3 / 1e6 + 1
+        return (
+            f"Every job finished before is in {os.path.normpath(self.jobs_dir)}; job {job_id} "
+            "is not recorded. "
+            f"Free about {needed_mb:.0f} MB there (an estimate for the {max(left, 1)} job(s) "
+            f"left), then `harness run PLAN --resume {self.run_id}` runs it and the rest"
+        )
 
     def finished_job_ids(self) -> set[str]:
         """Jobs with a result (ok, error or timeout); skipped and interrupted jobs are run
@@ -153,7 +171,11 @@ class RunStore:
             (comparisons_frame(records), "comparisons.parquet", COMPARISON_COLUMN_TYPES),
             (profile_frame(records), "profile.parquet", PROFILE_COLUMN_TYPES),
         ):
-            write_parquet_atomic(frame, self.run_dir / name, types)
+            path = self.run_dir / name
+            try:
+                write_parquet_atomic(frame, path, types)
+            except OSError as exc:
+                raise _write_error(path, exc) from None
 
     def stored_frames(self, notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The parquet views of a finished run, read as written (fast for long histories);
@@ -201,6 +223,13 @@ def merge_runs(stores: list[RunStore], output_dir: Path) -> RunStore:
     record, re-labelled with the new run's id; run.json says where each came from. A job
     found in two runs keeps its result over a `skipped` record; two results of one job are
     refused (merging must never pick a number silently)."""
+    for store in stores:
+        if not (store.run_dir / "run.json").is_file():
+            raise StoreError(
+                f"{store.run_dir / 'run.json'} is missing: without it the run's plan and shard "
+                "are unknown, so it cannot be merged. Restore run.json from the controller "
+                f"that ran it; `harness show {store.run_dir}` still reads its jobs"
+            )
     metas = [store.read_run_meta() for store in stores]
     plans = {str((meta.get("plan") or {}).get("name")) for meta in metas}
     if len(plans) != 1:
@@ -253,17 +282,33 @@ def resolve_run(output_dir: Path, ref: str) -> RunStore:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    """`path` holds all of `data` or is as it was: a `StoreFull` on a full disk, a
+    `StoreError` for any other reason it cannot be written."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
         raise
+
+
+def _write_error(path: Path, exc: OSError) -> HarnessError:
+    path = Path(os.path.normpath(path))  # plans/../reports: said as the folder it is
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFull(
+            f"cannot write {path}: the disk of the reports folder {path.parent} is full "
+            f"({exc.strerror})"
+        )
+    return StoreError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _first_line(exc: BaseException) -> str:

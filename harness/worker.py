@@ -20,7 +20,7 @@ from harness.accuracy import eval_metrics
 from harness.config import Device
 from harness.data_files import eval_labels
 from harness.device_start import start_device
-from harness.errors import DeviceUnreachable, HarnessError, LeaseHeld
+from harness.errors import DeviceDiskFull, DeviceUnreachable, HarnessError, LeaseHeld
 from harness.execute import DeviceSession
 from harness.execute.attempt import Attempt, Failure, attempt
 from harness.jobs import Job
@@ -181,7 +181,10 @@ class DeviceWorker:
                 self.session.end_job_processes(job)
             tries += 1
             if self.lease and self.lease.expires_at - time.time() < self.lease_ttl_s / 2:
-                self.lease = refresh(self.session.transport, self.lease, self.lease_ttl_s)
+                try:
+                    self.lease = refresh(self.session.transport, self.lease, self.lease_ttl_s)
+                except DeviceDiskFull as exc:  # the lease file: a condition of the device
+                    return Failure("skipped", f"{exc}; --resume runs this job", {})
             return attempt(job, self.session, round_index, self.stop)
 
         try:

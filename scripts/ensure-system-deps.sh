@@ -16,6 +16,8 @@ command -v qemu-img >/dev/null 2>&1 || lab+=(qemu-utils)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || lab+=(debootstrap)
 command -v dtc >/dev/null 2>&1 || lab+=(device-tree-compiler)
 command -v cpio >/dev/null 2>&1 || lab+=(cpio)
+# its second stage in a chroot through qemu-user (minutes); without it, in the VM (TCG)
+[ -x /usr/bin/qemu-aarch64-static ] || lab+=(qemu-user-static)
 [ ${#missing[@]} -eq 0 ] && [ ${#lab[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${missing[*]} ${lab[*]} (needed by the integration tests)"

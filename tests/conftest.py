@@ -11,7 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,17 @@ def harness(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProc
     return subprocess.run(
         [HARNESS, *map(str, args)], capture_output=True, text=True, timeout=timeout
     )
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> float:
+    """Poll `condition` until it holds; the seconds it took. Fails with `what` after
+    `timeout_s` (a bound for a broken build, not a measurement)."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what} did not happen within {timeout_s:g} s")
+        time.sleep(0.05)
+    return time.monotonic() - started
 
 
 def run_plan_ok(plan: Path) -> tuple[Any, list[Any]]:

@@ -16,6 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 
 app = typer.Typer(
@@ -51,34 +52,65 @@ Baseline = Annotated[str | None, typer.Option(help="Baseline run for max_regress
 
 
 def _console() -> Console:
+    """The console every command prints through. It parses no markup: messages carry
+    paths, device output and TOML table names in brackets (`[placement]`), which must print
+    as they are; colour is given with `styled`. Off a terminal (CI logs, pipes) a message
+    is one line, never wrapped or cut, so a log can be grepped, and tables fit PIPED_WIDTH
+    (rich would make them 80 columns)."""
     from rich.console import Console
 
     from harness.cli.fit import PIPED_WIDTH
 
-    # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPED_WIDTH)
+    terminal = sys.stdout.isatty()
+    return Console(
+        highlight=False,
+        markup=False,
+        soft_wrap=not terminal,
+        width=None if terminal else PIPED_WIDTH,
+    )
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """A line with some parts in a style: `styled(("error:", "red"), " ", message)`. The
+    text is taken as it is, brackets and all."""
+    from rich.text import Text
+
+    return Text.assemble(*parts)
 
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM (a CI job cancelled, `kill`): stopped like Ctrl-C, exit status 143."""
 
 
-@contextlib.contextmanager
-def _terminated_as_interrupt() -> Iterator[None]:
-    def raise_terminated(signum: int, frame: object) -> None:
-        raise _Terminated()
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+
+@contextlib.contextmanager
+def _signals_stop_once() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop a run: the first raises KeyboardInterrupt (`_Terminated`
+    for SIGTERM) in the main thread; every later one is ignored, also after the block, so
+    that stopping the devices (their jobs killed and recorded `interrupted`, their leases
+    released) and saying so are never cut short by an impatient second Ctrl-C."""
+    received: list[int] = []
+
+    def stop_once(signum: int, frame: object) -> None:
+        if received:
+            return
+        received.append(signum)
+        raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {signum: signal.signal(signum, stop_once) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_IGN if received else handler)
 
 
 def _plain(console: Console) -> Any:
     """A log function for library messages: they hold paths, device output and TOML keys
     in brackets, never rich markup."""
-    return lambda text: console.print(text, markup=False, soft_wrap=True)
+    return lambda text: console.print(text)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -106,9 +138,7 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    from rich.markup import escape
-
-    _console().print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    _console().print(styled(("error:", "red"), " ", message))
     return typer.Exit(code)
 
 
@@ -137,7 +167,7 @@ def _inventory(devices_dir: Path, needed: list[str]) -> dict[str, Any]:
     problems: dict[str, ConfigError] = {}
     inventory = load_inventory(devices_dir, problems)
     console = _console()
-    needed_devices(needed, problems, lambda text: console.print(text, markup=False))
+    needed_devices(needed, problems, console.print)
     return inventory
 
 

@@ -17,6 +17,7 @@ from harness.cli.common import (
     _inventory,
     command,
     devices_app,
+    styled,
 )
 from harness.cli.display import _cpu_text, _print_phone
 
@@ -68,7 +69,7 @@ def devices_check(
             return
         facts = check_device(device, transport)
     free = f"{facts.disk_free_bytes / 2**30:.1f} GiB" if facts.disk_free_bytes else "unknown"
-    console.print(f"[bold]{name}[/bold]: reachable")
+    console.print(styled((name, "bold"), ": reachable"))
     for label, value in [
         ("arch", facts.arch),
         ("os", f"{facts.os} (kernel {facts.kernel})"),
@@ -83,13 +84,15 @@ def devices_check(
         console.print(f"  {label:8} {value}")
     for runtime, info in facts.runtimes.items():
         if "error" in info:
-            console.print(f"  {runtime:16} [dim]not usable: {info['error']}[/dim]")
+            console.print(styled(f"  {runtime:16} ", (f"not usable: {info['error']}", "dim")))
         else:
             extras = info.get("providers") or info.get("delegates") or []
-            console.print(f"  {runtime:16} [green]{info['version']}[/green] {', '.join(extras)}")
+            version = (info["version"], "green")
+            console.print(styled(f"  {runtime:16} ", version, f" {', '.join(extras)}"))
     if not facts.usable_runtimes:
         console.print(
-            "[red]no inference runtime imports there: install onnxruntime or ai-edge-litert[/red]"
+            "no inference runtime imports there: install onnxruntime or ai-edge-litert",
+            style="red",
         )
         raise typer.Exit(1)
 

@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from harness.cli.common import styled
+
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from harness.scheduler import JobEvent
 
@@ -45,7 +48,7 @@ def _print_phone(console: Console, facts: Any) -> None:
         if facts.battery_percent is not None
         else "unknown"
     )
-    console.print(f"[bold]{facts.device}[/bold]: reachable over adb")
+    console.print(styled((facts.device, "bold"), ": reachable over adb"))
     for label, value in [
         ("model", " ".join(filter(None, [props.get("manufacturer"), props.get("model")]))),
         ("android", f"{props.get('android', '?')} (SDK {props.get('sdk', '?')})"),
@@ -57,13 +60,16 @@ def _print_phone(console: Console, facts: Any) -> None:
         console.print(f"  {label:8} {value or '?'}")
     for tool, state in facts.binaries.items():
         style = "red" if state == "missing" else "green"
-        console.print(f"  {tool:22} [{style}]{state}[/{style}]")
+        console.print(styled(f"  {tool:22} ", (state, style)))
     if not facts.binaries:
-        console.print("  [yellow]no benchmark binaries configured ([binaries.*])[/yellow]")
+        console.print("  no benchmark binaries configured ([binaries.*])", style="yellow")
     if "missing" in facts.binaries.values():
         console.print(
-            "[red]a configured binary is not on the phone:[/red] `adb push` it to that path, "
-            'or set `local = "path/on/this/machine"` under [binaries.<tool>] to have it pushed'
+            styled(
+                ("a configured binary is not on the phone:", "red"),
+                ' `adb push` it to that path, or set `local = "path/on/this/machine"` under '
+                "[binaries.<tool>] to have it pushed",
+            )
         )
         raise typer.Exit(1)
 
@@ -92,9 +98,9 @@ def _print_tables(console: Console, results: Any) -> None:
         )
         for row in rows:
             if row["note"]:
-                marker = "[yellow]warning[/yellow]" if row["status"] == "ok" else "[red]error[/red]"
+                marker = ("warning", "yellow") if row["status"] == "ok" else ("error", "red")
                 where = f"{row['variant']} {row['device']} {row['provider']} t{row['threads']}"
-                console.print(f"  {marker} {where}: {row['note']}", soft_wrap=True)
+                console.print(styled("  ", marker, f" {where}: {row['note']}"))
 
 
 def _print_comparison(
@@ -104,8 +110,6 @@ def _print_comparison(
     only_with_variants: bool = False,
     comparisons: Any = None,
 ) -> None:
-    from rich.markup import escape
-
     from harness.cli.fit import Column, print_fitted
     from harness.report.compare import GROUP, METHODS, compare_variants
 
@@ -153,10 +157,7 @@ def _print_comparison(
             console.print(f"  by {method}: {METHODS[method]}; p50 ms: pooled samples")
         for row in rows:
             if row["notes"]:
-                console.print(
-                    f"  [yellow]{escape(row['variant'])}[/yellow]: {escape(row['notes'])}",
-                    soft_wrap=True,
-                )
+                console.print(styled("  ", (row["variant"], "yellow"), f": {row['notes']}"))
 
 
 def _print_profiles(console: Console, records: list[Any], compare: bool, top: int = 10) -> None:
@@ -173,9 +174,9 @@ def _print_profiles(console: Console, records: list[Any], compare: bool, top: in
         where = f"{record.model}/{record.variant} on {record.device}"
         where += f" ({record.provider}, t{record.threads})"
         if record.status != "ok" or not doc:
-            console.print(f"{where}: no profile ({record.status}: {record.error})", markup=False)
+            console.print(f"{where}: no profile ({record.status}: {record.error})")
         elif "op_types" not in doc:  # LiteRT: the op list only
-            console.print(f"{where}: {doc.get('op_counts')}; {doc.get('timing')}", markup=False)
+            console.print(f"{where}: {doc.get('op_counts')}; {doc.get('timing')}")
         elif not compare:
             _print_profile(console, record, doc, where, top)
         else:
@@ -202,7 +203,6 @@ def _print_profile(
     by_type = sorted(doc["op_types"].items(), key=lambda item: -item[1])
     console.print(
         "  by op type (us per run): " + ", ".join(f"{op} {us:.0f}" for op, us in by_type),
-        markup=False,
     )
     shares = placement(record)
     text = ", ".join(
@@ -210,7 +210,7 @@ def _print_profile(
     )
     if shares["cpu_fallback_share"] is not None:
         text += f"; CPU fallback {_pct(shares['cpu_fallback_share'])} of the time"
-    console.print(f"  placement: {text}", markup=False)
+    console.print(f"  placement: {text}")
 
 
 def _print_profile_diff(
@@ -237,7 +237,6 @@ def _print_profile_diff(
         console.print(
             f"  slower (by name): {layer['node']} ({layer['op_type']}) "
             f"{layer['before_us']:.0f} -> {layer['after_us']:.0f} us",
-            markup=False,
         )
 
 
@@ -303,11 +302,11 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def _say(self, text: str) -> None:
+    def _say(self, text: str | Text) -> None:
         if self.live:
             self.progress.print(text)
         else:
-            self.console.print(text, soft_wrap=True)
+            self.console.print(text)
 
     def eta(self) -> str:
         """The time left at the pace so far (jobs of a run take alike long, roughly)."""
@@ -317,25 +316,23 @@ class _Progress:
         return f", ETA {left / 60:.0f} min" if left >= 90 else f", ETA {left:.0f} s"
 
     def on_event(self, event: JobEvent) -> None:
-        from rich.markup import escape
-
         task = self.tasks[event.device]
-        message = escape(event.message)  # device output and paths: never rich markup
+        message = event.message
         if event.kind == "device-error":
-            self._say(f"[red]device {event.device} skipped:[/red] {message}")
+            self._say(styled((f"device {event.device} skipped:", "red"), f" {message}"))
         elif event.kind == "start":
             self.progress.update(task, current=event.job_id)
         elif event.kind in ("retry", "waiting", "quarantine", "cleanup"):
-            self._say(f"[yellow]{event.device} {event.kind}:[/yellow] {message}")
+            self._say(styled((f"{event.device} {event.kind}:", "yellow"), f" {message}"))
         elif event.kind == "rerun":
-            self._say(f"[yellow]{event.job_id}: {message}, once more[/yellow]")
+            self._say(styled((f"{event.job_id}: {message}, once more", "yellow")))
         elif event.kind == "end":
             self.done += 1
             self.progress.update(task, advance=1, current="")
             self.progress.update(self.overall, advance=1)
-            failed = f"[red]{event.status}[/red] {message}" if event.status != "ok" else "ok"
+            failed = ((event.status, "red"), f" {message}") if event.status != "ok" else ("ok",)
             if not self.live:
-                job = escape(event.job_id)
-                self._say(f"[{self.done}/{self.total}] {job}: {failed}{self.eta()}")
+                where = f"[{self.done}/{self.total}] {event.job_id}: "
+                self._say(styled(where, *failed, self.eta()))
             elif event.status != "ok":
-                self._say(f"[red]{event.job_id}: {event.status}[/red] {message}")
+                self._say(styled((f"{event.job_id}: {event.status}", "red"), f" {message}"))

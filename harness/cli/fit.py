@@ -75,6 +75,5 @@ def print_fitted(
         console.print(
             f"  (not shown at {width} columns: {', '.join(dropped)}; a wider terminal or "
             "`harness report` has them)",
-            markup=False,
         )
     return dropped

@@ -9,7 +9,16 @@ import typer
 
 if TYPE_CHECKING:
     pass
-from harness.cli.common import Baseline, RunRef, RunsDir, _console, _shown, app, command
+from harness.cli.common import (
+    Baseline,
+    RunRef,
+    RunsDir,
+    _console,
+    _shown,
+    app,
+    command,
+    styled,
+)
 from harness.cli.display import _num_text, _print_comparison, _print_profiles, _print_tables
 
 
@@ -43,7 +52,7 @@ def show(
     else:
         _print_tables(console, results)
     if meta and not meta.get("finished_at"):
-        console.print("[yellow]this run did not finish: shown are the jobs that did[/yellow]")
+        console.print("this run did not finish: shown are the jobs that did", style="yellow")
     console.print(f"run directory: {_shown(store.run_dir)}")
 
 
@@ -113,8 +122,11 @@ def _print_verdict(console: Any, verdict: Any) -> None:
 
     colour = {"pass": "green", "fail": "red", "inconclusive": "yellow", "missing": "yellow"}
     console.print(
-        f"release gate: [{colour[verdict.outcome]}]{verdict.outcome.upper()}[/] "
-        f"({counts_line(verdict)})"
+        styled(
+            "release gate: ",
+            (verdict.outcome.upper(), colour[verdict.outcome]),
+            f" ({counts_line(verdict)})",
+        )
     )
     rows = [
         [case.name, check.metric, check.outcome, check.message]
@@ -171,12 +183,12 @@ def history(
     frame, samples = load_history(sources or [runs_dir], with_samples=plot is not None, notes=notes)
     limits = budget_lines(load_budgets(budgets)) if budgets else {}
     for note in notes:
-        console.print(f"warning: {note}", markup=False, soft_wrap=True)
+        console.print(f"warning: {note}")
     _print_history(console, frame)
     for device, floor in noise_floor(frame).items():
         console.print(f"noise floor of {device}: {floor:.1%} (p95 of how far apart two runs land)")
     for reason in missing_floors(frame).values():
-        console.print(reason, markup=False, soft_wrap=True)
+        console.print(reason)
     if out:
         frame.to_parquet(out, index=False)
         console.print(f"wrote {out}")
@@ -210,7 +222,7 @@ def _print_history(console: Any, frame: Any, most: int = 6) -> None:
     ]
     print_fitted(console, columns, rows, drop_first=labels[:-2])
     for label, run in zip(labels, runs, strict=True):
-        console.print(f"  {label}: {run}", markup=False)
+        console.print(f"  {label}: {run}")
 
 
 @command(app, "compare")
@@ -236,7 +248,7 @@ def compare_command(
         notes.append(f"no noise floors from the history: {exc}")
         floors = {}
     for note in notes:
-        console.print(f"warning: {note}", markup=False, soft_wrap=True)
+        console.print(f"warning: {note}")
     calibrated = read_calibrations(runs_dir.parent / "calibration")
     table_frame = compare_runs(a.frames(), b.frames(), threshold / 100, floors, calibrated)
     columns = [Column("device"), Column("model"), Column("variant"), Column("t", numeric=True),
@@ -259,9 +271,9 @@ def compare_command(
              _num_text(row["p_value"], ".2g"), row["verdict"], row["reason"]]
         )  # fmt: skip
     print_fitted(console, columns, rows, styles=styles, drop_first=("p", "t"))
-    console.print("p50 before/after: the pooled samples' medians, ms", markup=False)
+    console.print("p50 before/after: the pooled samples' medians, ms")
     tests = sorted(set(table_frame["test"].dropna())) if "test" in table_frame else []
     for test in tests:  # the ratio's estimator need not be the p50 columns' (pooled samples)
-        console.print(f"ratio and p by: {test}", markup=False, soft_wrap=True)
+        console.print(f"ratio and p by: {test}")
     if (table_frame["verdict"] == "slower").any():
         raise typer.Exit(1)

@@ -16,11 +16,12 @@ from harness.cli.common import (
     _fail,
     _plain,
     _shown,
+    _signals_stop_once,
     _Terminated,
-    _terminated_as_interrupt,
     app,
     command,
     models_app,
+    styled,
 )
 from harness.cli.display import _brief, _print_comparison, _print_tables, _Progress
 
@@ -53,7 +54,7 @@ def run(
     console = _console()
     prepared = prepare_run(
         plan,
-        only_devices=devices.split(",") if devices else None,
+        only_devices=devices.split(",") if devices is not None else None,
         log=_plain(console),
         resume=resume,
         shard=parse_shard(shard) if shard else None,
@@ -63,25 +64,25 @@ def run(
     pending = [job for job in prepared.jobs if job.job_id not in done]
     finished = len(prepared.jobs) - len(pending)
     console.print(
-        f"run [bold]{prepared.store.run_id}[/bold]: {len(prepared.jobs)} jobs on "
-        f"{len({j.device for j in prepared.jobs})} device(s)"
-        + (f", {finished} already finished (kept as they are)" if finished else "")
+        styled(
+            "run ",
+            (prepared.store.run_id, "bold"),
+            f": {len(prepared.jobs)} jobs on {len({j.device for j in prepared.jobs})} device(s)"
+            + (f", {finished} already finished (kept as they are)" if finished else ""),
+        )
     )
     try:
-        with _Progress(console, pending) as progress, _terminated_as_interrupt():
+        with _Progress(console, pending) as progress, _signals_stop_once():
             records = run_prepared(prepared, on_event=progress.on_event)
     except KeyboardInterrupt as exc:
-        from rich.markup import escape
-
         signal_name = "SIGTERM" if isinstance(exc, _Terminated) else "Ctrl-C"
         console.print(
-            f"[yellow]interrupted ({signal_name})[/yellow]: the running jobs were stopped and "
-            "recorded as interrupted; finished jobs are in "
-            + escape(
-                f"{_shown(prepared.store.run_dir)}. Finish the run with: "
-                f"harness run {plan} --resume {prepared.store.run_id}"
-            ),
-            soft_wrap=True,
+            styled(
+                (f"interrupted ({signal_name})", "yellow"),
+                ": the running jobs were stopped and recorded as interrupted; finished jobs "
+                f"are in {_shown(prepared.store.run_dir)}. Finish the run with: "
+                f"harness run {plan} --resume {prepared.store.run_id}",
+            )
         )
         raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
     results, samples = prepared.store.frames()
@@ -97,8 +98,8 @@ def run(
             for device in dict.fromkeys(r.device for r in of_status):
                 count = sum(1 for r in of_status if r.device == device)
                 reason = next(r.error for r in of_status if r.device == device)
-                console.print(f"  {device}: {count} job(s) {status} ({reason})", soft_wrap=True)
-        console.print(f"[red]{len(failed)} of {len(records)} jobs did not succeed[/red]")
+                console.print(f"  {device}: {count} job(s) {status} ({reason})")
+        console.print(f"{len(failed)} of {len(records)} jobs did not succeed", style="red")
         if any(r.status in RESUMABLE_STATUSES for r in failed):
             console.print(
                 f"run the skipped jobs later: harness run {plan} --resume {prepared.store.run_id}"
@@ -205,7 +206,7 @@ def compress(
     columns = [Column("variant"), Column("cache"), Column("file"), Column("bytes", numeric=True),
                Column("what it did", prose=True)]  # fmt: skip
     print_fitted(console, columns, rows, styles=styles, drop_first=("file",))
-    console.print(f"files in {_shown(variant_cache_dir(path.parent))}", markup=False)
+    console.print(f"files in {_shown(variant_cache_dir(path.parent))}")
     if any(r.error for r in built.values()):
         raise typer.Exit(1)
 

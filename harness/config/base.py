@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     Strict,
     ValidationError,
 )
@@ -18,11 +19,23 @@ from pydantic import (
 from harness.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# the longest duration any key may give: a timer or a wait beyond it is a typo, and `inf`
+# would overflow a timer (no watchdog) or hang a wait forever
+MAX_DURATION_S = 7 * 86_400
 
 
 class _Strict(BaseModel):
-    # strict: `retries = "2"` or `use_agent = 1` is a mistake to name, never coerced
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # strict: `retries = "2"` or `use_agent = 1` is a mistake to name, never coerced;
+    # `inf` and `nan` (valid TOML floats) are never a setting, budget or range
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def duration_s(zero_allowed: bool = False) -> Any:
+    """A duration key in seconds: finite, above 0 (or 0 when `zero_allowed`), at most
+    MAX_DURATION_S."""
+    if zero_allowed:
+        return Field(ge=0, le=MAX_DURATION_S)
+    return Field(gt=0, le=MAX_DURATION_S)
 
 
 M = TypeVar("M", bound=_Strict)

@@ -21,6 +21,7 @@ from harness.config.base import (
     _read_toml,
     _Strict,
     _validate,
+    duration_s,
 )
 from harness.errors import ConfigError
 
@@ -70,10 +71,10 @@ class Connection(_Strict):
     known_hosts: str | None = None
     trust_on_first_use: bool = False
     password_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
-    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    connect_timeout_s: Annotated[float, duration_s()] = 10.0
     # the watchdog over every transport operation: this much, plus a command's own timeout
     # or a transfer's size at 64 KiB/s (harness/transport/base.py)
-    io_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    io_timeout_s: Annotated[float, duration_s()] = 60.0
     serial: str | None = None
     adb: str = "adb"
     adb_host: str | None = None
@@ -128,7 +129,7 @@ class ThermalPolicy(_Strict):
     passed); a job that throttled is run again up to rerun_throttled times."""
 
     cooldown_c: Annotated[float, Field(gt=0, lt=150)] | None = None
-    cooldown_max_s: Annotated[float, Field(ge=0)] = 300.0
+    cooldown_max_s: Annotated[float, duration_s(zero_allowed=True)] = 300.0
     throttle_min_freq_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
     rerun_throttled: Annotated[int, Field(ge=0, le=5)] = 0
 
@@ -138,9 +139,9 @@ class RetryPolicy(_Strict):
     then twice that, ...; a device still unreachable is quarantined for the run."""
 
     times: Annotated[int, Field(ge=0, le=10)] = 2
-    backoff_s: Annotated[float, Field(ge=0)] = 2.0
+    backoff_s: Annotated[float, duration_s(zero_allowed=True)] = 2.0
     # how long to wait for another controller's lease on the device before skipping it
-    lease_wait_s: Annotated[float, Field(ge=0)] = 300.0
+    lease_wait_s: Annotated[float, duration_s(zero_allowed=True)] = 300.0
 
 
 # where each key of the flat device files before the sections went (a file that still
@@ -236,7 +237,15 @@ def select_devices(
     names: list[str], inventory: dict[str, Device], selectors: list[str]
 ) -> list[str]:
     """The plan's devices that match every `key=value` label selector and, if names are
-    given among the selectors, are one of them (`--devices pi5-a,class=pi5`)."""
+    given among the selectors, are one of them (`--devices pi5-a,class=pi5`). An empty
+    selection is refused, never read as "all": it is what an unset CI variable gives."""
+    selectors = [s.strip() for s in selectors if s.strip()]
+    if not selectors:
+        raise ConfigError(
+            "--devices",
+            "is empty (an unset variable?): name devices or labels, e.g. --devices class=pi5, "
+            "or leave the option out to run every device of the plan",
+        )
     wanted_names = {s for s in selectors if "=" not in s}
     labels = dict(s.split("=", 1) for s in selectors if "=" in s)
     unknown = sorted(wanted_names - set(names))
@@ -265,8 +274,16 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def shard_devices(names: list[str], index: int, count: int) -> list[str]:
     """Shard `index` of `count` (1-based): every count-th device in name order, so each
-    device belongs to exactly one shard and every controller computes the same split."""
-    return [name for k, name in enumerate(sorted(names)) if k % count == index - 1]
+    device belongs to exactly one shard and every controller computes the same split. A
+    shard with no device is refused: a controller that would run nothing must not pass."""
+    chosen = [name for k, name in enumerate(sorted(names)) if k % count == index - 1]
+    if not chosen:
+        raise ConfigError(
+            "--shard",
+            f"shard {index}/{count} has no device: the plan's selection has {len(names)} "
+            f"device(s) ({', '.join(sorted(names))}), so use at most {len(names)} shard(s)",
+        )
+    return chosen
 
 
 def load_device(path: Path) -> Device:

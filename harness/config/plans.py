@@ -11,7 +11,14 @@ from pydantic import (
     model_validator,
 )
 
-from harness.config.base import NAME_PATTERN, LaxPath, _read_toml, _Strict, _validate
+from harness.config.base import (
+    NAME_PATTERN,
+    LaxPath,
+    _read_toml,
+    _Strict,
+    _validate,
+    duration_s,
+)
 from harness.config.devices import LOCAL_DEVICE_NAME
 from harness.config.models import ModelManifest, load_manifest
 from harness.errors import ConfigError
@@ -25,8 +32,8 @@ class Measure(_Strict):
     min_iterations: Annotated[int, Field(ge=5)] = 50
     max_iterations: Annotated[int, Field(ge=5)] = 100_000
     target_ci: Annotated[float, Field(gt=0, lt=1)] = 0.01
-    max_seconds: Annotated[float, Field(gt=0)] = 10.0
-    timeout_s: Annotated[float, Field(gt=0)] = 300.0
+    max_seconds: Annotated[float, duration_s()] = 10.0
+    timeout_s: Annotated[float, duration_s()] = 300.0
     # fresh runner processes per job, in rounds over the device's jobs; latencies pooled
     processes: Annotated[int, Field(ge=1, le=100)] = 1
     # after the timed loop, every output of this many fixed inputs, compared with fp32's
@@ -79,7 +86,7 @@ class RuntimeSettings(_Strict):
 
 
 class Inputs(_Strict):
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0)] = 0  # numpy's generators take no negative seed
     dims: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     files: dict[str, LaxPath] = Field(default_factory=dict)
 
@@ -88,7 +95,7 @@ class Plan(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     devices: list[str] = Field(default_factory=lambda: [LOCAL_DEVICE_NAME], min_length=1)
     models: list[str] = Field(min_length=1)
-    variants: list[str] | None = None
+    variants: Annotated[list[str], Field(min_length=1)] | None = None  # None: all of them
     devices_dir: LaxPath = Path("../devices")
     models_dir: LaxPath = Path("../models")
     output_dir: LaxPath = Path("../reports/runs")

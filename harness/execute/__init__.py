@@ -16,10 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Device
+from harness.errors import ControllerFileMissing
 from harness.jobs import Job
 from harness.native.commands import PYTHON_RUNNER
 from harness.transport.base import Transport
 from harness.transport.remote_shell import KILL_BY_ARGUMENT
+
+# below this free in the device's workdir the device counts as full: not even a job spec
+# and a sampler's readings fit (the health check before the first job, a job that fails)
+MIN_FREE_BYTES = 8 * 2**20
 
 
 @dataclass
@@ -32,6 +37,15 @@ class DeviceSession:
     file_facts: dict[Path, tuple[str, int]]  # local file -> (sha256, size)
     runner_path: str = ""  # run.py on the device, once installed
     binary_paths: dict[str, str] = field(default_factory=dict)  # native tool -> device path
+
+    def push(self, local: Path, folder: str) -> tuple[str, bool]:
+        """A controller file (model, inputs, eval set) onto the device, once per content:
+        (its path there, whether it was sent). A file gone since the run started is
+        `ControllerFileMissing`, not the job's failure."""
+        facts = self.file_facts.get(local)
+        if facts is None:  # already gone when the run started
+            raise ControllerFileMissing(local)
+        return self.transport.put_content_addressed(local, folder, facts[0])
 
     def run_folder(self) -> str:
         """`<workdir>/jobs/<run>`: this run's job specs and scratch files on the device."""

@@ -13,11 +13,13 @@ from typing import Any
 from harness.errors import (
     CommandInterrupted,
     CommandTimeout,
+    ControllerFileMissing,
+    DeviceDiskFull,
     DeviceUnreachable,
     HarnessError,
     LeaseHeld,
 )
-from harness.execute import DeviceSession, execute
+from harness.execute import MIN_FREE_BYTES, DeviceSession, execute
 from harness.jobs import Job
 from harness.probes.thermal import parse_zone_temps, throttle_reasons
 from harness.runner.contract import ResultDocument
@@ -36,7 +38,9 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Failure:
-    """The job's own failure, never retried: `error`, `timeout` or `interrupted`."""
+    """The job's own failure, never retried: `error`, `timeout` or `interrupted`; or
+    `skipped` when what stopped it was not the job's (a full device disk, a controller
+    file gone), so that --resume runs it."""
 
     status: str
     error: str
@@ -61,6 +65,17 @@ def attempt(
     except (DeviceUnreachable, LeaseHeld):
         session.transport.close()  # reconnect on the next try
         raise
+    except ControllerFileMissing as exc:  # not the job's failure: --resume runs it
+        whose = f"a file of variant {job.variant} of {job.model}"
+        fix = f"`harness compress {job.model}` rebuilds its variants"
+        return Failure(
+            "skipped",
+            f"{exc} ({whose}: the variant cache cleared or the file moved?); restore it "
+            f"({fix}), then --resume runs this job",
+            timings,
+        )
+    except DeviceDiskFull as exc:  # a condition of the device: --resume runs the job
+        return Failure("skipped", f"{exc}; --resume runs this job once there is room", timings)
     except CommandTimeout as exc:
         return Failure("timeout", str(exc), timings)
     except CommandInterrupted:
@@ -76,6 +91,9 @@ def attempt(
         read.state("before"), read.state("after"), session.device.thermal.throttle_min_freq_fraction
     )
     if read.status != "ok":
+        if read.disk_full(MIN_FREE_BYTES):  # a condition of the device: --resume runs it
+            full = f"the device's disk is full ({read.describe_error()}); free space there"
+            return Failure("skipped", f"{full}, then --resume runs this job", timings, doc)
         return Failure("error", read.describe_error(), timings, doc)
     return Attempt(doc, timings)
 

@@ -35,9 +35,7 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
     """One run of the job's native tool; its output parsed into a result document."""
     device, transport = session.device, session.transport
     clock = time.perf_counter()
-    remote_model, pushed = transport.put_content_addressed(
-        job.model_file, "models", session.file_facts[job.model_file][0]
-    )
+    remote_model, pushed = session.push(job.model_file, "models")
     binary = binary_path(job.tool, session)
     timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
     if job.profile:
@@ -108,7 +106,7 @@ def fetched_text(transport: Transport, remote: str) -> str | None:
 def scratch_path(session: DeviceSession, job: Job, suffix: str) -> str:
     """A file of the job's own in its folder on the device (the folder made)."""
     path = session.job_path(job, suffix)
-    session.transport.run_check(["mkdir", "-p", posixpath.dirname(path)], timeout_s=30)
+    session.transport.make_folder(posixpath.dirname(path))
     return path
 
 

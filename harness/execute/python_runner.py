@@ -19,26 +19,18 @@ def run(
     job: Job, session: DeviceSession, round_index: int, timings: dict[str, Any]
 ) -> dict[str, Any]:
     """One process of the runner: its validated result document."""
-    transport, facts = session.transport, session.file_facts
+    transport = session.transport
     clock = time.perf_counter()
-    remote_model, pushed = transport.put_content_addressed(
-        job.model_file, "models", facts[job.model_file][0]
-    )
+    remote_model, pushed = session.push(job.model_file, "models")
     remote_input = None
     if job.input_file is not None:
-        remote_input, _ = transport.put_content_addressed(
-            job.input_file, "inputs", facts[job.input_file][0]
-        )
+        remote_input, _ = session.push(job.input_file, "inputs")
     remote_eval = None
     if job.eval_file is not None and round_index == 0:  # accuracy once per job
-        remote_eval, _ = transport.put_content_addressed(
-            job.eval_file, "eval", facts[job.eval_file][0]
-        )
+        remote_eval, _ = session.push(job.eval_file, "eval")
     remote_reference = None
     if job.reference_file is not None:  # a paired job: fp32 runs beside the variant
-        remote_reference, _ = transport.put_content_addressed(
-            job.reference_file, "models", facts[job.reference_file][0]
-        )
+        remote_reference, _ = session.push(job.reference_file, "models")
     spec_path = session.job_path(job, ".json")
     spec = job.spec(
         remote_model, remote_input, remote_eval, spec_path.removesuffix(".json"), remote_reference

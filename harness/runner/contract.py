@@ -17,6 +17,7 @@ Format history:
 
 from __future__ import annotations
 
+import errno
 from typing import Any, TypedDict
 
 RESULT_SCHEMA = "harness.result/1"
@@ -83,6 +84,16 @@ class ResultDocument:
     def describe_error(self) -> str:
         error = self.error
         return "%s while %s: %s" % (error.get("type"), error.get("stage"), error.get("message"))
+
+    def disk_full(self, min_free_bytes: int) -> bool:
+        """Whether the job failed for a full disk on the device: its error is ENOSPC or
+        EDQUOT, or less than `min_free_bytes` was free in the job's folder when it failed
+        (what failed then may only have said it could not start)."""
+        error = self.error
+        free = error.get("disk_free_bytes")
+        return error.get("errno") in (errno.ENOSPC, errno.EDQUOT) or (
+            isinstance(free, int) and free < min_free_bytes
+        )
 
     @property
     def arch(self) -> str | None:

@@ -148,8 +148,14 @@ class Sampler:
         deadline = time.monotonic() + 10
         while os.path.getsize(self.out) == 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                exit_code = self.proc.poll()
                 self.stop()
-                raise JobError("the %s sampler did not start: %s" % (self.what, self.error_text()))
+                said = self.error_text() or (
+                    "it exited with status %s and said nothing" % exit_code
+                    if exit_code is not None
+                    else "no reading within 10 s"
+                )
+                raise JobError("the %s sampler did not start: %s" % (self.what, said))
             time.sleep(0.005)
 
     def readings_ns(self) -> list[int]:

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import select
+import shutil
 import signal
 import sys
 import time
@@ -96,6 +97,14 @@ class RunningRecord:
                 os.remove(self.path)
 
 
+def free_bytes(folder: str) -> int | None:
+    """Free space for this user in `folder`'s file system (None if it cannot be read)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
 def main(argv: list[str]) -> int:
     started = time.perf_counter_ns()
     # Keep stdout for the one JSON document: native libraries that print go to stderr.
@@ -144,6 +153,10 @@ def main(argv: list[str]) -> int:
             "message": str(exc) or repr(exc),
             "stage": stage,
             "traceback": traceback.format_exc(),
+            # a full disk makes many things fail, some of them wordlessly: the controller
+            # tells that condition from these two
+            "errno": getattr(exc, "errno", None),
+            "disk_free_bytes": free_bytes(os.path.dirname(os.path.abspath(argv[1]))),
         }
     doc["wall_ms"] = (time.perf_counter_ns() - started) / 1e6
     json.dump(doc, result_stream)

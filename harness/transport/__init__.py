@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from harness.config import Connection, Device
@@ -19,8 +20,15 @@ __all__ = [
 
 
 def open_transport(device: Device, inventory: Mapping[str, Device] | None = None) -> BaseTransport:
-    """The transport for a device; it connects lazily, on first use."""
+    """The transport for a device; it connects lazily, on first use. What can be checked
+    on the controller (key files, jump hosts) is checked now: a `ConfigError`."""
     return _transport(device, inventory)
+
+
+def check_transport(device: Device, inventory: Mapping[str, Device]) -> None:
+    """Raise `ConfigError` for what in the device's connection settings is wrong on the
+    controller (a key file that does not exist, a jump host loop), before any job runs."""
+    _transport(device, inventory)
 
 
 def _transport(device: Device, inventory: Mapping[str, Device] | None) -> BaseTransport:
@@ -67,6 +75,14 @@ def _ssh_transport(
         connect_timeout_s=link.connect_timeout_s,
         password_env=link.password_env,
     )
+    missing = [key for key in target.identity_files if not os.path.isfile(key)]
+    if missing:
+        raise ConfigError(
+            device.source,
+            f"the key file {missing[0]} does not exist: fix `identity_file` under [connection]"
+            " (or IdentityFile in the ssh config it names)",
+            "connection.identity_file",
+        )
     jump_ref = link.proxy_jump or config_jump
     jump = None
     if jump_ref and jump_ref.lower() != "none":

@@ -24,6 +24,8 @@ from typing import Protocol, TypeVar, runtime_checkable
 from harness.errors import (
     CommandFailed,
     CommandInterrupted,
+    ControllerFileMissing,
+    DeviceDiskFull,
     DeviceUnreachable,
     RemotePathError,
     TransportError,
@@ -75,6 +77,8 @@ class Transport(Protocol):
 
     def put_content_addressed(self, local: Path, folder: str, sha256: str) -> tuple[str, bool]: ...
 
+    def make_folder(self, remote: str) -> str: ...
+
 
 class BaseTransport:
     """Shared behaviour over the raw primitives each transport implements."""
@@ -90,6 +94,7 @@ class BaseTransport:
         self._opened = False
         self._workdir: str | None = None
         self._interrupted = threading.Event()
+        self._no_links: set[str] = set()  # workdir paths seen to hold no symbolic link
 
     # -- lifecycle
     def open(self) -> None:
@@ -155,7 +160,7 @@ class BaseTransport:
     def put(self, local: Path, remote: str) -> None:
         self.open()
         size = Path(local).stat().st_size
-        checked = self._checked(remote)
+        checked = self._checked_for_write(remote)
         with self._explained_put(checked, size):
             self._watched(
                 f"copying {Path(local).name} ({size} bytes)",
@@ -165,7 +170,7 @@ class BaseTransport:
 
     def put_bytes(self, data: bytes, remote: str) -> None:
         self.open()
-        checked = self._checked(remote)
+        checked = self._checked_for_write(remote)
         with self._explained_put(checked, len(data)):
             self._watched(
                 f"writing {posixpath.basename(checked)}",
@@ -192,8 +197,17 @@ class BaseTransport:
         remote = self.remote_path(f"{folder}/{sha256}{Path(local).suffix}")
         if self.exists(remote):
             return remote, False
+        if not Path(local).is_file():  # moved or deleted since its hash was taken
+            raise ControllerFileMissing(local)
         self.put(local, remote)
         return remote, True
+
+    def make_folder(self, remote: str) -> str:
+        """`mkdir -p` inside the workdir, through no symbolic link; the folder's path."""
+        self.open()
+        checked = self._checked_for_write(remote)
+        self.run_check(["mkdir", "-p", checked], timeout_s=self.io_timeout_s)
+        return checked
 
     # -- the watchdog
     def _transfer_budget(self, size: int) -> float:
@@ -240,7 +254,7 @@ class BaseTransport:
                 df = self.run(["df", "-Pk", folder], timeout_s=30)
                 free_kb = parse_df_available_kb(df.stdout)
             if free_kb is not None and free_kb * 1024 < size + 64 * 1024:
-                raise TransportError(
+                raise DeviceDiskFull(
                     self.device_name,
                     f"no space left in {folder}: {free_kb} KiB free, {size // 1024 + 1} KiB "
                     "needed. Free space on the device, or point `workdir` at a larger disk",
@@ -252,6 +266,33 @@ class BaseTransport:
     def _checked(self, remote: str) -> str:
         relative = posixpath.relpath(remote, self.workdir) if posixpath.isabs(remote) else remote
         return confine(self.workdir, relative)
+
+    def _checked_for_write(self, remote: str) -> str:
+        """`_checked`, and no symbolic link on the way from the workdir to it: a link
+        planted inside the workdir would have the write land outside it. Each folder is
+        looked at once a session (its path and every one above it)."""
+        checked = self._checked(remote)
+        if checked in self._no_links or posixpath.dirname(checked) in self._no_links:
+            return checked
+        root = posixpath.normpath(self.workdir)
+        parts = posixpath.relpath(checked, root).split("/")
+        paths = [posixpath.join(root, *parts[: i + 1]) for i in range(len(parts))]
+        link = self._first_symlink([p for p in paths if p != root])
+        if link is not None:
+            raise RemotePathError(
+                f"device '{self.device_name}': {link} is a symbolic link inside the workdir "
+                f"{root}; nothing is written through it (it could lead outside the workdir). "
+                "Remove it on the device"
+            )
+        self._no_links.update(paths[:-1])
+        return checked
+
+    def _first_symlink(self, paths: list[str]) -> str | None:
+        """The first of `paths` that is a symbolic link (they are in order, each inside the
+        one before); a shell's `test -L` on the device, which a transport may do better."""
+        script = 'for p; do if [ -L "$p" ]; then printf %s "$p"; break; fi; done'
+        result = self.run(["sh", "-c", script, "links", *paths], timeout_s=self.io_timeout_s)
+        return result.stdout or None
 
     # -- what each transport implements
     def _open(self) -> str:

@@ -84,6 +84,9 @@ class LocalTransport(BaseTransport):
         tmp.write_bytes(data)
         os.replace(tmp, target)
 
+    def _first_symlink(self, paths: list[str]) -> str | None:
+        return next((path for path in paths if os.path.islink(path)), None)
+
     def _get(self, remote: str, local: Path) -> None:
         shutil.copyfile(remote, local)
 

@@ -14,6 +14,7 @@ import posixpath
 import select
 import shlex
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -286,6 +287,17 @@ class SSHTransport(BaseTransport):
                     f"SFTP is not available ({exc}); enable 'Subsystem sftp' in the device's sshd",
                 ) from None
         return self._sftp
+
+    def _first_symlink(self, paths: list[str]) -> str | None:
+        with self._sftp_errors("looking for symbolic links"):
+            sftp = self._sftp_client()
+            for path in paths:
+                try:
+                    if stat.S_ISLNK(sftp.lstat(path).st_mode or 0):
+                        return path
+                except FileNotFoundError:
+                    return None  # nothing below a path that is not there
+        return None
 
     def _mkdirs(self, path: str) -> None:
         sftp = self._sftp_client()

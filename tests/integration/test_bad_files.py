@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SSHServer
+from conftest import SSHServer, harness
 from device_files import local_device_file
 from typer.testing import CliRunner
 
@@ -221,23 +221,21 @@ def test_a_plan_with_a_bad_input_file_names_it_before_any_job(workspace: Path) -
     assert "allow_pickle" not in output
 
 
-def test_a_missing_key_file_is_said_at_once_and_not_retried(
+def test_a_missing_key_file_is_bad_input_said_before_any_job(
     workspace: Path, sshd: SSHServer
 ) -> None:
-    from harness.scheduler import prepare_run, run_prepared
-
     missing = workspace / "no-such-key"
     (workspace / "devices" / "loop.toml").write_text(
         sshd.device_toml("loop", workspace / "wd", identity_file=str(missing), retries=3)
     )
     code, output = invoke("devices", "check", "loop", "--devices-dir", str(workspace / "devices"))
-    assert code == 1 and f"the key file {missing} does not exist" in output, output
+    assert code == 2 and f"the key file {missing} does not exist" in output, output
+    assert "connection.identity_file" in output and "[connection]" in output
     plan = workspace / "plans" / "t.toml"
     plan.write_text('name = "t"\ndevices = ["loop"]\nmodels = ["tiny_mbv2"]\nvariants = ["fp32"]\n')
-    events = []
-    [record] = run_prepared(prepare_run(plan), on_event=events.append)
-    assert record.status == "skipped" and "does not exist" in str(record.error)
-    assert not [e for e in events if e.kind == "retry"]
+    code, output = invoke("run", str(plan))
+    assert code == 2 and f"the key file {missing} does not exist" in output, output
+    assert not (workspace / "reports").exists()  # refused before a run directory was made
 
 
 def test_a_jump_host_keeps_the_watchdog_of_its_device_file() -> None:
@@ -306,3 +304,55 @@ def test_an_eval_that_fails_on_the_device_keeps_the_latencies(workspace: Path) -
     [run_dir] = (workspace / "reports" / "runs").iterdir()
     row = pd.read_parquet(run_dir / "results.parquet").iloc[0]
     assert "eval failed (latency kept)" in row["warnings"] and pd.isna(row["accuracy"])
+
+
+def test_a_message_off_a_terminal_is_one_whole_line_brackets_and_all(workspace: Path) -> None:
+    """Piped (CI logs), a message longer than any terminal stays one line, and the TOML
+    table names in it (`[placement]`) are printed, not taken for markup."""
+    python = workspace / ("a-folder-with-a-long-name-" * 4) / "bin" / "python3"
+    (workspace / "devices" / "nopy.toml").write_text(
+        local_device_file(workspace / "nopy-device", python=python)
+    )
+    checked = harness("devices", "check", "nopy", "--devices-dir", workspace / "devices")
+    [line] = [ln for ln in checked.stdout.splitlines() if "not found there" in ln]
+    assert len(line) > 120 and str(python) in line, checked.stdout
+    assert "set `python` under [placement] in the device file" in line
+    plan = workspace / "plans" / "p.toml"
+    plan.write_text('name = "p"\ndevices = ["nopy"]\nmodels = ["tiny_mbv2"]\nvariants = ["fp32"]\n')
+    ran = harness("run", plan)
+    assert ran.returncode == 1, ran.stdout
+    summary = [ln for ln in ran.stdout.splitlines() if ln.startswith("  nopy: 1 job(s) skipped")]
+    assert len(summary) == 1 and "under [placement] in the device file" in summary[0]
+    assert "device nopy skipped:" in ran.stdout and str(python) in ran.stdout
+
+
+@pytest.mark.parametrize(
+    ("variants", "args", "said"),
+    [
+        ('["int9"]', [], "key 'variants': ['int9']: no model of this plan has such a variant"),
+        ('["fp32 "]', [], "no model of this plan has such a variant"),
+        ('["fp32"]', ["--devices", ""], "--devices: is empty (an unset variable?)"),
+        ('["fp32"]', ["--shard", "2/2"], "--shard: shard 2/2 has no device"),
+    ],
+)
+def test_a_run_that_would_run_nothing_is_bad_input(
+    workspace: Path, variants: str, args: list[str], said: str
+) -> None:
+    """A typo or an empty CI variable must never make a green step that measured nothing."""
+    plan = workspace / "plans" / "p.toml"
+    plan.write_text(f'name = "p"\nmodels = ["tiny_mbv2"]\nvariants = {variants}\n')
+    code, output = invoke("run", str(plan), *args)
+    assert code == 2 and said in output, output
+    if "variant" in said:
+        assert "variants are channels-25, fp16, fp32, int8-static" in output  # to choose from
+    assert not (workspace / "reports").exists()
+
+
+def test_merging_a_run_without_its_run_json_says_what_is_missing(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    kept, lost = make_run(runs, "nightly", 1.0), make_run(runs, "nightly", 1.0)
+    (lost.run_dir / "run.json").unlink()
+    code, output = invoke("merge", kept.run_id, lost.run_id, "--runs-dir", str(runs))
+    assert code == 2, output
+    assert f"{lost.run_dir / 'run.json'} is missing" in output
+    assert "cannot be merged" in output and "harness show" in output

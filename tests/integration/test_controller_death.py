@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import SSHServer, signal_thread
+from conftest import SSHServer, signal_thread, wait_until
 
 BIN = Path(sys.executable).parent
 
@@ -47,17 +47,6 @@ def device_processes(workdir: Path, program: str) -> list[int]:
                 continue
             found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
     return [pid for pid, parent in found.items() if parent not in found]
-
-
-def wait_until(condition, timeout_s: float, what: str) -> float:  # type: ignore[no-untyped-def]
-    """Poll `condition` until it holds; the seconds it took. Fails with `what` after
-    `timeout_s` (a bound for a broken build, not a measurement)."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what} did not happen within {timeout_s:g} s")
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 def setup(workspace: Path, sshd: SSHServer, iterations: int, timeout_s: int) -> tuple[Path, Path]:
@@ -197,3 +186,27 @@ def test_sigterm_stops_the_job_records_it_interrupted_and_releases_the_lease(
     }
     assert statuses == {"loop.tiny_mbv2.fp32.cpu.t1": "ok", "loop.tiny_mbv2.fp32.cpu.t2": "ok"}
     assert list((run_dir / "jobs" / "superseded").glob("*.json")), "the interrupted record is kept"
+
+
+def test_a_second_ctrl_c_still_records_the_job_and_releases_the_lease(
+    workspace: Path, sshd: SSHServer
+) -> None:
+    """An impatient user presses Ctrl-C twice: the second must not cut short what the first
+    started (the job killed on the device, recorded `interrupted`, the lease released)."""
+    plan, workdir = setup(workspace, sshd, iterations=100_000_000, timeout_s=600)
+    controller = start_run(workspace, str(plan))
+    try:
+        wait_until(lambda: device_processes(workdir, "sampler.py"), 120, "the job's start")
+        signal_thread(controller.pid, signal.SIGINT, main_thread=True)
+        time.sleep(0.3)  # the user's second press, 0.3 s later (what is tested, not a wait)
+        signal_thread(controller.pid, signal.SIGINT, main_thread=True)
+        output, _ = controller.communicate(timeout=120)
+    finally:
+        ended(controller)
+    assert controller.returncode == 130, output
+    assert "interrupted (Ctrl-C)" in output and "Traceback" not in output, output
+    assert not device_processes(workdir, "run.py") and not device_processes(workdir, "sampler.py")
+    assert not (workdir / ".harness-lease").exists()
+    [run_dir] = (workspace / "reports" / "runs").iterdir()
+    [record] = [json.loads(p.read_text()) for p in (run_dir / "jobs").glob("*.json")]
+    assert record["status"] == "interrupted" and "--resume" in record["error"]

@@ -73,3 +73,36 @@ def test_a_secret_is_never_written_anywhere(
     )
     for path in written:
         assert secret.encode() not in path.read_bytes(), f"the secret is in {path}"
+
+
+@pytest.mark.parametrize(
+    ("transport", "planted"),
+    [("ssh", "runner"), ("ssh", "models"), ("ssh", "jobs"), ("local", "models")],
+)
+def test_a_symlink_planted_in_the_workdir_is_never_written_through(
+    workspace: Path, sshd: SSHServer, transport: str, planted: str
+) -> None:
+    """A link inside the device's workdir (left by a user, or planted) must not carry the
+    runner, a model or a job spec outside it: the write is refused, naming the link."""
+    from device_files import local_device_file
+
+    workdir, outside = workspace / "device", workspace / "outside"
+    workdir.mkdir()
+    outside.mkdir()
+    (workdir / planted).symlink_to(outside, target_is_directory=True)
+    device = (
+        sshd.device_toml("linked", workdir)
+        if transport == "ssh"
+        else local_device_file(workdir, name="linked")
+    )
+    (workspace / "devices" / "linked.toml").write_text(device)
+    result = CliRunner().invoke(app, ["run", str(write_plan(workspace, "linked"))])
+    assert list(outside.iterdir()) == [], "something was written through the link"
+    [record] = [json.loads(p.read_text()) for p in workspace.rglob("jobs/*.json")]
+    if planted == "jobs":  # the scratch folder, emptied at each start: the link removed
+        assert result.exit_code == 0 and record["status"] == "ok", result.output
+        assert (workdir / "jobs").is_dir() and not (workdir / "jobs").is_symlink()
+        return
+    assert result.exit_code == 1, result.output
+    assert f"{workdir / planted} is a symbolic link inside the workdir" in result.output
+    assert "symbolic link" in record["error"]

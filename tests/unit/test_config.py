@@ -118,6 +118,24 @@ def test_plan_paths_are_relative_to_the_plan(tmp_path: Path) -> None:
             "'hexagon' is not a TFLite delegate",
         ),
         ('models = ["m"]\n[measure]\nwarmpu = 3\n', "Did you mean 'warmup'"),
+        # every duration finite and bounded: `inf` would overflow the watchdog's timer
+        (
+            'models = ["m"]\n[measure]\ntimeout_s = inf\n',
+            "key 'measure.timeout_s': Input should be a finite number",
+        ),
+        (
+            'models = ["m"]\n[measure]\nmax_seconds = nan\n',
+            "key 'measure.max_seconds': Input should be a finite number",
+        ),
+        (
+            'models = ["m"]\n[measure]\ntimeout_s = 1e12\n',
+            "key 'measure.timeout_s': Input should be less than or equal to 604800",
+        ),
+        (
+            'models = ["m"]\n[inputs]\nseed = -1\n',
+            "key 'inputs.seed': Input should be greater than or equal to 0",
+        ),
+        ('models = ["m"]\nvariants = []\n', "key 'variants': List should have at least 1 item"),
     ],
 )
 def test_bad_plans(tmp_path: Path, body: str, message: str) -> None:
@@ -145,6 +163,24 @@ def test_devices_are_selected_by_name_and_labels() -> None:
         select_devices(names, inventory, ["class=jetson"])
     with pytest.raises(ConfigError, match=r"\['orin'\] are not devices of this plan"):
         select_devices(names, inventory, ["orin"])
+    for empty in ([""], [" ", ""], []):  # `--devices "$UNSET"` is no selection of all
+        with pytest.raises(ConfigError, match=r"--devices: is empty \(an unset variable\?\)"):
+            select_devices(names, inventory, empty)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("connection", "connect_timeout_s"), ("connection", "io_timeout_s"),
+     ("retry", "backoff_s"), ("retry", "lease_wait_s"), ("thermal", "cooldown_max_s")],
+)  # fmt: skip
+def test_a_device_duration_is_finite_and_bounded(tmp_path: Path, section: str, key: str) -> None:
+    head = 'transport = "ssh"\n[connection]\nhost = "pi"\n'
+    for value, said in (("inf", "a finite number"), ("1e9", "less than or equal to 604800")):
+        body = head + (
+            f"{key} = {value}\n" if section == "connection" else f"[{section}]\n{key} = {value}\n"
+        )
+        with pytest.raises(ConfigError, match=f"key '{section}.{key}': Input should be {said}"):
+            load_device(write(tmp_path, "pi.toml", body))
 
 
 def test_a_phone_needs_a_serial_and_defaults_to_the_native_runner(tmp_path: Path) -> None:

@@ -65,3 +65,19 @@ def test_the_controller_reads_documents_only_through_the_contract() -> None:
             if text in ("runner", "record.runner", "reference.runner"):
                 offenders.append(f"{path.relative_to(HARNESS)}:{node.lineno}: {ast.unparse(node)}")
     assert offenders == []
+
+
+def test_a_full_device_disk_is_told_from_the_runners_error() -> None:
+    """ENOSPC, or a step that failed wordlessly with next to nothing free (a sampler that
+    could not write its first reading): the device's condition, not the job's failure."""
+
+    def failed(**error: object) -> ResultDocument:
+        return ResultDocument({"status": "error", "error": {"type": "OSError", **error}})
+
+    eight_mib = 8 * 2**20
+    assert failed(errno=28).disk_full(eight_mib)  # ENOSPC
+    assert failed(errno=122).disk_full(eight_mib)  # EDQUOT
+    assert failed(errno=None, disk_free_bytes=4096).disk_full(eight_mib)
+    assert not failed(errno=2, disk_free_bytes=2**30).disk_full(eight_mib)
+    assert not failed().disk_full(eight_mib)  # an older runner says neither
+    assert not ResultDocument(OK_DOC).disk_full(eight_mib)

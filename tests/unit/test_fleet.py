@@ -19,7 +19,8 @@ def test_shards_split_the_devices_deterministically() -> None:
     assert sorted(n for shard in shards for n in shard) == sorted(names)  # each exactly once
     assert shards == [["orin", "pixel"], ["pi5-a", "x86"], ["pi5-b"]]
     assert shard_devices(list(reversed(names)), 2, 3) == shards[1]  # order of the plan: no matter
-    assert shard_devices(["only"], 2, 2) == []  # more shards than devices: an empty share
+    with pytest.raises(ConfigError, match=r"--shard.*shard 2/2 has no device.*at most 1 shard"):
+        shard_devices(["only"], 2, 2)  # a controller that would run nothing must not pass
     assert parse_shard("2/4") == (2, 4)
     for bad in ("0/4", "5/4", "2", "a/b", "-1/2"):
         with pytest.raises(ConfigError, match="--shard"):
