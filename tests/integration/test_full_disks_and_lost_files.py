@@ -68,8 +68,11 @@ def records_in(runs: Path) -> dict[str, dict[str, object]]:
     return {p.stem: json.loads(p.read_text()) for p in runs.glob("*/jobs/*.json")}
 
 
-def fill_after_first_record(runs: Path, folder: Path) -> tuple[threading.Thread, list[Path]]:
-    """A thread that fills `folder` as soon as the run's first job record is on disk."""
+def run_while_filling(
+    plan: Path, runs: Path, folder: Path
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`harness run PLAN`, `folder` filled up as soon as the run's first job record is on
+    disk: what the command did, and the filler file (delete it to make room)."""
     filled: list[Path] = []
 
     def watch() -> None:
@@ -78,7 +81,11 @@ def fill_after_first_record(runs: Path, folder: Path) -> tuple[threading.Thread,
 
     thread = threading.Thread(target=watch)
     thread.start()
-    return thread, filled
+    try:
+        done = harness("run", plan, timeout=600)
+    finally:
+        thread.join()
+    return done, filled[0]
 
 
 def test_a_full_reports_folder_stops_the_run_clearly_and_resume_finishes_it(
@@ -88,11 +95,7 @@ def test_a_full_reports_folder_stops_the_run_clearly_and_resume_finishes_it(
     plan.write_text(PLAN.format(devices='["local"]'))
     runs = workspace / "reports" / "runs"
     with tmpfs(workspace / "reports", 16) as reports:
-        watcher, filled = fill_after_first_record(runs, reports)
-        try:
-            done = harness("run", plan, timeout=600)
-        finally:
-            watcher.join()
+        done, filler = run_while_filling(plan, runs, reports)
         output = done.stdout + done.stderr
         assert done.returncode == 1, output
         assert "Traceback" not in output
@@ -104,7 +107,7 @@ def test_a_full_reports_folder_stops_the_run_clearly_and_resume_finishes_it(
         assert 1 <= len(kept) < 3 and {r["status"] for r in kept.values()} == {"ok"}
         first = {p.name: p.read_bytes() for p in (run_dir / "jobs").glob("*.json")}
         assert not list(run_dir.rglob("*.part"))  # no half-written record
-        filled[0].unlink()
+        filler.unlink()
         resumed = harness("run", plan, "--resume", run_dir.name, timeout=600)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         statuses = {job: r["status"] for job, r in records_in(runs).items()}
@@ -150,11 +153,7 @@ def test_a_device_disk_that_fills_mid_run_skips_its_jobs_with_the_reason(
         plan = workspace / "plans" / "full.toml"
         plan.write_text(PLAN.format(devices='["small"]'))
         runs = workspace / "reports" / "runs"
-        watcher, filled = fill_after_first_record(runs, disk)
-        try:
-            done = harness("run", plan, timeout=600)
-        finally:
-            watcher.join()
+        done, filler = run_while_filling(plan, runs, disk)
         output = done.stdout + done.stderr
         records = records_in(runs)
         missed = {job: r for job, r in records.items() if r["status"] != "ok"}
@@ -166,7 +165,7 @@ def test_a_device_disk_that_fills_mid_run_skips_its_jobs_with_the_reason(
         for line in output.splitlines():  # every line that reports a failure says why
             assert not line.rstrip().endswith(("()", ":")), line
         [run_dir] = runs.iterdir()
-        filled[0].unlink()
+        filler.unlink()
         resumed = harness("run", plan, "--resume", run_dir.name, timeout=600)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert {r["status"] for r in records_in(runs).values()} == {"ok"}

@@ -97,3 +97,27 @@ def test_files_go_and_come_back_inside_the_workdir(transport: Transport, tmp_pat
     with pytest.raises(RemotePathError):
         transport.put(source, str(tmp_path / "elsewhere"))
     assert not (tmp_path / "outside").exists() and not (tmp_path / "elsewhere").exists()
+
+
+def test_nothing_is_written_through_a_symlink_inside_the_workdir(
+    transport: Transport, tmp_path: Path
+) -> None:
+    """A link inside the workdir (planted, or left by a user) could lead anywhere: no
+    write goes through it, on any transport (its own look, or `test -L` on the device)."""
+    assert transport.make_folder("made/here") == f"{transport.workdir}/made/here"
+    assert Path(transport.workdir, "made", "here").is_dir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Path(transport.workdir, "planted").symlink_to(outside, target_is_directory=True)
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"\x00model")
+    writes = [
+        lambda: transport.put_bytes(b"spec", "planted/run/one.json"),
+        lambda: transport.put(source, f"{transport.workdir}/planted/model.bin"),
+        lambda: transport.put_content_addressed(source, "planted", "abc123"),
+        lambda: transport.make_folder("planted/sub"),
+    ]
+    for write in writes:
+        with pytest.raises(RemotePathError, match="planted is a symbolic link inside the workdir"):
+            write()
+    assert list(outside.iterdir()) == []
