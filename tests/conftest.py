@@ -166,7 +166,23 @@ def signal_thread(pid: int, signum: int, *, main_thread: bool) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/integration/ uses real parts: `-m "not integration"` skips it."""
+    """Everything under tests/integration/ uses real parts: `-m "not integration"` skips it.
+    The aarch64 board's tests run last: `make test` builds its image behind the others."""
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: item.path.name == "test_arm_board.py")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """What a build of the lab board behind the suite said (its steps and timings)."""
+    from lab.image import BUILD_OUTPUT
+
+    if BUILD_OUTPUT.is_file() and BUILD_OUTPUT.stat().st_mtime >= SESSION_STARTED:
+        lines = [ln for ln in BUILD_OUTPUT.read_text(errors="replace").splitlines() if ln]
+        terminalreporter.write_sep("-", f"the lab board's build ({BUILD_OUTPUT})")
+        for line in lines[-40:]:
+            terminalreporter.write_line(line)
+
+
+SESSION_STARTED = time.time()

@@ -4,7 +4,8 @@ boards' architecture — the aarch64 wheels of onnxruntime and LiteRT, a Debian 
 Python, an ARM /proc/cpuinfo, a real device tree. Its latencies mean nothing: TCG runs
 the guest's code many times slower than a board would, so no test reads them as speed.
 
-The image is built by `make test` (python tests/lab/image.py) or found in .lab/; without it
+The image is built by `make test` (python tests/lab/image.py --background, behind the
+rest of the suite: these tests run last and wait for it) or found in .lab/; without it
 these tests skip with the reason, and only they do.
 """
 
@@ -18,7 +19,16 @@ import pandas as pd
 import pytest
 from conftest import SSHServer, free_port, harness, make_workspace, run_plan_ok
 from lab.board import Board, booted_board
-from lab.image import BOARD_MODEL, FAILED, UNAVAILABLE, USER, current_image
+from lab.image import (
+    BOARD_MODEL,
+    BUILD_OUTPUT,
+    FAILED,
+    UNAVAILABLE,
+    USER,
+    build_under_way,
+    current_image,
+    wait_for_build,
+)
 
 from harness.config import load_inventory
 from harness.probes.facts import check_device
@@ -27,10 +37,14 @@ from harness.transport import open_transport
 pytestmark = pytest.mark.integration
 
 VENV_PYTHON = f"/home/{USER}/harness-venv/bin/python"  # as the README prepares a Pi
+BUILD_WAIT_S = 5400  # a bound for a broken build: a loaded machine's TCG first boot took 40 min
 
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
+    wait_for_build(BUILD_WAIT_S)  # `make test` builds it behind the rest of the suite
+    if build_under_way() is not None:
+        pytest.fail(f"the lab board's build still runs after {BUILD_WAIT_S} s: {BUILD_OUTPUT}")
     if FAILED.exists():
         pytest.fail(f"the lab board image failed to build: {FAILED.read_text().strip()}")
     image = current_image()

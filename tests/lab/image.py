@@ -12,6 +12,8 @@ is printed as it starts, and a long one says every minute that it still runs.
 
     python tests/lab/image.py          # build (or find) the image; `make test` runs it
     python tests/lab/image.py --no-chroot   # the same, the second stage in the VM (TCG)
+    python tests/lab/image.py --background  # the same behind the suite (`make test`): the
+                                            # ARM tests, run last, wait for it
 
 A machine that cannot build it (no qemu-system-aarch64 or debootstrap, not root) gets
 `.lab/unavailable.txt` with the reason, which the ARM tests skip with; a build that fails
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,8 @@ LAB_DIR = ROOT / ".lab"
 UNAVAILABLE = LAB_DIR / "unavailable.txt"  # cannot be built here: the ARM tests skip
 FAILED = LAB_DIR / "failed.txt"  # could be, and failed: the ARM tests fail with this
 CURRENT = LAB_DIR / "current"  # the folder of the image the last build made or found
+BUILDING = LAB_DIR / "building"  # the pid of a build under way (the ARM tests wait for it)
+BUILD_OUTPUT = LAB_DIR / "build-output.txt"  # what a build in the background printed
 RECIPE = 3  # bump when the build below changes in a way its inputs do not show
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -677,13 +682,71 @@ def current_image() -> Image | None:
     return Image(folder) if folder and (folder / "board.qcow2").exists() else None
 
 
+def build_under_way() -> int | None:
+    """The pid of a build still running (BUILDING names a live process), else None."""
+    try:
+        pid = int(BUILDING.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def wait_for_build(timeout_s: float) -> None:
+    """Until no build is under way (a condition, polled), at most `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while build_under_way() is not None and time.monotonic() < deadline:
+        time.sleep(1)
+
+
+def _in_background(argv: list[str]) -> int:
+    """The build in a process of its own, its output in BUILD_OUTPUT; returns at once, the
+    state cleared and BUILDING written first, so that a test that starts now waits."""
+    LAB_DIR.mkdir(exist_ok=True)
+    for state in (UNAVAILABLE, FAILED, CURRENT):
+        state.unlink(missing_ok=True)
+    pid = os.fork()
+    if pid:
+        BUILDING.write_text(f"{pid}\n")
+        print(f"lab: building the board image behind the suite (output: {BUILD_OUTPUT}); "
+              "the ARM tests run last and wait for it", flush=True)  # fmt: skip
+        return 0
+    os.setsid()  # not make's: the recipe goes on
+    output = os.open(BUILD_OUTPUT, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    nothing = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(nothing, 0)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.closerange(3, 1024)  # no pipe of make's or CI's held open
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = sys.stdout
+    try:
+        main([a for a in argv if a != "--background"])
+    except BaseException as exc:  # a bug of ours: the tests fail with it, never skip
+        FAILED.write_text(f"the build stopped: {exc!r} (see {BUILD_OUTPUT})\n")
+        traceback.print_exc()
+    finally:
+        os._exit(0)
+
+
 def main(argv: list[str]) -> int:
     """Exit 0 whatever happens (the rest of the suite runs); the ARM tests read the state.
-    `--no-chroot`: the second stage in the VM even where a chroot could do it."""
+    `--no-chroot`: the second stage in the VM even where a chroot could do it;
+    `--background`: return at once, the build going on behind."""
+    if "--background" in argv:
+        return _in_background(argv)
     started = time.monotonic()
     LAB_DIR.mkdir(exist_ok=True)
     for state in (UNAVAILABLE, FAILED, CURRENT):
         state.unlink(missing_ok=True)
+    BUILDING.write_text(f"{os.getpid()}\n")
+    try:
+        return _build_and_say(argv, started)
+    finally:
+        BUILDING.unlink(missing_ok=True)
+
+
+def _build_and_say(argv: list[str], started: float) -> int:
     try:
         image = ensure_image(chroot="--no-chroot" not in argv)
     except LabUnavailable as exc:
