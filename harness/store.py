@@ -114,16 +114,14 @@ class RunStore:
         return path
 
     def _resume_note(self, job_id: str, data: dict[str, Any]) -> str:
-        """What a full disk cost and how to go on: the room the rest of the run needs
-        (this record's size for each job left, three times over for the tables written at
-        the end, an estimate), and the resume command."""
-        left = len(set(self.read_run_meta().get("jobs", [])) - self.finished_job_ids())
-        needed_mb = len(json.dumps(data, indent=1)) * max(left, 1) * 3 / 1e6 + 1
+        """What a full disk cost and how to go on: the room the rest needs (this record's
+        size per job left, thrice for the tables at the end: an estimate), how to resume."""
+        left = max(len(set(self.read_run_meta().get("jobs", [])) - self.finished_job_ids()), 1)
+        needed_mb = len(json.dumps(data, indent=1)) * left * 3 / 1e6 + 1
         return (
             f"Every job finished before is in {os.path.normpath(self.jobs_dir)}; job {job_id} "
-            "is not recorded. "
-            f"Free about {needed_mb:.0f} MB there (an estimate for the {max(left, 1)} job(s) "
-            f"left), then `harness run PLAN --resume {self.run_id}` runs it and the rest"
+            f"is not recorded. Free about {needed_mb:.0f} MB there (an estimate for the {left} "
+            f"job(s) left), then `harness run PLAN --resume {self.run_id}` runs it and the rest"
         )
 
     def finished_job_ids(self) -> set[str]:
