@@ -46,14 +46,15 @@ arm-lab-behind: venv system-deps
 lint: venv
 	$(BIN)/ruff check harness tests benchmarks
 	$(BIN)/ruff format --check harness tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 # pure modules (decisions over data, parsers, records) are held to --strict; the runner
 # to --strict at Python 3.8, its oldest target, by the last mypy that still checks 3.8
 PURE_MODULES := harness/stats.py harness/native/parsers.py harness/native/op_profiles.py harness/records.py harness/rows.py \
 	harness/tables.py harness/gate.py harness/history.py harness/probes/power.py \
-	harness/probes/thermal.py harness/report/compare.py harness/report/table.py \
+	harness/probes/thermal.py harness/analysis.py harness/report/table.py \
 	harness/errors.py harness/jobs.py harness/accuracy.py harness/comparisons.py harness/profiles.py \
-	harness/report/verdict.py
+	harness/report/verdict.py harness/job_key.py harness/stored_run.py harness/probes/facts.py harness/clock.py
 RUNNER_CHECK := .venv-runner-typecheck
 RUNNER_CHECK_STAMP := $(RUNNER_CHECK)/.installed-stamp
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 from _setup import ROOT
 
-from harness.report.compare import compare_variants
+from harness.analysis import compare_variants
 from harness.scheduler import prepare_run, run_prepared
 
 MODELS = ["ppocr_cls_v2", "ppocr_det_v4", "silero_vad_v5", "openwakeword_timer", "iris_landmark",

@@ -3,7 +3,7 @@ big model they are an alternative to, measured in one run on the local device.
 
 Each job runs in 3 fresh processes, interleaved across variants; the speedup's interval is
 from the CIs of the two medians, and "~" marks a difference inside the process-to-process
-noise (see harness/report/compare.py).
+noise (see harness/analysis.py).
 
     .venv/bin/python benchmarks/strategies.py [--threads 1] [--max-seconds 2]
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from _setup import ROOT
 
-from harness.report.compare import compare_variants
+from harness.analysis import compare_variants
 from harness.scheduler import prepare_run, run_prepared
 
 MODELS = ["digits_cnn", "tiny_mbv2", "resnet18_like", "squeezenet_like", "shufflenet_like"]

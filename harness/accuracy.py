@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.runner.contract import Fidelity
+
 
 def eval_metrics(predictions: Sequence[Sequence[int]], labels: np.ndarray) -> dict[str, Any]:
     """Top-1 and top-k accuracy of the runner's top-k predictions."""
@@ -41,23 +43,23 @@ def top_k_agreement(
     return float(np.mean([reference[i][0] in predictions[i][:k] for i in range(count)]))
 
 
-def class_agreement(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | None]:
+def class_agreement(mine: Fidelity, theirs: Fidelity) -> dict[str, float | None]:
     """Top-1 and top-5 agreement from two fidelity passes (the runner's `fidelity` parts),
     over every output that is a classification -- one score per sample, of shape [C] or
     [1, C] with C >= 2 -- the worst output deciding. Labels are not needed."""
-    shapes = theirs.get("shapes") or []
+    shapes = theirs.shapes
     classes = [
         index
         for index, shape in enumerate(shapes)
         if (len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)) and shape[-1] >= 2
     ]
-    samples = min(len(mine.get("outputs") or []), len(theirs.get("outputs") or []))
-    if not classes or samples == 0 or mine.get("shapes") != shapes:
+    samples = min(len(mine.outputs), len(theirs.outputs))
+    if not classes or samples == 0 or mine.shapes != shapes:
         return {}
     agreements: dict[int, list[float]] = {1: [], 5: []}
     for index in classes:
         ranked = [
-            [np.argsort(-np.asarray(run["outputs"][k][index]), kind="stable")[:5].tolist()
+            [np.argsort(-np.asarray(run.outputs[k][index]), kind="stable")[:5].tolist()
              for k in range(samples)]
             for run in (mine, theirs)
         ]  # fmt: skip

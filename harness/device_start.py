@@ -11,13 +11,13 @@ import contextlib
 import threading
 from collections.abc import Callable, Sequence
 
-from harness.deploy import install_runner
+from harness.device_check import check_device
 from harness.errors import DeviceDiskFull, HarnessError
 from harness.execute import MIN_FREE_BYTES, DeviceSession
 from harness.jobs import Job
 from harness.lease import Lease, acquire, end_leftovers, release
 from harness.native.commands import PYTHON_RUNNER
-from harness.probes.facts import check_device, unusable_runtimes
+from harness.probes.facts import unusable_runtimes
 
 
 def start_device(
@@ -37,6 +37,7 @@ def start_device(
         device.retry.lease_wait_s,
         on_wait=lambda holder: say("waiting", f"reserved by {holder.describe()}"),
         should_stop=stop.is_set,
+        clock=session.clock,
     )
     try:
         ended = end_leftovers(transport)
@@ -56,7 +57,7 @@ def start_device(
                 f"{sent_mb:.1f} MiB for the {len(files)} file(s) they send. Free space on the "
                 "device or point `workdir` (under [placement]) at a larger disk",
             )
-        session.runner_path = install_runner(transport)
+        session.runner_path = facts.runner_path
         return held, unusable_runtimes(facts.runtimes)
     except BaseException:
         with contextlib.suppress(HarnessError):  # not kept for a device it cannot use

@@ -7,7 +7,7 @@ accuracy drop a normal-approximation CI — paired when the variant's top-1 agre
 fp32 on the same samples is known (a conservative bound from it), else of two independent
 proportions; a regression
 the bootstrap CI of the ratio of medians against the baseline run; a speedup over fp32 on
-the same device the interval `report.compare` gives it (the paired in-process comparison's
+the same device the interval `analysis` gives it (the paired in-process comparison's
 where the run paired the variant). Peak memory is one
 measurement and is compared as it is. Missing data (no matching job, a failed job, a metric
 not measured) is never a pass.
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.analysis import compare_variants
 from harness.config import Budget, Budgets
 from harness.history import compare_latencies
-from harness.records import JOB_KEY
-from harness.report.compare import GROUP, compare_variants
+from harness.job_key import JobKey
 from harness.stats import percentile_ci
 
 if TYPE_CHECKING:
@@ -94,17 +94,15 @@ def evaluate(
     samples: pd.DataFrame,
     baseline: tuple[pd.DataFrame, pd.DataFrame] | None = None,
     comparisons: pd.DataFrame | None = None,
-    placements: dict[tuple[Any, ...], dict[str, Any]] | None = None,
+    placements: dict[JobKey, dict[str, Any]] | None = None,
 ) -> GateVerdict:
     """`comparisons`: the run's paired comparisons (for `min_speedup`); `placements`: each
-    profiled job's placement by (GROUP..., variant) (harness/profiles.placement, for
+    profiled job's placement by `JobKey` (harness/profiles.placement, for
     `max_cpu_fallback_share`)."""
-    speedups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    speedups: dict[JobKey, dict[str, Any]] = {}
     if any(budget.min_speedup is not None for budget in budgets.budget):
         compared = compare_variants(results, samples, comparisons)
-        speedups = {
-            tuple(r[k] for k in [*GROUP, "variant"]): r for r in compared.to_dict("records")
-        }
+        speedups = {JobKey.of_row(r): r for r in compared.to_dict("records")}
     cases: list[Case] = []
     for index, budget in enumerate(budgets.budget):
         rows = _matching(results, budget)
@@ -156,8 +154,8 @@ def _checks(
     results: pd.DataFrame,
     samples: pd.DataFrame,
     baseline: tuple[pd.DataFrame, pd.DataFrame] | None,
-    speedups: dict[tuple[Any, ...], dict[str, Any]],
-    placements: dict[tuple[Any, ...], dict[str, Any]] | None,
+    speedups: dict[JobKey, dict[str, Any]],
+    placements: dict[JobKey, dict[str, Any]] | None,
 ) -> list[Check]:
     checks: list[Check] = []
     if row["status"] != "ok":
@@ -182,7 +180,7 @@ def _checks(
         checks.append(_psnr_check(budget.min_psnr_db, row))
     if budget.max_regression_pct is not None:
         checks.append(_regression_check(budget.max_regression_pct, row, samples, baseline))
-    key = tuple(row[k] for k in [*GROUP, "variant"])
+    key = JobKey.of_row(row)
     if budget.min_speedup is not None:
         checks.append(_speedup_check(budget.min_speedup, row, speedups.get(key)))
     if budget.max_cpu_fallback_share is not None:
@@ -296,7 +294,7 @@ def _regression_check(
         return Check("max_regression_pct", limit_pct, "missing", message="no baseline run given")
     base_results, base_samples = baseline
     match = base_results
-    for column in JOB_KEY:
+    for column in JobKey.COLUMNS:
         match = match[match[column] == row[column]]
     match = match[match["status"] == "ok"]
     if match.empty:
@@ -358,3 +356,24 @@ def merge_extension(verdict: GateVerdict, extension: GateVerdict, rerun: set[str
     kept = [case for case in verdict.cases if case.job_id not in rerun]
     added = [case for case in extension.cases if case.job_id in rerun]
     return GateVerdict(tuple(kept + added))
+
+
+def within_budgets(
+    comparison: pd.DataFrame, results: pd.DataFrame, verdict: GateVerdict | None
+) -> pd.DataFrame:
+    """A variant that fails a budget is not worth shipping, however it compares."""
+    if verdict is None or comparison.empty:
+        return comparison
+    failed_jobs = {
+        case.job_id for case in verdict.cases if any(c.outcome == "fail" for c in case.checks)
+    }
+    failed = {
+        JobKey.of_row(row) for row in results.to_dict("records") if row["job_id"] in failed_jobs
+    }
+    out = comparison.copy()
+    keys = [JobKey.of_row(row) for row in out.to_dict("records")]
+    out["worth_shipping"] = [
+        bool(ship) and key not in failed
+        for ship, key in zip(out["worth_shipping"], keys, strict=True)
+    ]
+    return out

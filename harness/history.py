@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.records import JOB_KEY
+from harness.job_key import JobKey
 from harness.runner.paired import CONFIDENCE
 from harness.stats import (
     mann_whitney_p,
@@ -51,7 +51,7 @@ def noise_floor(history: pd.DataFrame, quantile: float = 0.95) -> dict[str, floa
     for device, per_device in ok.groupby("device"):
         deviations: list[float] = []
         for _, same in per_device.groupby(
-            [*JOB_KEY, "model_sha256", "runtime_version"], dropna=False
+            [*JobKey.COLUMNS, "model_sha256", "runtime_version"], dropna=False
         ):
             if len(same) >= 3:
                 logs = np.log(same["p50_ms"].to_numpy(dtype=float))
@@ -72,7 +72,7 @@ def missing_floors(history: pd.DataFrame) -> dict[str, str]:
         if str(device) in floors:
             continue
         most = int(
-            per_device.groupby([*JOB_KEY, "model_sha256", "runtime_version"], dropna=False)
+            per_device.groupby([*JobKey.COLUMNS, "model_sha256", "runtime_version"], dropna=False)
             .size()
             .max()
         )
@@ -139,10 +139,10 @@ def compare_runs(
 
     a_results, a_samples = before
     b_results, b_samples = after
-    merged = a_results.merge(b_results, on=JOB_KEY, suffixes=("_a", "_b"))
+    merged = a_results.merge(b_results, on=list(JobKey.COLUMNS), suffixes=("_a", "_b"))
     rows: list[dict[str, Any]] = []
     for row in merged.to_dict("records"):
-        out: dict[str, Any] = {k: row[k] for k in JOB_KEY}
+        out: dict[str, Any] = {k: row[k] for k in JobKey.COLUMNS}
         out.update(p50_a_ms=row["p50_ms_a"], p50_b_ms=row["p50_ms_b"])
         out.update(ratio=None, ratio_low=None, ratio_high=None, p_value=None, test=None)
         device = str(row["device"])
@@ -229,7 +229,7 @@ def consecutive_regressions(
     the run before it — what the trend plots mark."""
     marked: set[tuple[str, str, str, str]] = set()
     ok = history[history["status"] == "ok"].sort_values("started_at")
-    for key, jobs in ok.groupby(JOB_KEY, sort=False):
+    for key, jobs in ok.groupby(list(JobKey.COLUMNS), sort=False):
         device, model, variant = str(key[0]), str(key[1]), str(key[2])
         rows = jobs.to_dict("records")
         for previous, current in zip(rows, rows[1:], strict=False):

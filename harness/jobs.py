@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.config import Device, Measure, ModelManifest, Plan, runtime_for
+from harness.config import Device, Measure, ModelManifest, Plan, Variant, runtime_for
 from harness.data_files import eval_problem, npz_problem
 from harness.errors import ConfigError
+from harness.job_key import JobKey
 from harness.native.commands import (
     PYTHON_RUNNER,
     TRTEXEC_PROVIDERS,
@@ -27,7 +28,16 @@ from harness.probes.power import (
     FALLBACK_INTERVAL_MS,
     MIN_READINGS_PER_WINDOW,
 )
-from harness.runner.contract import JOB_SCHEMA, JobSpec
+from harness.runner.contract import (
+    JOB_SCHEMA,
+    EvalSpec,
+    JobSpec,
+    PairedSpec,
+    PowerSpec,
+    PrepareSpec,
+    ProfileSpec,
+    StopRule,
+)
 
 # past the job's timeout the controller kills the runner; this much later the runner's own
 # watchdog does, for when no controller is left (killed, or its link lost)
@@ -48,7 +58,7 @@ class Job:
     provider: str
     threads: int
     warmup: int
-    stop: dict[str, Any]
+    stop: StopRule
     processes: int
     inject_slowdown: float
     timeout_s: float
@@ -71,7 +81,7 @@ class Job:
     # what measures it: "runner" (harness/runner/run.py) or a native tool's name
     tool: str = PYTHON_RUNNER
     # the device's power source for the sampler (without the output path), or None
-    power: dict[str, Any] | None = None
+    power: PowerSpec | None = None
     sysfs_root: str = "/sys"
     # the CPUs the job runs on ("4-7"; None: any): one route to the runner (its affinity,
     # through `spec`) and to native tools (taskset), and a result column deciding
@@ -82,9 +92,9 @@ class Job:
     # a paired job (harness/runner/paired.py): the reference's file and the decision's
     # budget_s, band and block_ms; None for a job that measures one variant alone
     reference_file: Path | None = None
-    paired: dict[str, Any] | None = None
+    paired: PairedSpec | None = None
     # a profile job (harness/runner/op_profile.py): runs, top_n; None for the others
-    profile: dict[str, Any] | None = None
+    profile: ProfileSpec | None = None
 
     @property
     def kind(self) -> str:
@@ -99,9 +109,9 @@ class Job:
         return [f for f in files if f is not None]
 
     @property
-    def prepare(self) -> dict[str, Any]:
+    def prepare(self) -> PrepareSpec:
         """What the Python runner changes for the job and undoes."""
-        prepare: dict[str, Any] = {}
+        prepare: PrepareSpec = {}
         if self.cores:
             prepare["cores"] = cpu_list(self.cores)
         if self.governor:
@@ -118,7 +128,7 @@ class Job:
     ) -> JobSpec:
         """The job spec document the runner reads (paths are the device's; the samplers
         write `<samples_prefix>.power.jsonl` and `.memory.jsonl`)."""
-        evaluation = (
+        evaluation: EvalSpec | None = (
             {
                 "file": eval_path,
                 "inputs": self.eval_inputs,
@@ -163,7 +173,7 @@ class Job:
             # the runner ends itself (and its samplers) here even if no controller is left
             "deadline_s": self.timeout_s + RUNNER_DEADLINE_MARGIN_S,
             "running_file": f"{samples_prefix}.running" if samples_prefix else None,
-            "paired": {**self.paired, "reference_path": reference_path} if self.paired else None,
+            "paired": with_reference(self.paired, reference_path) if self.paired else None,
             "profile": {**self.profile, "prefix": f"{samples_prefix}.profile"}
             if self.profile and samples_prefix
             else None,
@@ -189,20 +199,11 @@ def expand_plan(
     manifests: list[ModelManifest],
     variant_files: Mapping[tuple[str, str], VariantFile] | None = None,
 ) -> list[Job]:
-    """devices × models × variants × providers × threads, in a stable order.
+    """devices × models × variants × providers × threads, in a stable order, then the
+    paired and profile jobs the plan asks for; checked before any job runs.
 
     `variant_files` gives built variants' files by (model, variant); without an entry a
     variant's own `file` is used (fp32 and external variants have one)."""
-    measure = plan.measure
-    if measure.iterations:
-        stop: dict[str, Any] = {"iterations": measure.iterations}
-    else:
-        stop = {
-            "min_iterations": measure.min_iterations,
-            "max_iterations": measure.max_iterations,
-            "target_ci": measure.target_ci,
-            "max_seconds": measure.max_seconds,
-        }
     jobs = []
     for device in devices:
         for manifest in manifests:
@@ -213,70 +214,108 @@ def expand_plan(
                 built = (variant_files or {}).get((manifest.name, variant.name))
                 if built is None:
                     built = VariantFile(variant.file)
-                model_file = built.path or manifest.file
-                runtime = runtime_for(model_file)
-                providers = (
-                    plan.runtime.onnx_providers
-                    if runtime == "onnxruntime"
-                    else plan.runtime.tflite_delegates
-                )
-                for provider in providers:
-                    tool = tool_for(
-                        device.runner_kind,
-                        runtime,
-                        provider,
-                        "trtexec" in device.placement.binaries,
+                for tool, provider, threads in settings(plan, device, built.path or manifest.file):
+                    jobs.append(
+                        one_job(plan, device, manifest, variant, built, tool, provider, threads)
                     )
-                    if tool is None:
-                        continue  # e.g. trtexec on a device without it
-                    check_provider(tool, provider, plan.plan_path or "plan")
-                    # trtexec has no thread setting: one job, not one per thread count
-                    threads_axis = plan.runtime.threads
-                    if tool == "trtexec":
-                        threads_axis = threads_axis[:1]
-                    for threads in threads_axis:
-                        jobs.append(
-                            Job(
-                                job_id=job_id(
-                                    device.name, manifest.name, variant.name, provider, threads
-                                ),
-                                device=device.name,
-                                model=manifest.name,
-                                variant=variant.name,
-                                strategy=variant.label or variant.strategy,
-                                model_file=model_file,
-                                runtime="tensorrt" if tool == "trtexec" else runtime,
-                                provider=provider,
-                                threads=threads,
-                                warmup=measure.warmup,
-                                stop=stop,
-                                processes=measure.processes,
-                                inject_slowdown=measure.inject_slowdown,
-                                timeout_s=measure.timeout_s,
-                                seed=plan.inputs.seed,
-                                dims=dict(plan.inputs.dims),
-                                input_file=plan.inputs.files.get(manifest.name),
-                                input_specs=manifest.input_specs(),
-                                target_ci=None if measure.iterations else measure.target_ci,
-                                eval_file=manifest.eval.file if manifest.eval else None,
-                                eval_inputs=dict(manifest.eval.inputs) if manifest.eval else {},
-                                eval_whole=tuple(manifest.eval.whole) if manifest.eval else (),
-                                eval_labels=manifest.eval.labels if manifest.eval else "labels",
-                                top_k=manifest.eval.top_k if manifest.eval else 5,
-                                fidelity_samples=measure.fidelity_samples,
-                                classification=manifest.task == "classification",
-                                variant_report=built.report,
-                                variant_params=dict(variant.params),
-                                build_error=built.error,
-                                build_status=built.status,
-                                tool=tool,
-                                power=power_spec(device) if tool == PYTHON_RUNNER else None,
-                                sysfs_root=device.placement.sysfs_root,
-                                cores=device.placement.cores,
-                                governor=device.placement.governor,
-                                memory_interval_s=device.placement.memory_interval_ms / 1000.0,
-                            )
-                        )
+    check_jobs(plan, devices, jobs)
+    if plan.measure.paired:
+        jobs += paired_jobs(jobs, plan.measure)
+    if plan.measure.profile:
+        jobs += profile_jobs(jobs, plan.measure)
+    check_files(plan, manifests, jobs)
+    return jobs
+
+
+def stop_rule(measure: Measure) -> StopRule:
+    """A fixed count of iterations, or the adaptive rule's bounds and target."""
+    if measure.iterations:
+        return {"iterations": measure.iterations}
+    return {
+        "min_iterations": measure.min_iterations,
+        "max_iterations": measure.max_iterations,
+        "target_ci": measure.target_ci,
+        "max_seconds": measure.max_seconds,
+    }
+
+
+def settings(plan: Plan, device: Device, model_file: Path) -> list[tuple[str, str, int]]:
+    """The runtime settings a model file is measured with on a device: (tool, provider,
+    threads) for every provider (or delegate) of its runtime that some tool there runs,
+    and every thread count (one for trtexec, which has no thread setting)."""
+    runtime = runtime_for(model_file)
+    providers = (
+        plan.runtime.onnx_providers if runtime == "onnxruntime" else plan.runtime.tflite_delegates
+    )
+    axes = []
+    for provider in providers:
+        tool = tool_for(
+            device.runner_kind, runtime, provider, "trtexec" in device.placement.binaries
+        )
+        if tool is None:
+            continue  # e.g. trtexec on a device without it
+        check_provider(tool, provider, plan.plan_path or "plan")
+        threads_axis = plan.runtime.threads[:1] if tool == "trtexec" else plan.runtime.threads
+        axes += [(tool, provider, threads) for threads in threads_axis]
+    return axes
+
+
+def one_job(
+    plan: Plan,
+    device: Device,
+    manifest: ModelManifest,
+    variant: Variant,
+    built: VariantFile,
+    tool: str,
+    provider: str,
+    threads: int,
+) -> Job:
+    """The solo job of one variant on one device with one runtime setting."""
+    measure, evaluation = plan.measure, manifest.eval
+    model_file = built.path or manifest.file
+    return Job(
+        job_id=job_id(device.name, manifest.name, variant.name, provider, threads),
+        device=device.name,
+        model=manifest.name,
+        variant=variant.name,
+        strategy=variant.label or variant.strategy,
+        model_file=model_file,
+        runtime="tensorrt" if tool == "trtexec" else runtime_for(model_file),
+        provider=provider,
+        threads=threads,
+        warmup=measure.warmup,
+        stop=stop_rule(measure),
+        processes=measure.processes,
+        inject_slowdown=measure.inject_slowdown,
+        timeout_s=measure.timeout_s,
+        seed=plan.inputs.seed,
+        dims=dict(plan.inputs.dims),
+        input_file=plan.inputs.files.get(manifest.name),
+        input_specs=manifest.input_specs(),
+        target_ci=None if measure.iterations else measure.target_ci,
+        eval_file=evaluation.file if evaluation else None,
+        eval_inputs=dict(evaluation.inputs) if evaluation else {},
+        eval_whole=tuple(evaluation.whole) if evaluation else (),
+        eval_labels=evaluation.labels if evaluation else "labels",
+        top_k=evaluation.top_k if evaluation else 5,
+        fidelity_samples=measure.fidelity_samples,
+        classification=manifest.task == "classification",
+        variant_report=built.report,
+        variant_params=dict(variant.params),
+        build_error=built.error,
+        build_status=built.status,
+        tool=tool,
+        power=power_spec(device) if tool == PYTHON_RUNNER else None,
+        sysfs_root=device.placement.sysfs_root,
+        cores=device.placement.cores,
+        governor=device.placement.governor,
+        memory_interval_s=device.placement.memory_interval_ms / 1000.0,
+    )
+
+
+def check_jobs(plan: Plan, devices: list[Device], jobs: list[Job]) -> None:
+    """The matrix makes sense: a trtexec provider has a device to run on, no two jobs
+    share an id."""
     wanted_trtexec = set(plan.runtime.onnx_providers) & set(TRTEXEC_PROVIDERS)
     if wanted_trtexec and not any(job.tool == "trtexec" for job in jobs):
         raise ConfigError(
@@ -290,10 +329,10 @@ def expand_plan(
         raise ConfigError(
             plan.plan_path or "plan", f"jobs collide: {sorted(duplicates)}; list each once"
         )
-    if measure.paired:
-        jobs += paired_jobs(jobs, measure)
-    if measure.profile:
-        jobs += profile_jobs(jobs, measure)
+
+
+def check_files(plan: Plan, manifests: list[ModelManifest], jobs: list[Job]) -> None:
+    """Every input file and eval set the jobs read can be read (before the first job)."""
     for path, model in {job.input_file: job.model for job in jobs if job.input_file}.items():
         problem = npz_problem(path)
         if problem:
@@ -302,7 +341,6 @@ def expand_plan(
         key, problem = eval_problem(manifest)
         if problem:
             raise ConfigError(manifest.manifest_path or manifest.name, problem, key)
-    return jobs
 
 
 def paired_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
@@ -310,14 +348,10 @@ def paired_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
     and its fp32 reference in the same processes (same device, runtime setting and
     inputs). Memory, energy and fidelity stay with the solo jobs: co-residence would mix
     them. The budget is the whole comparison's, shared by its processes."""
-    references = {
-        (j.device, j.model, j.provider, j.threads): j
-        for j in jobs
-        if j.variant == "fp32" and j.tool == PYTHON_RUNNER
-    }
+    references = {JobKey.of(j): j for j in jobs if j.variant == "fp32" and j.tool == PYTHON_RUNNER}
     paired = []
     for job in jobs:
-        reference = references.get((job.device, job.model, job.provider, job.threads))
+        reference = references.get(JobKey.of(job).with_variant("fp32"))
         if reference is None or job is reference or job.build_error:
             continue
         budget_s = measure.paired_budget_s / job.processes
@@ -361,7 +395,14 @@ def profile_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
     ]
 
 
-def power_spec(device: Device) -> dict[str, Any] | None:
+def with_reference(paired: PairedSpec, reference_path: str | None) -> PairedSpec:
+    spec = paired.copy()
+    if reference_path is not None:
+        spec["reference_path"] = reference_path
+    return spec
+
+
+def power_spec(device: Device) -> PowerSpec | None:
     """What the device's sampler reads, how often, and how long the idle baseline is."""
     power = device.power
     if power is None:

@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import LeaseHeld, TransportError
+from harness.clock import SYSTEM_CLOCK, Clock
+from harness.errors import HarnessError, LeaseHeld, TransportError
 from harness.transport.base import Transport
 from harness.transport.remote_shell import END_LEFTOVERS
 
@@ -98,6 +99,12 @@ def read_lease(transport: Transport) -> Lease | None:
     if not transport.exists(folder):
         return None
     data = _read_at(transport, f"{folder}/{LEASE_FILE}")
+    schema = str((data or {}).get("schema", LEASE_SCHEMA))
+    if schema != LEASE_SCHEMA and schema.startswith("harness.lease/"):
+        raise HarnessError(
+            f"the device's lease ({folder}) was written by a newer harness ({schema}); "
+            "upgrade this controller to share the device with it"
+        )
     try:
         return Lease(**{k: v for k, v in (data or {}).items() if k != "schema"})
     except TypeError:
@@ -112,13 +119,14 @@ def acquire(
     wait_s: float,
     on_wait: Callable[[Lease], None] = lambda held: None,
     should_stop: Callable[[], bool] = lambda: False,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Lease:
     """Take the device's lease, waiting up to `wait_s` for a live holder; LeaseHeld after
     that. Returns the lease as written (its expiry counted from now)."""
-    deadline = time.monotonic() + wait_s
+    deadline = clock.monotonic() + wait_s
     told = False
     while True:
-        taken = _try_take(transport, lease)
+        taken = _try_take(transport, lease, clock)
         if taken is not None:
             return taken
         held = read_lease(transport)
@@ -127,14 +135,14 @@ def acquire(
         if held.token == lease.token:
             return held  # ours: taken before a dropped connection made us start over
         if held.purpose == UNREADABLE:
-            time.sleep(UNREADABLE_GRACE_S)  # perhaps another controller is writing it
+            clock.wait(UNREADABLE_GRACE_S)  # perhaps another controller is writing it
             held = read_lease(transport)
             if held is None:
                 continue
-        if held.expired() or held.holder_is_dead():
+        if held.expired(clock.time()) or held.holder_is_dead():
             _take_over(transport, held)
             continue
-        if time.monotonic() >= deadline or should_stop():
+        if clock.monotonic() >= deadline or should_stop():
             raise LeaseHeld(
                 transport.device_name,
                 f"reserved by {held.describe()}; waited {wait_s:g} s. Its jobs were skipped: "
@@ -144,7 +152,7 @@ def acquire(
         if not told:
             on_wait(held)
             told = True
-        time.sleep(min(POLL_S, max(0.05, deadline - time.monotonic())))
+        clock.wait(min(POLL_S, max(0.05, deadline - clock.monotonic())))
 
 
 def end_leftovers(transport: Transport) -> list[str]:
@@ -160,7 +168,7 @@ def end_leftovers(transport: Transport) -> list[str]:
     ]
 
 
-def refresh(transport: Transport, lease: Lease, ttl_s: float) -> Lease:
+def refresh(transport: Transport, lease: Lease, ttl_s: float, clock: Clock = SYSTEM_CLOCK) -> Lease:
     """Push the expiry on; LeaseHeld if the lease is no longer ours (taken over after it
     expired — the jobs must stop: another controller is using the device now)."""
     held = read_lease(transport)
@@ -169,7 +177,7 @@ def refresh(transport: Transport, lease: Lease, ttl_s: float) -> Lease:
         raise LeaseHeld(
             transport.device_name, f"our reservation was lost; the device is now held by {who}"
         )
-    renewed = replace(lease, expires_at=time.time() + ttl_s)
+    renewed = replace(lease, expires_at=clock.time() + ttl_s)
     _write(transport, renewed)
     return renewed
 
@@ -186,12 +194,12 @@ def release(transport: Transport, lease: Lease | None = None, force: bool = Fals
     return held
 
 
-def _try_take(transport: Transport, lease: Lease) -> Lease | None:
+def _try_take(transport: Transport, lease: Lease, clock: Clock) -> Lease | None:
     folder = transport.remote_path(LEASE_DIR)
     result = transport.run(["mkdir", folder], timeout_s=COMMAND_TIMEOUT_S)
     if result.exit_code != 0:
         return None
-    now = time.time()
+    now = clock.time()
     taken = replace(lease, acquired_at=now, expires_at=now + (lease.expires_at - lease.acquired_at))
     _write(transport, taken)
     return taken

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.job_key import JobKey
 from harness.records import JobRecord
-from harness.runner.contract import ResultDocument
+from harness.runner.contract import Profile, ResultDocument
 
 PROFILE_SCHEMA_VERSION = 1
 CPU_PROVIDERS = ("CPUExecutionProvider", "xnnpack", "builtin")
@@ -33,7 +34,7 @@ PROFILE_COLUMN_TYPES = {
 def profile_rows(record: JobRecord) -> list[dict[str, Any]]:
     """One row per kept node of a profile job (the rest summed in one row)."""
     profile = ResultDocument(record.runner).profile
-    nodes = profile.get("nodes") or []
+    nodes = profile.nodes if profile is not None else []
     total = sum(float(n["us"]) for n in nodes) or None
     return [
         {
@@ -63,7 +64,7 @@ def placement(record: JobRecord) -> dict[str, Any]:
     time on the CPU when the job asked for another provider (None when it asked for the CPU
     or nothing was timed)."""
     profile = ResultDocument(record.runner).profile
-    providers = profile.get("providers") or {}
+    providers = profile.providers if profile is not None else {}
     total = sum(float(p["us"]) for p in providers.values())
     shares = {
         name: {"nodes": int(p["nodes"]), "share": float(p["us"]) / total if total else None}
@@ -75,12 +76,12 @@ def placement(record: JobRecord) -> dict[str, Any]:
     return {"providers": shares, "cpu_fallback_share": fallback}
 
 
-def op_type_diff(reference: dict[str, Any], variant: dict[str, Any]) -> list[dict[str, Any]]:
+def op_type_diff(reference: Profile, variant: Profile) -> list[dict[str, Any]]:
     """Time by op type, fp32 (`reference`) against the variant, per run, in ms, with each
     op type's share of the whole change (what it explains of the speedup). Ordered by the
     size of the change."""
-    before = {k: float(v) / 1000 for k, v in (reference.get("op_types") or {}).items()}
-    after = {k: float(v) / 1000 for k, v in (variant.get("op_types") or {}).items()}
+    before = {k: v / 1000 for k, v in reference.op_types.items()}
+    after = {k: v / 1000 for k, v in variant.op_types.items()}
     change = sum(after.values()) - sum(before.values())
     rows = []
     for op_type in set(before) | set(after):
@@ -93,13 +94,13 @@ def op_type_diff(reference: dict[str, Any], variant: dict[str, Any]) -> list[dic
     return sorted(rows, key=lambda row: -abs(row["delta_ms"]))
 
 
-def slower_layers(reference: dict[str, Any], variant: dict[str, Any]) -> list[dict[str, Any]]:
+def slower_layers(reference: Profile, variant: Profile) -> list[dict[str, Any]]:
     """Nodes found by name in both profiles' kept nodes whose time per run grew."""
-    theirs = {n["node"]: float(n["us"]) for n in reference.get("nodes") or []}
+    theirs = {n["node"]: float(n["us"]) for n in reference.nodes}
     grown = [
         {"node": n["node"], "op_type": n["op_type"], "before_us": theirs[n["node"]],
          "after_us": float(n["us"])}
-        for n in variant.get("nodes") or []
+        for n in variant.nodes
         if n["node"] in theirs and float(n["us"]) > theirs[n["node"]]
     ]  # fmt: skip
     return sorted(grown, key=lambda row: row["before_us"] - row["after_us"])
@@ -111,7 +112,8 @@ def op_type_rows(records: list[JobRecord]) -> list[dict[str, Any]]:
     for record in records:
         if record.kind != "profile" or record.status != "ok":
             continue
-        for op_type, us in (ResultDocument(record.runner).profile.get("op_types") or {}).items():
+        profile = ResultDocument(record.runner).profile
+        for op_type, us in (profile.op_types if profile is not None else {}).items():
             rows.append(
                 {"device": record.device, "model": record.model, "variant": record.variant,
                  "provider": record.provider, "threads": record.threads,
@@ -123,23 +125,23 @@ def op_type_rows(records: list[JobRecord]) -> list[dict[str, Any]]:
 def profile_diffs(records: list[JobRecord], top: int = 4) -> list[dict[str, str]]:
     """Per profiled variant, its largest op-type changes against fp32's profile on the same
     device and setting, as text: the report's diff table."""
-    profiles = {
-        (r.device, r.model, r.provider, r.threads, r.variant): ResultDocument(r.runner).profile
-        for r in records
-        if r.kind == "profile" and r.status == "ok"
-    }
+    profiles: dict[JobKey, Profile] = {}
+    for record in records:
+        profile = ResultDocument(record.runner).profile
+        if record.kind == "profile" and record.status == "ok" and profile is not None:
+            profiles[JobKey.of(record)] = profile
     lines = []
-    for (device, model, provider, threads, variant), profile in profiles.items():
-        fp32 = profiles.get((device, model, provider, threads, "fp32"))
-        if variant == "fp32" or fp32 is None or "op_types" not in profile:
+    for key, profile in profiles.items():
+        fp32 = profiles.get(key.with_variant("fp32"))
+        if key.variant == "fp32" or fp32 is None or not profile.timed:
             continue
         changes = ", ".join(
             f"{c['op_type']} {c['before_ms']:.3f} → {c['after_ms']:.3f} ms"
             for c in op_type_diff(fp32, profile)[:top]
         )
-        setting = f"{provider} t{threads}"
+        setting = f"{key.provider} t{key.threads}"
         lines.append(
-            {"device": device, "model": model, "variant": variant, "setting": setting,
-             "changes": changes}
+            {"device": key.device, "model": key.model, "variant": key.variant,
+             "setting": setting, "changes": changes}
         )  # fmt: skip
     return lines

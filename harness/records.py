@@ -18,12 +18,20 @@ The `results.parquet` row derived from a record is harness/rows.py's.
 
 from __future__ import annotations
 
+import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from harness.errors import StoreError
-from harness.runner.contract import ResultDocument
+from harness.runner.contract import (
+    ProcessDoc,
+    ReportedStats,
+    ReportedStatsDoc,
+    ResultDoc,
+    ResultDocument,
+)
 
 if TYPE_CHECKING:
     from harness.config import Device
@@ -35,8 +43,28 @@ JOB_RECORD_VERSION = 5
 JOB_RECORD_SCHEMA = f"harness.job-record/{JOB_RECORD_VERSION}"
 
 
-# the columns that identify a job across runs (history, comparisons, the gate)
-JOB_KEY = ["device", "model", "variant", "runtime", "provider", "threads"]
+class Cooldown(TypedDict):
+    waited_s: float
+    hottest_c: float | None
+    target_c: float
+    reached: bool
+
+
+class ControllerNotes(TypedDict, total=False):
+    """What the controller notes of a job's processes (`JobRecord.controller`): the
+    executors fill one per process, the worker adds its retries, the pool sums them."""
+
+    model_pushed: bool  # the model was sent (not on the device by its hash yet)
+    push_s: float
+    run_s: float  # the runner's (or tool's) process, as the transport timed it
+    total_s: float
+    run_s_per_process: list[float | None]  # pooled
+    cooldown: Cooldown  # the wait for the device to cool before the process
+    throttle_reasons: list[str] | None  # None: nothing recorded to tell
+    reruns_after_throttling: int
+    attempts: int  # tries of a process after link faults
+    lost: bool  # the device was lost mid-job (quarantined)
+    traceback: str  # an internal error's
 
 
 STATUSES = ("ok", "error", "timeout", "skipped", "interrupted", "no-effect")
@@ -67,9 +95,9 @@ class JobRecord:
     model_bytes: int | None = None
     model_sha256: str | None = None
     target_ci: float | None = None
-    runner: dict[str, Any] = field(default_factory=dict)
+    runner: ResultDoc = field(default_factory=lambda: ResultDoc())
     latencies_ns: tuple[int, ...] = ()
-    controller: dict[str, Any] = field(default_factory=dict)
+    controller: ControllerNotes = field(default_factory=lambda: ControllerNotes())
     eval_metrics: dict[str, Any] = field(default_factory=dict)
     variant_report: dict[str, Any] = field(default_factory=dict)
     variant_params: dict[str, Any] = field(default_factory=dict)
@@ -92,9 +120,9 @@ class JobRecord:
         model_facts: tuple[str, int] | None,
         *,
         error: str | None = None,
-        runner: dict[str, Any] | None = None,
+        runner: ResultDoc | None = None,
         latencies: tuple[int, ...] = (),
-        controller: dict[str, Any] | None = None,
+        controller: ControllerNotes | None = None,
         eval_metrics: dict[str, Any] | None = None,
     ) -> JobRecord:
         """The record of `job` on `device`; `model_facts` is the model file's (sha256, size)."""
@@ -118,9 +146,9 @@ class JobRecord:
             model_bytes=size,
             model_sha256=sha,
             target_ci=job.target_ci,
-            runner=dict(runner or {}),
+            runner=runner.copy() if runner else ResultDoc(),
             latencies_ns=latencies,
-            controller=dict(controller or {}),
+            controller=controller.copy() if controller else ControllerNotes(),
             eval_metrics=eval_metrics or {},
             variant_report=job.variant_report,
             variant_params=job.variant_params,
@@ -146,43 +174,70 @@ class JobRecord:
         return cls(**fields)
 
 
-def pool_documents(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[int, ...]]:
+def pool_documents(docs: list[ResultDoc]) -> tuple[ResultDoc, tuple[int, ...]]:
     """One job from the result documents of its processes: every latency pooled, the
     first process's document (load, first inference, memory, eval) standing for the job,
     each process summed up under `processes` (a native tool's summaries pooled)."""
-    from harness.native.commands import pool_reported
-
     read = [ResultDocument(doc) for doc in docs]
-    first = {k: v for k, v in docs[0].items() if k != "latencies_ns"}
+    pooled = docs[0].copy()
+    pooled.pop("latencies_ns", None)
     latencies: list[int] = []
-    summaries = []
+    summaries: list[ProcessDoc] = []
     for doc in read:
         own = doc.latencies_ns
         latencies += own
+        reported = doc.reported_stats
         summaries.append(
             {
                 "n": len(own),
-                "p50_ms": statistics.median(own) / 1e6 if own else doc.reported_stats.get("p50_ms"),
+                "p50_ms": statistics.median(own) / 1e6
+                if own
+                else reported.p50_ms
+                if reported
+                else None,
                 "load_ms": doc.load_ms,
                 "stop_reason": doc.stop_reason,
-                "peak_hwm_kb": doc.memory_kb("after_run").get("hwm_kb"),
+                "peak_hwm_kb": doc.memory_kb("after_run").hwm_kb,
             }
         )
-    if not latencies and read[0].reported_stats:  # a native tool's summaries
-        first["reported_stats"] = pool_reported([doc.reported_stats for doc in read])
-    if "paired" in first:  # a paired job: every process's blocks and decision
-        first["paired_processes"] = [doc.get("paired") for doc in docs]
-        del first["paired"]
-    first["processes"] = summaries
-    return first, tuple(latencies)
+    reported_stats = [doc.reported_stats for doc in read]
+    if not latencies and reported_stats[0] is not None:  # a native tool's summaries
+        pooled["reported_stats"] = pool_reported([s for s in reported_stats if s is not None])
+    paired = [doc.paired for doc in read]
+    if paired[0] is not None:  # a paired job: every process's blocks and decision
+        pooled["paired_processes"] = [p for p in paired if p is not None]
+        pooled.pop("paired", None)
+    pooled["processes"] = summaries
+    return pooled, tuple(latencies)
 
 
-def pool_timings(timings: list[dict[str, Any]]) -> dict[str, Any]:
+def pool_reported(stats: Sequence[ReportedStats]) -> ReportedStatsDoc:
+    """Several processes' summary statistics as one: counts add, the mean is weighted,
+    min/max are the extremes; percentiles and the std cannot be pooled from summaries."""
+    if len(stats) == 1:
+        one: ReportedStatsDoc = {**asdict(stats[0])}  # type: ignore[typeddict-item]
+        return one
+    counts = [s.n or 0 for s in stats]
+    total = sum(counts)
+    means = [s.mean_ms or 0.0 for s in stats]
+    mean = (
+        sum(c * m for c, m in zip(counts, means, strict=True)) / total
+        if total
+        else math.fsum(means) / len(stats)
+    )
+    mins = [s.min_ms for s in stats if s.min_ms is not None]
+    maxs = [s.max_ms for s in stats if s.max_ms is not None]
+    return {"n": total or None, "mean_ms": mean, "std_ms": None, "min_ms": min(mins, default=None),
+            "max_ms": max(maxs, default=None), "p50_ms": None, "p90_ms": None, "p95_ms": None,
+            "p99_ms": None}  # fmt: skip
+
+
+def pool_notes(notes: list[ControllerNotes]) -> ControllerNotes:
     """The controller's notes on a job's processes: the first's, each one's run time, and
     every throttling reason (any process throttled counts)."""
-    pooled = dict(timings[0])
-    pooled["run_s_per_process"] = [t.get("run_s") for t in timings]
-    recorded = [t["throttle_reasons"] for t in timings if "throttle_reasons" in t]
+    pooled = notes[0].copy()
+    pooled["run_s_per_process"] = [t.get("run_s") for t in notes]
+    recorded = [t["throttle_reasons"] for t in notes if "throttle_reasons" in t]
     if recorded and any(r is not None for r in recorded):
         pooled["throttle_reasons"] = [x for r in recorded for x in (r or [])]
     return pooled

@@ -35,11 +35,12 @@ from typing import Any
 
 from harness.accuracy import class_agreement, output_deviation, output_fidelity, top_k_agreement
 from harness.errors import ParseError
-from harness.probes.power import energy_summary, power_trace
+from harness.job_key import JobKey
+from harness.probes.power import energy_summary, power_trace, reading_notes
 from harness.probes.thermal import nvpmodel_mode
 from harness.profiles import placement
 from harness.records import JobRecord
-from harness.runner.contract import ResultDocument
+from harness.runner.contract import PowerReadings, Prepared, ReportedStats, ResultDocument
 from harness.stats import percents_apart, stability_warnings, summarize
 
 RESULTS_SCHEMA_VERSION = 8
@@ -110,19 +111,19 @@ def result_row(record: JobRecord) -> dict[str, Any]:
         error=record.error,
         load_ms=doc.load_ms,
         first_ms=doc.first_ms,
-        rss_before_mb=_mb(doc.memory_kb("before_load").get("rss_kb")),
-        model_mem_mb=_mb(doc.memory_checkpoints.get("model_kb") or _load_difference_kb(doc)),
+        rss_before_mb=_mb(doc.memory_kb("before_load").rss_kb),
+        model_mem_mb=_mb(doc.model_kb or _load_difference_kb(doc)),
         **memory_peaks(doc),
-        temp_start_c=_hottest(doc.thermal_c("before")),
-        temp_end_c=_hottest(doc.thermal_c("after")),
+        temp_start_c=_hottest(doc.state("before").thermal_c),
+        temp_end_c=_hottest(doc.state("after").thermal_c),
         stop_reason=doc.stop_reason,
-        cpu_model=identity.get("cpu_model"),
-        ram_mb=identity.get("ram_mb"),
-        os=identity.get("os"),
-        kernel=identity.get("kernel"),
-        board=identity.get("board") or identity.get("l4t"),
-        power_mode=nvpmodel_mode(doc.state("before").get("nvpmodel")),
-        governor=_governor(doc.state("before")),
+        cpu_model=identity.cpu_model,
+        ram_mb=identity.ram_mb,
+        os=identity.os,
+        kernel=identity.kernel,
+        board=identity.board,
+        power_mode=nvpmodel_mode(doc.state("before").nvpmodel),
+        governor=",".join(sorted(set(doc.state("before").governors.values()))) or None,
         cores=record.cores,
         schema_version=RESULTS_SCHEMA_VERSION,
         variant_params=json.dumps(record.variant_params, sort_keys=True),
@@ -145,7 +146,7 @@ def result_row(record: JobRecord) -> dict[str, Any]:
             )
         if doc.inject_slowdown:
             warnings.append(f"a {doc.inject_slowdown:.0%} slowdown was injected (testing)")
-        process_p50s = [p["p50_ms"] for p in doc.processes if p.get("p50_ms")]
+        process_p50s = [p.p50_ms for p in doc.processes if p.p50_ms]
         row["processes"] = max(1, len(process_p50s))
         if len(process_p50s) > 1:
             spread = (max(process_p50s) - min(process_p50s)) / summary.p50_ms
@@ -157,17 +158,17 @@ def result_row(record: JobRecord) -> dict[str, Any]:
                     f"({width} wide) (between-process noise)"
                 )
         row["warnings"] = "; ".join(warnings) or None
-    elif record.status == "ok" and doc.reported_stats:
-        row.update(_reported_summary(doc))
+    elif record.status == "ok" and doc.reported_stats is not None:
+        row.update(_reported_summary(doc.reported_stats, doc.tool_name, len(doc.processes)))
     reasons = record.controller.get("throttle_reasons")
     if record.status == "ok" and reasons is not None:
         row["throttled"] = bool(reasons)
         notes = [f"throttled ({'; '.join(reasons)})"] if reasons else []
-        cooldown = record.controller.get("cooldown") or {}
-        if cooldown and not cooldown.get("reached"):
+        cooldown = record.controller.get("cooldown")
+        if cooldown and not cooldown["reached"]:
             notes.append(
-                f"started hot: {cooldown.get('hottest_c')} °C after {cooldown.get('waited_s')} s "
-                f"of cooldown (target {cooldown.get('target_c')} °C)"
+                f"started hot: {cooldown['hottest_c']} °C after {cooldown['waited_s']} s "
+                f"of cooldown (target {cooldown['target_c']} °C)"
             )
         _add_warnings(row, notes)
     if record.status == "ok":
@@ -175,7 +176,7 @@ def result_row(record: JobRecord) -> dict[str, Any]:
             _add_warnings(row, [f"eval failed (latency kept): {record.eval_metrics['eval_error']}"])
         _add_warnings(row, preparation_warnings(doc.preparation))
         _add_warnings(row, charging_warnings(doc))
-    if record.status == "ok" and doc.power.get("timed_window_ns"):
+    if record.status == "ok" and doc.power.timed_window_ns:
         columns, notes = power_columns(doc.power)
         row.update(columns)
         _add_warnings(row, notes)
@@ -186,18 +187,18 @@ def _load_difference_kb(doc: ResultDocument) -> float | None:
     """What loading the model added: PSS where the kernel gives it (memory-mapped weights
     counted as the process's share), else RSS."""
     before, after = doc.memory_kb("before_load"), doc.memory_kb("after_load")
-    key = "pss_kb" if before.get("pss_kb") is not None and after.get("pss_kb") else "rss_kb"
-    return _difference(after.get(key), before.get(key))
+    if before.pss_kb is not None and after.pss_kb:
+        return _difference(after.pss_kb, before.pss_kb)
+    return _difference(after.rss_kb, before.rss_kb)
 
 
 def memory_peaks(doc: ResultDocument) -> dict[str, float | None]:
     """peak_rss_mb (the kernel's VmHWM), and peak_pss_mb / peak_swap_mb: the largest of
     the sampler's readings and the runner's own checkpoints (None where neither has it)."""
-    readings = [r for r in doc.memory_checkpoints.values() if isinstance(r, dict)]
-    sampled_raw = doc.memory_samples
-    pss = [r.get("pss_kb") for r in readings] + [r.get("Pss") for r in sampled_raw]
-    swap = [r.get("swap_kb") for r in readings] + [r.get("VmSwap") for r in sampled_raw]
-    hwm = [r.get("hwm_kb") for r in readings] + [r.get("VmHWM") for r in sampled_raw]
+    readings = doc.memory_readings
+    pss = [r.pss_kb for r in readings]
+    swap = [r.swap_kb for r in readings]
+    hwm = [r.hwm_kb for r in readings]
     return {
         "peak_rss_mb": _mb(_largest(hwm)),
         "peak_pss_mb": _mb(_largest(pss)),
@@ -205,23 +206,17 @@ def memory_peaks(doc: ResultDocument) -> dict[str, float | None]:
     }
 
 
-def _largest(values: list[Any]) -> float | None:
+def _largest(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return max(present) if present else None
 
 
-def _governor(state: dict[str, Any] | None) -> str | None:
-    """The CPUs' cpufreq governor(s) as the job started: 'performance', or several joined."""
-    governors = sorted(set(((state or {}).get("governors") or {}).values()))
-    return ",".join(governors) or None
-
-
-def preparation_warnings(preparation: dict[str, Any]) -> list[str]:
+def preparation_warnings(preparation: list[Prepared]) -> list[str]:
     """What the device file asked the runner to change and it could not."""
     return [
-        f"{what.replace('_', ' ')} not applied: {done.get('error')}"
-        for what, done in preparation.items()
-        if not done.get("applied")
+        f"{step.what.replace('_', ' ')} not applied: {step.error}"
+        for step in preparation
+        if not step.applied
     ]
 
 
@@ -229,9 +224,7 @@ def charging_warnings(doc: ResultDocument) -> list[str]:
     """A phone that charged during the job runs warmer and with other clocks than on
     battery: say so (its state comes from `dumpsys battery` before and after)."""
     charging = [
-        when
-        for when in ("before", "after")
-        if (doc.state(when).get("battery") or {}).get("status") == "charging"
+        when for when in ("before", "after") if doc.state(when).battery_status == "charging"
     ]
     if not charging:
         return []
@@ -246,33 +239,23 @@ def _add_warnings(row: dict[str, Any], notes: list[str]) -> None:
         row["warnings"] = "; ".join(filter(None, [row.get("warnings"), *notes]))
 
 
-def power_columns(power: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def power_columns(power: PowerReadings) -> tuple[dict[str, float | None], list[str]]:
     """idle_power_w, avg_power_w and energy_mj from the sampler's readings, and what a
     reader must know about them (a sampler error, too few readings, a phone charging)."""
-    notes = [f"power sampler: {power['error']}"] if power.get("error") else []
+    notes = [f"power sampler: {power.error}"] if power.error else []
     try:
-        trace = power_trace(power["source"], power.get("samples") or [])
+        trace = power_trace(power.source, power.samples)
     except ParseError as exc:
         return {}, [*notes, f"power not measured: {exc}"]
-    summary = energy_summary(
-        trace, power["timed_window_ns"], power.get("iterations") or 0, power.get("idle_window_ns")
-    )
+    assert power.timed_window_ns is not None
+    summary = energy_summary(trace, power.timed_window_ns, power.iterations, power.idle_window_ns)
     notes.extend(summary.notes)
-    if power.get("window") == "tool run":
+    if power.window == "tool run":
         notes.append(
             "energy counts the native tool's whole run (model load and warm-up included): "
             "an upper bound per inference"
         )
-    unreadable = {
-        str(s["raw"]["unreadable"])
-        for s in power["samples"]
-        if isinstance(s.get("raw"), dict) and s["raw"].get("unreadable")
-    }
-    if unreadable:  # e.g. an INA3221 channel with nothing connected
-        notes.append(f"{power['source']}: left out, unreadable: {'; '.join(sorted(unreadable))}")
-    statuses = {str((s.get("raw") or {}).get("status", "")).lower() for s in power["samples"]}
-    if power["source"] == "android-battery" and "charging" in statuses:
-        notes.append("the phone was charging: battery power does not measure its consumption")
+    notes.extend(reading_notes(power.source, power.samples))
     columns = {
         "idle_power_w": summary.idle_power_w,
         "avg_power_w": summary.avg_power_w,
@@ -281,16 +264,14 @@ def power_columns(power: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return columns, notes
 
 
-def _reported_summary(doc: ResultDocument) -> dict[str, Any]:
+def _reported_summary(stats: ReportedStats, tool: str, processes: int) -> dict[str, Any]:
     """A native tool that prints only summary statistics: its figures as they are, no CI
     (there are no samples to bootstrap), and a warning that says so."""
-    stats = doc.reported_stats
-    tool = doc.tool_name
-    summary: dict[str, Any] = {k: stats.get(k) for k in SUMMARY_COLUMNS}
-    if stats.get("std_ms") is not None and stats.get("mean_ms"):
-        summary["cv"] = stats["std_ms"] / stats["mean_ms"]
+    summary: dict[str, Any] = {k: getattr(stats, k) for k in SUMMARY_COLUMNS}
+    if stats.std_ms is not None and stats.mean_ms:
+        summary["cv"] = stats.std_ms / stats.mean_ms
     summary["ci_method"] = "none (tool summary)"
-    summary["processes"] = max(1, len(doc.processes))
+    summary["processes"] = max(1, processes)
     summary["warnings"] = (
         f"{tool} reported summary statistics only: no per-run samples, so no confidence "
         "interval and no percentiles beyond what it printed"
@@ -307,31 +288,33 @@ def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord])
     threads when measured, else any): top-1 agreement and output deviation on the eval set,
     and the fidelity of every output on the same fixed inputs (PSNR, cosine, max abs)."""
     measured = {r.job_id: r for r in records if r.status == "ok"}
-    references: dict[tuple[str, ...], JobRecord] = {}
+    references: dict[JobKey | tuple[str, str], JobRecord] = {}
     for fp32 in (r for r in measured.values() if r.variant == "fp32"):
         references.setdefault((fp32.device, fp32.model), fp32)
-        references[(fp32.device, fp32.model, fp32.provider, str(fp32.threads))] = fp32
+        references[JobKey.of(fp32)] = fp32
     for row in rows:
         record = measured.get(row["job_id"])
         if record is None:
             continue
         reference: JobRecord | None = references.get(
-            (record.device, record.model, record.provider, str(record.threads))
+            JobKey.of(record).with_variant("fp32")
         ) or references.get((record.device, record.model))
         if reference is None:
             continue
         mine, theirs = ResultDocument(record.runner), ResultDocument(reference.runner)
-        if mine.fidelity and theirs.fidelity and record is not reference:
-            fidelity = output_fidelity(mine.fidelity["outputs"], theirs.fidelity["outputs"])
+        ours, base = mine.fidelity, theirs.fidelity
+        if ours is not None and base is not None and record is not reference:
+            fidelity = output_fidelity(ours.outputs, base.outputs)
             if fidelity is not None:
-                row.update(fidelity, fidelity_source=mine.fidelity.get("source"))
-            if mine.fidelity.get("classification"):
-                row.update(class_agreement(mine.fidelity, theirs.fidelity))
-        if mine.eval and theirs.eval:  # every eval sample: more than the fidelity pass's few
-            row["top1_agreement"] = top_k_agreement(mine.eval["top_k"], theirs.eval["top_k"], 1)
-            row["top5_agreement"] = top_k_agreement(mine.eval["top_k"], theirs.eval["top_k"], 5)
+                row.update(fidelity, fidelity_source=ours.source)
+            if ours.classification:
+                row.update(class_agreement(ours, base))
+        our_eval, fp32_eval = mine.eval, theirs.eval
+        if our_eval is not None and fp32_eval is not None:  # every eval sample: > fidelity's
+            row["top1_agreement"] = top_k_agreement(our_eval.top_k, fp32_eval.top_k, 1)
+            row["top5_agreement"] = top_k_agreement(our_eval.top_k, fp32_eval.top_k, 5)
             row["max_abs_dev"], row["mean_abs_dev"] = output_deviation(
-                mine.eval.get("outputs"), theirs.eval.get("outputs")
+                our_eval.outputs, fp32_eval.outputs
             )
 
 

@@ -17,20 +17,22 @@ decides over them (history, gate, report) takes frames and never opens a file.
 
 from __future__ import annotations
 
-import errno
 import glob
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import HarnessError, StoreError, StoreFull
+from harness.comparisons import COMPARISONS_SCHEMA_VERSION
+from harness.errors import StoreError, StoreFull
 from harness.records import RESUMABLE_STATUSES, JobRecord
+from harness.rows import RESULTS_SCHEMA_VERSION
+from harness.stored_files import read_view, refuse_newer, write_error, write_json_atomic
+from harness.stored_run import Run
 from harness.tables import (
     COMPARISON_COLUMN_TYPES,
     POWER_COLUMN_TYPES,
@@ -93,6 +95,7 @@ class RunStore:
                 f"{path} is unreadable ({exc}): the run's jobs/ are intact; restore run.json "
                 "from a backup, or delete it to read the run as one that did not finish"
             ) from None
+        refuse_newer(path, data.get("schema"), RUN_SCHEMA)
         return data
 
     def write_job(self, record: JobRecord) -> Path:
@@ -173,7 +176,7 @@ class RunStore:
             try:
                 write_parquet_atomic(frame, path, types)
             except OSError as exc:
-                raise _write_error(path, exc) from None
+                raise write_error(path, exc) from None
 
     def stored_frames(self, notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The parquet views of a finished run, read as written (fast for long histories);
@@ -184,7 +187,7 @@ class RunStore:
         results, samples = self.run_dir / "results.parquet", self.run_dir / "samples.parquet"
         if self.read_run_meta().get("finished_at") and results.is_file() and samples.is_file():
             try:
-                return pd.read_parquet(results), pd.read_parquet(samples)
+                return read_view(results, RESULTS_SCHEMA_VERSION), pd.read_parquet(samples)
             except (OSError, ValueError) as exc:  # pyarrow's errors are both
                 if notes is not None:
                     notes.append(
@@ -195,25 +198,31 @@ class RunStore:
 
     def power(self) -> pd.DataFrame:
         """power.parquet of a finished run, else rebuilt from the job records."""
-        import pandas as pd
 
         path = self.run_dir / "power.parquet"
         if self.read_run_meta().get("finished_at") and path.is_file():
-            return pd.read_parquet(path)
+            return read_view(path)
         return power_frame(self.records())
 
     def comparisons(self) -> pd.DataFrame:
         """comparisons.parquet (paired jobs) of a finished run, else rebuilt from its records."""
-        import pandas as pd
 
         path = self.run_dir / "comparisons.parquet"
         if self.read_run_meta().get("finished_at") and path.is_file():
-            return pd.read_parquet(path)
+            return read_view(path, COMPARISONS_SCHEMA_VERSION)
         return comparisons_frame(self.records())
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         records = self.records()
         return results_frame(records), samples_frame(records)
+
+    def load(self) -> Run:
+        """The run read once, every frame built from its job records (a run that did not
+        finish reads the same way)."""
+        records = self.records()
+        return Run(self.run_id, self.run_dir, self.read_run_meta(), tuple(records),
+                   results_frame(records), samples_frame(records),
+                   comparisons_frame(records), power_frame(records))  # fmt: skip
 
 
 def merge_runs(stores: list[RunStore], output_dir: Path) -> RunStore:
@@ -277,36 +286,6 @@ def resolve_run(output_dir: Path, ref: str) -> RunStore:
         if (candidate / "jobs").is_dir():
             return RunStore(candidate)
     raise StoreError(f"no run '{ref}' (looked for {ref} and {output_dir / ref})")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """`path` holds all of `data` or is as it was: a `StoreFull` on a full disk, a
-    `StoreError` for any other reason it cannot be written."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _write_error(path, exc) from None
-        raise
-
-
-def _write_error(path: Path, exc: OSError) -> HarnessError:
-    path = Path(os.path.normpath(path))  # plans/../reports: said as the folder it is
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StoreFull(
-            f"cannot write {path}: the disk of the reports folder {path.parent} is full "
-            f"({exc.strerror})"
-        )
-    return StoreError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -395,6 +374,7 @@ def read_calibrations(calibration_dir: Path) -> dict[str, dict[int, float]]:
             raise StoreError(
                 f"{path} is unreadable ({exc}): run `harness calibrate` again"
             ) from None
+        refuse_newer(path, data.get("schema"), CALIBRATION_SCHEMA)
         by_processes = data.get("noise_floor_by_processes") or {"1": data["noise_floor"]}
         floors[str(data["device"])] = {int(n): float(f) for n, f in by_processes.items()}
     return floors

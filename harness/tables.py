@@ -100,17 +100,17 @@ def power_frame(records: list[JobRecord]) -> pd.DataFrame:
     rows = []
     for record in records:
         power = ResultDocument(record.runner).power
-        window = power.get("timed_window_ns")
+        window = power.timed_window_ns
         if record.status != "ok" or not window:
             continue
         try:
-            trace = power_trace(power["source"], power.get("samples") or [])
+            trace = power_trace(power.source, power.samples)
         except ParseError:
             continue  # the result row says why
         # in seconds, as the trace and the row's energy summary have them: a stamp taken
         # back to ns through a float can land a nanosecond outside its window
         timed = (window[0] / 1e9, window[1] / 1e9)
-        idle = [t / 1e9 for t in power.get("idle_window_ns") or [0, 0]]
+        idle = [t / 1e9 for t in power.idle_window_ns or [0, 0]]
         for t_s, watts in trace:
             phase = "other"  # the model load, first inference and warm-up
             if timed[0] <= t_s <= timed[1]:
@@ -126,7 +126,7 @@ def power_frame(records: list[JobRecord]) -> pd.DataFrame:
 def _process_index(record: JobRecord) -> Any:
     import numpy as np
 
-    counts = [p.get("n", 0) for p in ResultDocument(record.runner).processes]
+    counts = [p.n for p in ResultDocument(record.runner).processes]
     if sum(counts) != len(record.latencies_ns):
         counts = [len(record.latencies_ns)]  # one process (or a record from before processes)
     return np.repeat(np.arange(len(counts), dtype=np.int64), counts)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.accuracy import eval_metrics
+from harness.clock import SYSTEM_CLOCK, Clock
 from harness.config import Device
 from harness.data_files import eval_labels
 from harness.device_start import start_device
@@ -26,10 +26,11 @@ from harness.execute.attempt import Attempt, Failure, attempt
 from harness.jobs import Job
 from harness.lease import Lease, new_lease, refresh, release
 from harness.native.commands import PYTHON_RUNNER
-from harness.records import JobRecord, pool_documents, pool_timings
+from harness.records import JobRecord, pool_documents, pool_notes
 from harness.runner.contract import ResultDocument
 from harness.store import RunStore, utc_now
 from harness.transport import open_transport
+from harness.transport.base import Transport
 
 T = TypeVar("T")
 
@@ -55,6 +56,7 @@ def with_retries(
     say: Callable[[str, str], None],
     what: str,
     operation: Callable[[], T],
+    clock: Clock = SYSTEM_CLOCK,
 ) -> T:
     """`operation()`, again after backoff when the link fails (DeviceUnreachable), as
     the device's retry policy says; never for a job's own failure."""
@@ -66,7 +68,7 @@ def with_retries(
                 raise
             wait_s = device.retry.backoff_s * 2**retry
             say("retry", f"{what}: {exc}; retry {retry + 1}/{device.retry.times} in {wait_s:g} s")
-            stop.wait(wait_s)
+            clock.wait(wait_s, stop)
     raise AssertionError("unreachable")
 
 
@@ -74,9 +76,10 @@ def job_eval_metrics(job: Job, doc: ResultDocument) -> dict[str, Any]:
     """Accuracy against the eval set's labels (none when the manifest says `labels = ""`),
     or why there is none (`eval_error`): an eval that failed never takes the job's
     latencies with it."""
-    if doc.eval and job.eval_file is not None and job.eval_labels:
+    evaluation = doc.eval
+    if evaluation is not None and job.eval_file is not None and job.eval_labels:
         try:
-            return eval_metrics(doc.eval["top_k"], eval_labels(job.eval_file, job.eval_labels))
+            return eval_metrics(evaluation.top_k, eval_labels(job.eval_file, job.eval_labels))
         except (KeyError, ValueError, OSError) as exc:
             return {"eval_error": f"labels of {job.eval_file.name}: {exc}"}
     return {"eval_error": doc.eval_error} if doc.eval_error else {}
@@ -94,10 +97,15 @@ class DeviceWorker:
         file_facts: dict[Path, tuple[str, int]],
         emit: EventSink,
         stop: threading.Event,
+        transport: Transport | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """`transport` and `clock` are the device's and the system's unless given (a unit
+        test's scripted transport and a clock that moves only when waited on)."""
         self.device, self.store, self.emit, self.stop = device, store, emit, stop
-        transport = open_transport(device, inventory)
-        self.session = DeviceSession(device, transport, store.run_id, file_facts)
+        if transport is None:
+            transport = open_transport(device, inventory)
+        self.session = DeviceSession(device, transport, store.run_id, file_facts, clock=clock)
         self.lease: Lease | None = None
         self.lease_ttl_s = 120.0
         self.quarantined: str | None = None  # why the device's remaining jobs are skipped
@@ -134,6 +142,7 @@ class DeviceWorker:
                 self._say,
                 "starting",
                 lambda: start_device(self.session, jobs, lease, self.stop, self._say),
+                self.session.clock,
             )
         except HarnessError as exc:
             self.emit(JobEvent("device-error", self.device.name, message=str(exc)))
@@ -180,26 +189,33 @@ class DeviceWorker:
             if tries:
                 self.session.end_job_processes(job)
             tries += 1
-            if self.lease and self.lease.expires_at - time.time() < self.lease_ttl_s / 2:
+            clock = self.session.clock
+            if self.lease and self.lease.expires_at - clock.time() < self.lease_ttl_s / 2:
                 try:
-                    self.lease = refresh(self.session.transport, self.lease, self.lease_ttl_s)
+                    self.lease = refresh(
+                        self.session.transport, self.lease, self.lease_ttl_s, clock
+                    )
                 except DeviceDiskFull as exc:  # the lease file: a condition of the device
                     return Failure("skipped", f"{exc}; --resume runs this job", {})
             return attempt(job, self.session, round_index, self.stop)
 
         try:
-            outcome = with_retries(self.device, self.stop, self._say, job.job_id, once)
+            outcome = with_retries(
+                self.device, self.stop, self._say, job.job_id, once, self.session.clock
+            )
             reruns = 0
             while (
                 isinstance(outcome, Attempt)
-                and outcome.timings.get("throttle_reasons")
+                and outcome.notes.get("throttle_reasons")
                 and reruns < self.device.thermal.rerun_throttled
             ):
                 reruns += 1
                 self.emit(JobEvent("rerun", self.device.name, job.job_id, message="throttled"))
-                outcome = with_retries(self.device, self.stop, self._say, job.job_id, once)
+                outcome = with_retries(
+                    self.device, self.stop, self._say, job.job_id, once, self.session.clock
+                )
                 if isinstance(outcome, Attempt):
-                    outcome.timings["reruns_after_throttling"] = reruns
+                    outcome.notes["reruns_after_throttling"] = reruns
         except (DeviceUnreachable, LeaseHeld) as exc:
             self.session.transport.close()
             self.quarantined = str(exc)
@@ -210,16 +226,16 @@ class DeviceWorker:
             return self._save(job, started_at, "skipped", error=error, controller=controller)
         if isinstance(outcome, Failure):
             return self._save(job, started_at, outcome.status, error=outcome.error,
-                              runner=outcome.doc, controller=outcome.timings)  # fmt: skip
+                              runner=outcome.doc, controller=outcome.notes)  # fmt: skip
         if tries > 1:
-            outcome.timings["attempts"] = tries
+            outcome.notes["attempts"] = tries
         return outcome
 
     def _finish(self, job: Job, started_at: str, attempts: list[Attempt]) -> JobRecord:
         """The job's processes pooled into one record (harness/records.py)."""
         doc, latencies = pool_documents([a.doc for a in attempts])
         metrics = job_eval_metrics(job, ResultDocument(doc))
-        controller = pool_timings([a.timings for a in attempts])
+        controller = pool_notes([a.notes for a in attempts])
         return self._save(job, started_at, "ok", runner=doc, latencies=latencies,
                           controller=controller, eval_metrics=metrics)  # fmt: skip
 

@@ -55,7 +55,7 @@ def devices_check(
     devices_dir: DevicesDir = Path("devices"),
 ) -> None:
     """Connect and report what the device is and which runtimes it can run."""
-    from harness.probes.facts import check_device, check_phone
+    from harness.device_check import check_device, check_phone
     from harness.transport import open_transport
 
     console = _console()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
+    from harness.runner.contract import Profile
     from harness.scheduler import JobEvent
 
 
@@ -110,8 +111,8 @@ def _print_comparison(
     only_with_variants: bool = False,
     comparisons: Any = None,
 ) -> None:
+    from harness.analysis import GROUP, METHODS, compare_variants
     from harness.cli.fit import Column, print_fitted
-    from harness.report.compare import GROUP, METHODS, compare_variants
 
     comparison = compare_variants(results, samples, comparisons)
     if comparison.empty:
@@ -163,33 +164,31 @@ def _print_comparison(
 def _print_profiles(console: Console, records: list[Any], compare: bool, top: int = 10) -> None:
     """Each profile job: its top layers and its time by op type; with `compare`, each
     variant's op types beside fp32's on the same device and setting (harness/profiles.py)."""
+    from harness.job_key import JobKey
     from harness.runner.contract import ResultDocument
 
     if not records:
         console.print("no profiles in this run: set profile = true under [measure]")
         return
-    by_key = {(r.device, r.model, r.provider, r.threads, r.variant): r for r in records}
+    by_key = {JobKey.of(r): r for r in records}
     for record in records:
         doc = ResultDocument(record.runner).profile
         where = f"{record.model}/{record.variant} on {record.device}"
         where += f" ({record.provider}, t{record.threads})"
-        if record.status != "ok" or not doc:
+        if record.status != "ok" or doc is None:
             console.print(f"{where}: no profile ({record.status}: {record.error})")
-        elif "op_types" not in doc:  # LiteRT: the op list only
-            console.print(f"{where}: {doc.get('op_counts')}; {doc.get('timing')}")
+        elif not doc.timed:  # LiteRT: the op list only
+            console.print(f"{where}: {doc.op_counts}; {doc.timing}")
         elif not compare:
             _print_profile(console, record, doc, where, top)
         else:
-            key = (record.device, record.model, record.provider, record.threads, "fp32")
-            reference = by_key.get(key)
-            if reference is not None and reference is not record:
-                fp32 = ResultDocument(reference.runner).profile
+            reference = by_key.get(JobKey.of(record).with_variant("fp32"))
+            fp32 = ResultDocument(reference.runner).profile if reference is not None else None
+            if fp32 is not None and reference is not record:
                 _print_profile_diff(console, fp32, doc, where, record.variant, top)
 
 
-def _print_profile(
-    console: Console, record: Any, doc: dict[str, Any], where: str, top: int
-) -> None:
+def _print_profile(console: Console, record: Any, doc: Profile, where: str, top: int) -> None:
     from rich import box
     from rich.table import Table
 
@@ -197,10 +196,10 @@ def _print_profile(
 
     table = Table("layer", "op type", "provider", "us per run", box=box.SIMPLE_HEAD,
                   title=f"{where}: top layers", title_justify="left")  # fmt: skip
-    for node in doc["nodes"][:top]:
+    for node in doc.nodes[:top]:
         table.add_row(node["node"], node["op_type"], node["provider"], f"{node['us']:.1f}")
     console.print(table)
-    by_type = sorted(doc["op_types"].items(), key=lambda item: -item[1])
+    by_type = sorted(doc.op_types.items(), key=lambda item: -item[1])
     console.print(
         "  by op type (us per run): " + ", ".join(f"{op} {us:.0f}" for op, us in by_type),
     )
@@ -214,7 +213,7 @@ def _print_profile(
 
 
 def _print_profile_diff(
-    console: Console, fp32: dict[str, Any], doc: dict[str, Any], where: str, variant: str, top: int
+    console: Console, fp32: Profile, doc: Profile, where: str, variant: str, top: int
 ) -> None:
     from rich import box
     from rich.table import Table

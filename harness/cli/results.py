@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    pass
+    from harness.gate import GateVerdict
+    from harness.stored_run import Run
 from harness.cli.common import (
     Baseline,
     RunRef,
@@ -42,18 +43,16 @@ def show(
     from harness.store import resolve_run
 
     console = _console()
-    store = resolve_run(runs_dir, run_ref)
-    meta = store.read_run_meta()
-    results, samples = store.frames()
+    run = resolve_run(runs_dir, run_ref).load()
     if profile:
-        _print_profiles(console, [r for r in store.records() if r.kind == "profile"], compare)
+        _print_profiles(console, run.profiled, compare)
     elif compare:
-        _print_comparison(console, results, samples, comparisons=store.comparisons())
+        _print_comparison(console, run.results, run.samples, comparisons=run.comparisons)
     else:
-        _print_tables(console, results)
-    if meta and not meta.get("finished_at"):
+        _print_tables(console, run.results)
+    if run.meta and not run.finished:
         console.print("this run did not finish: shown are the jobs that did", style="yellow")
-    console.print(f"run directory: {_shown(store.run_dir)}")
+    console.print(f"run directory: {_shown(run.run_dir)}")
 
 
 @command(app)
@@ -70,10 +69,9 @@ def report(
     from harness.store import resolve_run
 
     console = _console()
-    store = resolve_run(runs_dir, run_ref)
-    results, samples = store.frames()
-    verdict = _verdict(budgets, store, runs_dir, baseline) if budgets else None
-    files = write_report(store, results, samples, verdict)
+    run = resolve_run(runs_dir, run_ref).load()
+    verdict = _verdict(budgets, run, runs_dir, baseline) if budgets else None
+    files = write_report(run, verdict)
     console.print(f"report: {_shown(files.html)}")
     console.print(f"summary: {_shown(files.markdown)}")
     console.print(f"plots: {len(files.plots)} in {_shown(files.html.parent / 'plots')}")
@@ -100,13 +98,15 @@ def gate(
 
     console = _console()
     store = resolve_run(runs_dir, run_ref)
-    verdict = _verdict(budgets, store, runs_dir, baseline)
+    verdict = _verdict(budgets, store.load(), runs_dir, baseline)
     rerun = extendable_jobs(verdict) if extend else set()
     if rerun:
         console.print(f"re-running {len(rerun)} inconclusive job(s) with {factor}x the samples")
         extension = extend_run(store, rerun, factor)
         console.print(f"extension run: {_shown(extension.run_dir)}")
-        verdict = merge_extension(verdict, _verdict(budgets, extension, runs_dir, baseline), rerun)
+        verdict = merge_extension(
+            verdict, _verdict(budgets, extension.load(), runs_dir, baseline), rerun
+        )
     if junit:
         junit.write_text(junit_xml(verdict))
     if summary:
@@ -139,7 +139,7 @@ def _print_verdict(console: Any, verdict: Any) -> None:
     print_fitted(console, columns, rows, styles=styles)
 
 
-def _verdict(budgets_path: Path, store: Any, runs_dir: Path, baseline: str | None) -> Any:
+def _verdict(budgets_path: Path, run: Run, runs_dir: Path, baseline: str | None) -> GateVerdict:
     """The gate on a stored run (its paired comparisons too, where it has them)."""
     from harness.config import load_budgets
     from harness.gate import evaluate
@@ -148,15 +148,9 @@ def _verdict(budgets_path: Path, store: Any, runs_dir: Path, baseline: str | Non
     budgets = load_budgets(budgets_path)
     reference = baseline or budgets.baseline
     base_frames = resolve_run(runs_dir, reference).frames() if reference else None
-    from harness.profiles import placement
-
-    results, samples = store.frames()
-    placements = {
-        (r.device, r.model, r.runtime, r.provider, r.threads, r.variant): placement(r)
-        for r in store.records()
-        if r.kind == "profile" and r.status == "ok"
-    }
-    return evaluate(budgets, results, samples, base_frames, store.comparisons(), placements)
+    return evaluate(
+        budgets, run.results, run.samples, base_frames, run.comparisons, run.placements()
+    )
 
 
 @command(app)

@@ -1,6 +1,6 @@
 """The execute seam: one process of one job on a device, whatever runs it.
 
-    execute(job, session, round_index, timings) -> result document (harness.result/1)
+    execute(job, session, round_index, notes) -> result document (harness.result/1)
 
 Behind it, `python_runner` (harness/runner/ copied to the device, for Linux boards with
 Python) and `native` (benchmark_model, onnxruntime_perf_test, trtexec: phones and
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from harness.clock import SYSTEM_CLOCK, Clock
 from harness.config import Device
 from harness.errors import ControllerFileMissing
 from harness.jobs import Job
 from harness.native.commands import PYTHON_RUNNER
+from harness.records import ControllerNotes
+from harness.runner.contract import ResultDoc
 from harness.transport.base import Transport
 from harness.transport.remote_shell import KILL_BY_ARGUMENT
 
@@ -37,6 +39,7 @@ class DeviceSession:
     file_facts: dict[Path, tuple[str, int]]  # local file -> (sha256, size)
     runner_path: str = ""  # run.py on the device, once installed
     binary_paths: dict[str, str] = field(default_factory=dict)  # native tool -> device path
+    clock: Clock = SYSTEM_CLOCK  # the cooldown's, the lease's and the retries' waits
 
     def push(self, local: Path, folder: str) -> tuple[str, bool]:
         """A controller file (model, inputs, eval set) onto the device, once per content:
@@ -68,14 +71,14 @@ class DeviceSession:
 
 
 def execute(
-    job: Job, session: DeviceSession, round_index: int, timings: dict[str, Any]
-) -> dict[str, Any]:
+    job: Job, session: DeviceSession, round_index: int, notes: ControllerNotes
+) -> ResultDoc:
     """Run one process of the job; its result document (status ok or error). Raises
     HarnessError subclasses for what went wrong around it (timeout, link, interruption)."""
     if job.tool == PYTHON_RUNNER:
         from harness.execute import python_runner
 
-        return python_runner.run(job, session, round_index, timings)
+        return python_runner.run(job, session, round_index, notes)
     from harness.execute import native
 
-    return native.run(job, session, timings)
+    return native.run(job, session, notes)

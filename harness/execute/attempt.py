@@ -8,7 +8,6 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
 
 from harness.errors import (
     CommandInterrupted,
@@ -22,7 +21,8 @@ from harness.errors import (
 from harness.execute import MIN_FREE_BYTES, DeviceSession, execute
 from harness.jobs import Job
 from harness.probes.thermal import parse_zone_temps, throttle_reasons
-from harness.runner.contract import ResultDocument
+from harness.records import ControllerNotes, Cooldown
+from harness.runner.contract import ResultDoc, ResultDocument
 
 COOLDOWN_POLL_S = 0.5
 INTERRUPTED = "the run was interrupted (Ctrl-C or SIGTERM); --resume runs the job again"
@@ -32,8 +32,8 @@ INTERRUPTED = "the run was interrupted (Ctrl-C or SIGTERM); --resume runs the jo
 class Attempt:
     """One successful process of a job: its result document and the controller's notes."""
 
-    doc: dict[str, Any]
-    timings: dict[str, Any]
+    doc: ResultDoc
+    notes: ControllerNotes
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ class Failure:
 
     status: str
     error: str
-    timings: dict[str, Any]
-    doc: dict[str, Any] | None = None  # what the runner reported, when it did
+    notes: ControllerNotes
+    doc: ResultDoc | None = None  # what the runner reported, when it did
 
 
 def attempt(
@@ -57,11 +57,11 @@ def attempt(
             return Failure("no-effect", job.build_error, {})
         return Failure("error", f"variant not built: {job.build_error}", {})
     clock = time.perf_counter()
-    timings: dict[str, Any] = {}
+    notes: ControllerNotes = {}
     try:
         if session.device.thermal.cooldown_c is not None:
-            timings["cooldown"] = cool_down(session, stop)
-        doc = execute(job, session, round_index, timings)
+            notes["cooldown"] = cool_down(session, stop)
+        doc = execute(job, session, round_index, notes)
     except (DeviceUnreachable, LeaseHeld):
         session.transport.close()  # reconnect on the next try
         raise
@@ -72,39 +72,40 @@ def attempt(
             "skipped",
             f"{exc} ({whose}: the variant cache cleared or the file moved?); restore it "
             f"({fix}), then --resume runs this job",
-            timings,
+            notes,
         )
     except DeviceDiskFull as exc:  # a condition of the device: --resume runs the job
-        return Failure("skipped", f"{exc}; --resume runs this job once there is room", timings)
+        return Failure("skipped", f"{exc}; --resume runs this job once there is room", notes)
     except CommandTimeout as exc:
-        return Failure("timeout", str(exc), timings)
+        return Failure("timeout", str(exc), notes)
     except CommandInterrupted:
-        return Failure("interrupted", INTERRUPTED, timings)
+        return Failure("interrupted", INTERRUPTED, notes)
     except HarnessError as exc:
-        return Failure("error", str(exc), timings)
+        return Failure("error", str(exc), notes)
     except Exception as exc:  # a bug of ours must not lose the other jobs
-        timings["traceback"] = traceback.format_exc()
-        return Failure("error", f"internal error: {exc!r}", timings)
-    timings["total_s"] = time.perf_counter() - clock
+        notes["traceback"] = traceback.format_exc()
+        return Failure("error", f"internal error: {exc!r}", notes)
+    notes["total_s"] = time.perf_counter() - clock
     read = ResultDocument(doc)
-    timings["throttle_reasons"] = throttle_reasons(
+    notes["throttle_reasons"] = throttle_reasons(
         read.state("before"), read.state("after"), session.device.thermal.throttle_min_freq_fraction
     )
     if read.status != "ok":
         if read.disk_full(MIN_FREE_BYTES):  # a condition of the device: --resume runs it
             full = f"the device's disk is full ({read.describe_error()}); free space there"
-            return Failure("skipped", f"{full}, then --resume runs this job", timings, doc)
-        return Failure("error", read.describe_error(), timings, doc)
-    return Attempt(doc, timings)
+            return Failure("skipped", f"{full}, then --resume runs this job", notes, doc)
+        return Failure("error", read.describe_error(), notes, doc)
+    return Attempt(doc, notes)
 
 
-def cool_down(session: DeviceSession, stop: threading.Event) -> dict[str, Any]:
+def cool_down(session: DeviceSession, stop: threading.Event) -> Cooldown:
     """Wait until the hottest thermal zone is below the device's cooldown_c, or until
     cooldown_max_s has passed; says how long it waited and where it got to."""
     device = session.device
     target = device.thermal.cooldown_c
     assert target is not None
-    started = time.monotonic()
+    clock = session.clock
+    started = clock.monotonic()
     probe = 'cat "$1"/class/thermal/thermal_zone*/temp 2>/dev/null; true'
     while True:
         result = session.transport.run(
@@ -112,7 +113,7 @@ def cool_down(session: DeviceSession, stop: threading.Event) -> dict[str, Any]:
         )
         temps = parse_zone_temps(result.stdout)
         hottest = max(temps) if temps else None
-        waited = time.monotonic() - started
+        waited = clock.monotonic() - started
         reached = hottest is None or hottest < target  # no zones: nothing to wait for
         if reached or waited >= device.thermal.cooldown_max_s or stop.is_set():
             return {
@@ -121,4 +122,4 @@ def cool_down(session: DeviceSession, stop: threading.Event) -> dict[str, Any]:
                 "target_c": target,
                 "reached": reached,
             }
-        time.sleep(COOLDOWN_POLL_S)
+        clock.wait(COOLDOWN_POLL_S, stop)

@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.errors import ConfigError, RunnerFailed
 from harness.execute import DeviceSession
+from harness.execute.battery import SHELL_SOURCES, ShellPowerSampler
 from harness.execute.python_runner import tail
 from harness.jobs import Job, power_spec
 from harness.native.commands import (
@@ -25,21 +26,22 @@ from harness.native.commands import (
 )
 from harness.native.op_profiles import parse_benchmark_model_profile, parse_trtexec_profile
 from harness.native.parsers import parse_proc_status
-from harness.native.sampling import SHELL_SOURCES, ShellPowerSampler
 from harness.probes.thermal import STATE_SCRIPT, parse_state_probe
+from harness.records import ControllerNotes
+from harness.runner.contract import DeviceStateDoc, PowerDoc, ProfileDoc, ResultDoc
 from harness.runner.op_profile import summarize_ort_trace
 from harness.transport import Transport, sha256_of
 
 
-def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, Any]:
+def run(job: Job, session: DeviceSession, notes: ControllerNotes) -> ResultDoc:
     """One run of the job's native tool; its output parsed into a result document."""
     device, transport = session.device, session.transport
     clock = time.perf_counter()
     remote_model, pushed = session.push(job.model_file, "models")
     binary = binary_path(job.tool, session)
-    timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
+    notes["model_pushed"], notes["push_s"] = pushed, time.perf_counter() - clock
     if job.profile:
-        return run_profile(job, session, remote_model, binary, timings)
+        return run_profile(job, session, remote_model, binary, notes)
     status_path = session.job_path(job, ".status")  # its folder made by the watching shell
     times_path = session.job_path(job, ".times.json") if job.tool == "trtexec" else None
     argv = job_argv(job, remote_model, binary, stop=job.stop, times_path=times_path)
@@ -47,7 +49,7 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
     on_shell = device.power is not None and device.power.source in SHELL_SOURCES
     power = power_spec(device) if on_shell else None
     sampler = None
-    windows: dict[str, Any] = {}
+    windows: PowerDoc = {}
     if power is not None:
         sampler = ShellPowerSampler(transport, device.placement.sysfs_root, power["interval_s"])
         sampler.start()
@@ -62,7 +64,7 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
         windows["timed_window_ns"] = [window_start, time.monotonic_ns()]
     finally:
         sampled = sampler.stop() if sampler is not None else None
-    timings["run_s"] = result.duration_s
+    notes["run_s"] = result.duration_s
     after = device_state(session)
     times_json = fetched_text(transport, times_path) if times_path else None
     output = result.stdout + "\n" + result.stderr
@@ -85,10 +87,11 @@ def run(job: Job, session: DeviceSession, timings: dict[str, Any]) -> dict[str, 
         doc["power"] = {
             "source": power["source"],
             "interval_s": sampler.interval_s if sampler else None,
-            "window": "tool run",  # load and warm-up included (records.py says so)
-            "iterations": report.n,
+            "window": "tool run",  # load and warm-up included (rows.py says so)
+            "iterations": report.n or 0,
             **windows,
-            **sampled,
+            "samples": sampled["samples"],
+            "error": sampled["error"],
         }
     return doc
 
@@ -119,8 +122,8 @@ def job_argv(job: Job, remote_model: str, binary: str, **options: Any) -> list[s
 
 
 def run_profile(
-    job: Job, session: DeviceSession, remote_model: str, binary: str, timings: dict[str, Any]
-) -> dict[str, Any]:
+    job: Job, session: DeviceSession, remote_model: str, binary: str, notes: ControllerNotes
+) -> ResultDoc:
     """A profile job: the tool with its own per-layer profiler on for the profile's runs,
     in a process of its own; its profile read into the Python runner's shape."""
     assert job.profile is not None
@@ -134,7 +137,7 @@ def run_profile(
         profile_path=trace_prefix,
     )  # fmt: skip
     result = transport.run(argv, timeout_s=job.timeout_s, interruptible=True)
-    timings["run_s"] = result.duration_s
+    notes["run_s"] = result.duration_s
     output = result.stdout + "\n" + result.stderr
     where = f"job {job.job_id} on '{device.name}'"
     if result.exit_code != 0:
@@ -153,7 +156,7 @@ def run_profile(
     return profile_document(job.job_id, job.runtime, job.tool, profile, argv)
 
 
-def perf_test_trace(transport: Transport, prefix: str, runs: int, top_n: int) -> dict[str, Any]:
+def perf_test_trace(transport: Transport, prefix: str, runs: int, top_n: int) -> ProfileDoc:
     """onnxruntime_perf_test's `-p` trace (onnxruntime's profiler names it
     `<prefix>_<timestamp>.json`), fetched and summarised as the runner does its own."""
     folder, stem = posixpath.split(prefix)
@@ -170,7 +173,7 @@ def perf_test_trace(transport: Transport, prefix: str, runs: int, top_n: int) ->
         return summarize_ort_trace(str(local), runs, top_n)
 
 
-def device_state(session: DeviceSession) -> dict[str, Any]:
+def device_state(session: DeviceSession) -> DeviceStateDoc:
     """Thermal zones, a Jetson's power mode and a phone's charging state, read through
     the transport around a native tool's run."""
     result = session.transport.run(

@@ -7,17 +7,16 @@ import contextlib
 import json
 import signal
 import time
-from typing import Any
+from typing import cast
 
 from harness.errors import RunnerFailed
 from harness.execute import DeviceSession
 from harness.jobs import Job
-from harness.runner.contract import RESULT_SCHEMA
+from harness.records import ControllerNotes
+from harness.runner.contract import RESULT_SCHEMA, ResultDoc
 
 
-def run(
-    job: Job, session: DeviceSession, round_index: int, timings: dict[str, Any]
-) -> dict[str, Any]:
+def run(job: Job, session: DeviceSession, round_index: int, notes: ControllerNotes) -> ResultDoc:
     """One process of the runner: its validated result document."""
     transport = session.transport
     clock = time.perf_counter()
@@ -36,13 +35,13 @@ def run(
         remote_model, remote_input, remote_eval, spec_path.removesuffix(".json"), remote_reference
     )
     transport.put_bytes(json.dumps(spec).encode(), spec_path)
-    timings.update(model_pushed=pushed, push_s=time.perf_counter() - clock)
+    notes["model_pushed"], notes["push_s"] = pushed, time.perf_counter() - clock
     result = transport.run(
         [session.device.placement.python, session.runner_path, spec_path],
         timeout_s=job.timeout_s,
         interruptible=True,
     )
-    timings["run_s"] = result.duration_s
+    notes["run_s"] = result.duration_s
     try:
         return parse_result_document(result.stdout, device=session.device.name, job_id=job.job_id)
     except RunnerFailed as exc:
@@ -66,7 +65,7 @@ def exit_text(code: int) -> str:
     return f"exited with status {code}"
 
 
-def parse_result_document(stdout: str, *, device: str, job_id: str) -> dict[str, Any]:
+def parse_result_document(stdout: str, *, device: str, job_id: str) -> ResultDoc:
     """The runner's one JSON document, validated; RunnerFailed quoting what came instead."""
     text = stdout.strip()
     if not text:
@@ -88,7 +87,7 @@ def parse_result_document(stdout: str, *, device: str, job_id: str) -> dict[str,
         raise RunnerFailed(f"job {job_id} on '{device}': unknown runner status {status!r}")
     if status == "ok":
         latencies = doc.get("latencies_ns")
-        blocks = (doc.get("paired") or {}).get("blocks")  # a paired job's timings
+        blocks = (doc.get("paired") or {}).get("blocks")  # a paired job's notes
         if not (isinstance(latencies, list) and latencies) and not blocks and "profile" not in doc:
             raise RunnerFailed(f"job {job_id} on '{device}': result has no latencies")
         if not all(isinstance(v, int) and v > 0 for v in latencies or []):
@@ -97,7 +96,7 @@ def parse_result_document(stdout: str, *, device: str, job_id: str) -> dict[str,
             )
     elif not isinstance(doc.get("error"), dict):
         raise RunnerFailed(f"job {job_id} on '{device}': error result without an error")
-    return doc
+    return cast(ResultDoc, doc)
 
 
 def _excerpt(text: str, limit: int = 300) -> str:

@@ -3,7 +3,6 @@ Pure: a job in, an argv out; a parsed report in, a `harness.result/1` document o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -15,7 +14,12 @@ from harness.native.parsers import (
     parse_perf_test,
     parse_trtexec,
 )
-from harness.runner.contract import RESULT_SCHEMA
+from harness.runner.contract import (
+    RESULT_SCHEMA,
+    MemoryCheckpoints,
+    ProfileDoc,
+    ResultDoc,
+)
 
 PYTHON_RUNNER = "runner"
 TRTEXEC_PROVIDERS = ("trtexec", "trtexec:fp16", "trtexec:int8")
@@ -165,11 +169,11 @@ def parse_tool_output(tool: str, text: str, times_json: str | None = None) -> To
 
 def result_document(
     job_id: str, runtime: str, report: ToolReport, argv: Sequence[str]
-) -> dict[str, Any]:
+) -> ResultDoc:
     """The tool's report in the runner's schema, so records, tables and reports need no
     second code path: raw samples (if any) as `latencies_ns`, else `reported_stats`."""
 
-    memory: dict[str, Any] = {}
+    memory: MemoryCheckpoints = {}
     if report.peak_memory_mb is not None:
         memory["after_run"] = {"hwm_kb": report.peak_memory_mb * 1024}
     if report.model_memory_mb is not None:
@@ -190,8 +194,8 @@ def result_document(
 
 
 def profile_document(
-    job_id: str, runtime: str, tool: str, profile: dict[str, Any], argv: Sequence[str]
-) -> dict[str, Any]:
+    job_id: str, runtime: str, tool: str, profile: ProfileDoc, argv: Sequence[str]
+) -> ResultDoc:
     """A profile job's result: the tool's per-layer profile and no latencies (profiling
     perturbs timing; the figures stay the solo job's), as the Python runner's."""
     return {
@@ -204,23 +208,3 @@ def profile_document(
         "profile": profile,
         "tool": {"name": tool, "argv": list(argv)},
     }
-
-
-def pool_reported(stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Several processes' summary statistics as one: counts add, the mean is weighted,
-    min/max are the extremes; percentiles and the std cannot be pooled from summaries."""
-    if len(stats) == 1:
-        return dict(stats[0])
-    counts = [s.get("n") or 0 for s in stats]
-    total = sum(counts)
-    mean = (
-        sum(c * s["mean_ms"] for c, s in zip(counts, stats, strict=True)) / total
-        if total
-        else math.fsum(s["mean_ms"] for s in stats) / len(stats)
-    )
-    mins = [s["min_ms"] for s in stats if s.get("min_ms") is not None]
-    maxs = [s["max_ms"] for s in stats if s.get("max_ms") is not None]
-    pooled: dict[str, Any] = dict.fromkeys(stats[0])
-    pooled.update(n=total or None, mean_ms=mean, min_ms=min(mins, default=None))
-    pooled["max_ms"] = max(maxs, default=None)
-    return pooled

@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from harness.errors import ParseError
+from harness.runner.contract import ProfileDoc
 from harness.runner.op_profile import summarize_nodes
 
 _PREFIX = re.compile(
@@ -77,7 +78,7 @@ def _placed(node_type: str, name: str) -> str:
     return "builtin"
 
 
-def parse_benchmark_model_profile(text: str, top_n: int) -> dict[str, Any]:
+def parse_benchmark_model_profile(text: str, top_n: int) -> ProfileDoc:
     """The regular runs' "Run Order" table of `benchmark_model --enable_op_profiling`."""
     tool = "benchmark_model"
     lines = [_PREFIX.sub("", raw).rstrip("\n") for raw in text.splitlines()]
@@ -126,7 +127,7 @@ def parse_benchmark_model_profile(text: str, top_n: int) -> dict[str, Any]:
         }
     profile = summarize_nodes(nodes, per_run, top_n, [], "benchmark_model --enable_op_profiling")
     # the tool's own "Summary by node type" (us per run), beside the sums of its nodes
-    profile.update(runs=runs, mean_run_us=mean_run_us, tool_op_types=by_type)
+    profile["runs"], profile["mean_run_us"], profile["tool_op_types"] = runs, mean_run_us, by_type
     return profile
 
 
@@ -146,7 +147,7 @@ def trt_op_type(layer: str) -> str:
     return re.sub(r"(?:_\d+)+$", "", first) or layer
 
 
-def parse_trtexec_profile(text: str, top_n: int) -> dict[str, Any]:
+def parse_trtexec_profile(text: str, top_n: int) -> ProfileDoc:
     """`trtexec --dumpProfile`: per layer, total time over the profiled iterations, its
     average per iteration (and median, in TensorRT 8.6+), and the Total row."""
     tool = "trtexec"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import ParseError
+from harness.runner.contract import ReportedStatsDoc
 
 US_PER_MS = 1000.0
 
@@ -42,7 +43,7 @@ class ToolReport:
     latencies_ns: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def stats(self) -> dict[str, float | int | None]:
+    def stats(self) -> ReportedStatsDoc:
         return {
             "n": self.n,
             "mean_ms": self.mean_ms,

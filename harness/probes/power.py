@@ -353,3 +353,20 @@ def energy_summary(
 
 def _readings_in(trace: Sequence[tuple[float, float]], start_s: float, end_s: float) -> int:
     return sum(1 for t, _ in trace if start_s <= t <= end_s)
+
+
+def reading_notes(source: str, samples: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What a reader of the energy figures must know of the raw readings: channels left
+    out as unreadable (e.g. an INA3221 channel with nothing connected), a phone charging."""
+    notes = []
+    unreadable = {
+        str(s["raw"]["unreadable"])
+        for s in samples
+        if isinstance(s.get("raw"), dict) and s["raw"].get("unreadable")
+    }
+    if unreadable:
+        notes.append(f"{source}: left out, unreadable: {'; '.join(sorted(unreadable))}")
+    statuses = {str((s.get("raw") or {}).get("status", "")).lower() for s in samples}
+    if source == "android-battery" and "charging" in statuses:
+        notes.append("the phone was charging: battery power does not measure its consumption")
+    return notes

@@ -13,10 +13,10 @@ Also the readers of the other state tools: `nvpmodel -q` and a phone's `dumpsys 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import ParseError
+from harness.runner.contract import DeviceState, DeviceStateDoc
 
 # Raspberry Pi documentation, "vcgencmd get_throttled" (raspberrypi.com/documentation/
 # computers/os.html#get_throttled); recorded example in tests/fixtures/vcgencmd/.
@@ -47,31 +47,26 @@ def throttle_flags(value: int) -> list[str]:
 
 
 def throttle_reasons(
-    before: Mapping[str, Any] | None,
-    after: Mapping[str, Any] | None,
-    min_freq_fraction: float | None = None,
+    before: DeviceState, after: DeviceState, min_freq_fraction: float | None = None
 ) -> list[str] | None:
     """Why the job counts as throttled ([] = it did not); None when nothing was recorded."""
-    if not before or not after:
+    if not before.recorded or not after.recorded:
         return None
     reasons = []
-    if before.get("throttled") and after.get("throttled"):
+    if before.throttled and after.throttled:
         try:
-            start, end = decode_throttled(before["throttled"]), decode_throttled(after["throttled"])
+            start, end = decode_throttled(before.throttled), decode_throttled(after.throttled)
         except ParseError as exc:
             return [str(exc)]
         now = (start | end) & _NOW_MASK
         newly = (end & ~start) & _SINCE_BOOT_MASK
         if now or newly:
             reasons.append(f"vcgencmd get_throttled: {', '.join(throttle_flags(now | newly))}")
-    mode_before, mode_after = (
-        nvpmodel_mode(before.get("nvpmodel")),
-        nvpmodel_mode(after.get("nvpmodel")),
-    )
+    mode_before, mode_after = nvpmodel_mode(before.nvpmodel), nvpmodel_mode(after.nvpmodel)
     if mode_before != mode_after:
         reasons.append(f"nvpmodel power mode changed from {mode_before} to {mode_after}")
     if min_freq_fraction is not None:
-        for cpu, (current, maximum) in sorted((after.get("cpufreq_khz") or {}).items()):
+        for cpu, (current, maximum) in sorted(after.cpufreq_khz.items()):
             if maximum and current < min_freq_fraction * maximum:
                 reasons.append(
                     f"{cpu} ended at {current / 1000:.0f} MHz, below "
@@ -134,7 +129,7 @@ STATE_SCRIPT = (
 )
 
 
-def parse_state_probe(text: str) -> dict[str, Any]:
+def parse_state_probe(text: str) -> DeviceStateDoc:
     """STATE_SCRIPT's output -> a state snapshot shaped like the runner's (`thermal_c`,
     `nvpmodel`) plus `battery` (parse_dumpsys_battery) where the device is a phone."""
     section, zones = "zones", {}
@@ -148,7 +143,7 @@ def parse_state_probe(text: str) -> dict[str, Any]:
                 zones[parts[1]] = int(parts[2]) / 1000.0
         else:
             sections[section].append(line)
-    state: dict[str, Any] = {"thermal_c": zones}
+    state: DeviceStateDoc = {"thermal_c": zones}
     if sections["nvpmodel"]:
         state["nvpmodel"] = "\n".join(sections["nvpmodel"])
     if sections["battery"]:

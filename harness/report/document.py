@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.analysis import compare_variants
+from harness.gate import within_budgets
+from harness.job_key import JobKey
 from harness.report import charts, detail_charts
-from harness.report.compare import compare_variants
 from harness.report.page import grouped_warnings, render_html
 from harness.report.table import ci_range, missing, num, pct, text
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.gate import GateVerdict
-    from harness.store import RunStore
+    from harness.stored_run import Run
 
 REPORT_COLUMNS = [
     ("model", "model"), ("variant", "variant"), ("threads", "threads"), ("status", "status"),
@@ -40,22 +42,18 @@ class ReportFiles:
     plots: list[Path]
 
 
-def write_report(
-    store: RunStore,
-    results: pd.DataFrame,
-    samples: pd.DataFrame,
-    verdict: GateVerdict | None = None,
-) -> ReportFiles:
-    """`results` and `samples` are the run's frames (`store.frames()`), computed once by
-    the caller, who may also have judged them with the gate."""
+def write_report(run: Run, verdict: GateVerdict | None = None) -> ReportFiles:
+    """Into the run's folder; `run` was loaded once by the caller, who may also have
+    judged it with the gate (`verdict`)."""
     import vl_convert as vlc
 
     from harness.profiles import op_type_rows, profile_diffs
 
-    comparison = compare_variants(results, samples, store.comparisons())
-    comparison = with_budgets(comparison, results, verdict)
-    profiled = [r for r in store.records() if r.kind == "profile"]
-    folder = store.run_dir / "plots"
+    results, samples = run.results, run.samples
+    comparison = compare_variants(results, samples, run.comparisons)
+    comparison = within_budgets(comparison, results, verdict)
+    profiled = run.profiled
+    folder = run.run_dir / "plots"
     built = {
         "speedup_vs_fidelity": charts.speedup_vs_fidelity(comparison),
         "speedup_matrix": charts.speedup_matrix(comparison),
@@ -63,7 +61,7 @@ def write_report(
         "distributions": detail_charts.distributions(results, samples),
         "size_vs_speedup": charts.size_vs_speedup(comparison),
         "memory": detail_charts.memory(results),
-        "power": detail_charts.power(store.power()),
+        "power": detail_charts.power(run.power),
         "time_by_op_type": detail_charts.time_by_op_type(op_type_rows(profiled)),
     }
     built = {name: chart for name, chart in built.items() if chart is not None}
@@ -81,44 +79,20 @@ def write_report(
         for key in ("device", "model", "strategy")
     }
     page = render_html(
-        store.run_id, store.read_run_meta(), tables, REPORT_COLUMNS, shipping, filters, notes,
+        run.run_id, run.meta, tables, REPORT_COLUMNS, shipping, filters, notes,
         {name: charts.spec(chart) for name, chart in built.items()}, files, verdict, diffs,
         vlc.javascript_bundle(BUNDLE_SNIPPET),
     )  # fmt: skip
-    summary = render_markdown(store.run_id, tables, shipping, notes, verdict, diffs, files)
-    html_path = store.run_dir / "report.html"
+    summary = render_markdown(run.run_id, tables, shipping, notes, verdict, diffs, files)
+    html_path = run.run_dir / "report.html"
     html_path.write_text(page)
-    markdown_path = store.run_dir / "summary.md"
+    markdown_path = run.run_dir / "summary.md"
     markdown_path.write_text(summary)
     return ReportFiles(html_path, markdown_path, list(saved.values()))
 
 
-KEY = ["device", "model", "provider", "threads", "variant"]
 # what vl-convert's JavaScript bundle exposes to the page (report/page.py's RENDER uses it)
 BUNDLE_SNIPPET = "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
-
-
-def with_budgets(
-    comparison: pd.DataFrame, results: pd.DataFrame, verdict: GateVerdict | None
-) -> pd.DataFrame:
-    """A variant that fails a budget is not worth shipping, however it compares."""
-    if verdict is None or comparison.empty:
-        return comparison
-    failed_jobs = {
-        case.job_id for case in verdict.cases if any(c.outcome == "fail" for c in case.checks)
-    }
-    failed = {
-        tuple(row[k] for k in KEY)
-        for row in results.to_dict("records")
-        if row["job_id"] in failed_jobs
-    }
-    out = comparison.copy()
-    keys = [tuple(row[k] for k in KEY) for row in out.to_dict("records")]
-    out["worth_shipping"] = [
-        bool(ship) and key not in failed
-        for ship, key in zip(out["worth_shipping"], keys, strict=True)
-    ]
-    return out
 
 
 def worth_shipping(comparison: pd.DataFrame) -> dict[str, list[str]]:
@@ -144,14 +118,10 @@ def device_tables(
     results: pd.DataFrame, comparison: pd.DataFrame
 ) -> dict[str, list[dict[str, str]]]:
     """Per device, display rows: model × variant × setting with the headline numbers."""
-    speedups = {
-        (r["device"], r["model"], r["variant"], r["provider"], r["threads"]): r
-        for r in comparison.to_dict("records")
-    }
+    speedups = {JobKey.of_row(r): r for r in comparison.to_dict("records")}
     tables: dict[str, list[dict[str, str]]] = {}
     for row in results.to_dict("records"):
-        key = (row["device"], row["model"], row["variant"], row["provider"], row["threads"])
-        compared = speedups.get(key, {})
+        compared = speedups.get(JobKey.of_row(row), {})
         ok = row["status"] == "ok"
         tables.setdefault(str(row["device"]), []).append(
             {

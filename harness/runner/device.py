@@ -14,32 +14,45 @@ import sys
 from typing import Any
 
 try:  # imported as harness.runner.contract (the controller, the tests)
-    from .contract import FACTS_SCHEMA
+    from .contract import (
+        FACTS_SCHEMA,
+        DeviceStateDoc,
+        IdentityDoc,
+        MemoryKb,
+        PreparedDoc,
+        PrepareSpec,
+    )
 except ImportError:  # run on the device, where this file's folder is on sys.path
-    from contract import FACTS_SCHEMA  # type: ignore[no-redef]
+    from contract import (  # type: ignore[no-redef]
+        FACTS_SCHEMA,
+        DeviceStateDoc,
+        IdentityDoc,
+        MemoryKb,
+        PreparedDoc,
+        PrepareSpec,
+    )
 
 
-MEMORY_FIELDS = {"VmRSS": "rss_kb", "VmHWM": "hwm_kb", "VmSwap": "swap_kb"}
-
-
-def read_memory_kb() -> dict[str, int | None]:
+def read_memory_kb() -> MemoryKb:
     """VmRSS, VmHWM, VmSwap and PSS (smaps_rollup: shared, memory-mapped weights counted
     once across processes) of this process in kB (Linux); HWM from getrusage elsewhere."""
-    memory: dict[str, int | None] = dict.fromkeys(list(MEMORY_FIELDS.values()) + ["pss_kb"])
+    status: dict[str, int] = {}
     try:
         with open("/proc/self/status") as handle:
             for line in handle:
                 name, _, value = line.partition(":")
-                if name in MEMORY_FIELDS:
-                    memory[MEMORY_FIELDS[name]] = int(value.split()[0])
+                if name in ("VmRSS", "VmHWM", "VmSwap"):
+                    status[name] = int(value.split()[0])
     except OSError:
         try:
             import resource
 
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            memory["hwm_kb"] = peak // 1024 if sys.platform == "darwin" else peak
+            status["VmHWM"] = peak // 1024 if sys.platform == "darwin" else peak
         except (ImportError, OSError):
             pass
+    memory: MemoryKb = {"rss_kb": status.get("VmRSS"), "hwm_kb": status.get("VmHWM"),
+                        "swap_kb": status.get("VmSwap"), "pss_kb": None}  # fmt: skip
     try:
         with open("/proc/self/smaps_rollup") as handle:
             for line in handle:
@@ -118,7 +131,7 @@ def command_text(argv: list[str]) -> str | None:
     return done.stdout.decode(errors="replace").strip()
 
 
-def device_state(sysfs: str) -> dict[str, Any]:
+def device_state(sysfs: str) -> DeviceStateDoc:
     """What says whether this job's numbers are comparable: temperatures, clocks and their
     governors, throttling (a Pi's get_throttled), a Jetson's power mode (nvpmodel -q)."""
     return {
@@ -135,13 +148,13 @@ class Preparation:
     affinity (this process only) and the `performance` cpufreq governor (restored in
     `undo`). Each change is recorded with whether it took, so a result says how it ran."""
 
-    def __init__(self, spec: dict[str, Any] | None, sysfs: str) -> None:
+    def __init__(self, spec: PrepareSpec | None, sysfs: str) -> None:
         self.spec = spec or {}
         self.sysfs = sysfs
         self.previous_governors: dict[str, str] = {}
 
-    def apply(self) -> dict[str, dict[str, Any]]:
-        done: dict[str, dict[str, Any]] = {}
+    def apply(self) -> dict[str, PreparedDoc]:
+        done: dict[str, PreparedDoc] = {}
         cores = self.spec.get("cores")
         if cores:
             try:
@@ -154,7 +167,7 @@ class Preparation:
             done["governor"] = self._set_governor(governor)
         return done
 
-    def _set_governor(self, governor: str) -> dict[str, Any]:
+    def _set_governor(self, governor: str) -> PreparedDoc:
         current = read_governors(self.sysfs)
         if not current:
             return {"applied": False, "governor": governor, "error": "no cpufreq governors"}
@@ -169,7 +182,7 @@ class Preparation:
                 self.previous_governors[path] = old
             except OSError as exc:
                 errors.append("%s: %s" % (cpu, exc.strerror or exc))
-        record: dict[str, Any] = {"applied": not errors, "governor": governor, "previous": current}
+        record: PreparedDoc = {"applied": not errors, "governor": governor, "previous": current}
         if errors:
             record["error"] = "; ".join(errors[:4])
         return record
@@ -258,7 +271,7 @@ def arm_cores_name(implementer: str | None, parts: set[str]) -> str | None:
     return "ARM " + " + ".join(names)
 
 
-def device_identity() -> dict[str, Any]:
+def device_identity() -> IdentityDoc:
     """The comparability keys every result carries: what CPU (and which core types), how
     much RAM, which OS and kernel, which board (device tree model; Jetson's L4T release)."""
     cpuinfo = ""

@@ -10,12 +10,18 @@ import os
 import subprocess
 import sys
 import time
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any, Callable, Mapping, Sequence
 
 try:  # imported as harness.runner.contract (the controller, the tests)
-    from .contract import JobError, JobSpec
+    from .contract import JobError, JobSpec, ResultDoc, SampledDoc, StopRule
 except ImportError:  # run on the device, where this file's folder is on sys.path
-    from contract import JobError, JobSpec  # type: ignore[no-redef]
+    from contract import (  # type: ignore[no-redef]
+        JobError,
+        JobSpec,
+        ResultDoc,
+        SampledDoc,
+        StopRule,
+    )
 
 try:  # imported as harness.runner.device (the controller, the tests)
     from .device import Preparation, device_state, read_memory_kb
@@ -71,13 +77,17 @@ def ci_relative_half_width(values: Sequence[float]) -> float:
 # ----------------------------------------------------------------------------- timing
 
 
-def timed_loop(infer: Callable[[], object], stop: dict[str, Any]) -> tuple[list[int], str]:
-    """Time `infer()` alone between two perf_counter_ns reads; apply the stop rule
-    outside the timed window. Returns (latencies_ns, stop_reason)."""
-    clock = time.perf_counter_ns
+def timed_loop(
+    infer: Callable[[], object],
+    stop: StopRule,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> tuple[list[int], str]:
+    """Time `infer()` alone between two `clock()` reads (perf_counter_ns; a test's own
+    counter); apply the stop rule outside the timed window. Returns (latencies_ns,
+    stop_reason)."""
     latencies: list[int] = []
     append = latencies.append
-    if stop.get("iterations"):
+    if "iterations" in stop:
         for _ in range(int(stop["iterations"])):
             start = clock()
             infer()
@@ -127,7 +137,7 @@ class Sampler:
     the idle baseline and the model load until after the timed loop; its raw readings go
     back in the result document."""
 
-    def __init__(self, spec: dict[str, Any], what: str) -> None:
+    def __init__(self, spec: Mapping[str, Any], what: str) -> None:
         self.spec = spec
         self.what = what
         self.out = spec["out"]
@@ -185,7 +195,7 @@ class Sampler:
                 return [start, now]
             time.sleep(min(interval_s / 2, 0.05))
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> SampledDoc:
         """One more interval (a reading after the window's end), then SIGTERM."""
         proc = self.proc
         if proc is not None and proc.poll() is None:
@@ -212,7 +222,7 @@ class Sampler:
         return self.log.read().strip()[-500:]
 
 
-def run_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
+def run_job(job: JobSpec, np: Any, doc: ResultDoc) -> None:
     """Everything for one job; fills `doc` as it goes so a failure keeps what was measured."""
     preparation = Preparation(job.get("prepare"), job.get("sysfs_root") or "/sys")
     power = job.get("power") or {}
@@ -234,13 +244,15 @@ def run_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
         measure_job(job, np, doc)
     finally:
         if sampler is not None and sampler.proc is not None:
-            doc["power"].update(sampler.stop())
+            sampled = sampler.stop()
+            doc["power"]["samples"] = sampled.get("samples") or []
+            doc["power"]["error"] = sampled.get("error")
         if memory_sampler is not None and memory_sampler.proc is not None:
             doc["memory_sampled"] = memory_sampler.stop()
         preparation.undo()
 
 
-def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
+def measure_job(job: JobSpec, np: Any, doc: ResultDoc) -> None:
     sysfs = job.get("sysfs_root") or "/sys"
     before = device_state(sysfs)
     doc["state"] = {"before": before}
@@ -322,7 +334,8 @@ def measure_job(job: JobSpec, np: Any, doc: dict[str, Any]) -> None:
             doc["eval"] = run_eval(np, session, declared, eval_spec)
         except Exception as exc:  # the timed result stands; the eval's failure goes beside it
             doc["eval_error"] = "%s: %s" % (type(exc).__name__, exc)
-    if int((job.get("fidelity") or {}).get("samples", 0)):
+    fidelity = job.get("fidelity")
+    if fidelity and int(fidelity.get("samples", 0)):
         try:
             doc["fidelity"] = run_fidelity(np, session, declared, job)
         except Exception as exc:  # as for the eval: the latencies stand

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # on the device this module runs without its package
+    from .contract import ProfiledNode, ProfileDoc, ProviderShare
 
 KERNEL_SUFFIX = "_kernel_time"
 OTHER_NODES = "(other nodes)"
 
 
-def summarize_ort_trace(path: str, runs: int, top_n: int) -> dict[str, Any]:
+def summarize_ort_trace(path: str, runs: int, top_n: int) -> ProfileDoc:
     """The trace at `path` (then deleted) as per-node, per-op-type and per-provider totals
     in microseconds per run, over the last `runs` runs (the trace also holds the first
     inference and the warmup, which are not what a profile is for)."""
@@ -58,12 +61,12 @@ def summarize_nodes(
     top_n: int,
     run_us: list[float],
     source: str,
-) -> dict[str, Any]:
+) -> ProfileDoc:
     """Nodes {name: {op_type, provider, calls, total_us}} over `runs` runs: the top N by
     time, the rest summed into one row; every op type and provider in full."""
     per_run = max(runs, 1)
     ordered = sorted(nodes.items(), key=lambda item: -item[1]["total_us"])
-    kept = [
+    kept: list[ProfiledNode] = [
         {"node": name, "op_type": n["op_type"], "provider": n["provider"],
          "calls": n["calls"] / per_run, "us": n["total_us"] / per_run}
         for name, n in ordered[:top_n]
@@ -76,7 +79,7 @@ def summarize_nodes(
              "us": sum(n["total_us"] for _, n in rest) / per_run}
         )  # fmt: skip
     op_types: dict[str, float] = {}
-    providers: dict[str, dict[str, float]] = {}
+    providers: dict[str, ProviderShare] = {}
     for node in nodes.values():
         op_types[node["op_type"]] = op_types.get(node["op_type"], 0.0) + node["total_us"] / per_run
         entry = providers.setdefault(node["provider"], {"nodes": 0, "us": 0.0})
@@ -96,7 +99,7 @@ def summarize_nodes(
     }
 
 
-def tflite_ops(details: list[dict[str, Any]]) -> dict[str, Any]:
+def tflite_ops(details: list[dict[str, Any]]) -> ProfileDoc:
     """LiteRT's op list (`Interpreter._get_ops_details`) by type: DELEGATE entries are the
     partitions a delegate took; per-op time is not available from Python."""
     by_type: dict[str, int] = {}

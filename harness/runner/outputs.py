@@ -7,11 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 try:  # imported as harness.runner.outputs (the controller, the tests)
-    from .contract import JobSpec
+    from .contract import EvalDoc, EvalSpec, FidelityDoc, JobSpec, ProfileDoc, ProfileSpec
     from .op_profile import summarize_ort_trace, tflite_ops
     from .runtimes import OnnxRuntimeSession, TFLiteSession, eval_feeds, make_inputs
 except ImportError:  # run on the device, where this file's folder is on sys.path
-    from contract import JobSpec  # type: ignore[no-redef]
+    from contract import (  # type: ignore[no-redef]
+        EvalDoc,
+        EvalSpec,
+        FidelityDoc,
+        JobSpec,
+        ProfileDoc,
+        ProfileSpec,
+    )
     from op_profile import summarize_ort_trace, tflite_ops  # type: ignore[no-redef]
     from runtimes import (  # type: ignore[no-redef]
         OnnxRuntimeSession,
@@ -26,7 +33,7 @@ MAX_EVAL_VALUES = 2000000  # raw outputs returned for deviation checks, at most 
 MAX_FIDELITY_VALUES = 250000
 
 
-def profile_of(session: OnnxRuntimeSession | TFLiteSession, spec: dict[str, Any]) -> Any:
+def profile_of(session: OnnxRuntimeSession | TFLiteSession, spec: ProfileSpec) -> ProfileDoc:
     if isinstance(session, OnnxRuntimeSession):
         path = session.end_profiling()
         return summarize_ort_trace(path, int(spec["runs"]), int(spec["top_n"]))
@@ -38,12 +45,14 @@ def run_fidelity(
     session: OnnxRuntimeSession | TFLiteSession,
     declared: list[tuple[str, str, list[Any]]],
     job: JobSpec,
-) -> dict[str, Any]:
+) -> FidelityDoc:
     """Every output of a few fixed inputs, after the timed loop: the eval set's first
     samples, else the plan's input file, else seeded inputs (seeds other than the timed
     loop's) -- the same for every variant of the model, so the controller can compare each
     variant's outputs with fp32's, labels or not."""
-    count = int((job.get("fidelity") or {})["samples"])
+    fidelity = job["fidelity"]
+    assert fidelity is not None
+    count = int(fidelity["samples"])
     eval_spec = job.get("eval")
     if eval_spec:
         feeds = eval_feeds(
@@ -75,7 +84,7 @@ def run_fidelity(
         "source": source,
         "outputs": outputs,
         "shapes": shapes,
-        "classification": bool((job.get("fidelity") or {}).get("classification")),
+        "classification": bool(fidelity.get("classification")),
     }
 
 
@@ -83,8 +92,8 @@ def run_eval(
     np: Any,
     session: OnnxRuntimeSession | TFLiteSession,
     declared: list[tuple[str, str, list[Any]]],
-    spec: dict[str, Any],
-) -> dict[str, Any]:
+    spec: EvalSpec,
+) -> EvalDoc:
     """Every eval sample, one at a time, after (never inside) the timed loop: the top-k
     indices of the first output, and its raw values while they stay under a cap."""
     feeds = eval_feeds(

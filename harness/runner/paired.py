@@ -20,7 +20,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import Any, Callable, Dict, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:  # on the device this module runs without its package
+    from .contract import Block, Decision, PairedDoc, PairedSpec
 
 CONFIDENCE = 0.95  # the one level of every interval and test of the harness
 TRIM = 0.2
@@ -35,8 +38,6 @@ T_975 = (
     2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
 )  # fmt: skip
 Z_975 = 1.959963984540054
-
-Block = Dict[str, Any]  # {"v": "ref" | "variant", "ns": [k timings]}
 
 
 def t_975(freedom: int) -> float:
@@ -99,7 +100,7 @@ def block_log_ratios(blocks: Sequence[Block]) -> list[float]:
     return ratios
 
 
-def decide(log_ratios: Sequence[float], band: float) -> dict[str, Any]:
+def decide(log_ratios: Sequence[float], band: float) -> Decision:
     """The verdict on variant/reference latency from the blocks' log-ratios: `slower` or
     `faster` when the 95 % interval lies beyond the band (±band, e.g. 0.02), `equivalent`
     when it lies inside it, else `inconclusive`. Ratios are variant / reference latency."""
@@ -145,9 +146,9 @@ def block_size(
 def run_paired(
     reference: Callable[[], object],
     variant: Callable[[], object],
-    spec: dict[str, Any],
+    spec: PairedSpec,
     seed: int,
-) -> dict[str, Any]:
+) -> PairedDoc:
     """Blocks in rounds of ABBA / BAAB until decided or out of time (`spec`: budget_s,
     band, block_ms or block_size)."""
     clock = time.perf_counter_ns
@@ -159,7 +160,7 @@ def run_paired(
     deadline = time.monotonic() + float(spec["budget_s"])
     sides = {"ref": reference, "variant": variant}
     blocks: list[Block] = []
-    looks: list[dict[str, Any]] = []
+    looks: list[Decision] = []
     next_look, stopped = MIN_BLOCKS, "budget"
     started = time.monotonic()
     while True:

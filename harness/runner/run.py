@@ -26,12 +26,17 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any
 
 try:  # imported as harness.runner.contract (the controller, the tests)
-    from .contract import JOB_SCHEMA, RESULT_SCHEMA, JobError, JobSpec
+    from .contract import JOB_SCHEMA, RESULT_SCHEMA, JobError, JobSpec, ResultDoc
 except ImportError:  # run on the device, where this file's folder is on sys.path
-    from contract import JOB_SCHEMA, RESULT_SCHEMA, JobError, JobSpec  # type: ignore[no-redef]
+    from contract import (  # type: ignore[no-redef]
+        JOB_SCHEMA,
+        RESULT_SCHEMA,
+        JobError,
+        JobSpec,
+        ResultDoc,
+    )
 
 try:  # imported as harness.runner.device (the controller, the tests)
     from .device import device_facts, device_identity
@@ -119,7 +124,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         sys.stderr.write("usage: run.py JOB.json | run.py --facts WORKDIR\n")
         return 2
-    doc: dict[str, Any] = {
+    doc: ResultDoc = {
         "schema": RESULT_SCHEMA,
         "status": "error",
         "error": None,

@@ -31,7 +31,7 @@ from lab.image import (
 )
 
 from harness.config import load_inventory
-from harness.probes.facts import check_device
+from harness.device_check import check_device
 from harness.transport import open_transport
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from conftest import SSHServer, StandinPhones
 from device_files import local_device_file
 
 from harness.config import load_inventory
+from harness.device_check import check_device
 from harness.errors import HarnessError
-from harness.probes.facts import check_device
 from harness.transport import open_transport
 
 BIN = Path(sys.executable).parent

@@ -122,7 +122,7 @@ def test_energy_per_inference_from_a_rapl_tree(
         assert power["idle_window_ns"][0] == power["samples"][0]["t_ns"]
     # the report draws the trace with its timed window
     results, samples = prepared.store.frames()
-    files = write_report(prepared.store, results, samples)
+    files = write_report(prepared.store.load())
     assert (run_dir / "plots" / "power.png").is_file() and (
         run_dir / "plots" / "power.svg"
     ).is_file()

@@ -17,6 +17,7 @@ from device_files import local_device_file
 
 from harness.config import Budget, Budgets
 from harness.gate import evaluate
+from harness.job_key import JobKey
 from harness.profiles import op_type_diff, placement
 from harness.runner.contract import ResultDocument
 
@@ -67,12 +68,11 @@ def test_profiles_of_a_cnn_and_its_int8_variant(workspace: Path, sshd: SSHServer
     summary = (run_dir / "summary.md").read_text()
     assert "## Where the time went, against fp32" in summary
     assert "| local | tiny_mbv2 | int8-static | CPUExecutionProvider t1 | " in summary
-    placements = {
-        (r.device, r.model, r.runtime, r.provider, r.threads, r.variant): placement(r)
-        for r in profiles.values()
-    }
+    run = prepared.store.load()
+    placements = run.placements()
+    assert set(placements) == {JobKey.of(r) for r in profiles.values()}
     budgets = Budgets(budget=[Budget(model="tiny_mbv2", max_cpu_fallback_share=0.1)])
-    results, samples = prepared.store.frames()
+    results, samples = run.results, run.samples
     verdict = evaluate(budgets, results, samples, None, None, placements)
     checks = [c for case in verdict.cases for c in case.checks]
     assert {c.outcome for c in checks} == {"pass"} and len(checks) == 4

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, SSHServer, harness, run_plan_ok
 from device_files import local_device_file
 
-from harness.report.compare import compare_variants
+from harness.analysis import compare_variants
 from harness.store import RunStore
 
 ARTIFACTS = ROOT / ".test-artifacts"

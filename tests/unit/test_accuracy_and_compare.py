@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from harness.accuracy import class_agreement, eval_metrics, output_deviation, top_k_agreement
-from harness.report.compare import compare_variants
+from harness.analysis import compare_variants
+from harness.runner.contract import Fidelity
 
 
 def test_accuracy_from_top_k_predictions() -> None:
@@ -28,10 +29,11 @@ def test_agreement_and_deviation() -> None:
     assert output_deviation([[1.0, 2.0]], [[1.0]]) == (None, None)  # shapes differ
 
 
-def fidelity_part(scores: list[list[float]], boxes: list[list[float]]) -> dict:
+def fidelity_part(scores: list[list[float]], boxes: list[list[float]]) -> Fidelity:
     """A runner's fidelity part: per sample, a [1, C] class-score output and a [1, 4] box."""
-    return {"outputs": [[s, b] for s, b in zip(scores, boxes, strict=True)],
-            "shapes": [[1, len(scores[0])], [1, 4]], "classification": True}  # fmt: skip
+    return Fidelity(n=len(scores), source="eval set",
+                    outputs=[[s, b] for s, b in zip(scores, boxes, strict=True)],
+                    shapes=[[1, len(scores[0])], [1, 4]], classification=True)  # fmt: skip
 
 
 def test_class_agreement_from_the_fidelity_outputs_without_labels() -> None:
@@ -52,7 +54,8 @@ def test_class_agreement_from_the_fidelity_outputs_without_labels() -> None:
         fidelity_part([[0.1, 0.9], [0.2, 0.8]], boxes), fidelity_part(two_classes, boxes)
     )
     assert flipped == {"top1_agreement": 0.5, "top5_agreement": None}  # 2 classes: no top-5
-    assert class_agreement({"outputs": [], "shapes": []}, fidelity_part(fp32, boxes)) == {}
+    nothing = Fidelity(n=0, source=None, outputs=[], shapes=[], classification=True)
+    assert class_agreement(nothing, fidelity_part(fp32, boxes)) == {}
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:

@@ -4,7 +4,10 @@ controller reads the result document only through `ResultDocument`."""
 from __future__ import annotations
 
 import ast
+import collections.abc
+import dataclasses
 from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
 
 from test_jobs_and_records import OK_DOC
 
@@ -27,9 +30,10 @@ def test_a_full_document_reads_with_its_types() -> None:
     doc = ResultDocument({**OK_DOC, "state": {"before": {"governors": {"cpu0": "ondemand"}}}})
     assert doc.status == "ok" and doc.arch == "aarch64" and doc.runtime_version == "1.18.0"
     assert doc.load_ms == 12.5 and doc.latencies_ns[0] == 1_000_000
-    assert doc.memory_kb("after_run")["hwm_kb"] == 61_440
-    assert doc.thermal_c("before") == {"zone0:cpu": 45.0, "zone1:gpu": 47.5}  # older layout
-    assert doc.state("before")["governors"] == {"cpu0": "ondemand"}
+    assert doc.memory_kb("after_run").hwm_kb == 61_440
+    before = doc.state("before")  # the zones of the older layout, the governors of the new
+    assert before.thermal_c == {"zone0:cpu": 45.0, "zone1:gpu": 47.5}
+    assert before.governors == {"cpu0": "ondemand"} and before.recorded
 
 
 def test_an_absent_part_reads_as_empty_never_as_an_error() -> None:
@@ -40,30 +44,60 @@ def test_an_absent_part_reads_as_empty_never_as_an_error() -> None:
         doc.status == "error"
         and doc.describe_error() == "JobError while loading the model: bad file"
     )
-    assert doc.latencies_ns == [] and doc.memory_kb("after_run") == {} and doc.power == {}
-    assert doc.state("after") == {} and doc.thermal_c("after") == {} and doc.eval == {}
-    assert doc.processes == [] and doc.reported_stats == {} and doc.tool_name == "the tool"
-    assert doc.runtime_version is None and doc.identity == {}
+    assert doc.latencies_ns == [] and doc.memory_kb("after_run") == contract.Memory()
+    assert doc.power == contract.PowerReadings() and doc.eval is None and doc.fidelity is None
+    assert doc.state("after") == contract.DeviceState() and not doc.state("after").recorded
+    assert doc.processes == [] and doc.reported_stats is None and doc.tool_name == "the tool"
+    assert doc.runtime_version is None and doc.identity == contract.Identity()
+    assert doc.profile is None and doc.paired is None and doc.memory_readings == []
 
 
-def test_the_controller_reads_documents_only_through_the_contract() -> None:
-    """No `.get(...)` / `[...]` on a stored runner document (`runner`, `record.runner`)
-    outside harness/runner/ (the executors build documents and python_runner.parse_result_document
-    validates one: they hold it as `doc`)."""
+def test_a_malformed_part_reads_as_absent() -> None:
+    """A value of the wrong type (a runner of another version, a hand-edited record) is
+    never passed on as it is."""
+    doc = ResultDocument({"status": "ok", "load_ms": "fast", "device": {"ram_mb": "8 GB"},
+                          "memory_kb": {"after_run": {"hwm_kb": True}}, "state": [],
+                          "processes": [{"n": 3, "p50_ms": "1"}], "eval": {"n": 2}})  # fmt: skip
+    assert doc.load_ms is None and doc.identity.ram_mb is None
+    assert doc.memory_kb("after_run").hwm_kb is None and not doc.state("before").recorded
+    assert doc.processes == [contract.ProcessSummary(n=3)] and doc.eval is None
+
+
+def _untyped(hint: object) -> bool:
+    """Whether a type lets a reader reach into raw JSON: Any itself, or a mapping or a
+    list whose values are Any."""
+    if hint is Any:
+        return True
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (dict, list, collections.abc.Mapping, collections.abc.Sequence):
+        return args[-1:] == (Any,)
+    return any(_untyped(arg) for arg in args) if origin is not None else False
+
+
+def test_the_controller_reads_documents_through_typed_views_only() -> None:
+    """Every part `ResultDocument` gives is a typed view (a frozen dataclass, a TypedDict
+    or a value), never the raw dict: a `.get` chain on runner output is a type error
+    (`make typecheck`), and no code outside the contract reads `raw`."""
+    public = [name for name in vars(ResultDocument) if not name.startswith("_")]
+    assert len(public) > 20
+    for name in public:
+        member = getattr(ResultDocument, name)
+        function = member.fget if isinstance(member, property) else member
+        hints = get_type_hints(function, vars(contract))
+        assert not _untyped(hints["return"]), f"ResultDocument.{name} -> {hints['return']}"
+    for view in (contract.Memory, contract.DeviceState, contract.Identity, contract.Fidelity,
+                 contract.EvalOutputs, contract.ProcessSummary, contract.ReportedStats,
+                 contract.ErrorInfo, contract.Profile):  # fmt: skip
+        assert dataclasses.is_dataclass(view) and view.__dataclass_params__.frozen  # type: ignore[attr-defined]
+        for field_name, hint in get_type_hints(view, vars(contract)).items():
+            assert not _untyped(hint), f"{view.__name__}.{field_name}: {hint}"
     offenders = []
     for path in HARNESS.rglob("*.py"):
-        if "runner" in path.relative_to(HARNESS).parts[:1]:
+        if path.name == "contract.py" and path.parent.name == "runner":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            target = None
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                if node.func.attr == "get":
-                    target = node.func.value
-            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
-                target = node.value
-            text = ast.unparse(target) if target is not None else ""
-            if text in ("runner", "record.runner", "reference.runner"):
-                offenders.append(f"{path.relative_to(HARNESS)}:{node.lineno}: {ast.unparse(node)}")
+            if isinstance(node, ast.Attribute) and node.attr == "raw":
+                offenders.append(f"{path.relative_to(HARNESS)}:{node.lineno}")
     assert offenders == []
 
 

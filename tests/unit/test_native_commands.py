@@ -22,13 +22,13 @@ from harness.jobs import expand_plan
 from harness.native.commands import (
     cpu_mask,
     native_command,
-    pool_reported,
     result_document,
     tool_for,
 )
 from harness.native.parsers import ToolReport
-from harness.records import JobRecord
+from harness.records import JobRecord, pool_reported
 from harness.rows import result_row
+from harness.runner.contract import ReportedStats
 
 FIXED = {"iterations": 30}
 ADAPTIVE = {"min_iterations": 50, "max_iterations": 1000, "target_ci": 0.01, "max_seconds": 8.0}
@@ -119,8 +119,8 @@ def test_a_summary_only_report_becomes_a_row_without_a_ci() -> None:
 def test_summaries_of_several_processes_pool_what_can_be_pooled() -> None:
     pooled = pool_reported(
         [
-            {"n": 10, "mean_ms": 2.0, "min_ms": 1.5, "max_ms": 3.0, "p50_ms": 2.0, "std_ms": 0.1},
-            {"n": 30, "mean_ms": 4.0, "min_ms": 1.0, "max_ms": 5.0, "p50_ms": 4.0, "std_ms": 0.2},
+            ReportedStats(n=10, mean_ms=2.0, min_ms=1.5, max_ms=3.0, p50_ms=2.0, std_ms=0.1),
+            ReportedStats(n=30, mean_ms=4.0, min_ms=1.0, max_ms=5.0, p50_ms=4.0, std_ms=0.2),
         ]
     )
     assert pooled["n"] == 40 and pooled["mean_ms"] == pytest.approx(3.5)

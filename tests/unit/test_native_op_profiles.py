@@ -27,6 +27,9 @@ PARSERS = {"benchmark_model": parse_benchmark_model_profile, "trtexec": parse_tr
 RUN_TIME_TOLERANCE = 0.005
 
 
+from test_profile_summaries import as_read  # noqa: E402
+
+
 def _recorded(tool: str, name: str, top_n: int = 1000) -> dict[str, Any]:
     return PARSERS[tool]((FIXTURES / tool / name).read_text(), top_n)
 
@@ -99,6 +102,7 @@ def test_a_real_fp32_to_int8_diff_says_why_int8_was_slower() -> None:
     convolutions, while the 1x1 and 3x3 convolutions got faster."""
     fp32 = _recorded("benchmark_model", "linux_x86_avx2_2020_op_profiling_fp32.txt")
     int8 = _recorded("benchmark_model", "linux_x86_avx2_2020_op_profiling_int8.txt")
+    fp32, int8 = as_read(fp32), as_read(int8)
     diff = {row["op_type"]: row for row in op_type_diff(fp32, int8)}
     assert diff["CONV_2D"]["after_ms"] < diff["CONV_2D"]["before_ms"]
     assert diff["ADD"]["delta_ms"] == pytest.approx(2.721 - 0.104)

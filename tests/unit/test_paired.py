@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from scipy.stats import t as student_t
 
+from harness.analysis import compare_variants
 from harness.comparisons import comparison_row
 from harness.config import Budget, Budgets
 from harness.gate import evaluate
 from harness.history import regression_verdict
 from harness.records import JobRecord
-from harness.report.compare import compare_variants
 from harness.runner.paired import (
     block_log_ratios,
     decide,

@@ -22,6 +22,7 @@ from harness.probes.power import (
 )
 from harness.rows import power_columns
 from harness.runner import sampler
+from harness.runner.contract import ResultDocument
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -158,7 +159,7 @@ def test_a_left_out_channel_is_said_in_the_results_warnings() -> None:
     samples = [{"t_ns": t * 100_000_000, "raw": raw} for t in range(12)]
     power = {"source": "ina3221", "samples": samples, "timed_window_ns": [0, 1_100_000_000],
              "iterations": 10}  # fmt: skip
-    columns, notes = power_columns(power)
+    columns, notes = power_columns(ResultDocument({"power": power}).power)
     assert columns["avg_power_w"] == pytest.approx(1.0)
     assert notes == ["ina3221: left out, unreadable: in3_input (Input/output error)"]
 

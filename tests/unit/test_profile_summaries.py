@@ -7,6 +7,7 @@ import pytest
 
 from harness.profiles import op_type_diff, placement, profile_rows, slower_layers
 from harness.records import JobRecord
+from harness.runner.contract import Profile, ProfileDoc, ResultDocument
 from harness.runner.op_profile import OTHER_NODES, summarize_nodes
 
 
@@ -54,6 +55,13 @@ def test_placement_says_what_fell_back_to_the_cpu() -> None:
     assert rows[0]["mean_us"] == pytest.approx(100.0) and rows[0]["calls"] == 1.0
 
 
+def as_read(profile: ProfileDoc) -> Profile:
+    """A profile as the controller reads it from a stored record."""
+    read = ResultDocument({"profile": profile}).profile
+    assert read is not None
+    return read
+
+
 def test_the_diff_is_by_op_type_and_by_name_where_names_survive() -> None:
     fp32 = summarize_nodes(NODES, runs=4, top_n=10, run_us=[200.0], source="t")
     quantized = dict(NODES)
@@ -61,6 +69,7 @@ def test_the_diff_is_by_op_type_and_by_name_where_names_survive() -> None:
     quantized["q"] = node("QuantizeLinear", "CUDAExecutionProvider", 20.0)
     quantized["gather"] = node("Gather", "CPUExecutionProvider", 60.0)
     int8 = summarize_nodes(quantized, runs=4, top_n=10, run_us=[130.0], source="t")
+    fp32, int8 = as_read(fp32), as_read(int8)
     diff = {row["op_type"]: row for row in op_type_diff(fp32, int8)}
     assert diff["Conv"]["delta_ms"] == pytest.approx(-0.1)  # 150 -> 50 us per run
     assert diff["QuantizeLinear"]["before_ms"] == 0 and diff["QuantizeLinear"]["after_ms"] > 0

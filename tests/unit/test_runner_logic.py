@@ -91,17 +91,38 @@ def test_fixed_stop_rule_counts_exactly() -> None:
     assert all(v >= 0 for v in latencies)
 
 
+class ScriptedNs:
+    """A nanosecond clock that moves only when the timed call runs: each call takes the
+    next of `durations_ns`, cycled, so a stop rule is tested without real time."""
+
+    def __init__(self, *durations_ns: int) -> None:
+        self.now_ns, self.durations = 0, itertools.cycle(durations_ns)
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def infer(self) -> None:
+        self.now_ns += next(self.durations)
+
+
 def test_adaptive_stop_rule_reaches_the_ci_or_the_cap() -> None:
+    steady = ScriptedNs(1_000_000)  # every call 1 ms: the CI is reached at the minimum
     quick = {"min_iterations": 20, "max_iterations": 10_000, "target_ci": 0.9, "max_seconds": 30}
-    latencies, reason = timed_loop(lambda: None, quick)
-    assert reason == "ci" and len(latencies) == 20
+    latencies, reason = timed_loop(steady.infer, quick, steady)
+    assert reason == "ci" and latencies == [1_000_000] * 20
+    noisy = ScriptedNs(1_000_000, 3_000_000, 500_000, 9_000_000)
     strict = {"min_iterations": 20, "max_iterations": 50, "target_ci": 1e-9, "max_seconds": 30}
-    latencies, reason = timed_loop(lambda: sum(range(np.random.randint(1, 3000))), strict)
+    latencies, reason = timed_loop(noisy.infer, strict, noisy)
     assert reason == "max_iterations" and len(latencies) == 50
     timed = {"min_iterations": 5, "max_iterations": 10**9, "target_ci": 1e-9, "max_seconds": 0.05}
-    latencies, reason = timed_loop(lambda: sum(range(np.random.randint(1, 3000))), timed)
-    assert reason == "time" and len(latencies) >= 5
+    noisy = ScriptedNs(1_000_000, 3_000_000, 500_000, 9_000_000)  # 13.5 ms per 4 calls
+    latencies, reason = timed_loop(noisy.infer, timed, noisy)
+    assert reason == "time" and len(latencies) == 16  # the 16th ends at 54 ms, past 50
     # the budget outranks min_iterations: a slow model stops at it, and says so
     slow = {"min_iterations": 1000, "max_iterations": 10**9, "target_ci": 1e-9, "max_seconds": 0.05}
-    latencies, reason = timed_loop(lambda: time.sleep(0.005), slow)
-    assert reason == "time-before-min" and 5 <= len(latencies) < 1000
+    five_ms = ScriptedNs(5_000_000)
+    latencies, reason = timed_loop(five_ms.infer, slow, five_ms)
+    assert reason == "time-before-min" and len(latencies) == 10
+    # and on the real clock the loop times real calls
+    latencies, reason = timed_loop(lambda: time.sleep(0.001), {"iterations": 3})
+    assert reason == "fixed" and all(v >= 1_000_000 for v in latencies)

@@ -17,6 +17,7 @@ from harness.probes.thermal import (
     throttle_flags,
     throttle_reasons,
 )
+from harness.runner.contract import DeviceState, ResultDocument
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vcgencmd"
 BATTERY = Path(__file__).resolve().parents[1] / "fixtures" / "dumpsys_battery"
@@ -31,16 +32,16 @@ def test_recorded_get_throttled_decodes() -> None:
         decode_throttled("VCHI initialization failed")
 
 
-def state(throttled: str | None = None, **freqs: tuple[int, int]) -> dict:
-    return {
-        "thermal_c": {},
-        "cpufreq_khz": {k: list(v) for k, v in freqs.items()},
-        "throttled": throttled,
-    }
+def state(throttled: str | None = None, nvpmodel: str | None = None, **freqs: tuple[int, int]
+          ) -> DeviceState:  # fmt: skip
+    """A runner's state snapshot, read as the controller reads it."""
+    raw = {"thermal_c": {}, "cpufreq_khz": {k: list(v) for k, v in freqs.items()},
+           "throttled": throttled, "nvpmodel": nvpmodel}  # fmt: skip
+    return ResultDocument({"state": {"before": raw}}).state("before")
 
 
 def test_throttle_reasons() -> None:
-    assert throttle_reasons(None, state()) is None  # nothing recorded: unknown, not "no"
+    assert throttle_reasons(DeviceState(), state()) is None  # none recorded: unknown, not "no"
     assert throttle_reasons(state(), state()) == []  # not a Pi, no frequency rule
     assert throttle_reasons(state("throttled=0x0"), state("throttled=0x0")) == []
     # throttling happened during the job: sticky bit 18 newly set
@@ -75,8 +76,8 @@ def test_power_mode_of_nvpmodel_and_its_change_during_a_job() -> None:
     assert nvpmodel_mode("NV Fan Mode:quiet\nNV Power Mode: MAXN\n0\n") == "MAXN"
     assert nvpmodel_mode("NVPM ERROR: failed to read PARAM") is None
     assert nvpmodel_mode(None) is None
-    before = dict(state(), nvpmodel="NV Power Mode: MAXN\n0")
-    after = dict(state(), nvpmodel="NV Power Mode: 15W\n1")
+    before = state(nvpmodel="NV Power Mode: MAXN\n0")
+    after = state(nvpmodel="NV Power Mode: 15W\n1")
     assert throttle_reasons(before, before) == []
     assert throttle_reasons(before, after) == ["nvpmodel power mode changed from MAXN to 15W"]
 

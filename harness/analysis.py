@@ -27,11 +27,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from harness.history import ALPHA, MIN_ROUNDS, compare_interleaved
+from harness.job_key import JobKey
 
 if TYPE_CHECKING:
     import pandas as pd
 
-GROUP = ["device", "model", "runtime", "provider", "threads"]
+GROUP = list(JobKey.SETTING_COLUMNS)  # the variants of one group are compared with its fp32
 COMPARE_COLUMNS = [
     *GROUP, "variant", "strategy", "p50_ms", "speedup", "speedup_low", "speedup_high",
     "noise", "significant", "size_ratio", "peak_mem_ratio", "accuracy", "accuracy_delta",
@@ -63,13 +64,13 @@ def compare_variants(
     paired = {}
     if comparisons is not None and len(comparisons):
         decided = comparisons[(comparisons["status"] == "ok") & comparisons["ratio"].notna()]
-        paired = {tuple(r[k] for k in [*GROUP, "variant"]): r for _, r in decided.iterrows()}
+        paired = {JobKey.of_row(r): r for _, r in decided.iterrows()}
     rows: list[dict[str, Any]] = []
     for _, group in ok.groupby(GROUP, sort=False, dropna=False):
         base_rows = group[group["variant"] == "fp32"]
         base = base_rows.iloc[0] if len(base_rows) else None
         group_rows = [
-            _compare(row, base, samples, paired.get(tuple(row[k] for k in [*GROUP, "variant"])))
+            _compare(row, base, samples, paired.get(JobKey.of_row(row)))
             for _, row in group.iterrows()
         ]
         _mark_pareto(group_rows)

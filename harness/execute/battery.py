@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.runner.contract import SampledDoc
 from harness.transport.base import Transport
 
 # the sources a shell can read without the device's Python
@@ -61,7 +62,7 @@ class ShellPowerSampler:
             self._stop.wait(remaining_s)
         return [start, time.monotonic_ns()]
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> SampledDoc:
         """One more reading after the window, then the raw samples (and the first error)."""
         time.sleep(self.interval_s)
         self._stop.set()
