@@ -51,11 +51,12 @@ def main() -> None:
     print("-" * len(header))
     for record in (r for r in records if r.kind == "profile"):
         profile = ResultDocument(record.runner).profile
-        run_ms = profile["run_us"] / 1000
-        kernels = sum(profile["op_types"].values()) / profile["mean_run_us"]
+        assert profile is not None and profile.run_us and profile.mean_run_us
+        run_ms = profile.run_us / 1000
+        kernels = sum(profile.op_types.values()) / profile.mean_run_us
         print(
             f"{record.model:<18} {p50[record.model]:>13.3f} {run_ms:>16.3f} "
-            f"{run_ms / p50[record.model]:>6.2f}x {kernels:>14.1%} {profile['node_count']:>6}"
+            f"{run_ms / p50[record.model]:>6.2f}x {kernels:>14.1%} {profile.node_count:>6}"
         )
 
 

@@ -8,14 +8,23 @@ kernel difference of that device shows up, not only a compression effect.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
 from harness.runner.contract import Fidelity
 
 
-def eval_metrics(predictions: Sequence[Sequence[int]], labels: np.ndarray) -> dict[str, Any]:
+class EvalMetrics(TypedDict, total=False):
+    """Accuracy on the eval set's labels (`JobRecord.eval_metrics`), or why there is none."""
+
+    eval_n: int
+    accuracy: float | None
+    top5_accuracy: float | None
+    eval_error: str
+
+
+def eval_metrics(predictions: Sequence[Sequence[int]], labels: np.ndarray) -> EvalMetrics:
     """Top-1 and top-k accuracy of the runner's top-k predictions."""
     count = min(len(predictions), len(labels))
     if count == 0:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from harness.frames import Row
 from harness.history import ALPHA, MIN_ROUNDS, compare_interleaved
 from harness.job_key import JobKey
 
@@ -65,7 +66,7 @@ def compare_variants(
     if comparisons is not None and len(comparisons):
         decided = comparisons[(comparisons["status"] == "ok") & comparisons["ratio"].notna()]
         paired = {JobKey.of_row(r): r for _, r in decided.iterrows()}
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     for _, group in ok.groupby(GROUP, sort=False, dropna=False):
         base_rows = group[group["variant"] == "fp32"]
         base = base_rows.iloc[0] if len(base_rows) else None
@@ -78,9 +79,7 @@ def compare_variants(
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
-def _compare(
-    row: Any, base: Any, samples: pd.DataFrame | None = None, paired: Any = None
-) -> dict[str, Any]:
+def _compare(row: Any, base: Any, samples: pd.DataFrame | None = None, paired: Any = None) -> Row:
     out = {key: row[key] for key in GROUP}
     out.update(
         variant=row["variant"],
@@ -157,7 +156,7 @@ def _paired_words(paired: Any) -> str:
     return f"paired in-process: {verdict}, speedup {interval} from {paired['blocks']} blocks"
 
 
-def _finish_notes(out: dict[str, Any], row: Any, base: Any, test: str | None) -> None:
+def _finish_notes(out: Row, row: Any, base: Any, test: str | None) -> None:
     out["size_ratio"] = _ratio(row["model_bytes"], base["model_bytes"])
     out["peak_mem_ratio"] = _ratio(row["peak_rss_mb"], base["peak_rss_mb"])
     if out["accuracy"] is not None and _value(base["accuracy"]) is not None:
@@ -178,7 +177,7 @@ def _finish_notes(out: dict[str, Any], row: Any, base: Any, test: str | None) ->
     out["notes"] = "; ".join(notes)
 
 
-def _interleaved(row: Any, base: Any, samples: pd.DataFrame | None) -> dict[str, Any] | None:
+def _interleaved(row: Any, base: Any, samples: pd.DataFrame | None) -> Row | None:
     rounds = min(_value(row.get("processes")) or 1, _value(base.get("processes")) or 1)
     if samples is None or rounds < MIN_ROUNDS:
         return None
@@ -192,7 +191,7 @@ def _interleaved(row: Any, base: Any, samples: pd.DataFrame | None) -> dict[str,
 SHIPPING_GAIN = 0.9
 
 
-def _improves(row: dict[str, Any]) -> bool:
+def _improves(row: Row) -> bool:
     """Not significantly slower than fp32, and faster for sure, or at most 90 % of its size
     or peak memory: a variant that gains nothing is not worth shipping, even if nothing
     dominates it (fp32 itself is the baseline)."""
@@ -206,7 +205,7 @@ def _improves(row: dict[str, Any]) -> bool:
     return not slower and (faster or smaller)
 
 
-def _fidelity_loss(out: dict[str, Any], variant: str) -> tuple[float | None, str | None]:
+def _fidelity_loss(out: Row, variant: str) -> tuple[float | None, str | None]:
     if variant == "fp32":
         return 0.0, "reference"
     if out["accuracy_delta"] is not None:
@@ -221,7 +220,7 @@ def _fidelity_loss(out: dict[str, Any], variant: str) -> tuple[float | None, str
 PARETO_OBJECTIVES = ("p50_ms", "fidelity_loss_pct", "size_ratio", "peak_mem_ratio")
 
 
-def _dominates(other: dict[str, Any], row: dict[str, Any], keys: tuple[str, ...]) -> bool:
+def _dominates(other: Row, row: Row, keys: tuple[str, ...]) -> bool:
     """`other` at least as good on every objective both have (lower is better), and better
     on one."""
     shared = [k for k in keys if other[k] is not None and row[k] is not None]
@@ -232,7 +231,7 @@ def _dominates(other: dict[str, Any], row: dict[str, Any], keys: tuple[str, ...]
     )
 
 
-def _mark_pareto(rows: list[dict[str, Any]]) -> None:
+def _mark_pareto(rows: list[Row]) -> None:
     for row in rows:
         row["pareto"] = not any(
             other is not row and _dominates(other, row, PARETO_OBJECTIVES) for other in rows

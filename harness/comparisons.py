@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import statistics
-from typing import Any
 
+from harness.frames import Row
 from harness.records import JobRecord
 from harness.runner.contract import ResultDocument
 from harness.runner.paired import CONFIDENCE, block_log_ratios, block_medians, decide
@@ -36,9 +36,9 @@ COMPARISON_COLUMN_TYPES = {
 }  # fmt: skip
 
 
-def comparison_row(record: JobRecord) -> dict[str, Any]:
+def comparison_row(record: JobRecord) -> Row:
     """One paired job, its processes pooled: the ratio, its 95 % interval and the verdict."""
-    row: dict[str, Any] = dict.fromkeys(COMPARISON_COLUMN_TYPES)
+    row: Row = dict.fromkeys(COMPARISON_COLUMN_TYPES)
     row.update(
         run_id=record.run_id, job_id=record.job_id, device=record.device, model=record.model,
         variant=record.variant, reference="fp32", runtime=record.runtime,

@@ -1,8 +1,9 @@
 """Error types of the harness.
 
 Every error carries a message a user can act on: what is wrong, where (file and key,
-device, job), and how to fix it. Library code raises these; only the CLI turns them
-into exit codes.
+device, job), and how to fix it. Library code and commands raise these; the CLI's one
+boundary (`cli.common.command`) prints the message and exits with `exit_status`: 2 for bad
+input to fix, 1 for a device, a job or a decision that failed.
 """
 
 from __future__ import annotations
@@ -13,9 +14,30 @@ from collections.abc import Sequence
 class HarnessError(Exception):
     """Base of every error the harness reports to a user."""
 
+    exit_status = 1
+
+
+class UsageError(HarnessError):
+    """A command line that cannot be carried out as given (an unknown device, an option
+    out of range)."""
+
+    exit_status = 2
+
+
+class Outcome(HarnessError):
+    """Not a fault: a command that ran to its end and must not exit 0 — jobs that did not
+    succeed, a gate that did not pass, a variant that got slower, a run stopped by a
+    signal (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, exit_status: int = 1) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
 
 class ConfigError(HarnessError):
     """A TOML file (device, model manifest, plan) is missing, malformed or invalid."""
+
+    exit_status = 2
 
     def __init__(self, path: object, message: str, key: str | None = None) -> None:
         self.path = str(path)
@@ -119,6 +141,8 @@ class ParseError(RunnerFailed):
 
 class StoreError(HarnessError):
     """A run directory is missing, unreadable or from a newer schema."""
+
+    exit_status = 2
 
 
 class StoreFull(HarnessError):

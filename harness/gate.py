@@ -26,12 +26,15 @@ import numpy as np
 
 from harness.analysis import compare_variants
 from harness.config import Budget, Budgets
+from harness.frames import Row
 from harness.history import compare_latencies
 from harness.job_key import JobKey
 from harness.stats import percentile_ci
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from harness.profiles import Placement
 
 OUTCOMES = ("pass", "fail", "inconclusive", "missing")
 
@@ -94,12 +97,12 @@ def evaluate(
     samples: pd.DataFrame,
     baseline: tuple[pd.DataFrame, pd.DataFrame] | None = None,
     comparisons: pd.DataFrame | None = None,
-    placements: dict[JobKey, dict[str, Any]] | None = None,
+    placements: dict[JobKey, Placement] | None = None,
 ) -> GateVerdict:
     """`comparisons`: the run's paired comparisons (for `min_speedup`); `placements`: each
     profiled job's placement by `JobKey` (harness/profiles.placement, for
     `max_cpu_fallback_share`)."""
-    speedups: dict[JobKey, dict[str, Any]] = {}
+    speedups: dict[JobKey, Row] = {}
     if any(budget.min_speedup is not None for budget in budgets.budget):
         compared = compare_variants(results, samples, comparisons)
         speedups = {JobKey.of_row(r): r for r in compared.to_dict("records")}
@@ -150,12 +153,12 @@ def _budget_label(budget: Budget) -> str:
 
 def _checks(
     budget: Budget,
-    row: dict[str, Any],
+    row: Row,
     results: pd.DataFrame,
     samples: pd.DataFrame,
     baseline: tuple[pd.DataFrame, pd.DataFrame] | None,
-    speedups: dict[JobKey, dict[str, Any]],
-    placements: dict[JobKey, dict[str, Any]] | None,
+    speedups: dict[JobKey, Row],
+    placements: dict[JobKey, Placement] | None,
 ) -> list[Check]:
     checks: list[Check] = []
     if row["status"] != "ok":
@@ -189,7 +192,7 @@ def _checks(
     return checks
 
 
-def _speedup_check(limit: float, row: dict[str, Any], compared: dict[str, Any] | None) -> Check:
+def _speedup_check(limit: float, row: Row, compared: Row | None) -> Check:
     """At least `limit` times fp32's speed on the same device and setting."""
     if row["variant"] == "fp32":
         return Check("min_speedup", limit, "pass", message="fp32 is the reference")
@@ -205,7 +208,7 @@ def _speedup_check(limit: float, row: dict[str, Any], compared: dict[str, Any] |
     return Check("min_speedup", limit, outcome, value, low, high, message)
 
 
-def _fallback_check(limit: float, shares: dict[str, Any] | None) -> Check:
+def _fallback_check(limit: float, shares: Placement | None) -> Check:
     """At most `limit` of the profiled time on the CPU (`shares`: the job's placement)."""
     if shares is None:
         message = "no profile of this job (profile = true under the plan's [measure])"
@@ -235,7 +238,7 @@ def _point_check(metric: str, limit: float, value: Any, unit: str) -> Check:
     return Check(metric, limit, outcome, value, value, value, message)
 
 
-def _psnr_check(limit: float, row: dict[str, Any]) -> Check:
+def _psnr_check(limit: float, row: Row) -> Check:
     """The worst output's PSNR against fp32's on the same device and inputs: at least
     `limit` dB. fp32 itself is its own reference and passes."""
     if row["variant"] == "fp32":
@@ -252,7 +255,7 @@ def _psnr_check(limit: float, row: dict[str, Any]) -> Check:
     )
 
 
-def _accuracy_check(limit: float, row: dict[str, Any], results: pd.DataFrame) -> Check:
+def _accuracy_check(limit: float, row: Row, results: pd.DataFrame) -> Check:
     reference = results[
         (results["device"] == row["device"]) & (results["model"] == row["model"])
         & (results["variant"] == "fp32") & (results["status"] == "ok")
@@ -286,7 +289,7 @@ def _accuracy_check(limit: float, row: dict[str, Any], results: pd.DataFrame) ->
 
 def _regression_check(
     limit_pct: float,
-    row: dict[str, Any],
+    row: Row,
     samples: pd.DataFrame,
     baseline: tuple[pd.DataFrame, pd.DataFrame] | None,
 ) -> Check:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.frames import Row
 from harness.job_key import JobKey
 from harness.runner.paired import CONFIDENCE
 from harness.stats import (
@@ -140,9 +141,9 @@ def compare_runs(
     a_results, a_samples = before
     b_results, b_samples = after
     merged = a_results.merge(b_results, on=list(JobKey.COLUMNS), suffixes=("_a", "_b"))
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     for row in merged.to_dict("records"):
-        out: dict[str, Any] = {k: row[k] for k in JobKey.COLUMNS}
+        out: Row = {k: row[k] for k in JobKey.COLUMNS}
         out.update(p50_a_ms=row["p50_ms_a"], p50_b_ms=row["p50_ms_b"])
         out.update(ratio=None, ratio_low=None, ratio_high=None, p_value=None, test=None)
         device = str(row["device"])
@@ -182,7 +183,7 @@ def compare_runs(
     return pd.DataFrame(rows)
 
 
-def compare_latencies(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, Any]:
+def compare_latencies(before: pd.DataFrame, after: pd.DataFrame) -> Row:
     """Ratio of medians (after / before) with a 95% CI, and a p-value, from two jobs'
     samples (columns `process`, `latency_ns`).
 
@@ -251,7 +252,7 @@ def consecutive_regressions(
     return marked
 
 
-def compare_interleaved(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, Any]:
+def compare_interleaved(before: pd.DataFrame, after: pd.DataFrame) -> Row:
     """Two jobs of the same run whose processes ran interleaved, round by round (the
     scheduler's order): round k of one is compared with round k of the other, so a drift of
     the machine over the run cancels out. Ratio = exp of the trimmed mean of the per-round

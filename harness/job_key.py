@@ -6,7 +6,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol, assert_never, get_args
+
+# solo: one variant per process (results.parquet); paired: a variant beside its fp32 in the
+# same processes (comparisons.parquet); profile: per-layer profiles (profile.parquet)
+JobKind = Literal["solo", "paired", "profile"]
+JOB_KINDS: tuple[JobKind, ...] = get_args(JobKind)
+
+
+def view_of(kind: JobKind) -> str:
+    """The parquet view that holds a kind's records (harness/tables.py builds it)."""
+    match kind:
+        case "solo":
+            return "results.parquet"
+        case "paired":
+            return "comparisons.parquet"
+        case "profile":
+            return "profile.parquet"
+        case _:
+            assert_never(kind)
 
 
 class _Keyed(Protocol):

@@ -15,7 +15,7 @@ from typing import Any
 from harness.config import Device, Measure, ModelManifest, Plan, Variant, runtime_for
 from harness.data_files import eval_problem, npz_problem
 from harness.errors import ConfigError
-from harness.job_key import JobKey
+from harness.job_key import JobKey, JobKind
 from harness.native.commands import (
     PYTHON_RUNNER,
     TRTEXEC_PROVIDERS,
@@ -31,7 +31,9 @@ from harness.probes.power import (
 from harness.runner.contract import (
     JOB_SCHEMA,
     EvalSpec,
+    InputSpecDoc,
     JobSpec,
+    JsonObject,
     PairedSpec,
     PowerSpec,
     PrepareSpec,
@@ -42,6 +44,11 @@ from harness.runner.contract import (
 # past the job's timeout the controller kills the runner; this much later the runner's own
 # watchdog does, for when no controller is left (killed, or its link lost)
 RUNNER_DEADLINE_MARGIN_S = 15.0
+
+
+# what building a variant did, in the strategy's own words (compress/*.py: sizes, sparsity,
+# calibration, the verified effect): stored with every record and shown as it is
+VariantReport = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ class Job:
     seed: int
     dims: dict[str, int]
     input_file: Path | None
-    input_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    input_specs: dict[str, InputSpecDoc] = field(default_factory=dict)
     target_ci: float | None = None
     eval_file: Path | None = None
     eval_inputs: dict[str, str] = field(default_factory=dict)
@@ -74,8 +81,8 @@ class Job:
     top_k: int = 5
     fidelity_samples: int = 0  # fixed inputs whose outputs are compared with fp32's
     classification: bool = False  # the model's outputs are class scores (top-k agreement)
-    variant_report: dict[str, Any] = field(default_factory=dict)
-    variant_params: dict[str, Any] = field(default_factory=dict)
+    variant_report: VariantReport = field(default_factory=dict)
+    variant_params: JsonObject = field(default_factory=dict)  # the manifest's, as written
     build_error: str | None = None
     build_status: str = "error"  # a variant not built: "error", or "no-effect"
     # what measures it: "runner" (harness/runner/run.py) or a native tool's name
@@ -96,9 +103,15 @@ class Job:
     # a profile job (harness/runner/op_profile.py): runs, top_n; None for the others
     profile: ProfileSpec | None = None
 
-    @property
-    def kind(self) -> str:
-        return "paired" if self.paired else "profile" if self.profile else "solo"
+    kind: JobKind = "solo"
+
+    def __post_init__(self) -> None:
+        """A paired job carries its comparison's settings, a profile job its profile's,
+        and no other job either."""
+        if (self.kind == "paired") != (self.paired is not None):
+            raise ValueError(f"{self.job_id}: a {self.kind} job with paired = {self.paired}")
+        if (self.kind == "profile") != (self.profile is not None):
+            raise ValueError(f"{self.job_id}: a {self.kind} job with profile = {self.profile}")
 
     def local_files(self) -> list[Path]:
         """The controller's files the job sends to the device (none for a variant that
@@ -185,7 +198,7 @@ class VariantFile:
     """A variant ready to run (its file and build report), or why it could not be built."""
 
     path: Path | None
-    report: dict[str, Any] = field(default_factory=dict)
+    report: VariantReport = field(default_factory=dict)
     error: str | None = None
     status: str = (
         "error"  # of a variant not built: "error", or "no-effect" (built, changed nothing)
@@ -359,6 +372,7 @@ def paired_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
             replace(
                 job,
                 job_id=f"{job.job_id}.paired",
+                kind="paired",
                 reference_file=reference.model_file,
                 paired={
                     "budget_s": budget_s,
@@ -383,6 +397,7 @@ def profile_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
         replace(
             job,
             job_id=f"{job.job_id}.profile",
+            kind="profile",
             profile={"runs": measure.profile_runs, "top_n": measure.profile_top_n},
             processes=1,
             eval_file=None,

@@ -67,6 +67,10 @@ class Lease:
             return False
         return False
 
+    def taken_by_hand_by_me(self) -> bool:
+        """`harness devices lock` by this user on this machine: theirs to unlock."""
+        return self.purpose == "manual" and self.owner == current_owner()
+
     def describe(self, now: float | None = None) -> str:
         left = self.expires_at - (time.time() if now is None else now)
         expiry = f"expires in {left:.0f} s" if left > 0 else f"expired {-left:.0f} s ago"

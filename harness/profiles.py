@@ -11,8 +11,9 @@ the layers that got slower are by node name, only for the names found in both.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
+from harness.frames import Row
 from harness.job_key import JobKey
 from harness.records import JobRecord
 from harness.runner.contract import Profile, ResultDocument
@@ -31,7 +32,7 @@ PROFILE_COLUMN_TYPES = {
 }  # fmt: skip
 
 
-def profile_rows(record: JobRecord) -> list[dict[str, Any]]:
+def profile_rows(record: JobRecord) -> list[Row]:
     """One row per kept node of a profile job (the rest summed in one row)."""
     profile = ResultDocument(record.runner).profile
     nodes = profile.nodes if profile is not None else []
@@ -59,14 +60,24 @@ def profile_rows(record: JobRecord) -> list[dict[str, Any]]:
     ]
 
 
-def placement(record: JobRecord) -> dict[str, Any]:
+class ProviderPlacement(TypedDict):
+    nodes: int
+    share: float | None  # of the profiled time
+
+
+class Placement(TypedDict):
+    providers: dict[str, ProviderPlacement]
+    cpu_fallback_share: float | None
+
+
+def placement(record: JobRecord) -> Placement:
     """Nodes and share of time per execution provider, and the CPU fallback: the share of
     time on the CPU when the job asked for another provider (None when it asked for the CPU
     or nothing was timed)."""
     profile = ResultDocument(record.runner).profile
     providers = profile.providers if profile is not None else {}
     total = sum(float(p["us"]) for p in providers.values())
-    shares = {
+    shares: dict[str, ProviderPlacement] = {
         name: {"nodes": int(p["nodes"]), "share": float(p["us"]) / total if total else None}
         for name, p in providers.items()
     }
@@ -76,7 +87,7 @@ def placement(record: JobRecord) -> dict[str, Any]:
     return {"providers": shares, "cpu_fallback_share": fallback}
 
 
-def op_type_diff(reference: Profile, variant: Profile) -> list[dict[str, Any]]:
+def op_type_diff(reference: Profile, variant: Profile) -> list[Row]:
     """Time by op type, fp32 (`reference`) against the variant, per run, in ms, with each
     op type's share of the whole change (what it explains of the speedup). Ordered by the
     size of the change."""
@@ -94,7 +105,7 @@ def op_type_diff(reference: Profile, variant: Profile) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: -abs(row["delta_ms"]))
 
 
-def slower_layers(reference: Profile, variant: Profile) -> list[dict[str, Any]]:
+def slower_layers(reference: Profile, variant: Profile) -> list[Row]:
     """Nodes found by name in both profiles' kept nodes whose time per run grew."""
     theirs = {n["node"]: float(n["us"]) for n in reference.nodes}
     grown = [
@@ -106,7 +117,18 @@ def slower_layers(reference: Profile, variant: Profile) -> list[dict[str, Any]]:
     return sorted(grown, key=lambda row: row["before_us"] - row["after_us"])
 
 
-def op_type_rows(records: list[JobRecord]) -> list[dict[str, Any]]:
+def with_fp32(records: list[JobRecord]) -> list[tuple[JobRecord, JobRecord | None]]:
+    """Each profile job's record beside fp32's profile job on the same device and setting
+    (None for fp32 itself, or where fp32 was not profiled)."""
+    by_key = {JobKey.of(r): r for r in records}
+    pairs = []
+    for record in records:
+        reference = by_key.get(JobKey.of(record).with_variant("fp32"))
+        pairs.append((record, reference if reference is not record else None))
+    return pairs
+
+
+def op_type_rows(records: list[JobRecord]) -> list[Row]:
     """Time by op type per run of every timed profile (ms): the report's stacked bars."""
     rows = []
     for record in records:

@@ -22,10 +22,13 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
+from harness.accuracy import EvalMetrics
 from harness.errors import StoreError
+from harness.job_key import JOB_KINDS, JobKind
 from harness.runner.contract import (
+    JsonObject,
     ProcessDoc,
     ReportedStats,
     ReportedStatsDoc,
@@ -35,7 +38,7 @@ from harness.runner.contract import (
 
 if TYPE_CHECKING:
     from harness.config import Device
-    from harness.jobs import Job
+    from harness.jobs import Job, VariantReport
 
 JOB_RECORD_VERSION = 5
 
@@ -98,15 +101,17 @@ class JobRecord:
     runner: ResultDoc = field(default_factory=lambda: ResultDoc())
     latencies_ns: tuple[int, ...] = ()
     controller: ControllerNotes = field(default_factory=lambda: ControllerNotes())
-    eval_metrics: dict[str, Any] = field(default_factory=dict)
-    variant_report: dict[str, Any] = field(default_factory=dict)
-    variant_params: dict[str, Any] = field(default_factory=dict)
+    eval_metrics: EvalMetrics = field(default_factory=lambda: EvalMetrics())
+    variant_report: VariantReport = field(default_factory=dict)
+    variant_params: JsonObject = field(default_factory=dict)
     cores: str | None = None
-    kind: str = "solo"
+    kind: JobKind = "solo"
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+        if self.kind not in JOB_KINDS:
+            raise ValueError(f"kind must be one of {JOB_KINDS}, not {self.kind!r}")
 
     @classmethod
     def of_job(
@@ -123,7 +128,7 @@ class JobRecord:
         runner: ResultDoc | None = None,
         latencies: tuple[int, ...] = (),
         controller: ControllerNotes | None = None,
-        eval_metrics: dict[str, Any] | None = None,
+        eval_metrics: EvalMetrics | None = None,
     ) -> JobRecord:
         """The record of `job` on `device`; `model_facts` is the model file's (sha256, size)."""
         sha, size = model_facts if model_facts else (None, None)
@@ -156,13 +161,13 @@ class JobRecord:
             kind=job.kind,
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         data = asdict(self)
         data["latencies_ns"] = list(self.latencies_ns)
         return {"schema": JOB_RECORD_SCHEMA, **data}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: str = "") -> JobRecord:
+    def from_json(cls, data: JsonObject, source: str = "") -> JobRecord:
         schema = str(data.get("schema", ""))
         name, _, version = schema.partition("/")
         if name != "harness.job-record" or not version.isdigit():
@@ -241,3 +246,24 @@ def pool_notes(notes: list[ControllerNotes]) -> ControllerNotes:
     if recorded and any(r is not None for r in recorded):
         pooled["throttle_reasons"] = [x for r in recorded for x in (r or [])]
     return pooled
+
+
+@dataclass(frozen=True)
+class FailureLine:
+    """Jobs of one device that ended with one status, and the first one's reason."""
+
+    device: str
+    status: str
+    count: int
+    reason: str | None
+
+
+def failure_summary(records: list[JobRecord]) -> list[FailureLine]:
+    """What did not succeed, by status (errors first) and device: a line each."""
+    lines = []
+    for status in STATUSES[1:]:
+        of_status = [r for r in records if r.status == status]
+        for device in dict.fromkeys(r.device for r in of_status):
+            mine = [r for r in of_status if r.device == device]
+            lines.append(FailureLine(device, status, len(mine), mine[0].error))
+    return lines

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
 from harness.accuracy import class_agreement, output_deviation, output_fidelity, top_k_agreement
 from harness.errors import ParseError
+from harness.frames import Row
 from harness.job_key import JobKey
 from harness.probes.power import energy_summary, power_trace, reading_notes
 from harness.probes.thermal import nvpmodel_mode
@@ -85,11 +85,11 @@ RESULT_COLUMN_TYPES = {
 }
 
 
-def result_row(record: JobRecord) -> dict[str, Any]:
+def result_row(record: JobRecord) -> Row:
     """One row of results.parquet; unmeasured columns are None (null), never 0."""
     doc = ResultDocument(record.runner)
     identity = doc.identity
-    row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
+    row: Row = dict.fromkeys(RESULT_COLUMNS)
     row.update(
         run_id=record.run_id,
         job_id=record.job_id,
@@ -234,7 +234,7 @@ def charging_warnings(doc: ResultDocument) -> list[str]:
     ]
 
 
-def _add_warnings(row: dict[str, Any], notes: list[str]) -> None:
+def _add_warnings(row: Row, notes: list[str]) -> None:
     if notes:
         row["warnings"] = "; ".join(filter(None, [row.get("warnings"), *notes]))
 
@@ -264,10 +264,10 @@ def power_columns(power: PowerReadings) -> tuple[dict[str, float | None], list[s
     return columns, notes
 
 
-def _reported_summary(stats: ReportedStats, tool: str, processes: int) -> dict[str, Any]:
+def _reported_summary(stats: ReportedStats, tool: str, processes: int) -> Row:
     """A native tool that prints only summary statistics: its figures as they are, no CI
     (there are no samples to bootstrap), and a warning that says so."""
-    summary: dict[str, Any] = {k: getattr(stats, k) for k in SUMMARY_COLUMNS}
+    summary: Row = {k: getattr(stats, k) for k in SUMMARY_COLUMNS}
     if stats.std_ms is not None and stats.mean_ms:
         summary["cv"] = stats.std_ms / stats.mean_ms
     summary["ci_method"] = "none (tool summary)"
@@ -283,7 +283,7 @@ SUMMARY_COLUMNS = ("n", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_
                    "p99_ms")  # fmt: skip
 
 
-def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord]) -> None:
+def fill_reference_metrics(rows: list[Row], records: list[JobRecord]) -> None:
     """Against the fp32 variant of the same model on the same device (same provider and
     threads when measured, else any): top-1 agreement and output deviation on the eval set,
     and the fidelity of every output on the same fixed inputs (PSNR, cosine, max abs)."""
@@ -318,7 +318,7 @@ def fill_reference_metrics(rows: list[dict[str, Any]], records: list[JobRecord])
             )
 
 
-def fill_placement(rows: list[dict[str, Any]], profiles: list[JobRecord]) -> None:
+def fill_placement(rows: list[Row], profiles: list[JobRecord]) -> None:
     """From each job's profile job (`<job>.profile`), the share of its profiled time that
     fell back to the CPU, flagged as a warning when there is any."""
     by_job = {r.job_id.removesuffix(".profile"): r for r in profiles if r.status == "ok"}

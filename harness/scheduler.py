@@ -58,6 +58,11 @@ class PreparedRun:
     jobs: list[Job]
     store: RunStore
 
+    def pending_jobs(self) -> list[Job]:
+        """The jobs without a result yet (all of a new run; a resumed run's rest)."""
+        done = self.store.finished_job_ids()
+        return [job for job in self.jobs if job.job_id not in done]
+
 
 def prepare_run(
     plan_path: Path,
@@ -149,14 +154,10 @@ def prepare_plan(
             f"{plan.variants or 'all'}" + (f", jobs {sorted(only_jobs)}" if only_jobs else ""),
         )
     if store is not None:  # resuming: keep what the run recorded, note the resumption
-        meta = store.read_run_meta()
-        meta.pop("schema", None)
-        meta.pop("finished_at", None)
-        meta["resumed_at"] = [*meta.get("resumed_at", []), utc_now()]
-        store.write_run_meta(meta)
+        store.mark_resumed()
         return PreparedRun(plan, inventory, jobs, store)
     store = RunStore.create(plan.output_dir, plan.name)
-    store.write_run_meta(
+    store.begin(
         {
             "run_id": store.run_id,
             "started_at": utc_now(),
@@ -242,13 +243,7 @@ def run_prepared(prepared: PreparedRun, on_event: EventSink | None = None) -> li
     """Run the jobs, then write the parquet views and mark run.json finished."""
     records = run_jobs(prepared.jobs, prepared.inventory, prepared.store, on_event)
     prepared.store.finalize()
-    meta = prepared.store.read_run_meta()
-    meta.pop("schema", None)
-    statuses = [r.status for r in prepared.store.records()]
-    meta.update(
-        finished_at=utc_now(), status_counts={s: statuses.count(s) for s in sorted(set(statuses))}
-    )
-    prepared.store.write_run_meta(meta)
+    prepared.store.mark_finished()
     return records
 
 

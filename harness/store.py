@@ -32,7 +32,7 @@ from harness.errors import StoreError, StoreFull
 from harness.records import RESUMABLE_STATUSES, JobRecord
 from harness.rows import RESULTS_SCHEMA_VERSION
 from harness.stored_files import read_view, refuse_newer, write_error, write_json_atomic
-from harness.stored_run import Run
+from harness.stored_run import Run, RunMeta
 from harness.tables import (
     COMPARISON_COLUMN_TYPES,
     POWER_COLUMN_TYPES,
@@ -81,15 +81,37 @@ class RunStore:
         (run_dir / "jobs").mkdir(parents=True)
         return cls(run_dir)
 
-    def write_run_meta(self, meta: dict[str, Any]) -> None:
-        write_json_atomic(self.run_dir / "run.json", {"schema": RUN_SCHEMA, **meta})
+    def begin(self, meta: RunMeta) -> None:
+        """run.json of a new run: what it will run, on what, with which controller."""
+        self._write_meta(meta)
 
-    def read_run_meta(self) -> dict[str, Any]:
+    def mark_resumed(self) -> None:
+        """A run taken up again (`--resume`): unfinished again, and when it was resumed."""
+        meta = self.read_run_meta()
+        meta.pop("finished_at", None)
+        meta["resumed_at"] = [*meta.get("resumed_at", []), utc_now()]
+        self._write_meta(meta)
+
+    def mark_finished(self) -> None:
+        """Every job of the run ended: when, and how many of each status."""
+        meta = self.read_run_meta()
+        statuses = [r.status for r in self.records()]
+        meta["finished_at"] = utc_now()
+        meta["status_counts"] = {s: statuses.count(s) for s in sorted(set(statuses))}
+        self._write_meta(meta)
+
+    def _write_meta(self, meta: RunMeta) -> None:
+        """The one writer of run.json."""
+        meta = meta.copy()
+        meta["schema"] = RUN_SCHEMA
+        write_json_atomic(self.run_dir / "run.json", meta)
+
+    def read_run_meta(self) -> RunMeta:
         path = self.run_dir / "run.json"
         if not path.is_file():
             return {}
         try:
-            data: dict[str, Any] = json.loads(path.read_text())
+            data: RunMeta = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StoreError(
                 f"{path} is unreadable ({exc}): the run's jobs/ are intact; restore run.json "
@@ -257,20 +279,17 @@ def merge_runs(stores: list[RunStore], output_dir: Path) -> RunStore:
     merged = RunStore.create(output_dir, plans.pop())
     for record, _ in sorted(chosen.values(), key=lambda item: item[0].job_id):
         merged.write_job(replace(record, run_id=merged.run_id))
-    meta = {k: v for k, v in metas[0].items() if k not in ("schema", "run_id", "shard")}
-    meta.update(
-        run_id=merged.run_id,
-        merged_from={
-            store.run_id: shard.get("shard") for store, shard in zip(stores, metas, strict=True)
-        },
-        jobs=sorted({j for shard in metas for j in shard.get("jobs", [])}),
-        devices={k: v for shard in metas for k, v in (shard.get("devices") or {}).items()},
-        # finished only when every shard finished (else `show` says the run is partial)
-        finished_at=max(m["finished_at"] for m in metas)
-        if all(m.get("finished_at") for m in metas)
-        else None,
-    )
-    merged.write_run_meta(meta)
+    meta = metas[0].copy()
+    meta.pop("shard", None)
+    meta["run_id"] = merged.run_id
+    meta["merged_from"] = {
+        store.run_id: m.get("shard") for store, m in zip(stores, metas, strict=True)
+    }
+    meta["jobs"] = sorted({j for m in metas for j in m.get("jobs", [])})
+    meta["devices"] = {k: v for m in metas for k, v in (m.get("devices") or {}).items()}
+    ended = [m.get("finished_at") for m in metas]  # finished when every shard finished
+    meta["finished_at"] = max(e for e in ended if e) if all(ended) else None
+    merged.begin(meta)
     merged.finalize()
     return merged
 

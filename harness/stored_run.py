@@ -6,21 +6,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from harness.job_key import JobKey
-from harness.profiles import placement
+from harness.profiles import Placement, placement
 from harness.records import JobRecord
+from harness.runner.contract import JsonObject
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+class RunMeta(TypedDict, total=False):
+    """run.json (`harness.run/2`), written by store.RunStore alone."""
+
+    schema: str
+    run_id: str
+    started_at: str
+    plan: JsonObject  # the plan as loaded (config.Plan)
+    devices: dict[str, JsonObject]  # each device in its sections, secrets redacted
+    models: dict[str, JsonObject]  # each manifest as loaded
+    jobs: list[str]  # every job id of the run (a shard's own)
+    shard: str | None  # "I/N"
+    controller: dict[str, str | None]  # versions and the git commit
+    resumed_at: list[str]
+    finished_at: str | None
+    status_counts: dict[str, int]
+    merged_from: dict[str, str | None]  # run id -> its shard
 
 
 @dataclass(frozen=True)
 class Run:
     run_id: str
     run_dir: Path
-    meta: dict[str, Any]  # run.json ({} for a run whose run.json is gone)
+    meta: RunMeta  # run.json ({} for a run whose run.json is gone)
     records: tuple[JobRecord, ...]  # in job order
     results: pd.DataFrame  # results.parquet's rows (solo jobs)
     samples: pd.DataFrame
@@ -36,6 +55,6 @@ class Run:
         """The profile jobs' records, whatever their status."""
         return [r for r in self.records if r.kind == "profile"]
 
-    def placements(self) -> dict[JobKey, dict[str, Any]]:
+    def placements(self) -> dict[JobKey, Placement]:
         """Each profiled job's placement (nodes and time per provider, the CPU fallback)."""
         return {JobKey.of(r): placement(r) for r in self.profiled if r.status == "ok"}

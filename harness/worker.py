@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.accuracy import eval_metrics
+from harness.accuracy import EvalMetrics, eval_metrics
 from harness.clock import SYSTEM_CLOCK, Clock
 from harness.config import Device
 from harness.data_files import eval_labels
@@ -72,7 +72,7 @@ def with_retries(
     raise AssertionError("unreachable")
 
 
-def job_eval_metrics(job: Job, doc: ResultDocument) -> dict[str, Any]:
+def job_eval_metrics(job: Job, doc: ResultDocument) -> EvalMetrics:
     """Accuracy against the eval set's labels (none when the manifest says `labels = ""`),
     or why there is none (`eval_error`): an eval that failed never takes the job's
     latencies with it."""

@@ -51,7 +51,7 @@ RunRef = Annotated[str, typer.Argument(metavar="RUN", help="A run id, a path, or
 Baseline = Annotated[str | None, typer.Option(help="Baseline run for max_regression_pct.")]
 
 
-def _console() -> Console:
+def make_console() -> Console:
     """The console every command prints through. It parses no markup: messages carry
     paths, device output and TOML table names in brackets (`[placement]`), which must print
     as they are; colour is given with `styled`. Off a terminal (CI logs, pipes) a message
@@ -78,7 +78,7 @@ def styled(*parts: str | tuple[str, str]) -> Text:
     return Text.assemble(*parts)
 
 
-class _Terminated(KeyboardInterrupt):
+class Terminated(KeyboardInterrupt):
     """SIGTERM (a CI job cancelled, `kill`): stopped like Ctrl-C, exit status 143."""
 
 
@@ -86,8 +86,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def _signals_stop_once() -> Iterator[None]:
-    """Ctrl-C and SIGTERM stop a run: the first raises KeyboardInterrupt (`_Terminated`
+def signals_stop_once() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop a run: the first raises KeyboardInterrupt (`Terminated`
     for SIGTERM) in the main thread; every later one is ignored, also after the block, so
     that stopping the devices (their jobs killed and recorded `interrupted`, their leases
     released) and saying so are never cut short by an impatient second Ctrl-C."""
@@ -97,7 +97,7 @@ def _signals_stop_once() -> Iterator[None]:
         if received:
             return
         received.append(signum)
-        raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     previous = {signum: signal.signal(signum, stop_once) for signum in STOP_SIGNALS}
     try:
@@ -107,7 +107,7 @@ def _signals_stop_once() -> Iterator[None]:
             signal.signal(signum, signal.SIG_IGN if received else handler)
 
 
-def _plain(console: Console) -> Any:
+def plain_log(console: Console) -> Any:
     """A log function for library messages: they hold paths, device output and TOML keys
     in brackets, never rich markup."""
     return lambda text: console.print(text)
@@ -118,7 +118,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
     """Register a function as a command of `group` behind the one error boundary: a
-    `HarnessError` that reaches it becomes its message and exit code (`_exit_code`), never
+    `HarnessError` that reaches it becomes its message and its `exit_status`, never
     a traceback; commands raise, they do not catch."""
 
     def register(function: F) -> F:
@@ -129,7 +129,8 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
             try:
                 return function(*args, **kwargs)
             except HarnessError as exc:
-                raise _fail(str(exc), _exit_code(exc)) from None
+                make_console().print(styled(("error:", "red"), " ", str(exc)))
+                raise typer.Exit(exc.exit_status) from None
 
         group.command(name)(guarded)
         return function
@@ -137,12 +138,7 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
     return register
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    _console().print(styled(("error:", "red"), " ", message))
-    return typer.Exit(code)
-
-
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     resolved = path.resolve()
     try:
         return str(resolved.relative_to(Path.cwd()))
@@ -150,15 +146,7 @@ def _shown(path: Path) -> str:
         return str(resolved)
 
 
-def _exit_code(exc: Exception) -> int:
-    """2 for bad input (a configuration or run directory to fix), 1 for a device or job
-    that failed: the same in every command."""
-    from harness.errors import ConfigError, StoreError
-
-    return 2 if isinstance(exc, ConfigError | StoreError) else 1
-
-
-def _inventory(devices_dir: Path, needed: list[str]) -> dict[str, Any]:
+def inventory_for(devices_dir: Path, needed: list[str]) -> dict[str, Any]:
     """The inventory; a device file that does not load stops the command only when the
     command needs that device, and is a warning otherwise."""
     from harness.config import load_inventory, needed_devices
@@ -166,18 +154,24 @@ def _inventory(devices_dir: Path, needed: list[str]) -> dict[str, Any]:
 
     problems: dict[str, ConfigError] = {}
     inventory = load_inventory(devices_dir, problems)
-    console = _console()
+    console = make_console()
     needed_devices(needed, problems, console.print)
     return inventory
 
 
 @contextlib.contextmanager
-def _device_transport(name: str, devices_dir: Path) -> Iterator[Any]:
-    """An open transport to a device of the inventory; errors become exit codes."""
+def device_transport(name: str, devices_dir: Path) -> Iterator[Any]:
+    """An open transport to a device of the inventory."""
     from harness.transport import open_transport
 
-    inventory = _inventory(devices_dir, [name])
-    if name not in inventory:
-        raise _fail(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
-    with open_transport(inventory[name], inventory) as transport:
+    inventory = inventory_for(devices_dir, [name])
+    with open_transport(known_device(inventory, name), inventory) as transport:
         yield transport
+
+
+def known_device(inventory: dict[str, Any], name: str) -> Any:
+    from harness.errors import UsageError
+
+    if name not in inventory:
+        raise UsageError(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
+    return inventory[name]

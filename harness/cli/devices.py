@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    pass
 from harness.cli.common import (
     DevicesDir,
-    _console,
-    _device_transport,
-    _fail,
-    _inventory,
     command,
+    device_transport,
     devices_app,
+    inventory_for,
+    known_device,
+    make_console,
     styled,
 )
-from harness.cli.display import _cpu_text, _print_phone
+from harness.cli.display import cpu_text, print_phone
+from harness.errors import Outcome
 
 
 @command(devices_app, "list")
@@ -27,7 +26,7 @@ def devices_list(devices_dir: DevicesDir = Path("devices")) -> None:
     """Show the inventory."""
     from harness.cli.fit import Column, print_fitted
 
-    inventory = _inventory(devices_dir, [])
+    inventory = inventory_for(devices_dir, [])
     headers = ("name", "transport", "address", "role", "labels", "runner", "source")
     rows = [
         [
@@ -42,7 +41,7 @@ def devices_list(devices_dir: DevicesDir = Path("devices")) -> None:
         for device in inventory.values()
     ]
     print_fitted(
-        _console(),
+        make_console(),
         [Column(h, prose=h in ("labels", "source", "runner")) for h in headers],
         rows,
         drop_first=("source", "runner", "role"),
@@ -58,14 +57,19 @@ def devices_check(
     from harness.device_check import check_device, check_phone
     from harness.transport import open_transport
 
-    console = _console()
-    inventory = _inventory(devices_dir, [name])
-    if name not in inventory:
-        raise _fail(f"no device '{name}'; known: {', '.join(sorted(inventory))}")
-    device = inventory[name]
+    console = make_console()
+    inventory = inventory_for(devices_dir, [name])
+    device = known_device(inventory, name)
     with open_transport(device, inventory) as transport:
         if device.transport == "adb":
-            _print_phone(console, check_phone(device, transport))
+            phone = check_phone(device, transport)
+            print_phone(console, phone)
+            if "missing" in phone.binaries.values():
+                raise Outcome(
+                    "a configured binary is not on the phone: `adb push` it to that path, or "
+                    'set `local = "path/on/this/machine"` under [binaries.<tool>] to have it '
+                    "pushed"
+                )
             return
         facts = check_device(device, transport)
     free = f"{facts.disk_free_bytes / 2**30:.1f} GiB" if facts.disk_free_bytes else "unknown"
@@ -76,7 +80,7 @@ def devices_check(
         ("python", facts.python),
         ("numpy", facts.numpy or "missing"),
         ("cpus", facts.cpu_count),
-        ("cpu", _cpu_text(facts.identity)),
+        ("cpu", cpu_text(facts.identity)),
         ("ram", f"{facts.identity['ram_mb']} MB" if facts.identity.get("ram_mb") else "?"),
         ("board", facts.identity.get("board") or facts.identity.get("l4t") or "-"),
         ("workdir", f"{facts.workdir} ({free} free)"),
@@ -90,11 +94,7 @@ def devices_check(
             version = (info["version"], "green")
             console.print(styled(f"  {runtime:16} ", version, f" {', '.join(extras)}"))
     if not facts.usable_runtimes:
-        console.print(
-            "no inference runtime imports there: install onnxruntime or ai-edge-litert",
-            style="red",
-        )
-        raise typer.Exit(1)
+        raise Outcome("no inference runtime imports there: install onnxruntime or ai-edge-litert")
 
 
 @command(devices_app, "lock")
@@ -107,9 +107,9 @@ def devices_lock(
     """Reserve a device by hand (benchmark runs wait for it, or skip it)."""
     from harness.lease import acquire, new_lease
 
-    with _device_transport(name, devices_dir) as transport:
+    with device_transport(name, devices_dir) as transport:
         lease = acquire(transport, new_lease("manual", hours * 3600), wait)
-    _console().print(f"{name}: reserved by {lease.describe()}")
+    make_console().print(f"{name}: reserved by {lease.describe()}")
 
 
 @command(devices_app, "unlock")
@@ -121,18 +121,18 @@ def devices_unlock(
     devices_dir: DevicesDir = Path("devices"),
 ) -> None:
     """Release a reservation taken with `devices lock` (by you on this host)."""
-    from harness.lease import current_owner, read_lease, release
+    from harness.lease import read_lease, release
 
-    with _device_transport(name, devices_dir) as transport:
+    with device_transport(name, devices_dir) as transport:
         held = read_lease(transport)
-        mine = held is not None and held.purpose == "manual" and held.owner == current_owner()
+        mine = held is not None and held.taken_by_hand_by_me()
         removed = release(transport, held, force=True) if (mine or force) else None
     if held is None:
-        _console().print(f"{name}: not reserved")
+        make_console().print(f"{name}: not reserved")
     elif removed is None:
-        raise _fail(f"{name} is reserved by {held.describe()}; use --force to remove it", 1)
+        raise Outcome(f"{name} is reserved by {held.describe()}; use --force to remove it")
     else:
-        _console().print(f"{name}: released (was {removed.describe()})")
+        make_console().print(f"{name}: released (was {removed.describe()})")
 
 
 @command(devices_app, "who")
@@ -143,6 +143,6 @@ def devices_who(
     """Who holds the device's reservation, and until when."""
     from harness.lease import read_lease
 
-    with _device_transport(name, devices_dir) as transport:
+    with device_transport(name, devices_dir) as transport:
         held = read_lease(transport)
-    _console().print(f"{name}: " + (held.describe() if held else "not reserved"))
+    make_console().print(f"{name}: " + (held.describe() if held else "not reserved"))

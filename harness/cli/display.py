@@ -6,8 +6,6 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-import typer
-
 from harness.cli.common import styled
 
 if TYPE_CHECKING:
@@ -18,11 +16,11 @@ if TYPE_CHECKING:
     from harness.scheduler import JobEvent
 
 
-def _num_text(value: Any, spec: str = ".4f") -> str:
+def num_text(value: Any, spec: str = ".4f") -> str:
     return "" if value is None or value != value else format(value, spec)
 
 
-def _brief(report: dict[str, Any]) -> str:
+def brief(report: dict[str, Any]) -> str:
     parts = [report["effect"]["claim"]] if report.get("effect") else []
     for key, value in report.items():
         if key in ("strategy", "bytes", "effect", "prepared", "verified"):
@@ -35,13 +33,13 @@ def _brief(report: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _cpu_text(identity: dict[str, Any]) -> str:
+def cpu_text(identity: dict[str, Any]) -> str:
     parts = identity.get("cpu_parts") or []
     cores = f" (core parts {', '.join(parts)})" if len(parts) > 1 else ""
     return f"{identity.get('cpu_model') or '?'}{cores}"
 
 
-def _print_phone(console: Console, facts: Any) -> None:
+def print_phone(console: Console, facts: Any) -> None:
     props = facts.props
     free = f"{facts.disk_free_bytes / 2**30:.1f} GiB" if facts.disk_free_bytes else "unknown"
     battery = (
@@ -64,18 +62,9 @@ def _print_phone(console: Console, facts: Any) -> None:
         console.print(styled(f"  {tool:22} ", (state, style)))
     if not facts.binaries:
         console.print("  no benchmark binaries configured ([binaries.*])", style="yellow")
-    if "missing" in facts.binaries.values():
-        console.print(
-            styled(
-                ("a configured binary is not on the phone:", "red"),
-                ' `adb push` it to that path, or set `local = "path/on/this/machine"` under '
-                "[binaries.<tool>] to have it pushed",
-            )
-        )
-        raise typer.Exit(1)
 
 
-def _print_tables(console: Console, results: Any) -> None:
+def print_tables(console: Console, results: Any) -> None:
     from harness.cli.fit import Column, print_fitted
     from harness.report.table import TERMINAL_COLUMNS, latency_tables
 
@@ -104,7 +93,7 @@ def _print_tables(console: Console, results: Any) -> None:
                 console.print(styled("  ", marker, f" {where}: {row['note']}"))
 
 
-def _print_comparison(
+def print_comparison(
     console: Console,
     results: Any,
     samples: Any,
@@ -161,17 +150,16 @@ def _print_comparison(
                 console.print(styled("  ", (row["variant"], "yellow"), f": {row['notes']}"))
 
 
-def _print_profiles(console: Console, records: list[Any], compare: bool, top: int = 10) -> None:
+def print_profiles(console: Console, records: list[Any], compare: bool, top: int = 10) -> None:
     """Each profile job: its top layers and its time by op type; with `compare`, each
     variant's op types beside fp32's on the same device and setting (harness/profiles.py)."""
-    from harness.job_key import JobKey
+    from harness.profiles import with_fp32
     from harness.runner.contract import ResultDocument
 
     if not records:
         console.print("no profiles in this run: set profile = true under [measure]")
         return
-    by_key = {JobKey.of(r): r for r in records}
-    for record in records:
+    for record, reference in with_fp32(records):
         doc = ResultDocument(record.runner).profile
         where = f"{record.model}/{record.variant} on {record.device}"
         where += f" ({record.provider}, t{record.threads})"
@@ -182,9 +170,8 @@ def _print_profiles(console: Console, records: list[Any], compare: bool, top: in
         elif not compare:
             _print_profile(console, record, doc, where, top)
         else:
-            reference = by_key.get(JobKey.of(record).with_variant("fp32"))
             fp32 = ResultDocument(reference.runner).profile if reference is not None else None
-            if fp32 is not None and reference is not record:
+            if fp32 is not None:
                 _print_profile_diff(console, fp32, doc, where, record.variant, top)
 
 
@@ -258,7 +245,7 @@ def _pct(value: float | None) -> str:
     return "" if value is None or value != value else f"{value:.1%}"
 
 
-class _Progress:
+class Progress:
     """On a terminal: one bar per device and one for the run, with jobs done/total and an
     ETA. Piped (CI logs): one line per finished job, with the count and the ETA."""
 
@@ -294,7 +281,7 @@ class _Progress:
             count = sum(1 for j in jobs if j.device == device)
             self.tasks[device] = self.progress.add_task(device, total=count, current="")
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> Progress:
         self.progress.start()
         return self
 

@@ -14,13 +14,14 @@ from harness.cli.common import (
     Baseline,
     RunRef,
     RunsDir,
-    _console,
-    _shown,
     app,
     command,
+    make_console,
+    shown,
     styled,
 )
-from harness.cli.display import _num_text, _print_comparison, _print_profiles, _print_tables
+from harness.cli.display import num_text, print_comparison, print_profiles, print_tables
+from harness.errors import Outcome
 
 
 @command(app)
@@ -42,17 +43,17 @@ def show(
     """Print a stored run's tables (read from disk; works for a run killed half way)."""
     from harness.store import resolve_run
 
-    console = _console()
+    console = make_console()
     run = resolve_run(runs_dir, run_ref).load()
     if profile:
-        _print_profiles(console, run.profiled, compare)
+        print_profiles(console, run.profiled, compare)
     elif compare:
-        _print_comparison(console, run.results, run.samples, comparisons=run.comparisons)
+        print_comparison(console, run.results, run.samples, comparisons=run.comparisons)
     else:
-        _print_tables(console, run.results)
+        print_tables(console, run.results)
     if run.meta and not run.finished:
         console.print("this run did not finish: shown are the jobs that did", style="yellow")
-    console.print(f"run directory: {_shown(run.run_dir)}")
+    console.print(f"run directory: {shown(run.run_dir)}")
 
 
 @command(app)
@@ -68,13 +69,13 @@ def report(
     from harness.report.document import write_report
     from harness.store import resolve_run
 
-    console = _console()
+    console = make_console()
     run = resolve_run(runs_dir, run_ref).load()
     verdict = _verdict(budgets, run, runs_dir, baseline) if budgets else None
     files = write_report(run, verdict)
-    console.print(f"report: {_shown(files.html)}")
-    console.print(f"summary: {_shown(files.markdown)}")
-    console.print(f"plots: {len(files.plots)} in {_shown(files.html.parent / 'plots')}")
+    console.print(f"report: {shown(files.html)}")
+    console.print(f"summary: {shown(files.markdown)}")
+    console.print(f"plots: {len(files.plots)} in {shown(files.html.parent / 'plots')}")
 
 
 @command(app)
@@ -96,14 +97,14 @@ def gate(
     from harness.scheduler import extend_run
     from harness.store import resolve_run
 
-    console = _console()
+    console = make_console()
     store = resolve_run(runs_dir, run_ref)
     verdict = _verdict(budgets, store.load(), runs_dir, baseline)
     rerun = extendable_jobs(verdict) if extend else set()
     if rerun:
         console.print(f"re-running {len(rerun)} inconclusive job(s) with {factor}x the samples")
         extension = extend_run(store, rerun, factor)
-        console.print(f"extension run: {_shown(extension.run_dir)}")
+        console.print(f"extension run: {shown(extension.run_dir)}")
         verdict = merge_extension(
             verdict, _verdict(budgets, extension.load(), runs_dir, baseline), rerun
         )
@@ -112,7 +113,8 @@ def gate(
     if summary:
         summary.write_text(markdown_summary(verdict))
     _print_verdict(console, verdict)
-    raise typer.Exit(verdict.exit_code)
+    if verdict.exit_code:
+        raise Outcome(f"the release gate did not pass: {verdict.outcome}", verdict.exit_code)
 
 
 def _print_verdict(console: Any, verdict: Any) -> None:
@@ -172,7 +174,7 @@ def history(
     from harness.report import charts, detail_charts
     from harness.store import load_history
 
-    console = _console()
+    console = make_console()
     notes: list[str] = []
     frame, samples = load_history(sources or [runs_dir], with_samples=plot is not None, notes=notes)
     limits = budget_lines(load_budgets(budgets)) if budgets else {}
@@ -211,7 +213,7 @@ def _print_history(console: Any, frame: Any, most: int = 6) -> None:
     columns = [Column(k, numeric=k == "threads") for k in keys]
     columns += [Column(label, numeric=True) for label in labels]
     rows = [
-        [str(v) for v in index] + [_num_text(pivot.loc[index, r]) for r in runs]
+        [str(v) for v in index] + [num_text(pivot.loc[index, r]) for r in runs]
         for index in pivot.index
     ]
     print_fitted(console, columns, rows, drop_first=labels[:-2])
@@ -233,7 +235,7 @@ def compare_command(
     from harness.history import compare_runs, noise_floor
     from harness.store import load_history, read_calibrations, resolve_run
 
-    console = _console()
+    console = make_console()
     a, b = resolve_run(runs_dir, before), resolve_run(runs_dir, after)
     notes: list[str] = []
     try:
@@ -261,13 +263,14 @@ def compare_command(
         )
         rows.append(
             [str(row["device"]), str(row["model"]), str(row["variant"]), str(row["threads"]),
-             _num_text(row["p50_a_ms"]), _num_text(row["p50_b_ms"]), ratio,
-             _num_text(row["p_value"], ".2g"), row["verdict"], row["reason"]]
+             num_text(row["p50_a_ms"]), num_text(row["p50_b_ms"]), ratio,
+             num_text(row["p_value"], ".2g"), row["verdict"], row["reason"]]
         )  # fmt: skip
     print_fitted(console, columns, rows, styles=styles, drop_first=("p", "t"))
     console.print("p50 before/after: the pooled samples' medians, ms")
     tests = sorted(set(table_frame["test"].dropna())) if "test" in table_frame else []
     for test in tests:  # the ratio's estimator need not be the p50 columns' (pooled samples)
         console.print(f"ratio and p by: {test}")
-    if (table_frame["verdict"] == "slower").any():
-        raise typer.Exit(1)
+    slower = int((table_frame["verdict"] == "slower").sum())
+    if slower:
+        raise Outcome(f"{slower} job(s) slower in {after} than in {before}")

@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    pass
 from harness.cli.common import (
     DevicesDir,
     RunsDir,
-    _console,
-    _fail,
-    _plain,
-    _shown,
-    _signals_stop_once,
-    _Terminated,
+    Terminated,
     app,
     command,
+    make_console,
     models_app,
+    plain_log,
+    shown,
+    signals_stop_once,
     styled,
 )
-from harness.cli.display import _brief, _print_comparison, _print_tables, _Progress
+from harness.cli.display import Progress, brief, print_comparison, print_tables
+from harness.errors import Outcome, UsageError
 
 
 @command(app)
@@ -48,20 +46,19 @@ def run(
 ) -> None:
     """Run a plan: models x variants x devices x runtime settings."""
     from harness.config import parse_shard
-    from harness.records import RESUMABLE_STATUSES
+    from harness.records import RESUMABLE_STATUSES, failure_summary
     from harness.scheduler import prepare_run, run_prepared
 
-    console = _console()
+    console = make_console()
     prepared = prepare_run(
         plan,
         only_devices=devices.split(",") if devices is not None else None,
-        log=_plain(console),
+        log=plain_log(console),
         resume=resume,
         shard=parse_shard(shard) if shard else None,
         profile=profile,
     )
-    done = prepared.store.finished_job_ids()
-    pending = [job for job in prepared.jobs if job.job_id not in done]
+    pending = prepared.pending_jobs()
     finished = len(prepared.jobs) - len(pending)
     console.print(
         styled(
@@ -72,39 +69,32 @@ def run(
         )
     )
     try:
-        with _Progress(console, pending) as progress, _signals_stop_once():
+        with Progress(console, pending) as progress, signals_stop_once():
             records = run_prepared(prepared, on_event=progress.on_event)
     except KeyboardInterrupt as exc:
-        signal_name = "SIGTERM" if isinstance(exc, _Terminated) else "Ctrl-C"
-        console.print(
-            styled(
-                (f"interrupted ({signal_name})", "yellow"),
-                ": the running jobs were stopped and recorded as interrupted; finished jobs "
-                f"are in {_shown(prepared.store.run_dir)}. Finish the run with: "
-                f"harness run {plan} --resume {prepared.store.run_id}",
-            )
-        )
-        raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
+        signal_name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        raise Outcome(
+            f"interrupted ({signal_name}): the running jobs were stopped and recorded as "
+            f"interrupted; finished jobs are in {shown(prepared.store.run_dir)}. Finish the "
+            f"run with: harness run {plan} --resume {prepared.store.run_id}",
+            143 if isinstance(exc, Terminated) else 130,
+        ) from None
     results, samples = prepared.store.frames()
-    _print_tables(console, results)
-    _print_comparison(
+    print_tables(console, results)
+    print_comparison(
         console, results, samples, only_with_variants=True, comparisons=prepared.store.comparisons()
     )
-    console.print(f"run directory: {_shown(prepared.store.run_dir)}")
-    failed = [r for r in records if r.status != "ok"]
-    if failed:
-        for status in ("error", "timeout", "skipped", "interrupted", "no-effect"):
-            of_status = [r for r in failed if r.status == status]
-            for device in dict.fromkeys(r.device for r in of_status):
-                count = sum(1 for r in of_status if r.device == device)
-                reason = next(r.error for r in of_status if r.device == device)
-                console.print(f"  {device}: {count} job(s) {status} ({reason})")
-        console.print(f"{len(failed)} of {len(records)} jobs did not succeed", style="red")
-        if any(r.status in RESUMABLE_STATUSES for r in failed):
-            console.print(
-                f"run the skipped jobs later: harness run {plan} --resume {prepared.store.run_id}"
-            )
-        raise typer.Exit(1)
+    console.print(f"run directory: {shown(prepared.store.run_dir)}")
+    failures = failure_summary(records)
+    for line in failures:
+        console.print(f"  {line.device}: {line.count} job(s) {line.status} ({line.reason})")
+    if failures:
+        failed = sum(line.count for line in failures)
+        resumable = any(line.status in RESUMABLE_STATUSES for line in failures)
+        later = f"; run the skipped jobs later: harness run {plan} --resume {prepared.store.run_id}"
+        raise Outcome(
+            f"{failed} of {len(records)} jobs did not succeed{later if resumable else ''}"
+        )
 
 
 @command(app)
@@ -115,10 +105,10 @@ def merge(
     """Combine runs of one plan (its shards) into a new run directory."""
     from harness.store import merge_runs, resolve_run
 
-    console = _console()
+    console = make_console()
     merged = merge_runs([resolve_run(runs_dir, ref) for ref in runs], runs_dir)
     count = len(merged.records())
-    console.print(f"merged {len(runs)} runs ({count} jobs) into {_shown(merged.run_dir)}")
+    console.print(f"merged {len(runs)} runs ({count} jobs) into {shown(merged.run_dir)}")
 
 
 @command(app)
@@ -139,9 +129,9 @@ def calibrate(
     from harness.scheduler import calibration_run
     from harness.store import write_calibration
 
-    console = _console()
+    console = make_console()
     if processes < 2:
-        raise _fail(
+        raise UsageError(
             f"a noise floor compares processes: run with --processes 2 or more (got {processes};"
             " 20 gives floors for jobs of up to 10 processes)"
         )
@@ -150,7 +140,7 @@ def calibrate(
     )
     failed = [r for r in records if r.status != "ok"]
     if failed:
-        raise _fail(f"calibration job failed: {failed[0].error}", 1)
+        raise Outcome(f"calibration job failed: {failed[0].error}")
     floors = calibration_floors(store.frames()[1])
     out = write_calibration(runs_dir.parent / "calibration", device, floors, model=model,
                             processes=processes, run_id=store.run_id)  # fmt: skip
@@ -158,7 +148,7 @@ def calibrate(
         f"noise floor of {device} (p95 of how far apart two identical jobs land), by processes "
         f"per job: " + ", ".join(f"{n}: ±{floor:.1%}" for n, floor in floors.items())
     )
-    console.print(f"wrote {_shown(out)}")
+    console.print(f"wrote {shown(out)}")
 
 
 @command(app)
@@ -174,11 +164,11 @@ def compress(
     it loads, runs one inference and changed what its strategy claims."""
     from harness.cli.fit import Column, print_fitted
     from harness.compress import BuildContext, build_all
-    from harness.config import load_manifest, parse_dims
+    from harness.config import load_manifest, manifest_path, parse_dims
     from harness.scheduler import variant_cache_dir
 
-    console = _console()
-    path = Path(model) if model.endswith(".toml") else models_dir / f"{model}.toml"
+    console = make_console()
+    path = manifest_path(model, models_dir)
     manifest = load_manifest(path)
     given = parse_dims(dims)
     built = build_all(
@@ -186,7 +176,7 @@ def compress(
         None,
         variant_cache_dir(path.parent),
         lambda manifest: BuildContext(manifest, given),
-        log=_plain(console),
+        log=plain_log(console),
     )
     rows: list[list[str]] = []
     styles: list[str | None] = []
@@ -200,15 +190,16 @@ def compress(
         summary = {k: v for k, v in result.report.items() if k not in ("params", "base_sha256")}
         cache = {True: "cached", False: "rebuilt", None: "as given"}[result.cached]
         rows.append(
-            [variant, cache, result.path.name, str(result.path.stat().st_size), _brief(summary)]
+            [variant, cache, result.path.name, str(result.path.stat().st_size), brief(summary)]
         )
         styles.append(None)
     columns = [Column("variant"), Column("cache"), Column("file"), Column("bytes", numeric=True),
                Column("what it did", prose=True)]  # fmt: skip
     print_fitted(console, columns, rows, styles=styles, drop_first=("file",))
-    console.print(f"files in {_shown(variant_cache_dir(path.parent))}")
-    if any(r.error for r in built.values()):
-        raise typer.Exit(1)
+    console.print(f"files in {shown(variant_cache_dir(path.parent))}")
+    not_built = [f"{model}/{variant}" for (model, variant), r in built.items() if r.error]
+    if not_built:
+        raise Outcome(f"{len(not_built)} variant(s) not built: {', '.join(not_built)}")
 
 
 @command(models_app, "fetch")
@@ -218,6 +209,6 @@ def models_fetch(
     """Create the bundled model files the manifests describe (generate or extract)."""
     from harness.bundled import fetch_all
 
-    console = _console()
-    made = fetch_all(models_dir, log=_plain(console))
+    console = make_console()
+    made = fetch_all(models_dir, log=plain_log(console))
     console.print(f"{len(made)} model file(s) created; the others were up to date")

@@ -37,7 +37,7 @@ from harness.compress.prepare import prepare_base
 from harness.compress.verify import NoEffect, effect, model_counts, runs_once
 from harness.config import ModelManifest, Variant
 from harness.errors import ConfigError
-from harness.jobs import VariantFile
+from harness.jobs import VariantFile, VariantReport
 from harness.runner.runtimes import integer_inputs_hint
 
 __all__ = [
@@ -67,7 +67,7 @@ class BuiltVariant:
     variant: str
     strategy: str
     path: Path
-    report: dict[str, Any]
+    report: VariantReport
     cached: bool
 
 
@@ -154,7 +154,7 @@ def cache_key(base_sha256: str, strategy: str, params: BaseModel, inputs: dict[s
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def sample_source(context: BuildContext) -> dict[str, Any]:
+def sample_source(context: BuildContext) -> VariantReport:
     """What a calibrated strategy's samples are made from, as the cache key sees it."""
     manifest = context.manifest
     if manifest.eval is not None:

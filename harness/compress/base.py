@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.config import ModelManifest
 from harness.errors import HarnessError
+from harness.jobs import VariantReport
 
 
 class Params(BaseModel):
@@ -42,7 +43,7 @@ class BuildContext:
 class Strategy:
     name: str
     params: type[BaseModel]
-    build: Callable[[Path, Path, Any, BuildContext], dict[str, Any]]
+    build: Callable[[Path, Path, Any, BuildContext], VariantReport]
     description: str
     calibrated: bool = False  # its bytes depend on sample inputs (and so its cache key)
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 from harness.compress.base import BuildContext, Params, Strategy
+from harness.jobs import VariantReport
 
 
 class FP16Params(Params):
     keep_io_types: bool = True  # inputs/outputs stay float32, so callers need not change
 
 
-def build(base: Path, out: Path, params: FP16Params, context: BuildContext) -> dict[str, Any]:
+def build(base: Path, out: Path, params: FP16Params, context: BuildContext) -> VariantReport:
     import onnx
     from onnxconverter_common import float16
 

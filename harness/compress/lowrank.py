@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from harness.compress.base import BuildContext, CompressionFailed, Params, Strategy
+from harness.jobs import VariantReport
 
 
 class LowRankParams(Params):
@@ -36,7 +37,7 @@ def choose_rank(singular_values: np.ndarray, params: LowRankParams) -> int:
     return int(np.searchsorted(energy, params.energy - 1e-12) + 1)
 
 
-def build(base: Path, out: Path, params: LowRankParams, context: BuildContext) -> dict[str, Any]:
+def build(base: Path, out: Path, params: LowRankParams, context: BuildContext) -> VariantReport:
     import onnx
     from onnx import helper, numpy_helper
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.compress.base import CompressionFailed, all_graphs
+from harness.jobs import VariantReport
 
 PREPARE_VERSION = "2"  # bump when the preparation's output changes for the same input
 DEFAULT_SIGNATURE = "serving_default"  # the key TensorFlow's converter writes
@@ -39,7 +40,7 @@ MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (`axis`) needs it
 @dataclass(frozen=True)
 class PreparedBase:
     path: Path
-    report: dict[str, Any]  # what preparing changed: constants folded, opset, ops
+    report: VariantReport  # what preparing changed: constants folded, opset, ops
 
 
 def prepare_base(base: Path, folder: Path, base_sha256: str, tools: dict[str, Any]) -> PreparedBase:
@@ -66,7 +67,7 @@ def prepare_base(base: Path, folder: Path, base_sha256: str, tools: dict[str, An
     return PreparedBase(target, report)
 
 
-def _prepare(base: Path, out: Path, scratch: Path) -> dict[str, Any]:
+def _prepare(base: Path, out: Path, scratch: Path) -> VariantReport:
     import onnx
     from onnx import version_converter
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -108,7 +109,7 @@ def _prepare(base: Path, out: Path, scratch: Path) -> dict[str, Any]:
     }
 
 
-def _prepare_tflite(base: Path, out: Path) -> dict[str, Any]:
+def _prepare_tflite(base: Path, out: Path) -> VariantReport:
     """Files written before TFLite schema 3a keep each op in `deprecated_builtin_code` and
     leave `builtin_code` 0 (ADD); the schema reads the larger of the two, ai-edge-quantizer
     reads only `builtin_code` and so saw no conv to quantize. Both fields made agree."""

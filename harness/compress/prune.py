@@ -17,6 +17,7 @@ from harness.compress.base import (
     Strategy,
     nested_count,
 )
+from harness.jobs import VariantReport
 
 WEIGHT_OPS = {"Conv": 1, "Gemm": 1, "MatMul": 1, "ConvTranspose": 1}
 # Ops that keep channel c of their input in channel c of their output and nothing else.
@@ -40,7 +41,7 @@ class StructuredParams(Params):
 
 def build_unstructured(
     base: Path, out: Path, params: UnstructuredParams, context: BuildContext
-) -> dict[str, Any]:
+) -> VariantReport:
     """Magnitude pruning: zero the |w| below the threshold that reaches `sparsity`, per
     layer or over all layers at once. The file stays dense (same size); what shrinks is its
     compressed size, reported as gzip bytes."""
@@ -103,7 +104,7 @@ class _Unsafe(Exception):
 
 def build_structured(
     base: Path, out: Path, params: StructuredParams, context: BuildContext
-) -> dict[str, Any]:
+) -> VariantReport:
     """Remove the output channels of each prunable Conv with the smallest L1 norm, and the
     matching input channels downstream. A Conv is prunable when its output reaches, through
     channel-wise ops (activations, pooling, BatchNormalization, depthwise convs), only Convs,

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from harness.compress.base import BuildContext, Params, Strategy, sample_inputs
+from harness.jobs import VariantReport
 
 
 class DynamicParams(Params):
@@ -27,7 +28,7 @@ class StaticParams(Params):
 
 def build_dynamic(
     base: Path, out: Path, params: DynamicParams, context: BuildContext
-) -> dict[str, Any]:
+) -> VariantReport:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     weight = QuantType.QInt8 if params.weight_type == "int8" else QuantType.QUInt8
@@ -37,7 +38,7 @@ def build_dynamic(
 
 def build_static(
     base: Path, out: Path, params: StaticParams, context: BuildContext
-) -> dict[str, Any]:
+) -> VariantReport:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,

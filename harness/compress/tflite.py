@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from harness.compress.base import BuildContext, CompressionFailed, Params, sample_inputs
+from harness.jobs import VariantReport
 
 FORMATS = ("tflite",)
 
@@ -25,7 +26,7 @@ class TFLiteParams(Params):
 
 def build(
     strategy: str, base: Path, out: Path, params: Any, context: BuildContext
-) -> dict[str, Any]:
+) -> VariantReport:
     """`strategy` applied to the TFLite model `base`, written to `out`."""
     from ai_edge_quantizer import quantizer, recipe, recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName

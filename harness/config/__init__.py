@@ -40,6 +40,7 @@ from harness.config.models import (
     ModelSource,
     Variant,
     load_manifest,
+    manifest_path,
     model_format,
     runtime_for,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "load_device",
     "load_inventory",
     "load_manifest",
+    "manifest_path",
     "load_plan",
     "parse_dims",
     "model_format",

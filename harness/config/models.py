@@ -13,6 +13,7 @@ from pydantic import (
 
 from harness.config.base import NAME_PATTERN, LaxPath, _read_toml, _Strict, _validate
 from harness.errors import ConfigError
+from harness.runner.contract import InputSpecDoc
 
 
 class InputSpec(_Strict):
@@ -98,7 +99,7 @@ class ModelManifest(_Strict):
     def format(self) -> str:
         return model_format(self.file)
 
-    def input_specs(self) -> dict[str, dict[str, Any]]:
+    def input_specs(self) -> dict[str, InputSpecDoc]:
         """The input specs as the runner takes them (the job spec's `input_specs`)."""
         return {
             spec.name: {
@@ -133,6 +134,11 @@ def model_format(path: Path) -> str:
 
 def runtime_for(path: Path) -> str:
     return "onnxruntime" if model_format(path) == "onnx" else "tflite"
+
+
+def manifest_path(model: str, models_dir: Path) -> Path:
+    """A model named on the command line: a manifest's path, or a name in `models_dir`."""
+    return Path(model) if model.endswith(".toml") else models_dir / f"{model}.toml"
 
 
 def load_manifest(path: Path, *, require_files: bool = True) -> ModelManifest:

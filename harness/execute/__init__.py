@@ -11,63 +11,14 @@ module with a `run` of this shape, chosen in `execute`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
-from harness.clock import SYSTEM_CLOCK, Clock
-from harness.config import Device
-from harness.errors import ControllerFileMissing
+from harness.execute import native, python_runner
+from harness.execute.session import MIN_FREE_BYTES, DeviceSession
 from harness.jobs import Job
 from harness.native.commands import PYTHON_RUNNER
 from harness.records import ControllerNotes
 from harness.runner.contract import ResultDoc
-from harness.transport.base import Transport
-from harness.transport.remote_shell import KILL_BY_ARGUMENT
 
-# below this free in the device's workdir the device counts as full: not even a job spec
-# and a sampler's readings fit (the health check before the first job, a job that fails)
-MIN_FREE_BYTES = 8 * 2**20
-
-
-@dataclass
-class DeviceSession:
-    """What an executor needs of the device it runs on, for the whole run."""
-
-    device: Device
-    transport: Transport
-    run_id: str
-    file_facts: dict[Path, tuple[str, int]]  # local file -> (sha256, size)
-    runner_path: str = ""  # run.py on the device, once installed
-    binary_paths: dict[str, str] = field(default_factory=dict)  # native tool -> device path
-    clock: Clock = SYSTEM_CLOCK  # the cooldown's, the lease's and the retries' waits
-
-    def push(self, local: Path, folder: str) -> tuple[str, bool]:
-        """A controller file (model, inputs, eval set) onto the device, once per content:
-        (its path there, whether it was sent). A file gone since the run started is
-        `ControllerFileMissing`, not the job's failure."""
-        facts = self.file_facts.get(local)
-        if facts is None:  # already gone when the run started
-            raise ControllerFileMissing(local)
-        return self.transport.put_content_addressed(local, folder, facts[0])
-
-    def run_folder(self) -> str:
-        """`<workdir>/jobs/<run>`: this run's job specs and scratch files on the device."""
-        return self.transport.remote_path(f"jobs/{self.run_id}")
-
-    def job_path(self, job: Job, suffix: str) -> str:
-        """`<workdir>/jobs/<run>/<job><suffix>`: one job's spec and scratch files."""
-        return self.transport.remote_path(f"jobs/{self.run_id}/{job.job_id}{suffix}")
-
-    def end_job_processes(self, job: Job) -> None:
-        """After a lost connection the job's processes may still run on the device (and
-        would disturb the retry): kill every process whose command line names the job."""
-        marker = (
-            self.job_path(job, ".")
-            if job.tool == PYTHON_RUNNER
-            else self.binary_paths.get(job.tool, "")
-        )
-        if marker:
-            self.transport.run(["sh", "-c", KILL_BY_ARGUMENT, "cleanup", marker], timeout_s=30)
+__all__ = ["MIN_FREE_BYTES", "DeviceSession", "execute"]
 
 
 def execute(
@@ -76,9 +27,5 @@ def execute(
     """Run one process of the job; its result document (status ok or error). Raises
     HarnessError subclasses for what went wrong around it (timeout, link, interruption)."""
     if job.tool == PYTHON_RUNNER:
-        from harness.execute import python_runner
-
         return python_runner.run(job, session, round_index, notes)
-    from harness.execute import native
-
     return native.run(job, session, notes)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, RunnerFailed
-from harness.execute import DeviceSession
 from harness.execute.battery import SHELL_SOURCES, ShellPowerSampler
 from harness.execute.python_runner import tail
+from harness.execute.session import DeviceSession
 from harness.jobs import Job, power_spec
 from harness.native.commands import (
     native_command,

@@ -10,10 +10,10 @@ import time
 from typing import cast
 
 from harness.errors import RunnerFailed
-from harness.execute import DeviceSession
+from harness.execute.session import DeviceSession
 from harness.jobs import Job
 from harness.records import ControllerNotes
-from harness.runner.contract import RESULT_SCHEMA, ResultDoc
+from harness.runner.contract import ResultDoc, result_problem
 
 
 def run(job: Job, session: DeviceSession, round_index: int, notes: ControllerNotes) -> ResultDoc:
@@ -76,26 +76,9 @@ def parse_result_document(stdout: str, *, device: str, job_id: str) -> ResultDoc
         raise RunnerFailed(
             f"job {job_id} on '{device}': the runner's output is not JSON: {_excerpt(text)}"
         ) from None
-    if not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA:
-        schema = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        raise RunnerFailed(
-            f"job {job_id} on '{device}': expected a {RESULT_SCHEMA} document, got {schema!r}; "
-            "is the runner on the device from another harness version?"
-        )
-    status = doc.get("status")
-    if status not in ("ok", "error"):
-        raise RunnerFailed(f"job {job_id} on '{device}': unknown runner status {status!r}")
-    if status == "ok":
-        latencies = doc.get("latencies_ns")
-        blocks = (doc.get("paired") or {}).get("blocks")  # a paired job's notes
-        if not (isinstance(latencies, list) and latencies) and not blocks and "profile" not in doc:
-            raise RunnerFailed(f"job {job_id} on '{device}': result has no latencies")
-        if not all(isinstance(v, int) and v > 0 for v in latencies or []):
-            raise RunnerFailed(
-                f"job {job_id} on '{device}': latencies must be positive integers (ns)"
-            )
-    elif not isinstance(doc.get("error"), dict):
-        raise RunnerFailed(f"job {job_id} on '{device}': error result without an error")
+    problem = result_problem(doc)
+    if problem:
+        raise RunnerFailed(f"job {job_id} on '{device}': {problem}")
     return cast(ResultDoc, doc)
 
 

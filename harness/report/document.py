@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.analysis import compare_variants
+from harness.frames import Row
 from harness.gate import within_budgets
 from harness.job_key import JobKey
 from harness.report import charts, detail_charts
+from harness.report.model import ReportModel
 from harness.report.page import grouped_warnings, render_html
 from harness.report.table import ci_range, missing, num, pct, text
 
@@ -78,12 +80,12 @@ def write_report(run: Run, verdict: GateVerdict | None = None) -> ReportFiles:
         key: sorted({str(v) for v in results[key].dropna()})
         for key in ("device", "model", "strategy")
     }
-    page = render_html(
-        run.run_id, run.meta, tables, REPORT_COLUMNS, shipping, filters, notes,
-        {name: charts.spec(chart) for name, chart in built.items()}, files, verdict, diffs,
-        vlc.javascript_bundle(BUNDLE_SNIPPET),
+    model = ReportModel(
+        run.run_id, run.meta, tables, REPORT_COLUMNS, shipping, notes, verdict, filters,
+        {name: charts.spec(chart) for name, chart in built.items()}, files, diffs,
     )  # fmt: skip
-    summary = render_markdown(run.run_id, tables, shipping, notes, verdict, diffs, files)
+    page = render_html(model, vlc.javascript_bundle(BUNDLE_SNIPPET))
+    summary = render_markdown(model)
     html_path = run.run_dir / "report.html"
     html_path.write_text(page)
     markdown_path = run.run_dir / "summary.md"
@@ -151,7 +153,7 @@ def device_tables(
     return tables
 
 
-def _row_class(row: dict[str, Any], compared: dict[str, Any]) -> str:
+def _row_class(row: Row, compared: Row) -> str:
     """How a table row is coloured: a failed job, a variant slower than fp32 for sure, one
     worth shipping."""
     if row["status"] != "ok":
@@ -188,16 +190,12 @@ def warnings(results: pd.DataFrame, comparison: pd.DataFrame) -> list[tuple[str,
     return notes
 
 
-def render_markdown(
-    run_id: str,
-    tables: dict[str, list[dict[str, str]]],
-    shipping: dict[str, list[str]],
-    notes: list[tuple[str, str]],
-    verdict: GateVerdict | None,
-    profile_diffs: list[dict[str, str]] | None = None,
-    files: dict[str, dict[str, str]] | None = None,
-) -> str:
+def render_markdown(model: ReportModel) -> str:
+    """summary.md: for a CI job summary or a pull request's comment."""
     from harness.report.verdict import markdown_summary
+
+    run_id, tables, shipping, notes = model.run_id, model.tables, model.shipping, model.notes
+    verdict, profile_diffs, files = model.verdict, model.profile_diffs, model.chart_files
 
     lines = [f"# Benchmark report `{run_id}`", ""]
     if verdict is not None:
@@ -232,7 +230,7 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def _speedup(compared: dict[str, Any]) -> str:
+def _speedup(compared: Row) -> str:
     speedup = compared.get("speedup")
     if speedup is None or (isinstance(speedup, float) and math.isnan(speedup)):
         return ""

@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 if TYPE_CHECKING:
     from harness.gate import GateVerdict
+    from harness.report.model import ReportModel
+    from harness.stored_run import RunMeta
 
 e = html.escape
 TEXT_COLUMNS = {"model", "variant", "status", "setting", "changes"}
@@ -113,29 +115,24 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def render_html(
-    run_id: str,
-    meta: dict[str, Any],
-    tables: dict[str, list[dict[str, str]]],
-    columns: list[tuple[str, str]],
-    shipping: dict[str, list[str]],
-    filters: dict[str, list[str]],
-    notes: list[tuple[str, str]],
-    charts: dict[str, dict[str, Any]],
-    chart_files: dict[str, dict[str, str]],
-    verdict: GateVerdict | None,
-    profile_diffs: list[dict[str, str]],
-    script: str,
-) -> str:
-    """`charts` are Vega-Lite specs by name (report/charts.py), `script` the JavaScript
-    that renders them (vl-convert's bundle of Vega, Vega-Lite and vega-embed)."""
+def render_html(model: ReportModel, script: str) -> str:
+    """The page of `model`; its charts are Vega-Lite specs by name (report/charts.py),
+    `script` the JavaScript that renders them (vl-convert's bundle of Vega, Vega-Lite and
+    vega-embed)."""
+    run_id, tables, charts, chart_files = (
+        model.run_id,
+        model.tables,
+        model.charts,
+        model.chart_files,
+    )
+    verdict, profile_diffs, notes = model.verdict, model.profile_diffs, model.notes
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width'>",
         f"<title>harness report {e(run_id)}</title>",
         f"<style>{CSS}</style></head><body><h1>Benchmark report <code>{e(run_id)}</code></h1>",
     ]
-    parts.append(_filter_bar(filters))
+    parts.append(_filter_bar(model.filters))
     if verdict is not None:
         parts.append(_verdict(verdict))
     several = len(tables) > 1
@@ -147,7 +144,7 @@ def render_html(
     parts.append("<section id='ship'><h2>Which variant to ship on which device</h2>")
     parts += [_chart(n, charts[n], chart_files.get(n, {})) for n in first if n in charts]
     parts.append("<div class='shipping'>")
-    for device, variants in shipping.items():
+    for device, variants in model.shipping.items():
         listed = "".join(f"<li>{e(v)}</li>" for v in variants) or "<li>none beats fp32 here</li>"
         parts.append(
             f"<div data-device='{e(device)}'><h3>{e(device)}: worth shipping</h3>"
@@ -163,7 +160,7 @@ def render_html(
     )
     for device, rows in tables.items():
         parts.append(f"<section class='device' data-device='{e(device)}'><h2>{e(device)}</h2>")
-        parts.append(_table(rows, columns, "results") + "</section>")
+        parts.append(_table(rows, model.columns, "results") + "</section>")
     if profile_diffs:
         keys = [(k, k) for k in ("device", "model", "variant", "setting")]
         keys.append(("changes", "largest changes by op type, ms per run"))
@@ -174,7 +171,7 @@ def render_html(
     parts += [_chart(n, s, chart_files.get(n, {})) for n, s in charts.items() if n not in first]
     if "power" not in charts:
         parts.append("<p>No power samples in this run: energy per inference is not measured.</p>")
-    parts.append("</section>" + _metadata(meta))
+    parts.append("</section>" + _metadata(model.meta))
     parts.append(f"<script>{script}</script><script>{RENDER}</script></body></html>")
     return "".join(parts)
 
@@ -222,7 +219,7 @@ def _warnings(groups: dict[str, list[str]]) -> str:
     return "".join(parts) + "</section>"
 
 
-def _metadata(meta: dict[str, Any]) -> str:
+def _metadata(meta: RunMeta) -> str:
     rows = []
     for key in METADATA_KEYS:
         value = meta.get(key)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from harness.frames import Row
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -14,7 +16,7 @@ TERMINAL_COLUMNS = (
 )  # fmt: skip
 
 
-def latency_tables(results: pd.DataFrame) -> list[tuple[str, list[dict[str, Any]]]]:
+def latency_tables(results: pd.DataFrame) -> list[tuple[str, list[Row]]]:
     """One table per model, a row per variant × device × setting, in job order.
 
     Each row also has a `note` (warnings, or the error of a failed job), printed below."""
@@ -25,7 +27,7 @@ def latency_tables(results: pd.DataFrame) -> list[tuple[str, list[dict[str, Any]
     return tables
 
 
-def _row(r: dict[str, Any]) -> dict[str, Any]:
+def _row(r: Row) -> Row:
     ok = r["status"] == "ok"
     return {
         "variant": r["variant"],
@@ -45,7 +47,7 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def ci_half_width(r: dict[str, Any]) -> str:
+def ci_half_width(r: Row) -> str:
     """The 95 % CI of the median as ± a share of it: `±0.4%`."""
     low, high, p50 = r["p50_ci_low_ms"], r["p50_ci_high_ms"], r["p50_ms"]
     if missing(low) or missing(high) or not p50:
@@ -71,7 +73,7 @@ def missing(value: Any) -> bool:
     return value is None or bool(pd.isna(value))
 
 
-def ci_range(row: dict[str, Any]) -> str:
+def ci_range(row: Row) -> str:
     """The 95 % CI of the median as its two ends in ms: `1.012–1.034`."""
     if missing(row["p50_ci_low_ms"]):
         return ""

@@ -29,6 +29,20 @@ JOB_SCHEMA = "harness.job/1"
 # ---------------------------------------------------------------------------- the job spec
 
 
+# a JSON object as json.loads gives it: read by a parser (ResultDocument, the records'
+# reader), never passed on as it is
+JsonObject = Dict[str, Any]
+
+
+class InputSpecDoc(TypedDict, total=False):
+    """A model input as the manifest describes it (config.models.InputSpecDoc)."""
+
+    shape: list[int | str]  # dims by number or by name (plan's `dims`); [] a scalar
+    low: float  # seeded values drawn in [low, high)
+    high: float
+    values: list[int | float] | None  # or one of these
+
+
 @final
 class FixedStop(TypedDict):
     iterations: int
@@ -61,21 +75,21 @@ class FidelitySpec(TypedDict):
     classification: bool  # the outputs are class scores (top-k agreement)
 
 
-class PowerSpec(TypedDict, total=False):
-    source: str
+class SamplerSpec(TypedDict, total=False):
+    """What sampler.py reads and how often: a power source, or this runner's memory."""
+
+    source: str  # a power source (config.PowerSource), or "memory"
     root: str  # the sysfs root
     interval_s: float
     command: list[str] | None  # source = "command": an argv that prints watts
-    idle_s: float
-    min_readings: int  # the idle window is held open until then
+    idle_s: float  # power: the idle baseline before the model loads
+    min_readings: int  # power: the idle window is held open until then
     out: str  # where the sampler writes its readings (JSON lines)
+    pid: int  # memory: the runner's own process (set by the runner)
 
 
-class MemorySamplerSpec(TypedDict, total=False):
-    source: str  # "memory"
-    interval_s: float
-    out: str
-    pid: int  # set by the runner: its own process
+PowerSpec = SamplerSpec
+MemorySamplerSpec = SamplerSpec
 
 
 class PrepareSpec(TypedDict, total=False):
@@ -111,7 +125,7 @@ class JobSpec(TypedDict):
     seed: int
     dims: dict[str, int]  # dynamic dimensions, by name or "input:axis"
     input_file: str | None  # .npz/.npy on the device, else seeded inputs
-    input_specs: dict[str, dict[str, Any]]  # the manifest's per-input dtype/range/shape
+    input_specs: dict[str, InputSpecDoc]  # by input name
     eval: EvalSpec | None
     fidelity: FidelitySpec | None
     inject_slowdown: float  # testing regression detectors only
@@ -150,7 +164,7 @@ class DeviceStateDoc(TypedDict, total=False):
     governors: dict[str, str]
     throttled: str | None  # a Pi's `vcgencmd get_throttled`
     nvpmodel: str | None  # a Jetson's `nvpmodel -q`
-    battery: dict[str, Any]  # a phone's `dumpsys battery` (probes/thermal.py parses it)
+    battery: JsonObject  # a phone's `dumpsys battery` (probes/thermal.py parses it)
 
 
 class StatesDoc(TypedDict, total=False):
@@ -203,13 +217,13 @@ class PowerDoc(TypedDict, total=False):
     idle_window_ns: list[int]
     timed_window_ns: list[int]
     iterations: int
-    samples: list[dict[str, Any]]
+    samples: list[JsonObject]  # {"t_ns", "raw": {...}}
     error: str | None
     window: str  # "tool run": a native tool's whole run, not its timed loop
 
 
 class SampledDoc(TypedDict, total=False):
-    samples: list[dict[str, Any]]  # {"t_ns", "raw": {VmRSS, VmHWM, VmSwap, Pss}}
+    samples: list[JsonObject]  # {"t_ns", "raw": {VmRSS, VmHWM, VmSwap, Pss}}
     error: str | None
 
 
@@ -277,7 +291,7 @@ class ReportedStatsDoc(TypedDict, total=False):
 class ToolDoc(TypedDict, total=False):
     name: str
     argv: list[str]
-    extra: dict[str, Any]  # what the tool printed beyond the statistics
+    extra: JsonObject  # what the tool printed beyond the statistics
 
 
 class ProfiledNode(TypedDict):
@@ -309,7 +323,13 @@ class ProfileDoc(TypedDict, total=False):
     op_counts: dict[str, int]  # LiteRT
     delegate_partitions: int  # LiteRT
     timing: str  # why there is no timing (LiteRT)
-    tool_op_types: dict[str, Any]  # benchmark_model's own summary by node type
+    tool_op_types: JsonObject  # benchmark_model's own summary by node type
+
+
+class FedInput(TypedDict):
+    name: str
+    dtype: str
+    shape: list[int]
 
 
 class ResultDoc(TypedDict, total=False):
@@ -328,7 +348,7 @@ class ResultDoc(TypedDict, total=False):
     runtime: RuntimeDoc
     load_ms: float | None
     first_ms: float | None
-    inputs: list[dict[str, Any]]  # {name, dtype, shape} as fed
+    inputs: list[FedInput]  # as fed
     inject_slowdown: float
     latencies_ns: list[int]
     stop_reason: str
@@ -352,6 +372,31 @@ class ResultDoc(TypedDict, total=False):
 
 class JobError(Exception):
     """A failure of this job with a message meant for the user."""
+
+
+def result_problem(doc: object) -> str | None:
+    """Why `doc` (the runner's stdout, parsed) is not a result document the controller can
+    read: another schema, an unknown status, an ok result without timings, an error
+    result without an error. None when it is one."""
+    if not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA:
+        schema = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        return (
+            "expected a %s document, got %r; is the runner on the device from another "
+            "harness version?" % (RESULT_SCHEMA, schema)
+        )
+    status = doc.get("status")
+    if status not in ("ok", "error"):
+        return "unknown runner status %r" % (status,)
+    if status == "ok":
+        latencies = doc.get("latencies_ns")
+        blocks = _mapping(doc.get("paired")).get("blocks")  # a paired job's timings
+        if not (isinstance(latencies, list) and latencies) and not blocks and "profile" not in doc:
+            return "result has no latencies"
+        if not all(isinstance(v, int) and v > 0 for v in latencies or []):
+            return "latencies must be positive integers (ns)"
+    elif not isinstance(doc.get("error"), dict):
+        return "error result without an error"
+    return None
 
 
 # ------------------------------------------------------ the result document, as read
@@ -418,7 +463,7 @@ class PowerReadings:
     idle_window_ns: list[int] | None = None
     timed_window_ns: list[int] | None = None
     iterations: int = 0
-    samples: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[JsonObject] = field(default_factory=list)
     error: str | None = None
     window: str | None = None  # "tool run": a native tool's whole run
 
@@ -471,10 +516,15 @@ class Profile:
     one), time by op type and by provider; LiteRT's op list has counts and no timing."""
 
     source: str | None = None
+    runs: int | None = None
+    node_count: int = 0
+    run_us: float | None = None  # the median run
+    mean_run_us: float | None = None  # the mean, as the nodes' times are
     nodes: list[ProfiledNode] = field(default_factory=list)
     op_types: dict[str, float] = field(default_factory=dict)  # op type -> us per run
     providers: dict[str, ProviderShare] = field(default_factory=dict)
     op_counts: dict[str, int] = field(default_factory=dict)  # LiteRT
+    delegate_partitions: int = 0  # LiteRT: the partitions a delegate took
     timing: str | None = None  # why there is no timing
 
     @property
@@ -482,7 +532,7 @@ class Profile:
         return bool(self.op_types)
 
 
-def _mapping(value: object) -> dict[str, Any]:
+def _mapping(value: object) -> JsonObject:
     return value if isinstance(value, dict) else {}
 
 
@@ -498,7 +548,7 @@ def _text(value: object) -> str | None:
     return str(value) if value is not None and value != "" else None
 
 
-def _memory(raw: dict[str, Any], names: dict[str, str]) -> Memory:
+def _memory(raw: JsonObject, names: dict[str, str]) -> Memory:
     return Memory(**{mine: _number(raw.get(theirs)) for mine, theirs in names.items()})
 
 
@@ -515,10 +565,10 @@ class ResultDocument:
     document's keys: the controller asks this, never the raw dict, and gets typed values
     (tests/unit/test_contract.py holds it to that)."""
 
-    def __init__(self, raw: ResultDoc | dict[str, Any]) -> None:
-        self.raw: dict[str, Any] = dict(raw)
+    def __init__(self, raw: ResultDoc | JsonObject) -> None:
+        self.raw: JsonObject = dict(raw)
 
-    def _part(self, key: str) -> dict[str, Any]:
+    def _part(self, key: str) -> JsonObject:
         return _mapping(self.raw.get(key))
 
     @property
@@ -681,10 +731,15 @@ class ResultDocument:
         nodes = [n for n in profile.get("nodes") or [] if isinstance(n, dict)]
         return Profile(
             source=_text(profile.get("source")),
+            runs=_integer(profile.get("runs")),
+            node_count=int(profile.get("node_count") or 0),
+            run_us=_number(profile.get("run_us")),
+            mean_run_us=_number(profile.get("mean_run_us")),
             nodes=cast(List[ProfiledNode], nodes),
             op_types={str(k): float(v) for k, v in _mapping(profile.get("op_types")).items()},
             providers=cast(Dict[str, ProviderShare], _mapping(profile.get("providers"))),
             op_counts={str(k): int(v) for k, v in _mapping(profile.get("op_counts")).items()},
+            delegate_partitions=int(profile.get("delegate_partitions") or 0),
             timing=_text(profile.get("timing")),
         )
 

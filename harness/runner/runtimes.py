@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Dict
 
 try:  # imported as harness.runner.contract (the controller, the tests)
-    from .contract import JobError, JobSpec
+    from .contract import InputSpecDoc, JobError, JobSpec
 except ImportError:  # run on the device, where this file's folder is on sys.path
-    from contract import JobError, JobSpec  # type: ignore[no-redef]
+    from contract import InputSpecDoc, JobError, JobSpec  # type: ignore[no-redef]
 
 ORT_DTYPES = {
     "tensor(float)": "float32",
@@ -23,6 +23,10 @@ ORT_DTYPES = {
     "tensor(int64)": "int64",
     "tensor(bool)": "bool",
 }
+
+
+# numpy arrays by input name (numpy is passed in as `np`, so their type is not known here)
+Arrays = Dict[str, Any]
 
 
 def toml_key(key: str) -> str:
@@ -56,11 +60,11 @@ def resolve_shape(input_name: str, shape: list[Any], dims: dict[str, int]) -> li
 def make_inputs(
     np: Any,
     declared: list[tuple[str, str, list[Any]]],
-    specs: dict[str, dict[str, Any]],
+    specs: dict[str, InputSpecDoc],
     dims: dict[str, int],
     seed: int,
     input_file: str | None,
-) -> dict[str, Any]:
+) -> Arrays:
     """Arrays for each model input: from the given .npy/.npz, else seeded uniform values.
 
     `declared` is [(name, dtype, shape)] as the model states it; `specs` the manifest's
@@ -74,7 +78,7 @@ def make_inputs(
                     "give an .npz keyed by input name" % [d[0] for d in declared]
                 )
             return {declared[0][0]: np.ascontiguousarray(loaded, dtype=declared[0][1])}
-        arrays: dict[str, Any] = {}
+        arrays: Arrays = {}
         for name, dtype, _ in declared:
             if name not in loaded.files:
                 raise JobError(
@@ -103,7 +107,7 @@ def make_inputs(
 
 
 def integer_inputs_hint(
-    declared: list[tuple[str, str, list[Any]]], specs: dict[str, dict[str, Any]]
+    declared: list[tuple[str, str, list[Any]]], specs: dict[str, InputSpecDoc]
 ) -> str:
     """When a model fails on seeded inputs: the integer inputs that were drawn from a
     range, named, since one that is not a range (a sample rate, a mode) fails deep inside
@@ -131,12 +135,12 @@ def eval_feeds(
     keys: dict[str, str],
     whole: list[str],
     limit: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Arrays]:
     """The eval (or calibration) set's samples, one feed each: a per-sample input gets its
     array's slice [k:k+1]; an input named in `whole` (a recurrent state, a sample rate) gets
     its array as stored, in every feed."""
     data = np.load(path, allow_pickle=False)
-    arrays: dict[str, Any] = {}
+    arrays: Arrays = {}
     for name, _, _ in declared:
         key = keys.get(name, name)
         if key not in data.files:
@@ -241,7 +245,7 @@ class OnnxRuntimeSession:
         self.session = ort.InferenceSession(model_path, sess_options=options, providers=[provider])
         self.providers = self.session.get_providers()
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.feeds: dict[str, Any] = {}
+        self.feeds: Arrays = {}
 
     def declared_inputs(self) -> list[tuple[str, str, list[Any]]]:
         return [
@@ -249,7 +253,7 @@ class OnnxRuntimeSession:
             for i in self.session.get_inputs()
         ]
 
-    def set_inputs(self, arrays: dict[str, Any]) -> None:
+    def set_inputs(self, arrays: Arrays) -> None:
         self.feeds = arrays
 
     def infer_callable(self) -> Callable[[], object]:
@@ -299,7 +303,7 @@ class TFLiteSession:
             declared.append((detail["name"], dtype, shape))
         return declared
 
-    def set_inputs(self, arrays: dict[str, Any]) -> None:
+    def set_inputs(self, arrays: Arrays) -> None:
         resized = False
         for detail in self.details:
             array = arrays[detail["name"]]

@@ -22,7 +22,10 @@ import signal
 import subprocess
 import sys
 import time
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # a process of its own on the device, without its package
+    from .contract import SamplerSpec
 
 STOP: list[int] = []  # the signal that asked it to stop
 PARENT: list[int] = []  # the runner's pid
@@ -33,7 +36,7 @@ def read_text(path: str) -> str:
         return handle.read().strip()
 
 
-def rapl(spec: dict[str, Any]) -> dict[str, dict[str, int]]:
+def rapl(spec: SamplerSpec) -> dict[str, dict[str, int]]:
     """Every RAPL zone (intel-rapl:N and its sub-zones intel-rapl:N:M), keyed
     `<zone>:<name>`: energy counters in µJ. Which of them add up without counting twice is
     the controller's decision (harness/probes/power.py)."""
@@ -63,7 +66,7 @@ _INA_FILES = re.compile(
 )
 
 
-def ina3221(spec: dict[str, Any]) -> dict[str, str]:
+def ina3221(spec: SamplerSpec) -> dict[str, str]:
     """Every INA3221 channel file of the first hwmon device named ina3221/ina3221x (or
     of `root` itself when it holds them), as text; files whose read fails are named under
     `unreadable`, never fatal to the others."""
@@ -90,12 +93,12 @@ def ina3221(spec: dict[str, Any]) -> dict[str, str]:
     raise RuntimeError("no INA3221 hwmon device under %s" % spec["root"])
 
 
-def android_battery(spec: dict[str, Any]) -> dict[str, str]:
+def android_battery(spec: SamplerSpec) -> dict[str, str]:
     folder = os.path.join(spec["root"], "class", "power_supply", "battery")
     return {f: read_text(os.path.join(folder, f)) for f in ("current_now", "voltage_now", "status")}
 
 
-def process_memory(spec: dict[str, Any]) -> dict[str, int]:
+def process_memory(spec: SamplerSpec) -> dict[str, int]:
     """The process's VmRSS, VmHWM and VmSwap (status) and PSS (smaps_rollup), in kB: the
     peak of PSS and swap is only seen by sampling (the kernel keeps a peak of RSS only)."""
     memory: dict[str, int] = {}
@@ -124,18 +127,18 @@ def command_output(argv: list[str]) -> str:
     ).stdout.decode(errors="replace")
 
 
-POLLED: dict[str, Callable[[dict[str, Any]], object]] = {
+POLLED: dict[str, Callable[[SamplerSpec], object]] = {
     "rapl": rapl,
     "ina3221": ina3221,
     "android-battery": android_battery,
     "pi5-pmic": lambda spec: command_output(["vcgencmd", "pmic_read_adc"]),
-    "command": lambda spec: command_output(spec["command"]),
+    "command": lambda spec: command_output(spec.get("command") or []),
     "nvidia-smi": lambda spec: command_output(spec.get("command") or NVIDIA_SMI),
     "memory": process_memory,
 }
 
 
-def poll(spec: dict[str, Any], out: IO[str]) -> None:
+def poll(spec: SamplerSpec, out: IO[str]) -> None:
     read = POLLED[spec["source"]]
     interval_ns = int(float(spec["interval_s"]) * 1e9)
     next_tick = time.monotonic_ns()
@@ -152,7 +155,7 @@ def poll(spec: dict[str, Any], out: IO[str]) -> None:
             next_tick = time.monotonic_ns()
 
 
-def stream_tegrastats(spec: dict[str, Any], out: IO[str]) -> None:
+def stream_tegrastats(spec: SamplerSpec, out: IO[str]) -> None:
     """tegrastats prints a line per interval; each is stamped as it arrives."""
     interval_ms = str(max(1, int(float(spec["interval_s"]) * 1000)))
     argv = (spec.get("command") or ["tegrastats"]) + ["--interval", interval_ms]

@@ -25,7 +25,7 @@ def make_run(
 ) -> RunStore:
     """A finished run of one device with a job per status (threads 1, 2, ...)."""
     store = RunStore.create(runs_dir, plan)
-    store.write_run_meta({"run_id": store.run_id, "started_at": utc_now(), "plan": {"name": plan}})
+    store.begin({"run_id": store.run_id, "started_at": utc_now(), "plan": {"name": plan}})
     for index, status in enumerate(statuses, start=1):
         ok = status == "ok"
         latencies = tuple(int(p50_ms * 1e6 * (1 + (k % 7) / 100)) for k in range(200)) if ok else ()
@@ -53,7 +53,7 @@ def make_run(
     store.finalize()
     meta = store.read_run_meta()
     meta.pop("schema")
-    store.write_run_meta({**meta, "finished_at": utc_now()})
+    store.begin({**meta, "finished_at": utc_now()})
     return store
 
 

@@ -223,8 +223,9 @@ def test_a_recurrent_models_eval_set_passes_its_state_whole(workspace: Path) -> 
     from harness.runner.contract import ResultDocument
 
     doc = ResultDocument(record.runner)
-    assert doc.eval_error is None and doc.eval["n"] == 6
-    assert doc.fidelity["source"] == "eval set" and doc.fidelity["shapes"] == [[1, 1], [2, 1, 128]]
+    assert doc.eval_error is None and doc.eval is not None and doc.eval.n == 6
+    assert doc.fidelity is not None and doc.fidelity.source == "eval set"
+    assert doc.fidelity.shapes == [[1, 1], [2, 1, 128]]
 
 
 def test_an_integer_input_fed_random_values_is_named_when_the_model_fails(

@@ -12,7 +12,6 @@ from typing import Any, get_args, get_origin, get_type_hints
 from test_jobs_and_records import OK_DOC
 
 from harness import jobs
-from harness.execute import python_runner
 from harness.native import commands
 from harness.runner import contract
 from harness.runner.contract import ResultDocument
@@ -22,7 +21,7 @@ HARNESS = Path(contract.__file__).resolve().parents[1]
 
 def test_the_schemas_have_one_owner() -> None:
     assert jobs.JOB_SCHEMA is contract.JOB_SCHEMA
-    assert python_runner.RESULT_SCHEMA is commands.RESULT_SCHEMA is contract.RESULT_SCHEMA
+    assert commands.RESULT_SCHEMA is contract.RESULT_SCHEMA
     assert OK_DOC["schema"] == contract.RESULT_SCHEMA
 
 

@@ -29,7 +29,7 @@ def test_shards_split_the_devices_deterministically() -> None:
 
 def shard_run(root: Path, shard: str, *records: object) -> RunStore:
     store = RunStore.create(root, "nightly")
-    store.write_run_meta(
+    store.begin(
         {"plan": {"name": "nightly"}, "shard": shard, "jobs": [r.job_id for r in records],
          "devices": {r.device: {} for r in records}, "finished_at": "2026-11-23T07:00:00Z"}
     )  # fmt: skip
@@ -55,7 +55,7 @@ def test_merge_combines_shards_and_refuses_two_results_of_one_job(tmp_path: Path
     with pytest.raises(StoreError, match="has a result in both"):
         merge_runs([one, again], tmp_path)
     other = RunStore.create(tmp_path, "weekly")
-    other.write_run_meta({"plan": {"name": "weekly"}})
+    other.begin({"plan": {"name": "weekly"}})
     with pytest.raises(StoreError, match="different plans"):
         merge_runs([one, other], tmp_path)
 

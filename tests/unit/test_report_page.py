@@ -4,6 +4,7 @@ network in the page."""
 
 from __future__ import annotations
 
+from harness.report.model import ReportModel
 from harness.report.page import grouped_warnings, render_html, split_warnings, warning_kind
 
 COLUMNS = [("model", "model"), ("variant", "variant"), ("p50_ms", "p50 ms"),
@@ -34,11 +35,12 @@ def test_the_page_drops_empty_columns_filters_and_needs_no_network() -> None:
         {"device": "pi", "model": "m", "variant": "int8", "strategy": "int8-static",
          "p50_ms": "2.000", "energy_mj": "", "p50_ci": "1.980–2.020", "row_class": "slower"},
     ]  # fmt: skip
-    page = render_html(
+    model = ReportModel(
         "r1", {"run_id": "r1", "devices": {"pi": {"transport": "ssh"}}}, {"pi": rows}, COLUMNS,
-        {"pi": []}, {"device": ["pi"], "model": ["m"], "strategy": ["fp32", "int8-static"]},
-        [("pi: m/int8 t1", "unstable: CV 43% > 10%")], {}, {}, None, [], "/* vega */",
+        {"pi": []}, [("pi: m/int8 t1", "unstable: CV 43% > 10%")],
+        filters={"device": ["pi"], "model": ["m"], "strategy": ["fp32", "int8-static"]},
     )  # fmt: skip
+    page = render_html(model, "/* vega */")
     assert "energy mJ/inf" not in page  # an empty column is dropped
     assert "<th class='text'>model</th>" in page and "<th class='num'>p50 ms</th>" in page
     assert "<td class='num ci'>0.990–1.010</td>" in page
