@@ -1,6 +1,9 @@
-"""Jobs and the runner contract: plan -> job matrix, job -> spec JSON, runner stdout -> result.
+"""Jobs: a plan expanded into its job matrix (the axes, one job, the checks), the paired and
+profile jobs a plan asks for, and each job's spec for the runner (`JobSpec`, whose parts
+are typed in harness/runner/contract.py).
 
-Pure: nothing here opens a file on a device or a socket.
+Nothing here touches a device, a socket or a subprocess; `check_files` reads the local
+input and eval files a plan points at, before the first job runs.
 """
 
 from __future__ import annotations

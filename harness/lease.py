@@ -5,8 +5,10 @@ each would disturb the other's numbers. Before its first job a controller takes 
 `mkdir <workdir>/.harness-lease` is the atomic "take" (it fails if the folder exists, on
 every POSIX shell, toybox's included), and `lease.json` inside says who holds it — owner,
 host, pid, run, and an expiry on the controller's clock (labs keep their clocks in sync
-with NTP). The holder refreshes the expiry before every job; a lease past its expiry, or
-one held by a dead process on this same host, is taken over; a live one is waited for.
+with NTP). The holder refreshes the expiry before a process once half its time is gone
+(harness/worker.py); a lease past its expiry, or one held by a dead process on this same
+host, is taken over; a live one is waited for. A lease written by a newer harness is
+neither read nor taken over.
 
 Only the transport's `run`, `put_bytes`, `get` and `exists` are used, so the lease works
 over ssh, adb and on the local device alike.

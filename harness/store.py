@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.comparisons import COMPARISONS_SCHEMA_VERSION
 from harness.errors import StoreError, StoreFull
+from harness.job_key import view_of
 from harness.records import RESUMABLE_STATUSES, JobRecord
 from harness.rows import RESULTS_SCHEMA_VERSION
 from harness.stored_files import read_view, refuse_newer, write_error, write_json_atomic
@@ -188,11 +189,11 @@ class RunStore:
         """Write the parquet views from the job records, each with its explicit schema."""
         records = self.records()
         for frame, name, types in (
-            (results_frame(records), "results.parquet", RESULT_COLUMN_TYPES),
+            (results_frame(records), view_of("solo"), RESULT_COLUMN_TYPES),
             (samples_frame(records), "samples.parquet", SAMPLE_COLUMN_TYPES),
             (power_frame(records), "power.parquet", POWER_COLUMN_TYPES),
-            (comparisons_frame(records), "comparisons.parquet", COMPARISON_COLUMN_TYPES),
-            (profile_frame(records), "profile.parquet", PROFILE_COLUMN_TYPES),
+            (comparisons_frame(records), view_of("paired"), COMPARISON_COLUMN_TYPES),
+            (profile_frame(records), view_of("profile"), PROFILE_COLUMN_TYPES),
         ):
             path = self.run_dir / name
             try:

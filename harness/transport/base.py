@@ -1,8 +1,10 @@
 """The transport seam: how commands and files reach a device.
 
-Each transport implements three raw primitives (`_run`, `_put`, `_get`) plus `open` and
-`close`; the checked helpers, the work-directory confinement and content-addressed uploads
-are written once here. A transport opens lazily on first use and is a context manager.
+Each transport implements the raw primitives (`_open`, `_close`, `_run`, `_put`,
+`_put_bytes`, `_get`, `_exists`, and `_first_symlink` where it can look faster than a
+shell); the checked helpers, the work-directory confinement, the refusal to write through
+a symbolic link and content-addressed uploads are written once here. A transport opens
+lazily on first use and is a context manager.
 
 Every operation runs under a wall-clock watchdog: paramiko's own timeouts do not bound a
 slow SFTP transfer, and keep-alives take minutes to notice a dead link. When an operation

