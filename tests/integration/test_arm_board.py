@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SSHServer, free_port, harness, make_workspace, run_plan_ok
+from conftest import SSHServer, free_port, harness, make_workspace, run_plan_ok, wait_until
 from lab.board import Board, booted_board
 from lab.image import (
     BOARD_MODEL,
@@ -64,10 +64,20 @@ def lab(board: Board, tmp_path_factory: pytest.TempPathFactory) -> Path:
     scanned (and checked against the fingerprint the board's console would show), our key
     in its authorized_keys (done when the image was made), a device file."""
     workspace = make_workspace(tmp_path_factory.mktemp("arm-lab"))
-    scanned = subprocess.run(
-        ["ssh-keyscan", "-t", "ed25519", "-p", str(board.port), "127.0.0.1"],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
+    answers: list[str] = []
+
+    def scanned_key() -> bool:
+        """ssh-keyscan waits 5 s by default; an emulated board under load can take longer
+        to answer the key exchange: it is given a minute a try, and tried again."""
+        done = subprocess.run(
+            ["ssh-keyscan", "-T", "60", "-t", "ed25519", "-p", str(board.port), "127.0.0.1"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        answers.append(done.stdout)
+        return bool(done.stdout.strip())
+
+    wait_until(scanned_key, 600, "the board's host key scanned")
+    scanned = answers[-1]
     expected = board.image.host_key_pub.read_text().split()[:2]
     assert scanned.split()[1:3] == expected, "ssh-keyscan found another host key"
     known_hosts = workspace / "known_hosts"
