@@ -13,7 +13,7 @@ from pathlib import Path
 
 from _setup import ROOT
 
-from harness.runner.contract import ResultDocument
+from harness.runner.result_document import ResultDocument
 from harness.scheduler import prepare_run, run_prepared
 
 MODELS = ["digits_cnn", "tiny_mbv2", "shufflenet_like", "squeezenet_like", "resnet18_like"]

@@ -12,7 +12,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from harness.runner.contract import Fidelity
+from harness.runner.result_views import Fidelity
 
 
 class EvalMetrics(TypedDict, total=False):

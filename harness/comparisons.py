@@ -13,8 +13,8 @@ import statistics
 
 from harness.frames import Row
 from harness.records import JobRecord
-from harness.runner.contract import ResultDocument
 from harness.runner.paired import CONFIDENCE, block_log_ratios, block_medians, decide
+from harness.runner.result_document import ResultDocument
 
 COMPARISONS_SCHEMA_VERSION = 1
 

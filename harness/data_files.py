@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ModelManifest, model_format
+from harness.errors import ConfigError
 
 
 def eval_problem(manifest: ModelManifest) -> tuple[str, str | None]:
@@ -104,3 +105,18 @@ def eval_labels(path: Path, key: str) -> Any:
 
     with np.load(path) as data:
         return data[key]
+
+
+def check_files(
+    plan_path: Path | str, inputs: dict[Path, str], manifests: list[ModelManifest]
+) -> None:
+    """Every input file (`inputs`: file -> the model it feeds) and eval set the jobs read
+    can be read, before the first job: a ConfigError naming the file and the key."""
+    for path, model in inputs.items():
+        problem = npz_problem(path)
+        if problem:
+            raise ConfigError(plan_path, problem, f"inputs.files.{model}")
+    for manifest in {m.name: m for m in manifests if m.eval is not None}.values():
+        key, problem = eval_problem(manifest)
+        if problem:
+            raise ConfigError(manifest.manifest_path or manifest.name, problem, key)

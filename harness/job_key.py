@@ -4,6 +4,7 @@ them by one rule. Pure."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, Protocol, assert_never, get_args
@@ -90,3 +91,9 @@ class JobKey:
     def label(self) -> str:
         """How a message names the job: `device: model/variant provider t<threads>`."""
         return f"{self.device}: {self.model}/{self.variant} {self.provider} t{self.threads}"
+
+
+def job_id(device: str, model: str, variant: str, provider: str, threads: int) -> str:
+    provider_slug = re.sub(r"[^A-Za-z0-9]+", "-", provider.removesuffix("ExecutionProvider"))
+    provider_slug = provider_slug.strip("-").lower() or "default"
+    return f"{device}.{model}.{variant}.{provider_slug}.t{threads}"

@@ -2,13 +2,12 @@
 profile jobs a plan asks for, and each job's spec for the runner (`JobSpec`, whose parts
 are typed in harness/runner/contract.py).
 
-Nothing here touches a device, a socket or a subprocess; `check_files` reads the local
-input and eval files a plan points at, before the first job runs.
+Nothing here touches a device, a socket or a subprocess; `data_files.check_files` reads
+the local input and eval files a plan points at, before the first job runs.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -16,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Device, Measure, ModelManifest, Plan, Variant, runtime_for
-from harness.data_files import eval_problem, npz_problem
+from harness.data_files import check_files
 from harness.errors import ConfigError
-from harness.job_key import JobKey, JobKind
+from harness.job_key import JobKey, JobKind, job_id
 from harness.native.commands import (
     PYTHON_RUNNER,
     TRTEXEC_PROVIDERS,
@@ -26,11 +25,7 @@ from harness.native.commands import (
     cpu_list,
     tool_for,
 )
-from harness.probes.power import (
-    DEFAULT_INTERVAL_MS,
-    FALLBACK_INTERVAL_MS,
-    MIN_READINGS_PER_WINDOW,
-)
+from harness.probes.power import power_spec
 from harness.runner.contract import (
     JOB_SCHEMA,
     EvalSpec,
@@ -239,20 +234,9 @@ def expand_plan(
         jobs += paired_jobs(jobs, plan.measure)
     if plan.measure.profile:
         jobs += profile_jobs(jobs, plan.measure)
-    check_files(plan, manifests, jobs)
+    inputs = {job.input_file: job.model for job in jobs if job.input_file}
+    check_files(plan.plan_path or "plan", inputs, manifests)
     return jobs
-
-
-def stop_rule(measure: Measure) -> StopRule:
-    """A fixed count of iterations, or the adaptive rule's bounds and target."""
-    if measure.iterations:
-        return {"iterations": measure.iterations}
-    return {
-        "min_iterations": measure.min_iterations,
-        "max_iterations": measure.max_iterations,
-        "target_ci": measure.target_ci,
-        "max_seconds": measure.max_seconds,
-    }
 
 
 def settings(plan: Plan, device: Device, model_file: Path) -> list[tuple[str, str, int]]:
@@ -300,7 +284,7 @@ def one_job(
         provider=provider,
         threads=threads,
         warmup=measure.warmup,
-        stop=stop_rule(measure),
+        stop=measure.stop_rule(),
         processes=measure.processes,
         inject_slowdown=measure.inject_slowdown,
         timeout_s=measure.timeout_s,
@@ -345,18 +329,6 @@ def check_jobs(plan: Plan, devices: list[Device], jobs: list[Job]) -> None:
         raise ConfigError(
             plan.plan_path or "plan", f"jobs collide: {sorted(duplicates)}; list each once"
         )
-
-
-def check_files(plan: Plan, manifests: list[ModelManifest], jobs: list[Job]) -> None:
-    """Every input file and eval set the jobs read can be read (before the first job)."""
-    for path, model in {job.input_file: job.model for job in jobs if job.input_file}.items():
-        problem = npz_problem(path)
-        if problem:
-            raise ConfigError(plan.plan_path or "plan", problem, f"inputs.files.{model}")
-    for manifest in {m.name: m for m in manifests if m.eval is not None}.values():
-        key, problem = eval_problem(manifest)
-        if problem:
-            raise ConfigError(manifest.manifest_path or manifest.name, problem, key)
 
 
 def paired_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
@@ -418,25 +390,3 @@ def with_reference(paired: PairedSpec, reference_path: str | None) -> PairedSpec
     if reference_path is not None:
         spec["reference_path"] = reference_path
     return spec
-
-
-def power_spec(device: Device) -> PowerSpec | None:
-    """What the device's sampler reads, how often, and how long the idle baseline is."""
-    power = device.power
-    if power is None:
-        return None
-    interval_ms = power.interval_ms or DEFAULT_INTERVAL_MS.get(power.source, FALLBACK_INTERVAL_MS)
-    return {
-        "source": power.source,
-        "root": device.placement.sysfs_root,
-        "interval_s": interval_ms / 1000.0,
-        "command": power.command,
-        "idle_s": power.idle_s,
-        "min_readings": MIN_READINGS_PER_WINDOW,  # the idle window is held open until then
-    }
-
-
-def job_id(device: str, model: str, variant: str, provider: str, threads: int) -> str:
-    provider_slug = re.sub(r"[^A-Za-z0-9]+", "-", provider.removesuffix("ExecutionProvider"))
-    provider_slug = provider_slug.strip("-").lower() or "default"
-    return f"{device}.{model}.{variant}.{provider_slug}.t{threads}"

@@ -16,7 +16,8 @@ from typing import TypedDict
 from harness.frames import Row
 from harness.job_key import JobKey
 from harness.records import JobRecord
-from harness.runner.contract import Profile, ResultDocument
+from harness.runner.result_document import ResultDocument
+from harness.runner.result_views import Profile
 
 PROFILE_SCHEMA_VERSION = 1
 CPU_PROVIDERS = ("CPUExecutionProvider", "xnnpack", "builtin")

@@ -27,14 +27,9 @@ from typing import TYPE_CHECKING, TypedDict
 from harness.accuracy import EvalMetrics
 from harness.errors import StoreError
 from harness.job_key import JOB_KINDS, JobKind
-from harness.runner.contract import (
-    JsonObject,
-    ProcessDoc,
-    ReportedStats,
-    ReportedStatsDoc,
-    ResultDoc,
-    ResultDocument,
-)
+from harness.runner.contract import JsonObject, ProcessDoc, ReportedStatsDoc, ResultDoc
+from harness.runner.result_document import ResultDocument
+from harness.runner.result_views import ReportedStats
 
 if TYPE_CHECKING:
     from harness.config import Device

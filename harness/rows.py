@@ -40,7 +40,8 @@ from harness.probes.power import energy_summary, power_trace, reading_notes
 from harness.probes.thermal import nvpmodel_mode
 from harness.profiles import placement
 from harness.records import JobRecord
-from harness.runner.contract import PowerReadings, Prepared, ReportedStats, ResultDocument
+from harness.runner.result_document import ResultDocument
+from harness.runner.result_views import PowerReadings, Prepared, ReportedStats
 from harness.stats import percents_apart, stability_warnings, summarize
 
 RESULTS_SCHEMA_VERSION = 8

@@ -20,7 +20,7 @@ from harness.rows import (
     fill_reference_metrics,
     result_row,
 )
-from harness.runner.contract import ResultDocument
+from harness.runner.result_document import ResultDocument
 
 if TYPE_CHECKING:
     import pandas as pd

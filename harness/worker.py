@@ -27,7 +27,7 @@ from harness.jobs import Job
 from harness.lease import Lease, new_lease, refresh, release
 from harness.native.commands import PYTHON_RUNNER
 from harness.records import JobRecord, pool_documents, pool_notes
-from harness.runner.contract import ResultDocument
+from harness.runner.result_document import ResultDocument
 from harness.store import RunStore, utc_now
 from harness.transport import open_transport
 from harness.transport.base import Transport

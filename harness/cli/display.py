@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-    from harness.runner.contract import Profile
+    from harness.runner.result_views import Profile
     from harness.scheduler import JobEvent
 
 
@@ -154,7 +154,7 @@ def print_profiles(console: Console, records: list[Any], compare: bool, top: int
     """Each profile job: its top layers and its time by op type; with `compare`, each
     variant's op types beside fp32's on the same device and setting (harness/profiles.py)."""
     from harness.profiles import with_fp32
-    from harness.runner.contract import ResultDocument
+    from harness.runner.result_document import ResultDocument
 
     if not records:
         console.print("no profiles in this run: set profile = true under [measure]")

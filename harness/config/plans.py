@@ -22,6 +22,7 @@ from harness.config.base import (
 from harness.config.devices import LOCAL_DEVICE_NAME
 from harness.config.models import ModelManifest, load_manifest
 from harness.errors import ConfigError
+from harness.runner.contract import StopRule
 
 
 class Measure(_Strict):
@@ -62,6 +63,17 @@ class Measure(_Strict):
         if self.max_iterations < self.min_iterations:
             raise ValueError("max_iterations must be >= min_iterations")
         return self
+
+    def stop_rule(self) -> StopRule:
+        """A fixed count of iterations, or the adaptive rule's bounds and target."""
+        if self.iterations:
+            return {"iterations": self.iterations}
+        return {
+            "min_iterations": self.min_iterations,
+            "max_iterations": self.max_iterations,
+            "target_ci": self.target_ci,
+            "max_seconds": self.max_seconds,
+        }
 
 
 TFLITE_DELEGATES = ("xnnpack", "builtin", "gpu", "nnapi")

@@ -22,7 +22,8 @@ from harness.execute import MIN_FREE_BYTES, DeviceSession, execute
 from harness.jobs import Job
 from harness.probes.thermal import parse_zone_temps, throttle_reasons
 from harness.records import ControllerNotes, Cooldown
-from harness.runner.contract import ResultDoc, ResultDocument
+from harness.runner.contract import ResultDoc
+from harness.runner.result_document import ResultDocument
 
 COOLDOWN_POLL_S = 0.5
 INTERRUPTED = "the run was interrupted (Ctrl-C or SIGTERM); --resume runs the job again"

@@ -15,7 +15,7 @@ from harness.errors import ConfigError, RunnerFailed
 from harness.execute.battery import SHELL_SOURCES, ShellPowerSampler
 from harness.execute.python_runner import tail
 from harness.execute.session import DeviceSession
-from harness.jobs import Job, power_spec
+from harness.jobs import Job
 from harness.native.commands import (
     native_command,
     parse_tool_output,
@@ -26,6 +26,7 @@ from harness.native.commands import (
 )
 from harness.native.op_profiles import parse_benchmark_model_profile, parse_trtexec_profile
 from harness.native.parsers import parse_proc_status
+from harness.probes.power import power_spec
 from harness.probes.thermal import STATE_SCRIPT, parse_state_probe
 from harness.records import ControllerNotes
 from harness.runner.contract import DeviceStateDoc, PowerDoc, ProfileDoc, ResultDoc

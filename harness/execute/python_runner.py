@@ -13,7 +13,8 @@ from harness.errors import RunnerFailed
 from harness.execute.session import DeviceSession
 from harness.jobs import Job
 from harness.records import ControllerNotes
-from harness.runner.contract import ResultDoc, result_problem
+from harness.runner.contract import ResultDoc
+from harness.runner.result_document import result_problem
 
 
 def run(job: Job, session: DeviceSession, round_index: int, notes: ControllerNotes) -> ResultDoc:

@@ -14,12 +14,7 @@ from harness.native.parsers import (
     parse_perf_test,
     parse_trtexec,
 )
-from harness.runner.contract import (
-    RESULT_SCHEMA,
-    MemoryCheckpoints,
-    ProfileDoc,
-    ResultDoc,
-)
+from harness.runner.contract import RESULT_SCHEMA, MemoryCheckpoints, ProfileDoc, ResultDoc
 
 PYTHON_RUNNER = "runner"
 TRTEXEC_PROVIDERS = ("trtexec", "trtexec:fp16", "trtexec:int8")

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from harness.config import Device
 from harness.errors import ParseError
+from harness.runner.contract import PowerSpec
 
 SOURCES = (
     "rapl", "ina3221", "tegrastats", "pi5-pmic", "android-battery", "nvidia-smi", "command",
@@ -370,3 +372,19 @@ def reading_notes(source: str, samples: Sequence[Mapping[str, Any]]) -> list[str
     if source == "android-battery" and "charging" in statuses:
         notes.append("the phone was charging: battery power does not measure its consumption")
     return notes
+
+
+def power_spec(device: Device) -> PowerSpec | None:
+    """What the device's sampler reads, how often, and how long the idle baseline is."""
+    power = device.power
+    if power is None:
+        return None
+    interval_ms = power.interval_ms or DEFAULT_INTERVAL_MS.get(power.source, FALLBACK_INTERVAL_MS)
+    return {
+        "source": power.source,
+        "root": device.placement.sysfs_root,
+        "interval_s": interval_ms / 1000.0,
+        "command": power.command,
+        "idle_s": power.idle_s,
+        "min_readings": MIN_READINGS_PER_WINDOW,  # the idle window is held open until then
+    }

@@ -16,7 +16,8 @@ import re
 from typing import Any
 
 from harness.errors import ParseError
-from harness.runner.contract import DeviceState, DeviceStateDoc
+from harness.runner.contract import DeviceStateDoc
+from harness.runner.result_views import DeviceState
 
 # Raspberry Pi documentation, "vcgencmd get_throttled" (raspberrypi.com/documentation/
 # computers/os.html#get_throttled); recorded example in tests/fixtures/vcgencmd/.

@@ -19,7 +19,7 @@ from harness.config import Budget, Budgets
 from harness.gate import evaluate
 from harness.job_key import JobKey
 from harness.profiles import op_type_diff, placement
-from harness.runner.contract import ResultDocument
+from harness.runner.result_document import ResultDocument
 
 
 def test_profiles_of_a_cnn_and_its_int8_variant(workspace: Path, sshd: SSHServer) -> None:

@@ -220,7 +220,7 @@ def test_a_recurrent_models_eval_set_passes_its_state_whole(workspace: Path) -> 
     assert eval_problem(load_manifest(manifest_path)) == ("", None)
     record = run_vad_alone(workspace)
     assert record.status == "ok", record.error
-    from harness.runner.contract import ResultDocument
+    from harness.runner.result_document import ResultDocument
 
     doc = ResultDocument(record.runner)
     assert doc.eval_error is None and doc.eval is not None and doc.eval.n == 6

@@ -6,7 +6,7 @@ import pytest
 
 from harness.accuracy import class_agreement, eval_metrics, output_deviation, top_k_agreement
 from harness.analysis import compare_variants
-from harness.runner.contract import Fidelity
+from harness.runner.result_views import Fidelity
 
 
 def test_accuracy_from_top_k_predictions() -> None:

@@ -28,7 +28,7 @@ from harness.native.commands import (
 from harness.native.parsers import ToolReport
 from harness.records import JobRecord, pool_reported
 from harness.rows import result_row
-from harness.runner.contract import ReportedStats
+from harness.runner.result_views import ReportedStats
 
 FIXED = {"iterations": 30}
 ADAPTIVE = {"min_iterations": 50, "max_iterations": 1000, "target_ci": 0.01, "max_seconds": 8.0}

@@ -22,7 +22,7 @@ from harness.probes.power import (
 )
 from harness.rows import power_columns
 from harness.runner import sampler
-from harness.runner.contract import ResultDocument
+from harness.runner.result_document import ResultDocument
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

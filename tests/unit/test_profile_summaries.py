@@ -7,8 +7,10 @@ import pytest
 
 from harness.profiles import op_type_diff, placement, profile_rows, slower_layers
 from harness.records import JobRecord
-from harness.runner.contract import Profile, ProfileDoc, ResultDocument
+from harness.runner.contract import ProfileDoc
 from harness.runner.op_profile import OTHER_NODES, summarize_nodes
+from harness.runner.result_document import ResultDocument
+from harness.runner.result_views import Profile
 
 
 def node(op_type: str, provider: str, total_us: float, calls: int = 4) -> dict:

@@ -17,7 +17,8 @@ from harness.probes.thermal import (
     throttle_flags,
     throttle_reasons,
 )
-from harness.runner.contract import DeviceState, ResultDocument
+from harness.runner.result_document import ResultDocument
+from harness.runner.result_views import DeviceState
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vcgencmd"
 BATTERY = Path(__file__).resolve().parents[1] / "fixtures" / "dumpsys_battery"
