@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 models: $(MODELS_STAMP)
 
-$(MODELS_STAMP): $(STAMP) $(wildcard models/*.toml) harness/bundled.py
+$(MODELS_STAMP): $(STAMP) $(wildcard models/*.toml) $(wildcard models/data/*.toml) harness/bundled.py harness/sample_data.py
 	$(BIN)/harness models fetch
 	@touch $@
 
@@ -53,8 +53,9 @@ lint: venv
 PURE_MODULES := harness/stats.py harness/native/parsers.py harness/native/op_profiles.py harness/records.py harness/rows.py \
 	harness/tables.py harness/gate.py harness/history.py harness/probes/power.py \
 	harness/probes/thermal.py harness/analysis.py harness/report/table.py \
-	harness/errors.py harness/jobs.py harness/accuracy.py harness/comparisons.py harness/profiles.py \
-	harness/report/verdict.py harness/job_key.py harness/stored_run.py harness/probes/facts.py harness/clock.py
+	harness/errors.py harness/jobs.py harness/plan_jobs.py harness/accuracy.py harness/comparisons.py harness/profiles.py \
+	harness/report/verdict.py harness/job_key.py harness/stored_run.py harness/probes/facts.py harness/clock.py \
+	harness/fidelity.py harness/output_measures.py harness/gate_quality.py
 RUNNER_CHECK := .venv-runner-typecheck
 RUNNER_CHECK_STAMP := $(RUNNER_CHECK)/.installed-stamp
 

@@ -16,7 +16,7 @@ from device_files import local_device_file  # noqa: E402
 from sshd_server import loopback_sshd  # noqa: E402
 
 from harness.config import Inputs, Measure, Plan, RuntimeSettings, load_inventory, load_manifest  # noqa: E402
-from harness.jobs import expand_plan  # noqa: E402
+from harness.plan_jobs import expand_plan  # noqa: E402
 from harness.records import JobRecord  # noqa: E402
 from harness.scheduler import run_jobs  # noqa: E402
 from harness.store import RunStore  # noqa: E402

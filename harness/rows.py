@@ -24,6 +24,13 @@ Result table columns (`RESULT_COLUMNS`):
        outputs (a manifest with task = "classification").
   8 -- adds cpu_fallback_share (from the job's profile, `profile = true`: the share of
        the profiled time on the CPU when the job asked for another provider).
+  9 -- adds fidelity_n (the samples both fidelity passes hold), snr_db (the worst output's
+       signal-to-noise against fp32's) and fidelity_outputs (JSON: per output its kind,
+       what the kind was inferred from, the kind's measure with its interval, the worst
+       sample, a stuck-output problem; harness/fidelity.py). psnr_db now takes the peak
+       from fp32's range over the whole set and is null for a constant fp32 output;
+       top1/top5 agreement come from the outputs judged as class scores; fidelity_source
+       may also say "representative set".
 Columns are added, never repurposed.
 """
 
@@ -31,20 +38,24 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from typing import cast
 
-from harness.accuracy import class_agreement, output_deviation, output_fidelity, top_k_agreement
+from harness.accuracy import output_deviation, top_k_agreement
 from harness.errors import ParseError
+from harness.fidelity import OutputQuality, as_records, compare_outputs
 from harness.frames import Row
 from harness.job_key import JobKey
+from harness.output_measures import OutputDeclaration
 from harness.probes.power import energy_summary, power_trace, reading_notes
 from harness.probes.thermal import nvpmodel_mode
 from harness.profiles import placement
 from harness.records import JobRecord
 from harness.runner.result_document import ResultDocument
-from harness.runner.result_views import PowerReadings, Prepared, ReportedStats
+from harness.runner.result_views import Fidelity, PowerReadings, Prepared, ReportedStats
 from harness.stats import percents_apart, stability_warnings, summarize
 
-RESULTS_SCHEMA_VERSION = 8
+RESULTS_SCHEMA_VERSION = 9
 
 
 RESULT_COLUMNS = (
@@ -60,17 +71,17 @@ RESULT_COLUMNS = (
     "cpu_model", "ram_mb", "os", "kernel", "board",
     "peak_pss_mb", "peak_swap_mb", "power_mode", "governor", "cores", "variant_effect",
     "psnr_db", "cosine_similarity", "max_abs_err", "fidelity_source", "top5_agreement",
-    "cpu_fallback_share",
+    "cpu_fallback_share", "fidelity_n", "snr_db", "fidelity_outputs",
 )  # fmt: skip
 
 
 _INTEGER_COLUMNS = ("n", "threads", "model_bytes", "schema_version", "gzip_bytes", "eval_n",
-                    "processes")  # fmt: skip
+                    "processes", "fidelity_n")  # fmt: skip
 
 
 _FLOAT_COLUMNS = ("cv", "accuracy", "top1_agreement", "sparsity", "top5_accuracy", "max_abs_dev",
                   "mean_abs_dev", "process_p50_spread", "psnr_db", "cosine_similarity",
-                  "max_abs_err", "top5_agreement", "cpu_fallback_share")  # fmt: skip
+                  "max_abs_err", "top5_agreement", "cpu_fallback_share", "snr_db")  # fmt: skip
 
 
 # each result column's type: "int64", "float64", "bool" or "string" (the parquet schema)
@@ -305,11 +316,7 @@ def fill_reference_metrics(rows: list[Row], records: list[JobRecord]) -> None:
         mine, theirs = ResultDocument(record.runner), ResultDocument(reference.runner)
         ours, base = mine.fidelity, theirs.fidelity
         if ours is not None and base is not None and record is not reference:
-            fidelity = output_fidelity(ours.outputs, base.outputs)
-            if fidelity is not None:
-                row.update(fidelity, fidelity_source=ours.source)
-            if ours.classification:
-                row.update(class_agreement(ours, base))
+            row.update(fidelity_columns(ours, base))
         our_eval, fp32_eval = mine.eval, theirs.eval
         if our_eval is not None and fp32_eval is not None:  # every eval sample: > fidelity's
             row["top1_agreement"] = top_k_agreement(our_eval.top_k, fp32_eval.top_k, 1)
@@ -317,6 +324,34 @@ def fill_reference_metrics(rows: list[Row], records: list[JobRecord]) -> None:
             row["max_abs_dev"], row["mean_abs_dev"] = output_deviation(
                 our_eval.outputs, fp32_eval.outputs
             )
+
+
+def fidelity_columns(ours: Fidelity, base: Fidelity) -> Row:
+    """The fidelity columns of a variant against its fp32, judged output by output."""
+    declared = cast(dict[str, OutputDeclaration], base.declared)
+    task = base.task or ("classification" if base.classification else "")
+    outputs = compare_outputs(ours, base, declared, task)
+    if outputs is None:
+        return {}
+    classes = [o for o in outputs if o.kind == "class_scores"]
+
+    def worst(
+        key: str, pick: Callable[[list[float]], float], among: list[OutputQuality] = outputs
+    ) -> float | None:
+        values = [v for o in among if (v := o.figures.get(key)) is not None]
+        return pick(values) if values else None
+
+    return {
+        "fidelity_source": ours.source,
+        "fidelity_n": min(o.n for o in outputs),
+        "psnr_db": worst("psnr_db", min),
+        "snr_db": worst("snr_db", min),
+        "cosine_similarity": worst("cosine", min),
+        "max_abs_err": worst("max_abs_err", max),
+        "top1_agreement": worst("top1_agreement", min, classes),
+        "top5_agreement": worst("top5_agreement", min, classes),
+        "fidelity_outputs": json.dumps(as_records(outputs)),
+    }
 
 
 def fill_placement(rows: list[Row], profiles: list[JobRecord]) -> None:

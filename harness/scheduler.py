@@ -28,8 +28,10 @@ from harness.config import (
     shard_devices,
 )
 from harness.errors import ConfigError, StoreError
-from harness.jobs import Job, expand_plan
+from harness.jobs import Job
+from harness.plan_jobs import expand_plan
 from harness.records import JobRecord
+from harness.representative import with_representative_sets
 from harness.store import RunStore, resolve_run, utc_now
 from harness.transport import check_transport, sha256_of
 from harness.worker import DeviceWorker, EventSink, JobEvent
@@ -137,6 +139,7 @@ def prepare_plan(
         check_transport(inventory[name], inventory)
     manifests = [resolve_model(plan, ref) for ref in plan.models]
     _check_variant_names(plan, plan_path, manifests)
+    manifests = with_representative_sets(manifests, variant_cache_dir(plan.models_dir), log)
     variant_files = build_all(
         manifests,
         plan.variants,

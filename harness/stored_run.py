@@ -51,6 +51,13 @@ class Run:
         return bool(self.meta.get("finished_at"))
 
     @property
+    def quality_tolerances(self) -> dict[str, float]:
+        """The plan's [quality] table as the run stored it (harness/fidelity.py's keys)."""
+        plan = self.meta.get("plan") or {}
+        table = plan.get("quality") if isinstance(plan, dict) else None
+        return {str(k): float(v) for k, v in (table or {}).items()}
+
+    @property
     def profiled(self) -> list[JobRecord]:
         """The profile jobs' records, whatever their status."""
         return [r for r in self.records if r.kind == "profile"]

@@ -99,11 +99,12 @@ def print_comparison(
     samples: Any,
     only_with_variants: bool = False,
     comparisons: Any = None,
+    tolerances: dict[str, float] | None = None,
 ) -> None:
-    from harness.analysis import GROUP, METHODS, compare_variants
+    from harness.analysis import GROUP, METHODS, PARETO_OBJECTIVES, compare_variants
     from harness.cli.fit import Column, print_fitted
 
-    comparison = compare_variants(results, samples, comparisons)
+    comparison = compare_variants(results, samples, comparisons, tolerances)
     if comparison.empty:
         console.print("no successful jobs to compare")
         return
@@ -112,7 +113,7 @@ def print_comparison(
             continue
         device, model, runtime, provider, threads = key
         headers = ["variant", "strategy", "p50 ms", "speedup [95% CI]", "by", "size", "peak mem"]
-        headers += ["accuracy", "Δ acc pts", "top-1 agree", "PSNR dB", "pareto"]
+        headers += ["accuracy", "Δ acc pts", "top-1 agree", "quality", "pareto"]
         columns = [Column(h, numeric=h not in ("variant", "strategy", "by")) for h in headers]
         rows = group.to_dict("records")
         cells = [
@@ -128,7 +129,7 @@ def print_comparison(
                 _pct(row["accuracy"]),
                 _points(row["accuracy_delta"]),
                 _pct(row["top1_agreement"]),
-                _db(row["psnr_db"]),
+                _quality(row),
                 "*" if row["pareto"] else "",
             ]
             for row in rows
@@ -138,16 +139,24 @@ def print_comparison(
             columns,
             cells,
             title=f"{model} on {device} ({runtime} {provider}, {threads} threads) vs fp32",
-            drop_first=("by", "peak mem", "PSNR dB", "top-1 agree", "pareto"),
-            styles=["red" if "SLOWER" in row["notes"] else None for row in rows],
+            drop_first=("by", "peak mem", "top-1 agree", "pareto"),
+            styles=[
+                "red" if "SLOWER" in row["notes"] or row["quality"] == "loss" else None
+                for row in rows
+            ],
         )
         if any(row["significant"] is False for row in rows):
             console.print("  ~ : not distinguishable from fp32 (CI or process-to-process noise)")
         for method in dict.fromkeys(r["method"] for r in rows if r["variant"] != "fp32"):
             console.print(f"  by {method}: {METHODS[method]}; p50 ms: pooled samples")
+        objectives = ", ".join(PARETO_OBJECTIVES)
+        console.print(f"  pareto: over {objectives}, among variants of verified quality")
         for row in rows:
             if row["notes"]:
                 console.print(styled("  ", (row["variant"], "yellow"), f": {row['notes']}"))
+            if row["quality"] in ("loss", "unverified"):
+                note = f": quality {row['quality']}: {row['quality_note']}"
+                console.print(styled("  ", (row["variant"], "yellow"), note))
 
 
 def print_profiles(console: Console, records: list[Any], compare: bool, top: int = 10) -> None:
@@ -237,8 +246,14 @@ def _points(value: float | None) -> str:
     return "" if value is None or value != value else f"{value * 100:+.1f}"
 
 
-def _db(value: Any) -> str:
-    return "" if value is None or value != value else f"{value:.1f}"
+def _quality(row: dict[str, Any]) -> str:
+    """ok / LOSS / unverified, with the samples it rests on."""
+    verdict = row.get("quality")
+    if not verdict or row["variant"] == "fp32":
+        return ""
+    n = row.get("fidelity_n")
+    count = "" if n is None or n != n else f" n={int(n)}"
+    return ("LOSS" if verdict == "loss" else verdict) + count
 
 
 def _pct(value: float | None) -> str:

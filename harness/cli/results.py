@@ -48,7 +48,10 @@ def show(
     if profile:
         print_profiles(console, run.profiled, compare)
     elif compare:
-        print_comparison(console, run.results, run.samples, comparisons=run.comparisons)
+        print_comparison(
+            console, run.results, run.samples, comparisons=run.comparisons,
+            tolerances=run.quality_tolerances,
+        )  # fmt: skip
     else:
         print_tables(console, run.results)
     if run.meta and not run.finished:

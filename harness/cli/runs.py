@@ -82,8 +82,9 @@ def run(
     results, samples = prepared.store.frames()
     print_tables(console, results)
     print_comparison(
-        console, results, samples, only_with_variants=True, comparisons=prepared.store.comparisons()
-    )
+        console, results, samples, only_with_variants=True,
+        comparisons=prepared.store.comparisons(), tolerances=prepared.plan.quality,
+    )  # fmt: skip
     console.print(f"run directory: {shown(prepared.store.run_dir)}")
     failures = failure_summary(records)
     for line in failures:
@@ -165,12 +166,16 @@ def compress(
     from harness.cli.fit import Column, print_fitted
     from harness.compress import BuildContext, build_all
     from harness.config import load_manifest, manifest_path, parse_dims
+    from harness.representative import with_representative_sets
     from harness.scheduler import variant_cache_dir
 
     console = make_console()
     path = manifest_path(model, models_dir)
     manifest = load_manifest(path)
     given = parse_dims(dims)
+    [manifest] = with_representative_sets(
+        [manifest], variant_cache_dir(path.parent), plain_log(console)
+    )
     built = build_all(
         [manifest],
         None,
@@ -206,9 +211,15 @@ def compress(
 def models_fetch(
     models_dir: Annotated[Path, typer.Option(help="Folder of model manifests.")] = Path("models"),
 ) -> None:
-    """Create the bundled model files the manifests describe (generate or extract)."""
+    """Create the bundled model files the manifests describe (generate or extract), and
+    the sample data their [data] tables read (models/data/*.toml)."""
     from harness.bundled import fetch_all
+    from harness.sample_data import fetch_sample_data
 
     console = make_console()
     made = fetch_all(models_dir, log=plain_log(console))
-    console.print(f"{len(made)} model file(s) created; the others were up to date")
+    data = fetch_sample_data(models_dir, log=plain_log(console))
+    console.print(
+        f"{len(made)} model file(s) and {len(data)} sample data file(s) created; the others "
+        "were up to date"
+    )

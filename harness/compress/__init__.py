@@ -27,14 +27,23 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harness.compress.base import (
+    RANDOM_CALIBRATION,
     BuildContext,
     CompressionFailed,
     Strategy,
+    calibration_file,
     library_output_to,
     sample_inputs,
 )
+from harness.compress.isolated import base_problem, build_isolated
 from harness.compress.prepare import prepare_base
-from harness.compress.verify import NoEffect, effect, model_counts, runs_once
+from harness.compress.verify import (
+    NoEffect,
+    already_quantized,
+    effect,
+    model_counts,
+    runs_once,
+)
 from harness.config import ModelManifest, Variant
 from harness.errors import ConfigError
 from harness.jobs import VariantFile, VariantReport
@@ -113,11 +122,13 @@ def strategy_for(manifest: ModelManifest, name: str) -> Strategy:
     return strategies()[name]
 
 
-def validate_params(manifest: ModelManifest, variant: Variant) -> BaseModel:
+def validate_params(manifest: ModelManifest, variant: Variant) -> BaseModel | None:
+    """The variant's parameters as its strategy's model; None for a strategy that does not
+    apply to the base's format (said when the variant is built, beside the others)."""
     try:
         strategy = strategy_for(manifest, variant.strategy)
-    except CompressionFailed:  # said when the variant is built, beside the others
-        return BaseModel()
+    except CompressionFailed:
+        return None
     try:
         return strategy.params.model_validate(variant.params)
     except ValidationError as exc:
@@ -157,12 +168,13 @@ def cache_key(base_sha256: str, strategy: str, params: BaseModel, inputs: dict[s
 def sample_source(context: BuildContext) -> VariantReport:
     """What a calibrated strategy's samples are made from, as the cache key sees it."""
     manifest = context.manifest
-    if manifest.eval is not None:
-        data = manifest.eval.calibration_file or manifest.eval.file
+    found = calibration_file(manifest)
+    if found is not None:
+        _, data, keys, whole = found
         return {
             "file_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
-            "inputs": manifest.eval.inputs,
-            "whole": manifest.eval.whole,
+            "inputs": keys,
+            "whole": whole,
         }
     return {"dims": context.dims, "specs": manifest.input_specs(), "seed": context.seed}
 
@@ -181,6 +193,7 @@ def build_variant(
     except CompressionFailed as exc:
         raise CompressionFailed(f"{where}: {exc}") from None
     params = validate_params(manifest, variant)
+    assert params is not None  # strategy_for above raised for a strategy that does not apply
     base_sha = hashlib.sha256(manifest.file.read_bytes()).hexdigest()
     inputs = sample_source(context) if strategy.calibrated else {}
     key = cache_key(base_sha, variant.strategy, params, inputs)
@@ -205,6 +218,7 @@ def build_variant(
                     "weights as float16 (its fp32 variant is that file)"
                 )
             out = Path(tmp) / target.name
+            already_quantized(variant.strategy, model_counts(prepared.path))
             try:
                 report = strategy.build(prepared.path, out, params, context)
             except CompressionFailed:
@@ -278,9 +292,21 @@ def build_all(
             )
     files = {}
     log_lines = _line_count(library_log(cache_dir))
+    unusable = {m.name: base_problem(m) for m in manifests}
+    for name, problem in unusable.items():
+        if problem:
+            log(f"cannot build the variants of {name}: {problem}")
     for manifest, variant in chosen:
+        problem = unusable.get(manifest.name)
+        if problem and variant.strategy not in ("fp32", "external"):
+            files[(manifest.name, variant.name)] = VariantFile(
+                None, error=f"{manifest.name}/{variant.name}: not built: {problem}"
+            )
+            continue
         try:
-            built = build_variant(manifest, variant, cache_dir, context_for(manifest))
+            built = build_isolated(
+                build_variant, manifest, variant, cache_dir, context_for(manifest)
+            )
         except NoEffect as exc:
             log(f"not measured: {exc}")
             files[(manifest.name, variant.name)] = VariantFile(
@@ -293,6 +319,14 @@ def build_all(
             continue
         if not built.cached:
             log(f"built {manifest.name}/{variant.name} ({variant.strategy}) -> {built.path.name}")
+        calibration = str(built.report.get("calibration") or "")
+        if calibration.startswith(RANDOM_CALIBRATION):
+            log(
+                f"warning: {manifest.name}/{variant.name} ({variant.strategy}) is calibrated on "
+                "seeded random inputs: its int8 ranges may not cover real data, and its "
+                "quality stays unverified; give representative inputs ([data] in "
+                f"{manifest.manifest_path or 'the manifest'}, or eval.calibration_file)"
+            )
         files[(manifest.name, variant.name)] = VariantFile(
             built.path,
             built.report,

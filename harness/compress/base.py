@@ -76,17 +76,15 @@ def sample_inputs(
         raise CompressionFailed(
             f"the runtime cannot load {base.name}: {type(exc).__name__}: {str(exc)[:300]}"
         ) from exc
-    manifest = context.manifest
-    if manifest.eval is not None:
-        source = manifest.eval.calibration_file or manifest.eval.file
+    found = calibration_file(context.manifest)
+    if found is not None:
+        kind, source, keys, whole = found
         try:
-            samples = eval_feeds(
-                np, str(source), declared, manifest.eval.inputs, manifest.eval.whole, count
-            )
+            samples = eval_feeds(np, str(source), declared, keys, whole, count)
         except JobError as exc:
             raise CompressionFailed(str(exc)) from None
-        kind = "calibration set" if manifest.eval.calibration_file else "eval set"
         return samples, f"{kind} {source.name} ({len(samples)} samples)"
+    manifest = context.manifest
     specs = manifest.input_specs()
     try:
         samples = [
@@ -95,7 +93,24 @@ def sample_inputs(
         ]
     except JobError as exc:
         raise CompressionFailed(str(exc)) from None
-    return samples, f"seeded random inputs ({count} samples; no eval set in the manifest)"
+    return samples, f"{RANDOM_CALIBRATION} ({count} samples; no [data] or eval set in the manifest)"
+
+
+RANDOM_CALIBRATION = "seeded random inputs"
+
+
+def calibration_file(manifest: ModelManifest) -> tuple[str, Path, dict[str, str], list[str]] | None:
+    """(what it is, .npz, input -> array, inputs passed whole) of the real samples a
+    calibrated strategy uses: the eval set's calibration file, the representative set
+    (`[data]`), the eval set; None: only seeded random inputs are left."""
+    evaluation, data = manifest.eval, manifest.data
+    if evaluation is not None and evaluation.calibration_file is not None:
+        return "calibration set", evaluation.calibration_file, evaluation.inputs, evaluation.whole
+    if data is not None and data.file is not None:
+        return "representative set", data.file, {}, []
+    if evaluation is not None:
+        return "eval set", evaluation.file, evaluation.inputs, evaluation.whole
+    return None
 
 
 def all_graphs(graph: Any) -> Iterator[Any]:

@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from harness.compress.base import BuildContext, CompressionFailed, Params, Strategy
+from harness.compress.base import (
+    BuildContext,
+    CompressionFailed,
+    Params,
+    Strategy,
+    nested_count,
+)
 from harness.jobs import VariantReport
 
 
@@ -81,9 +87,18 @@ def build(base: Path, out: Path, params: LowRankParams, context: BuildContext) -
             }
         )
     if not factored:
+        nested = nested_count(graph, {"Gemm", "MatMul", "Conv"})
+        inside = (
+            f"; {nested} Gemm/MatMul/Conv layer(s) sit inside If/Loop/Scan subgraphs, which "
+            "low-rank does not look into"
+            if nested
+            else ""
+        )
         raise CompressionFailed(
-            "no Gemm/MatMul/1x1-Conv weight benefits from factorisation at these parameters"
+            "no Gemm/MatMul/1x1-Conv weight of the main graph benefits from factorisation "
+            "at these parameters"
             + (f" ({skipped[0]['layer']}: {skipped[0]['reason']})" if skipped else "")
+            + inside
         )
     del graph.node[:]
     graph.node.extend(new_nodes)

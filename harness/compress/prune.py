@@ -197,10 +197,16 @@ def _downstream(
         raise _Unsafe("its output is a graph output")
     edits: list[tuple[str, Any]] = []
     for node in consumers[tensor]:
+        if _swish(node, tensor, consumers):  # x * sigmoid(x): channel-wise as a whole
+            if node.op_type == "Mul":
+                edits += _downstream(
+                    node.output[0], consumers, outputs, arrays, uses, after_global_pool
+                )
+            continue
         if node.input[0] != tensor:
             raise _Unsafe(f"feeds {node.op_type} '{node.name}' as a parameter")
         op = node.op_type
-        if op in CHANNEL_WISE:
+        if op in CHANNEL_WISE or (op == "Pad" and _pads_spatial_only(node, arrays)):
             pool = op.startswith("Global")
             edits += _downstream(
                 node.output[0], consumers, outputs, arrays, uses, after_global_pool or pool
@@ -235,6 +241,33 @@ def _downstream(
         else:
             raise _Unsafe(f"feeds {op} '{node.name}', which needs its channel count unchanged")
     return edits
+
+
+def _swish(node: Any, tensor: str, consumers: dict[str, list[Any]]) -> bool:
+    """`node` is the Sigmoid or the Mul of SiLU/Swish, x * sigmoid(x), applied to `tensor`."""
+    if node.op_type == "Mul" and len(node.input) == 2 and tensor in node.input:
+        other = node.input[1] if node.input[0] == tensor else node.input[0]
+        return any(s.op_type == "Sigmoid" and s.output[0] == other for s in consumers[tensor])
+    if node.op_type == "Sigmoid" and node.input[0] == tensor:
+        users = consumers[node.output[0]]
+        return len(users) == 1 and _swish(users[0], tensor, consumers)
+    return False
+
+
+def _pads_spatial_only(node: Any, arrays: dict[str, np.ndarray]) -> bool:
+    """A Pad that leaves the batch and channel axes alone (its pads known, no `axes`):
+    TF's "SAME" padding, channel-wise like an activation."""
+    if len(node.input) > 3 and node.input[3]:
+        return False
+    if len(node.input) > 1 and node.input[1]:
+        pads = arrays.get(node.input[1])
+        if pads is None:
+            return False
+        values = [int(v) for v in pads.ravel()]
+    else:
+        values = next((list(a.ints) for a in node.attribute if a.name == "pads"), [])
+    rank = len(values) // 2
+    return rank >= 2 and not any(values[i] for i in (0, 1, rank, rank + 1))
 
 
 def _private(names: Any, uses: dict[str, int], arrays: dict[str, np.ndarray], node: Any) -> None:

@@ -57,18 +57,33 @@ def build_static(
             return next(self.remaining, None)
 
     activation = QuantType.QInt8 if params.activation_type == "int8" else QuantType.QUInt8
-    with _without_preprocess_advice():
-        quantize_static(
-            str(base),  # prepared (harness/compress/prepare.py): quant_pre_process done
-            str(out),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=params.per_channel,
-            activation_type=activation,
-            weight_type=QuantType.QInt8,
-            calibrate_method=getattr(CalibrationMethod, params.calibrate_method),
+
+    def quantize(per_channel: bool) -> None:
+        with _without_preprocess_advice():
+            quantize_static(
+                str(base),  # prepared (harness/compress/prepare.py): quant_pre_process done
+                str(out),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=activation,
+                weight_type=QuantType.QInt8,
+                calibrate_method=getattr(CalibrationMethod, params.calibrate_method),
+            )
+
+    report: VariantReport = {"format": "QDQ", "calibration": source}
+    try:
+        quantize(params.per_channel)
+    except Exception as exc:
+        if not params.per_channel:
+            raise
+        # per-channel fails inside onnxruntime on some real models ("The truth value of
+        # an array ... is ambiguous") where per-tensor builds: build that, and say so
+        quantize(False)
+        report["per_channel"] = (
+            f"per-channel failed ({type(exc).__name__}: {str(exc)[:160]}); built per-tensor"
         )
-    return {"format": "QDQ", "calibration": source}
+    return report
 
 
 @contextmanager

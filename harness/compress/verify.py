@@ -81,6 +81,24 @@ def _tflite_counts(path: Path) -> dict[str, Any]:
     }
 
 
+def already_quantized(strategy: str, base: dict[str, Any]) -> None:
+    """NoEffect before an int8 strategy touches a model that is int8 already: checked
+    before calibrating, where ai-edge-quantizer segfaulted on a pre-quantized streaming
+    model with resource variables."""
+    if not strategy.startswith("int8"):
+        return
+    if base.get("format") == "tflite":
+        already = base["int8_tensors"] * 2 >= base["ops"] > 0
+    else:
+        # every float Conv/Gemm/MatMul left has its int8 tensor (QDQ), or none is left
+        already = base["quantized_ops"] > 0 and base["int8_tensors"] >= base["weight_ops"]
+    if already:
+        raise NoEffect(
+            f"no effect: the model is int8 already ({base['int8_tensors']} int8 tensors, "
+            f"{base['quantized_ops']} quantized op(s)); {strategy} would only requantize it"
+        )
+
+
 def effect(strategy: str, base: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
     """The change the strategy claims, from the counts of base and variant; NoEffect when
     there is none."""

@@ -38,6 +38,8 @@ from harness.config.models import (
     InputSpec,
     ModelManifest,
     ModelSource,
+    OutputSpec,
+    RepresentativeData,
     Variant,
     load_manifest,
     manifest_path,
@@ -60,6 +62,8 @@ from harness.config.plans import (
 )
 
 __all__ = [
+    "OutputSpec",
+    "RepresentativeData",
     "ADB_WORKDIR",
     "BUDGET_METRICS",
     "Budget",

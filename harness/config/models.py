@@ -13,7 +13,7 @@ from pydantic import (
 
 from harness.config.base import NAME_PATTERN, LaxPath, _read_toml, _Strict, _validate
 from harness.errors import ConfigError
-from harness.runner.contract import InputSpecDoc
+from harness.runner.contract import InputSpecDoc, OutputDeclarationDoc
 
 
 class InputSpec(_Strict):
@@ -70,6 +70,72 @@ class EvalSet(_Strict):
         return self.inputs.get(input_name, input_name)
 
 
+class OutputSpec(_Strict):
+    """`[outputs.NAME]`: what one output is, so its fidelity is judged by the measure its
+    kind needs (harness/fidelity.py) rather than by a generic one."""
+
+    kind: Literal[
+        "class_scores", "detection", "mask", "landmarks", "presence", "ctc_sequence",
+        "embedding", "tensor",
+    ]  # fmt: skip
+    threshold: float | None = None  # presence, mask, detection: "on" at or above it
+    logits: bool = False  # scores are logits (a sigmoid first)
+    boxes: str | None = None  # detection: the output with each candidate's box
+    box_format: Literal["cxcywh", "xyxy", "yxyx"] = "cxcywh"
+    blank: int = 0  # ctc_sequence
+
+    def declaration(self) -> OutputDeclarationDoc:
+        """As the job spec carries it to the runner and back (harness/fidelity.py reads it)."""
+        declared: OutputDeclarationDoc = self.model_dump(exclude_none=True)
+        return declared
+
+
+class RepresentativeData(_Strict):
+    """`[data]`: real inputs for calibration and the fidelity pass, in the form the team
+    has them -- an .npz keyed by input name (`file`), or images, WAV audio or raw files
+    with their preprocessing declared (harness/representative.py reads them into one)."""
+
+    file: LaxPath | None = None  # .npz: one array per model input, one sample per row
+    images: str | None = None  # a folder or a glob (relative to the manifest)
+    audio: str | None = None  # WAV files: a folder or a glob
+    binary: str | None = None  # any files, read as bytes
+    input: str | None = None  # the model input they feed (default: its only input)
+    samples: Annotated[int, Field(ge=1, le=4096)] = 64  # at most this many are read
+    min_samples: Annotated[int, Field(ge=1)] = 8  # fewer decodable: the set is refused
+    # images: resized to size (H, W), the shorter side first then centre-cropped, or
+    # stretched; laid out as layout; 0..255 mapped onto [scale[0], scale[1]], then
+    # (x - mean) / std per channel
+    size: list[int] | None = None
+    resize: Literal["crop", "stretch"] = "crop"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    channels: Literal["RGB", "BGR", "L"] = "RGB"
+    scale: Annotated[list[float], Field(min_length=2, max_length=2)] = [0.0, 1.0]
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    dtype: Literal["float32", "float16", "uint8", "int8", "int64", "int32"] = "float32"
+    # audio: mono 16-bit PCM at sample_rate, cut into frames of frame_length samples
+    # scaled to [-1, 1]; binary: each file's first `length` bytes (0..255), zero-padded
+    sample_rate: int | None = None
+    frame_length: int | None = None
+    length: int | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RepresentativeData:
+        given = [k for k in ("file", "images", "audio", "binary") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "[data] takes one of file (.npz), images, audio or binary; got "
+                + (", ".join(given) or "none")
+            )
+        if self.images and not self.size:
+            raise ValueError("[data] images need size = [height, width]")
+        if self.audio and not (self.sample_rate and self.frame_length):
+            raise ValueError("[data] audio needs sample_rate and frame_length")
+        if self.binary and not self.length:
+            raise ValueError("[data] binary files need length (bytes per sample)")
+        return self
+
+
 class ModelSource(_Strict):
     """Where a bundled model comes from, so set-up can recreate it (`harness models fetch`)."""
 
@@ -92,6 +158,8 @@ class ModelManifest(_Strict):
     inputs: list[InputSpec] = Field(default_factory=list)
     source: ModelSource | None = None
     eval: EvalSet | None = None
+    data: RepresentativeData | None = None
+    outputs: dict[str, OutputSpec] = Field(default_factory=dict)
     variants: list[Variant] = Field(default_factory=list)
     manifest_path: LaxPath | None = None
 
@@ -164,11 +232,15 @@ def load_manifest(path: Path, *, require_files: bool = True) -> ModelManifest:
         if manifest.eval
         else None
     )
+    representative = manifest.data
+    if representative is not None and representative.file is not None:
+        representative = representative.model_copy(update={"file": base / representative.file})
     manifest = manifest.model_copy(
         update={
             "file": base / manifest.file,
             "variants": variants,
             "eval": evaluation,
+            "data": representative,
             "manifest_path": path,
         }
     )

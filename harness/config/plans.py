@@ -37,9 +37,10 @@ class Measure(_Strict):
     timeout_s: Annotated[float, duration_s()] = 300.0
     # fresh runner processes per job, in rounds over the device's jobs; latencies pooled
     processes: Annotated[int, Field(ge=1, le=100)] = 1
-    # after the timed loop, every output of this many fixed inputs, compared with fp32's
-    # on the same device (PSNR, cosine, max abs error); 0: none
-    fidelity_samples: Annotated[int, Field(ge=0, le=64)] = 4
+    # after the timed loop (first process), every output of this many samples of the
+    # representative set ([data]), else the eval set, else fixed inputs, compared with
+    # fp32's on the same device, output by output (harness/fidelity.py); 0: none
+    fidelity_samples: Annotated[int, Field(ge=0, le=1024)] = 32
     # for testing regression detection only: every inference made this fraction slower
     inject_slowdown: Annotated[float, Field(ge=0, le=10)] = 0.0
     # paired comparison (harness/runner/paired.py): each variant also runs beside its fp32
@@ -114,7 +115,20 @@ class Plan(_Strict):
     measure: Measure = Field(default_factory=Measure)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     inputs: Inputs = Field(default_factory=Inputs)
+    # what "worth shipping" demands of a variant's quality, over the defaults
+    # (harness/fidelity.QUALITY_DEFAULTS: min_top1_agreement = 0.95, min_snr_db = 20, ...)
+    quality: dict[str, float] = Field(default_factory=dict)
     plan_path: LaxPath | None = None
+
+    @field_validator("quality")
+    @classmethod
+    def _known_tolerances(cls, value: dict[str, float]) -> dict[str, float]:
+        from harness.fidelity import QUALITY_DEFAULTS
+
+        unknown = sorted(set(value) - set(QUALITY_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown {unknown}; known: {', '.join(QUALITY_DEFAULTS)}")
+        return value
 
 
 def load_plan(path: Path) -> Plan:
@@ -168,6 +182,16 @@ class Budget(_Strict):
     max_accuracy_drop: Annotated[float, Field(ge=0, le=1)] | None = None
     # every output within this PSNR of fp32's on the same device and inputs (no labels needed)
     min_psnr_db: Annotated[float, Field(gt=0)] | None = None
+    # per kind of output (harness/fidelity.py), the worst output of that kind; measured on
+    # representative inputs, else the check cannot pass
+    min_top1_agreement: Annotated[float, Field(ge=0, le=1)] | None = None
+    min_detection_agreement: Annotated[float, Field(ge=0, le=1)] | None = None
+    min_mask_iou: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_landmark_error_pct: Annotated[float, Field(ge=0)] | None = None
+    min_presence_agreement: Annotated[float, Field(ge=0, le=1)] | None = None
+    min_sequence_agreement: Annotated[float, Field(ge=0, le=1)] | None = None
+    min_embedding_cosine: Annotated[float, Field(ge=-1, le=1)] | None = None
+    min_snr_db: float | None = None
     max_regression_pct: Annotated[float, Field(ge=0)] | None = None
     # at least this many times fp32's speed on the same device (paired where the run paired)
     min_speedup: Annotated[float, Field(gt=0)] | None = None
@@ -185,6 +209,8 @@ class Budget(_Strict):
 BUDGET_METRICS = (
     "p50_ms", "p90_ms", "p99_ms", "peak_mem_mb", "energy_mj", "max_accuracy_drop",
     "min_psnr_db", "max_regression_pct", "min_speedup", "max_cpu_fallback_share",
+    "min_top1_agreement", "min_detection_agreement", "min_mask_iou", "max_landmark_error_pct",
+    "min_presence_agreement", "min_sequence_agreement", "min_embedding_cosine", "min_snr_db",
 )  # fmt: skip
 
 

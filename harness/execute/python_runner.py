@@ -25,16 +25,19 @@ def run(job: Job, session: DeviceSession, round_index: int, notes: ControllerNot
     remote_input = None
     if job.input_file is not None:
         remote_input, _ = session.push(job.input_file, "inputs")
-    remote_eval = None
+    remote_eval = remote_fidelity = None
     if job.eval_file is not None and round_index == 0:  # accuracy once per job
         remote_eval, _ = session.push(job.eval_file, "eval")
+    if job.fidelity_file is not None and round_index == 0:  # fidelity too
+        remote_fidelity, _ = session.push(job.fidelity_file, "eval")
     remote_reference = None
     if job.reference_file is not None:  # a paired job: fp32 runs beside the variant
         remote_reference, _ = session.push(job.reference_file, "models")
     spec_path = session.job_path(job, ".json")
     spec = job.spec(
-        remote_model, remote_input, remote_eval, spec_path.removesuffix(".json"), remote_reference
-    )
+        remote_model, remote_input, remote_eval, spec_path.removesuffix(".json"),
+        remote_reference, remote_fidelity, first_round=round_index == 0,
+    )  # fmt: skip
     transport.put_bytes(json.dumps(spec).encode(), spec_path)
     notes["model_pushed"], notes["push_s"] = pushed, time.perf_counter() - clock
     result = transport.run(

@@ -33,7 +33,7 @@ REPORT_COLUMNS = [
     ("n", "n"), ("p50_ms", "p50 ms"), ("p50_ci", "p50 95% CI"), ("p90_ms", "p90 ms"),
     ("p99_ms", "p99 ms"), ("speedup", "speedup vs fp32"), ("size_kb", "size KB"),
     ("peak_rss_mb", "peak MB"), ("energy_mj", "energy mJ/inf"), ("accuracy", "accuracy"),
-    ("top1_agreement", "top-1 agree"), ("psnr_db", "PSNR dB"),
+    ("top1_agreement", "top-1 agree"), ("psnr_db", "PSNR dB"), ("quality", "quality"),
 ]  # fmt: skip
 
 
@@ -52,7 +52,7 @@ def write_report(run: Run, verdict: GateVerdict | None = None) -> ReportFiles:
     from harness.profiles import op_type_rows, profile_diffs
 
     results, samples = run.results, run.samples
-    comparison = compare_variants(results, samples, run.comparisons)
+    comparison = compare_variants(results, samples, run.comparisons, run.quality_tolerances)
     comparison = within_budgets(comparison, results, verdict)
     profiled = run.profiled
     folder = run.run_dir / "plots"
@@ -105,6 +105,11 @@ def worth_shipping(comparison: pd.DataFrame) -> dict[str, list[str]]:
         lines = []
         for row in chosen.sort_values("speedup", ascending=False).to_dict("records"):
             line = f"{row['model']}/{row['variant']} ({row['setting']}): {_speedup(row)}"
+            line += (
+                f", quality verified on {int(row['fidelity_n'])} samples"
+                if not missing(row["fidelity_n"])
+                else ", quality verified by the accuracy drop"
+            )
             loss = row["fidelity_loss_pct"]
             if not missing(loss):
                 line += f", fidelity loss {abs(loss) if abs(loss) < 0.005 else loss:.2f}"
@@ -148,9 +153,20 @@ def device_tables(
                 "accuracy": pct(row["accuracy"]),
                 "top1_agreement": pct(row["top1_agreement"]),
                 "psnr_db": num(row.get("psnr_db"), 1),
+                "quality": _quality(compared) if row["variant"] != "fp32" else "",
             }
         )
     return tables
+
+
+def _quality(compared: Row) -> str:
+    """ "ok n=32", "LOSS n=12", "unverified n=32" (harness/fidelity.quality_verdict)."""
+    verdict = compared.get("quality")
+    if not isinstance(verdict, str):
+        return ""
+    n = compared.get("fidelity_n")
+    count = f" n={int(n)}" if isinstance(n, (int, float)) and not missing(n) else ""
+    return ("LOSS" if verdict == "loss" else verdict) + count
 
 
 def _row_class(row: Row, compared: Row) -> str:
@@ -177,9 +193,11 @@ def warnings(results: pd.DataFrame, comparison: pd.DataFrame) -> list[tuple[str,
         if row.get("throttled") is True:
             notes.append((where, "the device throttled during the job"))
     for row in comparison.to_dict("records"):
+        where = f"{row['device']}: {row['model']}/{row['variant']} {row['setting']}"
         if row["notes"] and "SLOWER" in row["notes"]:
-            where = f"{row['device']}: {row['model']}/{row['variant']} {row['setting']}"
             notes.append((where, str(row["notes"])))
+        if row.get("quality") in ("loss", "unverified"):
+            notes.append((where, f"quality {row['quality']}: {row['quality_note']}"))
     ok = results[results["status"] == "ok"]
     for device, group in ok.groupby("device"):
         arches = sorted({str(v) for v in group["arch"].dropna()})

@@ -30,6 +30,8 @@ JOB_SCHEMA = "harness.job/1"
 # a JSON object as json.loads gives it: read by a parser (ResultDocument, the records'
 # reader), never passed on as it is
 JsonObject = Dict[str, Any]
+# an output's declaration ([outputs.NAME] of the manifest: kind, threshold, ...), echoed
+OutputDeclarationDoc = Dict[str, Union[str, float, int, bool]]
 
 
 class InputSpecDoc(TypedDict, total=False):
@@ -68,9 +70,13 @@ class EvalSpec(TypedDict):
     top_k: int
 
 
-class FidelitySpec(TypedDict):
-    samples: int  # every output of this many fixed inputs
+class FidelitySpec(TypedDict, total=False):
+    samples: int  # every output of this many fixed inputs (required)
     classification: bool  # the outputs are class scores (top-k agreement)
+    task: str  # the manifest's task, echoed into the document for the controller
+    outputs: dict[str, OutputDeclarationDoc]  # the manifest's [outputs.NAME], echoed
+    file: str  # the representative set on the device (.npz keyed by input); else the
+    # eval set, the input file or seeded inputs
 
 
 class SamplerSpec(TypedDict, total=False):
@@ -227,10 +233,14 @@ class SampledDoc(TypedDict, total=False):
 
 class FidelityDoc(TypedDict, total=False):
     n: int
-    source: str  # "eval set", "input file", "seeded random inputs"
+    source: str  # "representative set", "eval set", "input file", "seeded random inputs"
     outputs: list[list[list[float]]]  # per sample, every output's values flattened
     shapes: list[list[int]]  # each output's shape (first sample)
+    names: list[str]  # each output's name
     classification: bool
+    task: str  # echoed from the spec
+    declared: dict[str, OutputDeclarationDoc]  # echoed from the spec
+    elapsed_s: float  # the pass's own time on the device (reading, inferring, copying)
 
 
 class EvalDoc(TypedDict, total=False):

@@ -4,6 +4,7 @@ profile. Stdlib + the runtime only."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 try:  # imported as harness.runner.outputs (the controller, the tests)
@@ -28,9 +29,9 @@ except ImportError:  # run on the device, where this file's folder is on sys.pat
     )
 
 MAX_EVAL_VALUES = 2000000  # raw outputs returned for deviation checks, at most this many
-# outputs returned for fidelity (the first fixed input's always): ~5 MB of JSON in the
-# job record at most -- a 320x320 detector map sends one sample, a classifier all of them
-MAX_FIDELITY_VALUES = 250000
+# outputs returned for fidelity (the first fixed input's always): ~12 MB of JSON in the
+# job record at most -- 32 samples of a 128x128 detector's maps, a classifier's many more
+MAX_FIDELITY_VALUES = 600000
 
 
 def profile_of(session: OnnxRuntimeSession | TFLiteSession, spec: ProfileSpec) -> ProfileDoc:
@@ -46,15 +47,19 @@ def run_fidelity(
     declared: list[tuple[str, str, list[Any]]],
     job: JobSpec,
 ) -> FidelityDoc:
-    """Every output of a few fixed inputs, after the timed loop: the eval set's first
-    samples, else the plan's input file, else seeded inputs (seeds other than the timed
-    loop's) -- the same for every variant of the model, so the controller can compare each
-    variant's outputs with fp32's, labels or not."""
+    """Every output of fixed inputs, after the timed loop: the representative set's
+    first `samples`, else the eval set's, else the plan's input file, else seeded inputs
+    (seeds other than the timed loop's) -- the same for every variant of the model, so the
+    controller can compare each variant's outputs with fp32's, labels or not."""
     fidelity = job["fidelity"]
     assert fidelity is not None
+    started = time.perf_counter()
     count = int(fidelity["samples"])
     eval_spec = job.get("eval")
-    if eval_spec:
+    if fidelity.get("file"):
+        feeds = eval_feeds(np, str(fidelity["file"]), declared, {}, [], count)
+        source = "representative set"
+    elif eval_spec:
         feeds = eval_feeds(
             np, eval_spec["file"], declared, eval_spec.get("inputs") or {},
             eval_spec.get("whole") or [], count,
@@ -84,7 +89,11 @@ def run_fidelity(
         "source": source,
         "outputs": outputs,
         "shapes": shapes,
+        "names": list(session.output_names),
         "classification": bool(fidelity.get("classification")),
+        "task": str(fidelity.get("task") or ""),
+        "declared": dict(fidelity.get("outputs") or {}),
+        "elapsed_s": time.perf_counter() - started,
     }
 
 

@@ -231,7 +231,14 @@ class ResultDocument:
             outputs=fidelity["outputs"],
             shapes=list(fidelity.get("shapes") or []),
             classification=bool(fidelity.get("classification")),
-        )
+            names=[str(n) for n in fidelity.get("names") or []],
+            elapsed_s=_number(fidelity.get("elapsed_s")),
+            task=_text(fidelity.get("task")) or "",
+            declared={
+                str(k): v for k, v in (fidelity.get("declared") or {}).items()
+                if isinstance(v, dict)
+            },
+        )  # fmt: skip
 
     @property
     def paired_processes(self) -> list[PairedDoc]:

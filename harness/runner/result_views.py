@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.runner.contract import JsonObject, ProfiledNode, ProviderShare
+from harness.runner.contract import (
+    JsonObject,
+    OutputDeclarationDoc,
+    ProfiledNode,
+    ProviderShare,
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,10 @@ class Fidelity:
     outputs: list[list[list[float]]]
     shapes: list[list[int]]
     classification: bool
+    names: list[str] = field(default_factory=list)  # each output's name (older: none)
+    task: str = ""
+    declared: dict[str, OutputDeclarationDoc] = field(default_factory=dict)  # [outputs.NAME]
+    elapsed_s: float | None = None  # the pass's time on the device
 
 
 @dataclass(frozen=True)

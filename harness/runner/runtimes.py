@@ -291,6 +291,7 @@ class TFLiteSession:
         self.interpreter = interpreter_cls(**kwargs)
         self.providers = [delegate]
         self.details = self.interpreter.get_input_details()
+        self.output_names = [d["name"] for d in self.interpreter.get_output_details()]
 
     def declared_inputs(self) -> list[tuple[str, str, list[Any]]]:
         """A quantized input (a full-integer model's int8/uint8 with a scale) is declared
@@ -324,7 +325,11 @@ class TFLiteSession:
         return invoke
 
     def outputs(self) -> list[Any]:
-        """Real values: a quantized output is dequantized, so fidelity compares like with like."""
+        """One inference on the inputs set, as OnnxRuntimeSession.outputs runs one; real
+        values: a quantized output is dequantized, so fidelity compares like with like.
+        (Reading the tensors without invoking returned whatever the arena held after
+        `allocate_tensors`: every TFLite fidelity and eval pass was that, not the model.)"""
+        self.interpreter.invoke()
         values = []
         for detail in self.interpreter.get_output_details():
             value, scale_zero = self.interpreter.get_tensor(detail["index"]), quantization(detail)

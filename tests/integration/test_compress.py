@@ -82,11 +82,13 @@ def test_int8_static_is_qdq_calibrated_and_keeps_accuracy(
     assert entropy.path != built.path  # other parameters, other cache key
 
 
-def test_int8_static_without_eval_set_says_it_used_random_inputs(tmp_path: Path) -> None:
-    manifest = load_manifest(MODELS_DIR / "tiny_mbv2.toml")
+def test_int8_static_without_real_inputs_says_it_used_random_inputs(tmp_path: Path) -> None:
+    manifest = load_manifest(MODELS_DIR / "tiny_mbv2.toml").model_copy(update={"data": None})
     bundled_model("tiny_mbv2.onnx")
     built = build(manifest, tmp_path, "int8-static", calibration_samples=4)
-    assert built.report["calibration"].startswith("seeded random inputs (4 samples; no eval set")
+    assert built.report["calibration"].startswith(
+        "seeded random inputs (4 samples; no [data] or eval set"
+    )
 
 
 def test_unstructured_pruning_reaches_its_sparsity(digits: ModelManifest, tmp_path: Path) -> None:

@@ -4,9 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.accuracy import class_agreement, eval_metrics, output_deviation, top_k_agreement
+from harness.accuracy import eval_metrics, output_deviation, top_k_agreement
 from harness.analysis import compare_variants
-from harness.runner.result_views import Fidelity
 
 
 def test_accuracy_from_top_k_predictions() -> None:
@@ -27,35 +26,6 @@ def test_agreement_and_deviation() -> None:
     assert output_deviation([[1.0, 2.0], [3.0, 4.0]], [[1.5, 2.0], [3.0, 3.0]]) == (1.0, 0.375)
     assert output_deviation(None, [[1.0]]) == (None, None)
     assert output_deviation([[1.0, 2.0]], [[1.0]]) == (None, None)  # shapes differ
-
-
-def fidelity_part(scores: list[list[float]], boxes: list[list[float]]) -> Fidelity:
-    """A runner's fidelity part: per sample, a [1, C] class-score output and a [1, 4] box."""
-    return Fidelity(n=len(scores), source="eval set",
-                    outputs=[[s, b] for s, b in zip(scores, boxes, strict=True)],
-                    shapes=[[1, len(scores[0])], [1, 4]], classification=True)  # fmt: skip
-
-
-def test_class_agreement_from_the_fidelity_outputs_without_labels() -> None:
-    classes = list(range(8))
-    fp32 = [[float(c == 3) for c in classes], [float(c == 5) for c in classes]]
-    variant = [
-        [float(c in (3, 4)) * (1 + (c == 4)) for c in classes],
-        [float(c == 5) for c in classes],
-    ]
-    boxes = [[0.1, 0.2, 0.3, 0.4]] * 2
-    agreement = class_agreement(fidelity_part(variant, boxes), fidelity_part(fp32, boxes))
-    # sample 0: the variant's top-1 is class 4, fp32's class 3 (second in the variant's top 5)
-    assert agreement == {"top1_agreement": 0.5, "top5_agreement": 1.0}
-    # the boxes output ([1, 4]) is scored as classes too (C >= 2); it agrees fully, so the
-    # worst output is still the class scores
-    two_classes = [[0.9, 0.1], [0.2, 0.8]]
-    flipped = class_agreement(
-        fidelity_part([[0.1, 0.9], [0.2, 0.8]], boxes), fidelity_part(two_classes, boxes)
-    )
-    assert flipped == {"top1_agreement": 0.5, "top5_agreement": None}  # 2 classes: no top-5
-    nothing = Fidelity(n=0, source=None, outputs=[], shapes=[], classification=True)
-    assert class_agreement(nothing, fidelity_part(fp32, boxes)) == {}
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
@@ -98,10 +68,13 @@ def test_speedup_size_accuracy_and_pareto() -> None:
     assert table["front"].to_dict() == {"fp32": True, "int8": True, "fp16": False, "pruned": False}
 
 
-def test_without_accuracy_size_decides_pareto_and_no_fp32_is_said() -> None:
+def test_without_a_quality_measure_a_variant_is_never_pareto_and_no_fp32_is_said() -> None:
+    """Neither labels nor a fidelity pass: its quality is unknown, so the Pareto front
+    (computed among verified variants) leaves it out, however small it is."""
     results = frame([variant("fp32", 10.0, 1000, None), variant("small", 11.0, 100, None)])
     table = compare_variants(results).set_index("variant")
-    assert table["pareto"].to_dict() == {"fp32": True, "small": True}
+    assert table["pareto"].to_dict() == {"fp32": True, "small": False}
+    assert pd.isna(table.loc["small", "quality"])
     alone = compare_variants(frame([variant("int8", 5.0, 250, None)]))
     assert alone.loc[0, "notes"] == "no fp32 result to compare with"
 

@@ -122,12 +122,16 @@ def test_a_psnr_budget_needs_no_labels() -> None:
     reference; a variant whose fidelity was not measured is missing, never a pass."""
     rows = [
         job("a", "fp32", 10.0),
-        job("b", "int8", 6.0, psnr_db=38.5, fidelity_source="seeded random inputs"),
-        job("c", "pruned", 9.0, psnr_db=19.0, fidelity_source="seeded random inputs"),
+        job("b", "int8", 6.0, psnr_db=38.5, fidelity_source="representative set"),
+        job("c", "pruned", 9.0, psnr_db=19.0, fidelity_source="representative set"),
         job("d", "fp16", 9.0),
+        job("e", "int8-noise", 6.0, psnr_db=45.0, fidelity_source="seeded random inputs"),
     ]
     verdict = gate(Budget(model="m", min_psnr_db=30.0), rows)
     outcomes = {case.job_id: case.checks[0].outcome for case in verdict.cases}
-    assert outcomes == {"a": "pass", "b": "pass", "c": "fail", "d": "missing"}
+    # e: a figure from random inputs neither passes nor fails: unverified, so missing
+    assert outcomes == {"a": "pass", "b": "pass", "c": "fail", "d": "missing", "e": "missing"}
     [pruned] = [c for c in verdict.cases if c.job_id == "c"]
-    assert "19.0 dB vs budget >= 30 dB (on seeded random inputs)" in pruned.checks[0].message
+    assert "19.0 dB vs budget >= 30 dB (on representative set)" in pruned.checks[0].message
+    [noise] = [c for c in verdict.cases if c.job_id == "e"]
+    assert "seeded random inputs only (unverified)" in noise.checks[0].message

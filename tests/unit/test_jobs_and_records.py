@@ -19,7 +19,7 @@ from harness.config import (
 from harness.errors import RunnerFailed, StoreError
 from harness.execute.python_runner import parse_result_document
 from harness.job_key import job_id
-from harness.jobs import expand_plan
+from harness.plan_jobs import expand_plan
 from harness.records import JobRecord
 from harness.rows import RESULT_COLUMNS, result_row
 from harness.store import RunStore, resolve_run

@@ -18,7 +18,6 @@ from harness.config import (
     RuntimeSettings,
 )
 from harness.errors import ConfigError
-from harness.jobs import expand_plan
 from harness.native.commands import (
     cpu_mask,
     native_command,
@@ -26,6 +25,7 @@ from harness.native.commands import (
     tool_for,
 )
 from harness.native.parsers import ToolReport
+from harness.plan_jobs import expand_plan
 from harness.records import JobRecord, pool_reported
 from harness.rows import result_row
 from harness.runner.result_views import ReportedStats

@@ -1,0 +1,342 @@
+"""A manifest's representative inputs (`[data]`) read into one .npz keyed by input name:
+the one loader behind calibration, the fidelity pass and `benchmarks/real_models.py`.
+
+Images (Pillow), mono WAV audio (the standard library's `wave`) and raw files are decoded
+with the preprocessing the manifest declares, one sample at a time into a memory-mapped
+array (memory bounded by one sample, not the set), and cached by what they depend on
+(each file's content and the preprocessing), so a nightly run decodes nothing twice. A
+file that cannot be decoded is named and left out; a set left with too few samples, or a
+preprocessing that does not fit the model's input, is refused before the first job.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import tempfile
+import wave
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.config import ModelManifest, RepresentativeData
+from harness.data_files import model_inputs, npz_problem, runtime_refusal
+from harness.errors import ConfigError
+
+DATA_VERSION = "1"  # bump when decoding changes for the same files and settings
+
+
+@dataclass(frozen=True)
+class RepresentativeSet:
+    """The set as the jobs and the builds take it: an .npz, what it holds, what was left out."""
+
+    path: Path
+    samples: int
+    source: str  # "12 images from cache/data/photos/*.png"
+    skipped: tuple[str, ...] = ()  # "name.png: cannot identify image file"
+
+
+def representative_set(
+    manifest: ModelManifest, cache_dir: Path, declared: list[tuple[str, str, list[Any]]]
+) -> RepresentativeSet | None:
+    """The manifest's `[data]` as an .npz (made now, or from the cache); None without one.
+    `declared` is the model's [(input, dtype, shape)], to refuse a set that does not fit."""
+    data = manifest.data
+    if data is None:
+        return None
+    where = manifest.manifest_path or manifest.name
+    if data.file is not None:
+        return _given_npz(data.file, where, declared)
+    files = _files(data, manifest, where)
+    name, dtype, shape = _fed_input(data, declared, where)
+    decode = _decoder(data)
+    key = _cache_key(data, files)
+    target = cache_dir / "data" / manifest.name / f"{key}.npz"
+    report_path = target.with_suffix(".json")
+    if target.is_file() and report_path.is_file():
+        report = json.loads(report_path.read_text())
+        return RepresentativeSet(
+            target, report["samples"], report["source"], tuple(report["skipped"])
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    samples, skipped = _write(target, name, decode, files, data.samples)
+    what = f"{samples} {_noun(data)} from {_pattern(data)}"
+    if samples < data.min_samples:
+        target.unlink(missing_ok=True)
+        raise ConfigError(
+            where,
+            f"only {samples} of {len(files)} file(s) could be read, fewer than "
+            f"min_samples = {data.min_samples}" + _skipped_text(skipped),
+            "data",
+        )
+    report_path.write_text(json.dumps({"samples": samples, "source": what, "skipped": skipped}))
+    return RepresentativeSet(target, samples, what, tuple(skipped))
+
+
+def _given_npz(
+    path: Path, where: Path | str, declared: list[tuple[str, str, list[Any]]]
+) -> RepresentativeSet:
+    problem = npz_problem(path)
+    if problem:
+        raise ConfigError(where, problem, "data.file")
+    with np.load(path) as arrays:
+        missing = [name for name, _, _ in declared if name not in arrays.files]
+        if missing:
+            raise ConfigError(
+                where, f"{path.name} has no array for input(s) {missing} (it has {arrays.files})",
+                "data.file",
+            )  # fmt: skip
+        for name, dtype, _ in declared:
+            _check_dtype(arrays[name].dtype, dtype, f"{path.name}'s array '{name}'", where)
+        count = min(len(arrays[name]) for name, _, _ in declared)
+    return RepresentativeSet(path, count, f"{count} samples from {path.name}")
+
+
+def _check_dtype(found: np.dtype, wanted: str, what: str, where: Path | str) -> None:
+    """Refuse a float set for an integer input and the reverse (an int64 array for a
+    float input was once used without a word); widths within a family are converted."""
+    if np.issubdtype(found, np.floating) != np.issubdtype(np.dtype(wanted), np.floating):
+        raise ConfigError(
+            where, f"{what} is {found}, the model's input takes {wanted}: convert the data",
+            "data",
+        )  # fmt: skip
+
+
+def _files(data: RepresentativeData, manifest: ModelManifest, where: Path | str) -> list[Path]:
+    base = (manifest.manifest_path or Path(".")).parent
+    pattern = _pattern(data)
+    target = base / pattern
+    found = sorted(p for p in target.iterdir() if p.is_file()) if target.is_dir() else [
+        Path(p) for p in sorted(glob.glob(str(target))) if Path(p).is_file()
+    ]  # fmt: skip
+    if not found:
+        hint = " (run `make models` to fetch the bundled sample data)" if "cache" in pattern else ""
+        raise ConfigError(where, f"no file matches {target}{hint}", f"data.{_noun(data)}")
+    return found
+
+
+def _pattern(data: RepresentativeData) -> str:
+    return str(data.images or data.audio or data.binary)
+
+
+def _noun(data: RepresentativeData) -> str:
+    return "images" if data.images else "audio" if data.audio else "binary"
+
+
+def _fed_input(
+    data: RepresentativeData, declared: list[tuple[str, str, list[Any]]], where: Path | str
+) -> tuple[str, str, list[Any]]:
+    names = [name for name, _, _ in declared]
+    if data.input is None and len(declared) != 1:
+        raise ConfigError(
+            where, f"the model has inputs {names}: name the one the data feeds", "data.input"
+        )
+    chosen = [d for d in declared if data.input in (None, d[0])]
+    if not chosen:
+        raise ConfigError(
+            where, f"data.input '{data.input}' is not an input of {names}", "data.input"
+        )
+    name, dtype, shape = chosen[0]
+    _check_dtype(np.dtype(data.dtype), dtype, f"[data] dtype = {data.dtype}", where)
+    expected = _sample_shape(data)
+    model = [d if isinstance(d, int) and d > 0 else None for d in shape[1:]]
+    fits = len(model) == len(expected) and all(
+        m is None or m == e for m, e in zip(model, expected, strict=True)
+    )
+    if not fits:
+        raise ConfigError(
+            where,
+            f"[data] makes samples of shape {['batch', *expected]}; "
+            f"input '{name}' takes {shape}: change size, layout or channels",
+            "data",
+        )  # fmt: skip
+    return name, dtype, shape
+
+
+def _sample_shape(data: RepresentativeData) -> list[int]:
+    if data.images:
+        assert data.size is not None
+        channels = 1 if data.channels == "L" else 3
+        height, width = data.size
+        return [channels, height, width] if data.layout == "NCHW" else [height, width, channels]
+    if data.audio:
+        assert data.frame_length is not None
+        return [int(data.frame_length)]
+    assert data.length is not None
+    return [int(data.length)]
+
+
+Decoder = Callable[[Path], Iterator[np.ndarray]]
+
+
+def _decoder(data: RepresentativeData) -> Decoder:
+    if data.images:
+        return lambda path: iter([_image(path, data)])
+    if data.audio:
+        return lambda path: _frames(path, data)
+    return lambda path: iter([_raw(path, data)])
+
+
+def _image(path: Path, data: RepresentativeData) -> np.ndarray:
+    from PIL import Image
+
+    assert data.size is not None
+    height, width = data.size
+    with Image.open(path) as opened:
+        image = opened.convert("L" if data.channels == "L" else "RGB")
+        if data.resize == "crop":
+            ratio = max(height / image.height, width / image.width)
+            image = image.resize(
+                (max(width, round(image.width * ratio)), max(height, round(image.height * ratio))),
+                Image.Resampling.BILINEAR,
+            )
+            left, top = (image.width - width) // 2, (image.height - height) // 2
+            image = image.crop((left, top, left + width, top + height))
+        else:
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(image, dtype=np.float32)
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    if data.channels == "BGR":
+        pixels = pixels[..., ::-1]
+    return _scaled(pixels, data, channel_axis=-1).transpose(
+        (2, 0, 1) if data.layout == "NCHW" else (0, 1, 2)
+    )
+
+
+def _scaled(values: np.ndarray, data: RepresentativeData, channel_axis: int) -> np.ndarray:
+    low, high = data.scale
+    if data.dtype in ("uint8", "int8", "int64", "int32") and (low, high) == (0.0, 1.0):
+        return values  # integer inputs take the pixels as they are
+    scaled = low + values / 255.0 * (high - low)
+    if data.mean is not None:
+        scaled = scaled - np.asarray(data.mean, np.float32)
+    if data.std is not None:
+        scaled = scaled / np.asarray(data.std, np.float32)
+    return scaled.astype(np.float32)
+
+
+def _frames(path: Path, data: RepresentativeData) -> Iterator[np.ndarray]:
+    """Consecutive frames of a mono 16-bit PCM WAV at the declared rate, in [-1, 1]."""
+    assert data.frame_length is not None
+    with wave.open(str(path), "rb") as audio:
+        if (
+            audio.getframerate() != data.sample_rate
+            or audio.getnchannels() != 1
+            or audio.getsampwidth() != 2
+        ):
+            raise ValueError(
+                f"{audio.getnchannels()} channel(s), {8 * audio.getsampwidth()}-bit at "
+                f"{audio.getframerate()} Hz; [data] takes mono 16-bit at {data.sample_rate} Hz"
+            )  # fmt: skip
+        while True:
+            chunk = audio.readframes(data.frame_length)
+            if len(chunk) < 2 * data.frame_length:
+                return
+            yield np.frombuffer(chunk, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def _raw(path: Path, data: RepresentativeData) -> np.ndarray:
+    assert data.length is not None
+    with open(path, "rb") as file:
+        content = file.read(data.length)
+    if not content:
+        raise ValueError("empty file")
+    return np.frombuffer(content.ljust(data.length, b"\0"), dtype=np.uint8).astype(np.float32)
+
+
+def _write(
+    target: Path, name: str, decode: Decoder, files: list[Path], limit: int
+) -> tuple[int, list[str]]:
+    """Decode sample by sample into a memory-mapped .npy, then store it as the .npz
+    (numpy writes it in buffered chunks: memory stays bounded by a chunk)."""
+    skipped: list[str] = []
+    count = 0
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        array_path = Path(scratch) / f"{name}.npy"
+        out: Any = None
+        for path in files:
+            try:
+                for sample in decode(path):
+                    if count == limit:
+                        break
+                    if out is None:
+                        out = np.lib.format.open_memmap(
+                            array_path, mode="w+", dtype=np.float32, shape=(limit, *sample.shape)
+                        )
+                    elif sample.shape != out.shape[1:]:
+                        raise ValueError(f"decoded to {sample.shape}, not {out.shape[1:]}")
+                    out[count] = sample
+                    count += 1
+            except (OSError, ValueError, EOFError, wave.Error) as exc:
+                skipped.append(f"{path.name}: {exc}")
+        if out is None:
+            return 0, skipped
+        out.flush()
+        del out
+        decoded = np.load(array_path, mmap_mode="r")[:count]
+        partial = target.with_suffix(".partial")
+        with (
+            zipfile.ZipFile(partial, "w") as archive,
+            archive.open(f"{name}.npy", "w", force_zip64=True) as member,
+        ):
+            np.lib.format.write_array(member, decoded)
+        os.replace(partial, target)
+    return count, skipped
+
+
+def _cache_key(data: RepresentativeData, files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    digest.update(DATA_VERSION.encode())
+    digest.update(data.model_dump_json(exclude={"file"}).encode())
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def _skipped_text(skipped: list[str]) -> str:
+    if not skipped:
+        return ""
+    return (
+        "; left out: "
+        + "; ".join(skipped[:5])
+        + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+    )
+
+
+def with_representative_sets(
+    manifests: list[ModelManifest], cache_dir: Path, log: Callable[[str], None] = lambda _: None
+) -> list[ModelManifest]:
+    """The manifests with each `[data]` set read into its .npz (`data.file`), so that
+    calibration and the jobs take one file; a set that cannot serve is a ConfigError
+    before anything is built or run."""
+    ready = []
+    for manifest in manifests:
+        if manifest.data is None:
+            ready.append(manifest)
+            continue
+        made = representative_set(manifest, cache_dir, declared_inputs(manifest))
+        assert made is not None
+        if made.skipped:
+            left_out = _skipped_text(list(made.skipped))
+            log(f"{manifest.name}: [data] left out {len(made.skipped)} file(s){left_out}")
+        data = manifest.data.model_copy(update={"file": made.path})
+        ready.append(manifest.model_copy(update={"data": data}))
+    return ready
+
+
+def declared_inputs(manifest: ModelManifest) -> list[tuple[str, str, list[Any]]]:
+    """The model's inputs [(name, dtype, shape)] as the runtime states them; a file the
+    runtime cannot read is a ConfigError naming it."""
+    try:
+        return model_inputs(manifest.file)
+    except Exception as exc:  # the runtime's own error: a corrupt or unsupported file
+        raise ConfigError(
+            manifest.manifest_path or manifest.name, runtime_refusal(manifest.file, exc), "file"
+        ) from None

@@ -1,0 +1,97 @@
+"""Quality measured like speed, end to end on the local device: the bundled image models read
+the photographs of the scikit-image wheel (`make models`), their variants are calibrated on
+them and judged on them output by output, and a model without real inputs is unverified
+and never worth shipping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from conftest import harness
+from device_files import local_device_file
+
+from harness.analysis import compare_variants
+from harness.scheduler import prepare_run, run_prepared
+
+FACE_INT8 = '\n[[variants]]\nname = "int8-static"\nstrategy = "int8-static"\n'
+
+
+def test_variants_are_judged_on_the_photographs_and_random_inputs_verify_nothing(
+    workspace: Path,
+) -> None:
+    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
+    models = workspace / "models"
+    face = models / "face_detection_short_range.toml"
+    face.write_text(face.read_text() + FACE_INT8)
+    # the same CNN with no [data]: what a user who gives no inputs runs
+    tiny = (models / "tiny_mbv2.toml").read_text()
+    without = tiny.split("[data]")[0] + "[[variants]]" + tiny.split("[[variants]]", 1)[1]
+    (models / "tiny_random.toml").write_text(without)
+    plan = workspace / "plans" / "quality.toml"
+    plan.write_text(
+        'name = "quality"\ndevices = ["local"]\n'
+        'models = ["tiny_mbv2", "tiny_random", "face_detection_short_range"]\n'
+        "[measure]\nwarmup = 2\niterations = 30\n[inputs]\ndims = { batch = 1 }\n"
+    )
+    said: list[str] = []
+    prepared = prepare_run(plan, log=said.append)
+    run_prepared(prepared)
+    results, samples = prepared.store.frames()
+    table = compare_variants(results, samples).set_index(["model", "variant"])
+    rows = results.set_index(["model", "variant"])
+
+    # the photographs: calibration and fidelity, 12 samples, each output judged by its kind
+    assert rows.loc[("tiny_mbv2", "int8-static"), "fidelity_source"] == "representative set"
+    calibration = rows.loc[("tiny_mbv2", "int8-static"), "calibration"]
+    assert calibration.startswith("representative set ") and "(16 samples)" not in calibration
+    for variant in ("fp16", "int8-static", "channels-25"):
+        assert table.loc[("tiny_mbv2", variant), "fidelity_n"] == 12
+        assert table.loc[("tiny_mbv2", variant), "quality"] in ("ok", "loss")
+    face_outputs = json.loads(
+        rows.loc[("face_detection_short_range", "int8-static"), "fidelity_outputs"]
+    )
+    kinds = {o["name"]: (o["kind"], o["basis"]) for o in face_outputs}
+    assert kinds == {
+        "regressors": ("tensor", "no kind declared: compared as a tensor"),
+        "classificators": ("detection", "declared"),
+    }
+    detection = next(o for o in face_outputs if o["kind"] == "detection")
+    assert detection["n"] == 12 and detection["figures"]["detections_fp32"] > 0
+    assert 0 <= detection["value"] <= 1 and detection["figures"]["detection_mean_iou"] > 0.5
+    # nothing seeded random verifies a variant, however good its figures look
+    for variant in ("fp16", "int8-static", "channels-25"):
+        random = table.loc[("tiny_random", variant)]
+        assert (
+            random["quality"] == "unverified" and "seeded random inputs" in random["quality_note"]
+        )
+        assert not random["worth_shipping"] and not random["pareto"]
+    assert any(
+        "tiny_random/int8-static (int8-static) is calibrated on seeded random inputs" in line
+        for line in said
+    )
+    shipping = table[table["worth_shipping"] == True]  # noqa: E712
+    assert set(shipping["quality"]) <= {"ok"}
+    assert (shipping["speedup_low"] > 1).all()
+    done = harness("show", "--compare", "--runs-dir", prepared.store.run_dir.parent, "latest")
+    assert done.returncode == 0, done.stderr
+    assert "among variants of verified quality" in done.stdout
+    assert "tiny_random" in done.stdout and "unverified" in done.stdout
+
+
+def test_fidelity_figures_are_null_where_a_pass_did_not_run(workspace: Path) -> None:
+    """fidelity_samples = 0: no pass, no figure, quality not judged (never "ok")."""
+    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
+    plan = workspace / "plans" / "off.toml"
+    plan.write_text(
+        'name = "off"\ndevices = ["local"]\nmodels = ["tiny_mbv2"]\nvariants = ["fp32", "fp16"]\n'
+        "[measure]\nwarmup = 1\niterations = 10\nfidelity_samples = 0\n"
+        "[inputs]\ndims = { batch = 1 }\n"
+    )
+    prepared = prepare_run(plan)
+    run_prepared(prepared)
+    results, samples = prepared.store.frames()
+    table = compare_variants(results, samples).set_index("variant")
+    assert pd.isna(table.loc["fp16", "quality"]) and not table.loc["fp16", "worth_shipping"]
+    assert results["fidelity_outputs"].isna().all()
