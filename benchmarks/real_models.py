@@ -29,6 +29,7 @@ from _setup import ROOT
 
 from harness.analysis import compare_variants
 from harness.fidelity import from_records
+from harness.records import JobRecord
 from harness.runner.result_document import ResultDocument
 from harness.scheduler import prepare_run, run_prepared
 
@@ -52,16 +53,18 @@ def main() -> None:
     random_against_representative(["tiny_mbv2"] if args.quick else WITH_DATA, args)
 
 
-def every_strategy(models: list[str], args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        plan = Path(tmp) / "real.toml"
-        plan.write_text(
-            f"""name = "real-models"
+def run_plan(
+    folder: Path, models: list[str], models_dir: Path, args: argparse.Namespace, dims: str
+) -> tuple[pd.DataFrame, pd.DataFrame, list[JobRecord]]:
+    """The models on the local device: results, samples and records."""
+    plan = folder / "plan.toml"
+    plan.write_text(
+        f"""name = "real-models"
 devices = ["local"]
 models = {models!r}
 devices_dir = "{ROOT / "devices"}"
-models_dir = "{ROOT / "models"}"
-output_dir = "{Path(tmp) / "runs"}"
+models_dir = "{models_dir}"
+output_dir = "{folder / "runs"}"
 [measure]
 warmup = 10
 min_iterations = 20
@@ -71,12 +74,19 @@ processes = {args.processes}
 [runtime]
 threads = [{args.threads}]
 [inputs]
-dims = {{ batch = 1, height = 320, width = 320 }}
+dims = {{ {dims} }}
 """.replace("'", '"')
-        )
-        prepared = prepare_run(plan, log=lambda message: None)
-        run_prepared(prepared)
-        results, samples = prepared.store.frames()
+    )
+    prepared = prepare_run(plan, log=lambda message: None)
+    run_prepared(prepared)
+    results, samples = prepared.store.frames()
+    return results, samples, prepared.store.records()
+
+
+def every_strategy(models: list[str], args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        dims = "batch = 1, height = 320, width = 320"
+        results, samples, _ = run_plan(Path(tmp), models, ROOT / "models", args, dims)
     compared = compare_variants(results, samples)
     speedups = {(r.model, r.variant): r for r in compared.itertuples()}
     fp32_bytes = results[results["variant"] == "fp32"].set_index("model")["model_bytes"]
@@ -159,31 +169,12 @@ def manifests_for(models: list[str], folder: Path, random: bool) -> None:
         (folder / f"{name}.toml").write_text(without_real_data(text) if random else text)
 
 
-def quality_run(models: list[str], folder: Path, args: argparse.Namespace) -> tuple:
-    plan = folder / "plan.toml"
-    plan.write_text(
-        f"""name = "quality"
-devices = ["local"]
-models = {models!r}
-devices_dir = "{ROOT / "devices"}"
-models_dir = "{folder / "models"}"
-output_dir = "{folder / "runs"}"
-[measure]
-warmup = 10
-min_iterations = 20
-max_seconds = {args.max_seconds}
-processes = {args.processes}
-[runtime]
-threads = [{args.threads}]
-[inputs]
-dims = {{ batch = 1 }}
-""".replace("'", '"')
-    )
-    prepared = prepare_run(plan, log=lambda message: None)
-    run_prepared(prepared)
-    results, samples = prepared.store.frames()
+def quality_run(
+    models: list[str], folder: Path, args: argparse.Namespace
+) -> tuple[pd.DataFrame, dict[tuple[str, str], float]]:
+    results, samples, records = run_plan(folder, models, folder / "models", args, "batch = 1")
     shares = {}
-    for record in prepared.store.records():
+    for record in records:
         fidelity = ResultDocument(record.runner).fidelity
         run_s = record.controller.get("run_s")
         if fidelity is not None and fidelity.elapsed_s is not None and run_s:
