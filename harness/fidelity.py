@@ -194,7 +194,7 @@ def _judge(
             low, high = binomial_interval(agreeing, len(values))
     elif kind == "tensor":
         value = figures.get("snr_db")
-    elif kind in ("landmarks", "detection"):  # counted over the set, not per sample
+    elif kind in ("landmarks", "detection", "mask"):  # counted over the set, not per sample
         value = figures.get(MEASURES[kind][0])
     else:
         value = float(np.mean(values)) if values else None
@@ -280,6 +280,13 @@ def quality_verdict(
         )  # fmt: skip
     if problems or failed:
         return "loss", "; ".join(problems + failed)
+    unjudged = [o for o in outputs if o.value is None and o.kind != "tensor"]
+    if unjudged:
+        return "unverified", "; ".join(
+            f"{o.name} ({o.kind}): fp32 and the variant mark nothing over the {source}, so "
+            "there is nothing to compare: give inputs where the model finds something"
+            for o in unjudged
+        )
     n = min(o.n for o in outputs)
     if n < limits["min_samples"]:
         return "unverified", (

@@ -86,13 +86,21 @@ def _presence(ours: np.ndarray, base: np.ndarray, declared: OutputDeclaration) -
 
 
 def _mask(ours: np.ndarray, base: np.ndarray, declared: OutputDeclaration) -> PerSample:
-    ious, dices = [], []
-    for o, b in zip(_on(ours, declared), _on(base, declared), strict=True):
-        both, either = int(np.sum(o & b)), int(np.sum(o | b))
-        ious.append(1.0 if either == 0 else both / either)
-        total = int(np.sum(o) + np.sum(b))
-        dices.append(1.0 if total == 0 else 2 * both / total)
-    return list(ious), {"mask_iou": float(np.mean(ious)), "mask_dice": float(np.mean(dices))}
+    """IoU and Dice of the masks at the threshold, their pixels counted over the whole set:
+    a sample where both masks are empty adds nothing (averaged per sample, eleven empty
+    photographs scored a text detector that found nothing at all 0.92)."""
+    mine, theirs = _on(ours, declared), _on(base, declared)
+    per_sample: list[float | None] = []
+    for o, b in zip(mine, theirs, strict=True):
+        either = int(np.sum(o | b))
+        per_sample.append(int(np.sum(o & b)) / either if either else None)
+    both, either = int(np.sum(mine & theirs)), int(np.sum(mine | theirs))
+    total = int(np.sum(mine) + np.sum(theirs))
+    return per_sample, {  # neither marks a pixel anywhere: nothing to compare (None)
+        "mask_iou": both / either if either else None,
+        "mask_dice": 2 * both / total if total else None,
+        "mask_pixels_fp32": float(np.sum(theirs)),
+    }
 
 
 def _landmarks(ours: np.ndarray, base: np.ndarray, _: OutputDeclaration) -> PerSample:
@@ -186,8 +194,8 @@ def detection(
     fp32_all, variant_all = int(np.sum(on_base)), int(np.sum(on_ours))
     recall_all = kept_all / fp32_all if fp32_all else 1.0
     precision_all = kept_all / variant_all if variant_all else 1.0
-    return per_sample, {
-        "detection_agreement": min(recall_all, precision_all),
+    return per_sample, {  # neither detects anything anywhere: nothing to compare (None)
+        "detection_agreement": min(recall_all, precision_all) if fp32_all or variant_all else None,
         "detection_recall": recall_all,
         "detection_precision": precision_all,
         "detection_mean_iou": float(np.mean(ious)) if ious else None,

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import ModelManifest, RepresentativeData
+from harness.config import EvalSet, ModelManifest, RepresentativeData
 from harness.data_files import model_inputs, npz_problem, runtime_refusal
 from harness.errors import ConfigError
 
@@ -40,6 +40,7 @@ class RepresentativeSet:
     samples: int
     source: str  # "12 images from cache/data/photos/*.png"
     skipped: tuple[str, ...] = ()  # "name.png: cannot identify image file"
+    classes: tuple[str, ...] = ()  # labels = "folders": the class of each label index
 
 
 def representative_set(
@@ -59,14 +60,18 @@ def representative_set(
     key = _cache_key(data, files)
     target = cache_dir / "data" / manifest.name / f"{key}.npz"
     report_path = target.with_suffix(".json")
+    classes = sorted({p.parent.name for p in files}) if data.labels == "folders" else []
     if target.is_file() and report_path.is_file():
         report = json.loads(report_path.read_text())
         return RepresentativeSet(
-            target, report["samples"], report["source"], tuple(report["skipped"])
+            target, report["samples"], report["source"], tuple(report["skipped"]), tuple(classes)
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    samples, skipped = _write(target, name, decode, files, data.samples)
+    label_of = (lambda path: classes.index(path.parent.name)) if classes else None
+    samples, skipped = _write(target, name, decode, files, data.samples, label_of)
     what = f"{samples} {_noun(data)} from {_pattern(data)}"
+    if classes:
+        what += f" in {len(classes)} labelled folders"
     if samples < data.min_samples:
         target.unlink(missing_ok=True)
         raise ConfigError(
@@ -76,7 +81,7 @@ def representative_set(
             "data",
         )
     report_path.write_text(json.dumps({"samples": samples, "source": what, "skipped": skipped}))
-    return RepresentativeSet(target, samples, what, tuple(skipped))
+    return RepresentativeSet(target, samples, what, tuple(skipped), tuple(classes))
 
 
 def _given_npz(
@@ -112,9 +117,12 @@ def _files(data: RepresentativeData, manifest: ModelManifest, where: Path | str)
     base = (manifest.manifest_path or Path(".")).parent
     pattern = _pattern(data)
     target = base / pattern
-    found = sorted(p for p in target.iterdir() if p.is_file()) if target.is_dir() else [
-        Path(p) for p in sorted(glob.glob(str(target))) if Path(p).is_file()
-    ]  # fmt: skip
+    if data.labels == "folders":  # one folder per class under `target`
+        found = sorted(p for p in target.glob("*/*") if p.is_file())
+    elif target.is_dir():
+        found = sorted(p for p in target.iterdir() if p.is_file())
+    else:
+        found = [Path(p) for p in sorted(glob.glob(str(target))) if Path(p).is_file()]
     if not found:
         hint = " (run `make models` to fetch the bundled sample data)" if "cache" in pattern else ""
         raise ConfigError(where, f"no file matches {target}{hint}", f"data.{_noun(data)}")
@@ -251,11 +259,18 @@ def _raw(path: Path, data: RepresentativeData) -> np.ndarray:
 
 
 def _write(
-    target: Path, name: str, decode: Decoder, files: list[Path], limit: int
+    target: Path,
+    name: str,
+    decode: Decoder,
+    files: list[Path],
+    limit: int,
+    label_of: Callable[[Path], int] | None = None,
 ) -> tuple[int, list[str]]:
     """Decode sample by sample into a memory-mapped .npy, then store it as the .npz
-    (numpy writes it in buffered chunks: memory stays bounded by a chunk)."""
+    (numpy writes it in buffered chunks: memory stays bounded by a chunk), with each
+    sample's label (`label_of` its file) as the array `labels`."""
     skipped: list[str] = []
+    labels: list[int] = []
     count = 0
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         array_path = Path(scratch) / f"{name}.npy"
@@ -273,6 +288,8 @@ def _write(
                         raise ValueError(f"decoded to {sample.shape}, not {out.shape[1:]}")
                     out[count] = sample
                     count += 1
+                    if label_of is not None:
+                        labels.append(label_of(path))
             except (OSError, ValueError, EOFError, wave.Error) as exc:
                 skipped.append(f"{path.name}: {exc}")
         if out is None:
@@ -281,11 +298,12 @@ def _write(
         del out
         decoded = np.load(array_path, mmap_mode="r")[:count]
         partial = target.with_suffix(".partial")
-        with (
-            zipfile.ZipFile(partial, "w") as archive,
-            archive.open(f"{name}.npy", "w", force_zip64=True) as member,
-        ):
-            np.lib.format.write_array(member, decoded)
+        with zipfile.ZipFile(partial, "w") as archive:
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, decoded)
+            if label_of is not None:
+                with archive.open("labels.npy", "w") as member:
+                    np.lib.format.write_array(member, np.asarray(labels, dtype=np.int64))
         os.replace(partial, target)
     return count, skipped
 
@@ -327,7 +345,20 @@ def with_representative_sets(
             left_out = _skipped_text(list(made.skipped))
             log(f"{manifest.name}: [data] left out {len(made.skipped)} file(s){left_out}")
         data = manifest.data.model_copy(update={"file": made.path})
-        ready.append(manifest.model_copy(update={"data": data}))
+        update: dict[str, Any] = {"data": data}
+        if made.classes:  # labelled folders: the set is the eval set too
+            if manifest.eval is not None:
+                raise ConfigError(
+                    manifest.manifest_path or manifest.name,
+                    '[data] labels = "folders" makes an eval set, and the manifest has '
+                    "[eval] too: keep one",
+                    "data.labels",
+                )
+            top_k = min(5, len(made.classes))
+            update["eval"] = EvalSet(file=made.path, labels="labels", top_k=top_k)
+            classes = list(made.classes)
+            log(f"{manifest.name}: [data] classes {classes} (labels 0..{len(classes) - 1})")
+        ready.append(manifest.model_copy(update=update))
     return ready
 
 

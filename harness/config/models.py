@@ -101,6 +101,9 @@ class RepresentativeData(_Strict):
     binary: str | None = None  # any files, read as bytes
     input: str | None = None  # the model input they feed (default: its only input)
     samples: Annotated[int, Field(ge=1, le=4096)] = 64  # at most this many are read
+    # "folders": the files sit in one folder per class (sorted names: class 0, 1, ...), and
+    # the set is also the eval set (accuracy on the device), unless the manifest has [eval]
+    labels: Literal["none", "folders"] = "none"
     min_samples: Annotated[int, Field(ge=1)] = 8  # fewer decodable: the set is refused
     # images: resized to size (H, W), the shorter side first then centre-cropped, or
     # stretched; laid out as layout; 0..255 mapped onto [scale[0], scale[1]], then

@@ -241,6 +241,9 @@ class FidelityDoc(TypedDict, total=False):
     task: str  # echoed from the spec
     declared: dict[str, OutputDeclarationDoc]  # echoed from the spec
     elapsed_s: float  # the pass's own time on the device (reading, inferring, copying)
+    # per sample, each declared mask output (by index) as its bits at the threshold,
+    # packed and base64-encoded; its entry in `outputs` is then empty
+    masks: list[dict[str, str]]
 
 
 class EvalDoc(TypedDict, total=False):

@@ -4,24 +4,35 @@ profile. Stdlib + the runtime only."""
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
 try:  # imported as harness.runner.outputs (the controller, the tests)
-    from .contract import EvalDoc, EvalSpec, FidelityDoc, JobSpec, ProfileDoc, ProfileSpec
+    from .contract import (
+        EvalDoc,
+        EvalSpec,
+        FidelityDoc,
+        JobSpec,
+        OutputDeclarationDoc,
+        ProfileDoc,
+        ProfileSpec,
+    )
     from .op_profile import summarize_ort_trace, tflite_ops
-    from .runtimes import OnnxRuntimeSession, TFLiteSession, eval_feeds, make_inputs
+    from .runtimes import Arrays, OnnxRuntimeSession, TFLiteSession, eval_feeds, make_inputs
 except ImportError:  # run on the device, where this file's folder is on sys.path
     from contract import (  # type: ignore[no-redef]
         EvalDoc,
         EvalSpec,
         FidelityDoc,
         JobSpec,
+        OutputDeclarationDoc,
         ProfileDoc,
         ProfileSpec,
     )
     from op_profile import summarize_ort_trace, tflite_ops  # type: ignore[no-redef]
     from runtimes import (  # type: ignore[no-redef]
+        Arrays,
         OnnxRuntimeSession,
         TFLiteSession,
         eval_feeds,
@@ -54,37 +65,28 @@ def run_fidelity(
     fidelity = job["fidelity"]
     assert fidelity is not None
     started = time.perf_counter()
-    count = int(fidelity["samples"])
-    eval_spec = job.get("eval")
-    if fidelity.get("file"):
-        feeds = eval_feeds(np, str(fidelity["file"]), declared, {}, [], count)
-        source = "representative set"
-    elif eval_spec:
-        feeds = eval_feeds(
-            np, eval_spec["file"], declared, eval_spec.get("inputs") or {},
-            eval_spec.get("whole") or [], count,
-        )  # fmt: skip
-        source = "eval set"
-    else:
-        input_file = job.get("input_file")
-        feeds = []
-        for k in range(1 if input_file else count):
-            seed = int(job.get("seed", 0)) + 1 + k
-            specs, dims = job.get("input_specs") or {}, job.get("dims") or {}
-            feeds.append(make_inputs(np, declared, specs, dims, seed, input_file))
-        source = "input file" if input_file else "seeded random inputs"
+    feeds, source = _fidelity_feeds(np, job, declared, int(fidelity["samples"]))
+    masks = {
+        index: spec
+        for index, name in enumerate(session.output_names)
+        for spec in [(fidelity.get("outputs") or {}).get(name) or {}]
+        if spec.get("kind") == "mask"
+    }
     outputs: list[list[list[float]]] = []
+    packed: list[dict[str, str]] = []
     shapes: list[list[int]] = []
     values = 0
     for feed in feeds:
         session.set_inputs(feed)
         raw = [np.asarray(o, dtype=np.float64) for o in session.outputs()]
         shapes = shapes or [list(o.shape) for o in raw]
-        values += sum(int(o.size) for o in raw)
+        # a mask travels as its bits at the declared threshold: 1/64 of its floats
+        values += sum(int(o.size) // (64 if i in masks else 1) for i, o in enumerate(raw))
         if outputs and values > MAX_FIDELITY_VALUES:
             break  # enough to compare; the job record stays small
-        outputs.append([o.ravel().tolist() for o in raw])
-    return {
+        outputs.append([[] if i in masks else o.ravel().tolist() for i, o in enumerate(raw)])
+        packed.append({str(i): _mask_bits(np, raw[i], spec) for i, spec in masks.items()})
+    doc: FidelityDoc = {
         "n": len(outputs),
         "source": source,
         "outputs": outputs,
@@ -95,6 +97,41 @@ def run_fidelity(
         "declared": dict(fidelity.get("outputs") or {}),
         "elapsed_s": time.perf_counter() - started,
     }
+    if masks:
+        doc["masks"] = packed
+    return doc
+
+
+def _fidelity_feeds(
+    np: Any, job: JobSpec, declared: list[tuple[str, str, list[Any]]], count: int
+) -> tuple[list[Arrays], str]:
+    """The fidelity pass's inputs and what they are: the representative set's first
+    `count`, else the eval set's, else the plan's input file, else seeded inputs."""
+    fidelity = job["fidelity"] or {}
+    eval_spec = job.get("eval")
+    if fidelity.get("file"):
+        return eval_feeds(np, str(fidelity["file"]), declared, {}, [], count), "representative set"
+    if eval_spec:
+        feeds = eval_feeds(
+            np, eval_spec["file"], declared, eval_spec.get("inputs") or {},
+            eval_spec.get("whole") or [], count,
+        )  # fmt: skip
+        return feeds, "eval set"
+    input_file = job.get("input_file")
+    feeds = []
+    for k in range(1 if input_file else count):
+        seed = int(job.get("seed", 0)) + 1 + k
+        specs, dims = job.get("input_specs") or {}, job.get("dims") or {}
+        feeds.append(make_inputs(np, declared, specs, dims, seed, input_file))
+    return feeds, "input file" if input_file else "seeded random inputs"
+
+
+def _mask_bits(np: Any, values: Any, spec: OutputDeclarationDoc) -> str:
+    """A mask output at its threshold (after a sigmoid for logits), bit-packed, base64."""
+    if spec.get("logits"):
+        values = 1 / (1 + np.exp(-np.clip(values, -60, 60)))
+    on = np.asarray(values >= float(spec.get("threshold", 0.5)), dtype=np.uint8).ravel()
+    return base64.b64encode(np.packbits(on).tobytes()).decode("ascii")
 
 
 def run_eval(

@@ -59,6 +59,25 @@ def _mapping(value: object) -> JsonObject:
     return value if isinstance(value, dict) else {}
 
 
+def _with_masks(
+    outputs: list[list[list[float]]], masks: list[dict[str, str]], shapes: list[list[int]]
+) -> list[list[list[float]]]:
+    """The outputs with each bit-packed mask (runner/outputs.py) as its 0/1 values."""
+    import base64
+
+    import numpy as np
+
+    if not masks:
+        return outputs
+    unpacked = [list(sample) for sample in outputs]
+    for sample, packed in zip(unpacked, masks):
+        for index, bits in packed.items():
+            size = int(np.prod(shapes[int(index)])) if int(index) < len(shapes) else 0
+            on = np.unpackbits(np.frombuffer(base64.b64decode(bits), dtype=np.uint8))[:size]
+            sample[int(index)] = on.astype(np.float64).tolist()
+    return unpacked
+
+
 def _number(value: object) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -225,11 +244,12 @@ class ResultDocument:
         fidelity = self._part("fidelity")
         if not fidelity.get("outputs"):
             return None
+        shapes = list(fidelity.get("shapes") or [])
         return Fidelity(
             n=int(fidelity.get("n") or 0),
             source=_text(fidelity.get("source")),
-            outputs=fidelity["outputs"],
-            shapes=list(fidelity.get("shapes") or []),
+            outputs=_with_masks(fidelity["outputs"], fidelity.get("masks") or [], shapes),
+            shapes=shapes,
             classification=bool(fidelity.get("classification")),
             names=[str(n) for n in fidelity.get("names") or []],
             elapsed_s=_number(fidelity.get("elapsed_s")),

@@ -32,8 +32,10 @@ def test_variants_are_judged_on_the_photographs_and_random_inputs_verify_nothing
     plan = workspace / "plans" / "quality.toml"
     plan.write_text(
         'name = "quality"\ndevices = ["local"]\n'
-        'models = ["tiny_mbv2", "tiny_random", "face_detection_short_range"]\n'
-        "[measure]\nwarmup = 2\niterations = 30\n[inputs]\ndims = { batch = 1 }\n"
+        'models = ["tiny_mbv2", "tiny_random", "face_detection_short_range", "ppocr_det_v4"]\n'
+        'variants = ["fp32", "fp16", "int8-static", "channels-25"]\n'
+        "[measure]\nwarmup = 2\niterations = 30\n"
+        "[inputs]\ndims = { batch = 1, height = 96, width = 192 }\n"
     )
     said: list[str] = []
     prepared = prepare_run(plan, log=said.append)
@@ -71,6 +73,14 @@ def test_variants_are_judged_on_the_photographs_and_random_inputs_verify_nothing
         "tiny_random/int8-static (int8-static) is calibrated on seeded random inputs" in line
         for line in said
     )
+    # PP-OCRv4's text map on the photographs: float16 keeps the text, int8 loses all of it
+    # (a map stuck at zero, which a PSNR on random inputs scored above 30 dB)
+    assert table.loc[("ppocr_det_v4", "fp16"), "quality"] == "ok"
+    int8 = table.loc[("ppocr_det_v4", "int8-static")]
+    assert int8["quality"] == "loss" and "constant (all zeros)" in int8["quality_note"]
+    mask = json.loads(rows.loc[("ppocr_det_v4", "fp16"), "fidelity_outputs"])[0]
+    assert mask["kind"] == "mask" and mask["figures"]["mask_pixels_fp32"] > 100
+    assert mask["value"] > 0.95
     shipping = table[table["worth_shipping"] == True]  # noqa: E712
     assert set(shipping["quality"]) <= {"ok"}
     assert (shipping["speedup_low"] > 1).all()

@@ -158,11 +158,12 @@ def test_real_models_run_on_local_and_ssh_devices(workspace: Path, sshd: SSHServ
     assert results.loc[results["status"] != "ok", "model_bytes"].isna().all()
     built = results[(results["status"] == "ok") & (results["variant"] != "fp32")]
     assert built["variant_effect"].str.contains(r"\d").all()
-    # fidelity without labels: every output against fp32's on the same device and inputs
-    assert (
-        built["psnr_db"].notna().all()
-        and (built["fidelity_source"] == "seeded random inputs").all()
-    )
+    # fidelity without labels: every output against fp32's on the same device and inputs;
+    # the text detector's on the photographs of its [data] (its map judged as a mask)
+    detector = built["model"] == "ppocr_det_v4"
+    assert (built.loc[detector, "fidelity_source"] == "representative set").all()
+    assert (built.loc[~detector, "fidelity_source"] == "seeded random inputs").all()
+    assert built.loc[~detector, "psnr_db"].notna().all()
     psnr = built[built["device"] == "loop"].set_index(["model", "variant"])["psnr_db"]
     assert psnr[("ppocr_cls_v2", "fp16")] > 40  # float16 weights: close to fp32
     # full-integer int8 takes and gives int8: the runner quantizes its real-valued inputs

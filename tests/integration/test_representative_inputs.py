@@ -158,3 +158,30 @@ def test_the_bundled_image_models_read_the_photographs(tmp_path: Path) -> None:
         "tiny_mbv2": (12, 3, 128, 128),
         "face_detection_short_range": (12, 128, 128, 3),
     }
+
+
+def test_labelled_folders_make_the_eval_set_too(photos: Path, tmp_path: Path) -> None:
+    """One loader for calibration, fidelity and the eval pass: images in one folder per
+    class are labelled by their folder (sorted: class 0, 1, ...) and measured for accuracy."""
+    classes = tmp_path / "classes"
+    for label, names in (("animals", ["chelsea.png", "coffee.png"]), ("space", ["rocket.jpg"])):
+        (classes / label).mkdir(parents=True)
+        for name in names:
+            shutil.copy(photos / name, classes / label / name)
+    (classes / "space" / "broken.png").write_text("not an image")
+    manifest = manifest_with(
+        tmp_path, images=str(classes), size=[128, 128], labels="folders", min_samples=3
+    )
+    said: list[str] = []
+    [ready] = with_representative_sets([manifest], tmp_path / "cache", said.append)
+    assert ready.eval is not None and ready.data is not None
+    assert ready.eval.file == ready.data.file and ready.eval.labels == "labels"
+    assert ready.eval.top_k == 2
+    with np.load(ready.eval.file) as data:
+        assert sorted(data.files) == ["input", "labels"]
+        assert data["labels"].tolist() == [0, 0, 1]  # broken.png named and left out
+    assert any("classes ['animals', 'space']" in line for line in said)
+    assert any("broken.png" in line for line in said)
+    both = manifest.model_copy(update={"eval": ready.eval})
+    with pytest.raises(ConfigError, match="keep one"):
+        with_representative_sets([both], tmp_path / "cache")

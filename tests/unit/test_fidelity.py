@@ -244,3 +244,24 @@ def test_worth_shipping_needs_verified_quality_and_a_real_speed_gain() -> None:
     assert "top1_agreement 0 [" in table.loc["broken", "quality_note"]
     records = json.loads(rows[1]["fidelity_outputs"])
     assert records == as_records(compare_outputs(fp32_pass, fp32_pass, task="classification"))
+
+
+def test_a_mask_travels_as_its_bits_and_reads_back_as_zeros_and_ones() -> None:
+    """A 320x320 text map is 102,400 floats a sample: the runner sends a declared mask as
+    its bits at the threshold (1/64 of the size), the controller reads them back."""
+    from harness.runner.outputs import _mask_bits
+    from harness.runner.result_document import ResultDocument
+
+    rng = np.random.default_rng(7)
+    probabilities = rng.random((1, 1, 9, 7))  # 63 values: not a whole number of bytes
+    logits = np.log(probabilities / (1 - probabilities))
+    bits = _mask_bits(np, probabilities, {"kind": "mask", "threshold": 0.3})
+    assert _mask_bits(np, logits, {"kind": "mask", "threshold": 0.3, "logits": True}) == bits
+    doc = ResultDocument({"status": "ok", "fidelity": {
+        "n": 1, "source": REPRESENTATIVE, "outputs": [[[], [0.5]]], "shapes": [[1, 1, 9, 7], [1, 1]],
+        "masks": [{"0": bits}],
+    }})  # fmt: skip
+    fidelity = doc.fidelity
+    assert fidelity is not None
+    assert fidelity.outputs[0][0] == (probabilities.ravel() >= 0.3).astype(float).tolist()
+    assert fidelity.outputs[0][1] == [0.5]
