@@ -86,7 +86,7 @@ class OutputQuality:
     problem: str | None = None
 
     def text(self) -> str:
-        """`mask_iou 0.41 [n=32, worst #7] (seg, mask, declared)`."""
+        """`mask_iou 0.41 (n=32, worst #7; seg: mask, declared)`; the problem instead."""
         if self.problem:
             return f"{self.name}: {self.problem}"
         value = "n/a" if self.value is None else f"{self.value:.3g}"
