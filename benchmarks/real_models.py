@@ -9,9 +9,10 @@ job's device time the quality pass took.
 
 A row is a model × strategy: whether it was built, the effect verification counted (or the
 reason it was not built, or `no-effect`), p50, speedup against fp32 with its 95 % interval
-("~": inside the process-to-process noise), file size against fp32, and the PSNR of its
-outputs against fp32's on the same inputs (the worst output) and, for classifiers, the top-1
-agreement with fp32 on those inputs.
+("~": inside the process-to-process noise), file size against fp32, the PSNR of its
+outputs against fp32's on the same inputs (the worst output), for classifiers the top-1
+agreement with fp32 on those inputs, and the quality verdict (ok, loss, or unverified where
+the inputs were seeded random ones).
 
     .venv/bin/python benchmarks/real_models.py [--max-seconds 2] [--processes 3]
 """
@@ -45,12 +46,15 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="tiny counts: checks the script runs (the tests)"
     )
+    parser.add_argument("--part", choices=["all", "strategies", "quality"], default="all")
     args = parser.parse_args()
     models = ["ppocr_cls_v2", "silero_vad_v5"] if args.quick else MODELS
     if args.quick:
         args.max_seconds, args.processes = 0.1, 1
-    every_strategy(models, args)
-    random_against_representative(["tiny_mbv2"] if args.quick else WITH_DATA, args)
+    if args.part in ("all", "strategies"):
+        every_strategy(models, args)
+    if args.part in ("all", "quality"):
+        random_against_representative(["tiny_mbv2"] if args.quick else WITH_DATA, args)
 
 
 def run_plan(
@@ -98,7 +102,8 @@ def every_strategy(models: list[str], args: argparse.Namespace) -> None:
     )
     header = (
         f"{'model':<18} {'variant':<16} {'status':<10} {'p50 ms':>8} "
-        f"{'speedup vs fp32':>22} {'size':>6} {'PSNR dB':>7} {'agree':>5}  effect, or why not"
+        f"{'speedup vs fp32':>22} {'size':>6} {'PSNR dB':>7} {'agree':>5} {'quality':<10}  "
+        "effect, or why not"
     )
     print(header)
     print("-" * (len(header) + 40))
@@ -121,9 +126,11 @@ def every_strategy(models: list[str], args: argparse.Namespace) -> None:
         what = effect if row.status == "ok" else reason[:110]
         psnr = "" if pd.isna(row.psnr_db) else f"{row.psnr_db:.1f}"
         agree = "" if pd.isna(row.top1_agreement) else f"{row.top1_agreement:.0%}"
+        quality = compared_row.quality if compared_row is not None else None
+        quality = quality if isinstance(quality, str) and row.variant != "fp32" else ""
         print(
             f"{row.model:<18} {row.variant:<16} {row.status:<10} {p50:>8} {speedup:>22} "
-            f"{size:>6} {psnr:>7} {agree:>5}  {what}"
+            f"{size:>6} {psnr:>7} {agree:>5} {quality:<10}  {what}"
         )
 
 
@@ -236,7 +243,10 @@ def _judged(row: pd.Series | None) -> str:
         return "not measured"
     n = row["fidelity_n"]
     count = f" n={int(n)}" if n is not None and n == n else ""
-    return f"{row['quality']}: {row['headline']}{count}"
+    headline = row["headline"]
+    if row["quality"] == "loss":  # what lost it: a measure past its tolerance, a stuck output
+        headline = re.split(r" \(n=| past ", str(row["quality_note"]).split("; ")[0])[0]
+    return f"{row['quality']}: {headline[:34]}{count}"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,32 @@ def test_the_shipped_device_examples_load() -> None:
     assert orin.connection.proxy_jump == "lab-gateway" and "trtexec" in orin.placement.binaries
     assert orin.power is not None and orin.power.source == "tegrastats"
     assert inventory["lab-gateway"].role == "gateway"
+
+
+def test_a_plans_quality_table_takes_the_known_tolerances_only(tmp_path: Path) -> None:
+    path = tmp_path / "plan.toml"
+    path.write_text('models = ["m"]\n[quality]\nmin_top1_agreement = 0.99\nmin_snr_db = 30\n')
+    assert load_plan(path).quality == {"min_top1_agreement": 0.99, "min_snr_db": 30.0}
+    path.write_text('models = ["m"]\n[quality]\nmin_top_1 = 0.99\n')
+    with pytest.raises(ConfigError) as refused:
+        load_plan(path)
+    assert "unknown ['min_top_1']" in str(refused.value) and "min_top1_agreement" in str(
+        refused.value
+    )
+
+
+def test_data_takes_one_source_and_what_it_needs(tmp_path: Path) -> None:
+    base = 'file = "m.onnx"\n[data]\n'
+    path = tmp_path / "m.toml"
+    for body, words in (
+        ('images = "a/*"\naudio = "b/*"\n', "takes one of file (.npz), images, audio or binary"),
+        ('images = "a/*"\n', "images need size = [height, width]"),
+        ('audio = "b/*"\nsample_rate = 16000\n', "audio needs sample_rate and frame_length"),
+        ('binary = "c/*"\n', "binary files need length"),
+    ):
+        path.write_text(base + body)
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            load_manifest(path, require_files=False)
+    path.write_text(base + 'images = "a/*"\nsize = [8, 8]\n[outputs.y]\nkind = "masks"\n')
+    with pytest.raises(ConfigError, match="outputs.y.kind"):
+        load_manifest(path, require_files=False)
