@@ -58,8 +58,8 @@ def eval_problem(manifest: ModelManifest) -> tuple[str, str | None]:
                     f"to slice: name them in eval.whole = {scalars} to pass them as stored"
                 )
             for name, array in arrays.items():
-                found, wanted = data[array].dtype, np.dtype(declared[name])
-                if np.issubdtype(found, np.floating) != np.issubdtype(wanted, np.floating):
+                found, wanted = data[array].dtype, declared[name]
+                if dtypes_disagree(found, wanted):
                     return key, (
                         f"{path.name}'s array '{array}' is {found}, and the model's input "
                         f"'{name}' takes {wanted}: convert the array"
@@ -90,7 +90,22 @@ def model_inputs(path: Path) -> list[tuple[str, str, list[Any]]]:
 
 
 def runtime_refusal(path: Path, exc: BaseException) -> str:
-    return f"the runtime cannot load the model {path}: {type(exc).__name__}: {str(exc)[:300]}"
+    return (
+        f"the runtime cannot load the model {path}: {type(exc).__name__}: {str(exc)[:300]}; "
+        "check that the file is whole (fetch it again) and that its operators are ones the "
+        "runtime has"
+    )
+
+
+def dtypes_disagree(found: Any, wanted: str) -> bool:
+    """Float data for an integer input or the reverse: refused, never converted silently
+    (an int64 calibration array for a float input once was); widths within a family are
+    converted."""
+    import numpy as np
+
+    return bool(
+        np.issubdtype(np.dtype(found), np.floating) != np.issubdtype(np.dtype(wanted), np.floating)
+    )
 
 
 def npz_problem(path: Path) -> str | None:

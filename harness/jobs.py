@@ -70,7 +70,6 @@ class Job:
     eval_labels: str = "labels"
     top_k: int = 5
     fidelity_samples: int = 0  # fixed inputs whose outputs are compared with fp32's
-    classification: bool = False  # the model's outputs are class scores (top-k agreement)
     task: str = ""  # the manifest's task (how an undeclared output is read)
     # the manifest's [outputs.NAME] declarations (harness/fidelity.OutputDeclaration)
     output_declarations: dict[str, OutputDeclarationDoc] = field(default_factory=dict)
@@ -190,7 +189,7 @@ class Job:
             return None
         spec: FidelitySpec = {
             "samples": self.fidelity_samples,
-            "classification": self.classification,
+            "classification": self.task == "classification",  # read by older controllers
             "task": self.task,
             "outputs": self.output_declarations,
         }

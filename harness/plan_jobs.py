@@ -116,7 +116,6 @@ def one_job(
         eval_labels=evaluation.labels if evaluation else "labels",
         top_k=evaluation.top_k if evaluation else 5,
         fidelity_samples=measure.fidelity_samples,
-        classification=manifest.task == "classification",
         task=manifest.task,
         output_declarations={n: o.declaration() for n, o in manifest.outputs.items()},
         fidelity_file=manifest.data.file if manifest.data else None,

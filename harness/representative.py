@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from harness.config import EvalSet, ModelManifest, RepresentativeData
-from harness.data_files import model_inputs, npz_problem, runtime_refusal
+from harness.data_files import dtypes_disagree, model_inputs, npz_problem, runtime_refusal
 from harness.errors import ConfigError
 
 DATA_VERSION = "1"  # bump when decoding changes for the same files and settings
@@ -104,9 +104,8 @@ def _given_npz(
 
 
 def _check_dtype(found: np.dtype, wanted: str, what: str, where: Path | str) -> None:
-    """Refuse a float set for an integer input and the reverse (an int64 array for a
-    float input was once used without a word); widths within a family are converted."""
-    if np.issubdtype(found, np.floating) != np.issubdtype(np.dtype(wanted), np.floating):
+    """Refuse a float set for an integer input and the reverse (data_files.dtypes_disagree)."""
+    if dtypes_disagree(found, wanted):
         raise ConfigError(
             where, f"{what} is {found}, the model's input takes {wanted}: convert the data",
             "data",

@@ -4,7 +4,9 @@ side of harness/runner/contract.py: not shipped to the device, standard library 
 
 from __future__ import annotations
 
+import base64
 import errno
+import math
 from typing import Dict, List, cast
 
 from harness.runner.contract import (
@@ -62,19 +64,20 @@ def _mapping(value: object) -> JsonObject:
 def _with_masks(
     outputs: list[list[list[float]]], masks: list[dict[str, str]], shapes: list[list[int]]
 ) -> list[list[list[float]]]:
-    """The outputs with each bit-packed mask (runner/outputs.py) as its 0/1 values."""
-    import base64
-
-    import numpy as np
-
+    """The outputs with each bit-packed mask (runner/outputs.py: numpy's packbits, most
+    significant bit first) as its 0/1 values; stdlib only, as everything in this folder."""
     if not masks:
         return outputs
     unpacked = [list(sample) for sample in outputs]
     for sample, packed in zip(unpacked, masks):
         for index, bits in packed.items():
-            size = int(np.prod(shapes[int(index)])) if int(index) < len(shapes) else 0
-            on = np.unpackbits(np.frombuffer(base64.b64decode(bits), dtype=np.uint8))[:size]
-            sample[int(index)] = on.astype(np.float64).tolist()
+            size = math.prod(shapes[int(index)]) if int(index) < len(shapes) else 0
+            on = [
+                float((byte >> shift) & 1)
+                for byte in base64.b64decode(bits)
+                for shift in range(7, -1, -1)
+            ]
+            sample[int(index)] = on[:size]
     return unpacked
 
 

@@ -22,14 +22,26 @@ from harness.config import ModelManifest, Variant, load_manifest
 RNG = np.random.default_rng(0)
 
 
-def save(tmp_path: Path, name: str, nodes: list, inits: list, shape: list[int], out: str) -> Path:
+FP16_AND_INT8 = (
+    '[[variants]]\nname = "fp16"\nstrategy = "fp16"\n'
+    '[[variants]]\nname = "int8"\nstrategy = "int8-dynamic"\n'
+)
+
+
+def save(
+    tmp_path: Path, name: str, nodes: list, inits: list, shape: list[int], out: str,
+    domains: tuple[str, ...] = (),
+) -> Path:  # fmt: skip
+    """The graph as an .onnx file: input `x` of `shape`, output `out`, opset 13 (and each
+    custom domain at version 1)."""
     graph = helper.make_graph(
         nodes, name,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
         inits,
     )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    opsets = [helper.make_opsetid("", 13), *(helper.make_opsetid(d, 1) for d in domains)]
+    model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 8
     path = tmp_path / f"{name}.onnx"
     onnx.save(model, str(path))
@@ -84,12 +96,7 @@ def test_a_corrupt_base_is_one_clear_error_naming_the_file(tmp_path: Path) -> No
     whole = (MODELS_DIR / "zoo" / "digits_cnn.onnx").read_bytes()
     truncated = tmp_path / "digits_truncated.onnx"
     truncated.write_bytes(whole[: len(whole) // 3])
-    broken = manifest(
-        tmp_path, truncated,
-        '[[variants]]\nname = "fp16"\nstrategy = "fp16"\n'
-        '[[variants]]\nname = "int8"\nstrategy = "int8-dynamic"\n',
-        [1, 1, 8, 8],
-    )  # fmt: skip
+    broken = manifest(tmp_path, truncated, FP16_AND_INT8, [1, 1, 8, 8])
     result = built(tmp_path, [broken])
     errors = {v: f.error for (_, v), f in result["files"].items()}  # type: ignore[attr-defined]
     assert f"the base model {truncated} is not a readable ONNX file" in errors["fp16"]
@@ -196,23 +203,8 @@ def test_low_rank_says_it_does_not_look_inside_subgraphs(tmp_path: Path) -> None
 
 def test_a_base_with_custom_operators_is_reported_once_with_their_names(tmp_path: Path) -> None:
     nodes = [helper.make_node("FancyGelu", ["x"], ["y"], name="custom", domain="com.example")]
-    graph = helper.make_graph(
-        nodes, "custom",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-    )  # fmt: skip
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)]
-    )
-    model.ir_version = 8
-    path = tmp_path / "custom.onnx"
-    onnx.save(model, str(path))
-    custom = manifest(
-        tmp_path, path,
-        '[[variants]]\nname = "fp16"\nstrategy = "fp16"\n'
-        '[[variants]]\nname = "int8"\nstrategy = "int8-dynamic"\n',
-        [1, 4],
-    )  # fmt: skip
+    path = save(tmp_path, "custom", nodes, [], [1, 4], "y", domains=("com.example",))
+    custom = manifest(tmp_path, path, FP16_AND_INT8, [1, 4])
     result = built(tmp_path, [custom])
     assert result["log"].count("custom operator(s) com.example::FancyGelu") == 1
     for variant in ("fp16", "int8"):

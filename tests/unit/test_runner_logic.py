@@ -50,6 +50,29 @@ def test_device_side_files_import_only_the_standard_library(path: Path) -> None:
     assert "harness" not in imported
 
 
+def test_the_controllers_readers_in_the_runner_folder_import_only_the_standard_library() -> None:
+    """result_document.py and result_views.py are not shipped, but they live beside the
+    runner: stdlib and the contract only, so the folder never needs a controller package
+    (the bit-packed masks are unpacked without numpy)."""
+    import sys
+
+    folder = Path(runner.__file__).parent
+    for path in sorted(set(folder.glob("*.py")) - set(DEVICE_FILES) - {folder / "__init__.py"}):
+        tree = ast.parse(path.read_text())
+        imported = {
+            node.module or "" if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        }
+        outside = {
+            name for name in imported
+            if name.split(".")[0] not in sys.stdlib_module_names
+            and name != "__future__" and not name.startswith("harness.runner.")
+        }  # fmt: skip
+        assert outside == set(), f"{path.name} imports {outside}"
+
+
 def test_dynamic_dimensions_are_filled_by_name_or_axis() -> None:
     assert resolve_shape("x", ["batch", 3, None], {"batch": 2, "x:2": 7}) == [2, 3, 7]
     with pytest.raises(JobError, match=r"axis 0 is dynamic \('batch'\).*dims = \{ batch = N \}"):
