@@ -2,7 +2,8 @@
 classifier, Silero VAD, openWakeWord's PyTorch-exported timer classifier, MediaPipe's iris
 model and Basic Pitch as TFLite), built, verified and measured in one run on the local
 device; then, for the models with representative inputs (the digits CNN's real eval set,
-the photographs for the MobileNetV2-style CNN and MediaPipe's face detector), each
+the photographs for the MobileNetV2-style CNN and MediaPipe's face detector, rendered text
+lines for the direction classifier, real speech for Silero VAD and Basic Pitch), each
 variant's fidelity measured on seeded random inputs (and calibrated on them) beside the
 same on the representative inputs, so the difference is visible, with the share of the
 job's device time the quality pass took.
@@ -134,7 +135,10 @@ def every_strategy(models: list[str], args: argparse.Namespace) -> None:
         )
 
 
-WITH_DATA = ["digits_cnn", "tiny_mbv2", "face_detection_short_range"]
+WITH_DATA = [
+    "digits_cnn", "tiny_mbv2", "face_detection_short_range", "ppocr_cls_v2", "silero_vad_v5",
+    "basic_pitch_nmp", "openwakeword_timer",
+]  # fmt: skip
 # the face detector's manifest declares no variants (the demo measures its fp32 only)
 TFLITE_VARIANTS = """
 [[variants]]
@@ -169,7 +173,7 @@ def manifests_for(models: list[str], folder: Path, random: bool) -> None:
     for name in models:
         text = (ROOT / "models" / f"{name}.toml").read_text()
         text = re.sub(
-            r'^(file|images|calibration_file) = "', rf'\1 = "{ROOT}/models/', text, flags=re.M
+            r'^(file|images|audio|calibration_file) = "', rf'\1 = "{ROOT}/models/', text, flags=re.M
         )
         if name == "face_detection_short_range":
             text += TFLITE_VARIANTS
@@ -179,7 +183,9 @@ def manifests_for(models: list[str], folder: Path, random: bool) -> None:
 def quality_run(
     models: list[str], folder: Path, args: argparse.Namespace
 ) -> tuple[pd.DataFrame, dict[tuple[str, str], float]]:
-    results, samples, records = run_plan(folder, models, folder / "models", args, "batch = 1")
+    results, samples, records = run_plan(
+        folder, models, folder / "models", args, "batch = 1, width = 192"
+    )
     shares = {}
     for record in records:
         fidelity = ResultDocument(record.runner).fidelity
@@ -215,7 +221,9 @@ def random_against_representative(models: list[str], args: argparse.Namespace) -
     print(
         "\nfidelity of each variant against fp32 on the same device: calibrated and measured on "
         "seeded random inputs (no [data], no [eval]) | on the representative inputs "
-        "(digits: its real eval set; the others: the 12 photographs); quality pass = the "
+        "(digits: its real eval set; the image models: the 12 photographs; the direction "
+        "classifier: 118 rendered text lines; the audio models: 30 s of real speech); "
+        "quality pass = the "
         "fidelity pass's share of the job's device time\n"
     )
     header = (

@@ -74,6 +74,7 @@ class Job:
     # the manifest's [outputs.NAME] declarations (harness/fidelity.OutputDeclaration)
     output_declarations: dict[str, OutputDeclarationDoc] = field(default_factory=dict)
     fidelity_file: Path | None = None  # the representative set ([data]), read for fidelity
+    fidelity_whole: tuple[str, ...] = ()  # its inputs passed whole with every sample
     variant_report: VariantReport = field(default_factory=dict)
     variant_params: JsonObject = field(default_factory=dict)  # the manifest's, as written
     build_error: str | None = None
@@ -195,6 +196,7 @@ class Job:
         }
         if fidelity_path:
             spec["file"] = fidelity_path
+            spec["whole"] = list(self.fidelity_whole)
         return spec
 
 

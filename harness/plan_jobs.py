@@ -119,6 +119,7 @@ def one_job(
         task=manifest.task,
         output_declarations={n: o.declaration() for n, o in manifest.outputs.items()},
         fidelity_file=manifest.data.file if manifest.data else None,
+        fidelity_whole=tuple(manifest.data.whole) if manifest.data else (),
         variant_report=built.report,
         variant_params=dict(variant.params),
         build_error=built.error,

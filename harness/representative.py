@@ -1,10 +1,11 @@
 """A manifest's representative inputs (`[data]`) read into one .npz keyed by input name:
 the one loader behind calibration, the fidelity pass and `benchmarks/real_models.py`.
 
-Images (Pillow), mono WAV audio (the standard library's `wave`) and raw files are decoded
-with the preprocessing the manifest declares, one sample at a time into a memory-mapped
-array (memory bounded by one sample, not the set), and cached by what they depend on
-(each file's content and the preprocessing), so a nightly run decodes nothing twice. A
+Images, WAV audio and raw files are decoded (harness/decoding.py) with the preprocessing
+the manifest declares, one sample at a time into a memory-mapped array (memory bounded by
+one sample, not the set; a WAV at another rate is resampled whole), and cached by what
+they depend on (each file's content and the preprocessing), so a nightly run decodes
+nothing twice. A
 file that cannot be decoded is named and left out; a set left with too few samples, or a
 preprocessing that does not fit the model's input, is refused before the first job.
 """
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import os
 import tempfile
-import wave
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,10 @@ import numpy as np
 
 from harness.config import EvalSet, ModelManifest, RepresentativeData
 from harness.data_files import dtypes_disagree, model_inputs, npz_problem, runtime_refusal
+from harness.decoding import DECODE_ERRORS, Decoder, decoder, fitted_shape, sample_shape
 from harness.errors import ConfigError
 
-DATA_VERSION = "1"  # bump when decoding changes for the same files and settings
+DATA_VERSION = "2"  # bump when decoding changes for the same files and settings
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class RepresentativeSet:
     source: str  # "12 images from cache/data/photos/*.png"
     skipped: tuple[str, ...] = ()  # "name.png: cannot identify image file"
     classes: tuple[str, ...] = ()  # labels = "folders": the class of each label index
+    whole: tuple[str, ...] = ()  # inputs stored once, passed whole with every sample
 
 
 def representative_set(
@@ -53,22 +56,24 @@ def representative_set(
         return None
     where = manifest.manifest_path or manifest.name
     if data.file is not None:
-        return _given_npz(data.file, where, declared)
+        return _given_npz(data.file, data.whole, where, declared)
     files = _files(data, manifest, where)
-    name, dtype, shape = _fed_input(data, declared, where)
-    decode = _decoder(data)
-    key = _cache_key(data, files)
+    name, fitted = _fed_input(data, declared, where)
+    whole = _whole_inputs(manifest, [d for d in declared if d[0] != name], where)
+    decode = decoder(data, fitted)
+    key = _cache_key(data, files, whole)
     target = cache_dir / "data" / manifest.name / f"{key}.npz"
     report_path = target.with_suffix(".json")
     classes = sorted({p.parent.name for p in files}) if data.labels == "folders" else []
     if target.is_file() and report_path.is_file():
         report = json.loads(report_path.read_text())
         return RepresentativeSet(
-            target, report["samples"], report["source"], tuple(report["skipped"]), tuple(classes)
-        )
+            target, report["samples"], report["source"], tuple(report["skipped"]),
+            tuple(classes), tuple(whole),
+        )  # fmt: skip
     target.parent.mkdir(parents=True, exist_ok=True)
     label_of = (lambda path: classes.index(path.parent.name)) if classes else None
-    samples, skipped = _write(target, name, decode, files, data.samples, label_of)
+    samples, skipped = _write(target, name, decode, files, data.samples, label_of, whole)
     what = f"{samples} {_noun(data)} from {_pattern(data)}"
     if classes:
         what += f" in {len(classes)} labelled folders"
@@ -81,17 +86,21 @@ def representative_set(
             "data",
         )
     report_path.write_text(json.dumps({"samples": samples, "source": what, "skipped": skipped}))
-    return RepresentativeSet(target, samples, what, tuple(skipped), tuple(classes))
+    return RepresentativeSet(target, samples, what, tuple(skipped), tuple(classes), tuple(whole))
 
 
 def _given_npz(
-    path: Path, where: Path | str, declared: list[tuple[str, str, list[Any]]]
+    path: Path, whole: list[str], where: Path | str, declared: list[tuple[str, str, list[Any]]]
 ) -> RepresentativeSet:
     problem = npz_problem(path)
     if problem:
         raise ConfigError(where, problem, "data.file")
+    names = [name for name, _, _ in declared]
+    unknown = sorted(set(whole) - set(names))
+    if unknown:
+        raise ConfigError(where, f"data.whole names {unknown}, not inputs of {names}", "data.whole")
     with np.load(path) as arrays:
-        missing = [name for name, _, _ in declared if name not in arrays.files]
+        missing = [name for name in names if name not in arrays.files]
         if missing:
             raise ConfigError(
                 where, f"{path.name} has no array for input(s) {missing} (it has {arrays.files})",
@@ -99,8 +108,9 @@ def _given_npz(
             )  # fmt: skip
         for name, dtype, _ in declared:
             _check_dtype(arrays[name].dtype, dtype, f"{path.name}'s array '{name}'", where)
-        count = min(len(arrays[name]) for name, _, _ in declared)
-    return RepresentativeSet(path, count, f"{count} samples from {path.name}")
+        sliced = [name for name in names if name not in whole and arrays[name].ndim]
+        count = min((len(arrays[name]) for name in sliced), default=1)
+    return RepresentativeSet(path, count, f"{count} samples from {path.name}", whole=tuple(whole))
 
 
 def _check_dtype(found: np.dtype, wanted: str, what: str, where: Path | str) -> None:
@@ -116,8 +126,10 @@ def _files(data: RepresentativeData, manifest: ModelManifest, where: Path | str)
     base = (manifest.manifest_path or Path(".")).parent
     pattern = _pattern(data)
     target = base / pattern
-    if data.labels == "folders":  # one folder per class under `target`
-        found = sorted(p for p in target.glob("*/*") if p.is_file())
+    if data.labels == "folders":  # one folder per class under `target`, taken in turn
+        by_class = [sorted(p for p in folder.iterdir() if p.is_file())
+                    for folder in sorted(target.iterdir()) if folder.is_dir()]  # fmt: skip
+        found = [p for turn in itertools.zip_longest(*by_class) for p in turn if p is not None]
     elif target.is_dir():
         found = sorted(p for p in target.iterdir() if p.is_file())
     else:
@@ -138,7 +150,9 @@ def _noun(data: RepresentativeData) -> str:
 
 def _fed_input(
     data: RepresentativeData, declared: list[tuple[str, str, list[Any]]], where: Path | str
-) -> tuple[str, str, list[Any]]:
+) -> tuple[str, list[int]]:
+    """The input the data feeds and the shape of one of its samples (the decoded sample
+    reshaped where the model adds axes of 1: a [batch, 43844, 1] input takes frames)."""
     names = [name for name, _, _ in declared]
     if data.input is None and len(declared) != 1:
         raise ConfigError(
@@ -151,110 +165,40 @@ def _fed_input(
         )
     name, dtype, shape = chosen[0]
     _check_dtype(np.dtype(data.dtype), dtype, f"[data] dtype = {data.dtype}", where)
-    expected = _sample_shape(data)
+    expected = sample_shape(data)
     model = [d if isinstance(d, int) and d > 0 else None for d in shape[1:]]
-    fits = len(model) == len(expected) and all(
-        m is None or m == e for m, e in zip(model, expected, strict=True)
-    )
-    if not fits:
+    fitted = fitted_shape(model, expected)
+    if fitted is None:
         raise ConfigError(
             where,
             f"[data] makes samples of shape {['batch', *expected]}; "
             f"input '{name}' takes {shape}: change size, layout or channels",
             "data",
         )  # fmt: skip
-    return name, dtype, shape
+    return name, fitted
 
 
-def _sample_shape(data: RepresentativeData) -> list[int]:
-    if data.images:
-        assert data.size is not None
-        channels = 1 if data.channels == "L" else 3
-        height, width = data.size
-        return [channels, height, width] if data.layout == "NCHW" else [height, width, channels]
-    if data.audio:
-        assert data.frame_length is not None
-        return [int(data.frame_length)]
-    assert data.length is not None
-    return [int(data.length)]
-
-
-Decoder = Callable[[Path], Iterator[np.ndarray]]
-
-
-def _decoder(data: RepresentativeData) -> Decoder:
-    if data.images:
-        return lambda path: iter([_image(path, data)])
-    if data.audio:
-        return lambda path: _frames(path, data)
-    return lambda path: iter([_raw(path, data)])
-
-
-def _image(path: Path, data: RepresentativeData) -> np.ndarray:
-    from PIL import Image
-
-    assert data.size is not None
-    height, width = data.size
-    with Image.open(path) as opened:
-        image = opened.convert("L" if data.channels == "L" else "RGB")
-        if data.resize == "crop":
-            ratio = max(height / image.height, width / image.width)
-            image = image.resize(
-                (max(width, round(image.width * ratio)), max(height, round(image.height * ratio))),
-                Image.Resampling.BILINEAR,
-            )
-            left, top = (image.width - width) // 2, (image.height - height) // 2
-            image = image.crop((left, top, left + width, top + height))
-        else:
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(image, dtype=np.float32)
-    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
-    if data.channels == "BGR":
-        pixels = pixels[..., ::-1]
-    return _scaled(pixels, data, channel_axis=-1).transpose(
-        (2, 0, 1) if data.layout == "NCHW" else (0, 1, 2)
-    )
-
-
-def _scaled(values: np.ndarray, data: RepresentativeData, channel_axis: int) -> np.ndarray:
-    low, high = data.scale
-    if data.dtype in ("uint8", "int8", "int64", "int32") and (low, high) == (0.0, 1.0):
-        return values  # integer inputs take the pixels as they are
-    scaled = low + values / 255.0 * (high - low)
-    if data.mean is not None:
-        scaled = scaled - np.asarray(data.mean, np.float32)
-    if data.std is not None:
-        scaled = scaled / np.asarray(data.std, np.float32)
-    return scaled.astype(np.float32)
-
-
-def _frames(path: Path, data: RepresentativeData) -> Iterator[np.ndarray]:
-    """Consecutive frames of a mono 16-bit PCM WAV at the declared rate, in [-1, 1]."""
-    assert data.frame_length is not None
-    with wave.open(str(path), "rb") as audio:
-        if (
-            audio.getframerate() != data.sample_rate
-            or audio.getnchannels() != 1
-            or audio.getsampwidth() != 2
-        ):
-            raise ValueError(
-                f"{audio.getnchannels()} channel(s), {8 * audio.getsampwidth()}-bit at "
-                f"{audio.getframerate()} Hz; [data] takes mono 16-bit at {data.sample_rate} Hz"
+def _whole_inputs(
+    manifest: ModelManifest, others: list[tuple[str, str, list[Any]]], where: Path | str
+) -> dict[str, np.ndarray]:
+    """The inputs the data does not feed, each one array passed whole with every sample:
+    its `values` (a sample rate) or its constant (low = high: a zero state) from
+    [[inputs]], batch axes 1."""
+    specs = {spec.name: spec for spec in manifest.inputs}
+    filled: dict[str, np.ndarray] = {}
+    for name, dtype, shape in others:
+        spec = specs.get(name)
+        value = spec.values[0] if spec and spec.values else spec.low if spec else None
+        if spec is None or (not spec.values and spec.low != spec.high):
+            raise ConfigError(
+                where,
+                f"input '{name}' is not fed by [data] and has no fixed value: give it one in "
+                f"[[inputs]] (values = [...], or low = high for a constant), or an .npz",
+                "data",
             )  # fmt: skip
-        while True:
-            chunk = audio.readframes(data.frame_length)
-            if len(chunk) < 2 * data.frame_length:
-                return
-            yield np.frombuffer(chunk, dtype="<i2").astype(np.float32) / 32768.0
-
-
-def _raw(path: Path, data: RepresentativeData) -> np.ndarray:
-    assert data.length is not None
-    with open(path, "rb") as file:
-        content = file.read(data.length)
-    if not content:
-        raise ValueError("empty file")
-    return np.frombuffer(content.ljust(data.length, b"\0"), dtype=np.uint8).astype(np.float32)
+        dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+        filled[name] = np.full(dims, value, dtype=np.dtype(dtype))
+    return filled
 
 
 def _write(
@@ -264,10 +208,12 @@ def _write(
     files: list[Path],
     limit: int,
     label_of: Callable[[Path], int] | None = None,
+    whole: dict[str, np.ndarray] | None = None,
 ) -> tuple[int, list[str]]:
     """Decode sample by sample into a memory-mapped .npy, then store it as the .npz
     (numpy writes it in buffered chunks: memory stays bounded by a chunk), with each
-    sample's label (`label_of` its file) as the array `labels`."""
+    sample's label (`label_of` its file) as the array `labels` and the inputs passed
+    whole beside it."""
     skipped: list[str] = []
     labels: list[int] = []
     count = 0
@@ -289,7 +235,7 @@ def _write(
                     count += 1
                     if label_of is not None:
                         labels.append(label_of(path))
-            except (OSError, ValueError, EOFError, wave.Error) as exc:
+            except DECODE_ERRORS as exc:
                 skipped.append(f"{path.name}: {exc}")
         if out is None:
             return 0, skipped
@@ -303,14 +249,20 @@ def _write(
             if label_of is not None:
                 with archive.open("labels.npy", "w") as member:
                     np.lib.format.write_array(member, np.asarray(labels, dtype=np.int64))
+            for other, array in (whole or {}).items():
+                with archive.open(f"{other}.npy", "w") as member:
+                    np.lib.format.write_array(member, array)
         os.replace(partial, target)
     return count, skipped
 
 
-def _cache_key(data: RepresentativeData, files: list[Path]) -> str:
+def _cache_key(data: RepresentativeData, files: list[Path], whole: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     digest.update(DATA_VERSION.encode())
     digest.update(data.model_dump_json(exclude={"file"}).encode())
+    for name, array in sorted(whole.items()):
+        digest.update(f"{name}:{array.dtype}:{array.shape}".encode())
+        digest.update(array.tobytes())
     for path in files:
         digest.update(path.name.encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -343,7 +295,7 @@ def with_representative_sets(
         if made.skipped:
             left_out = _skipped_text(list(made.skipped))
             log(f"{manifest.name}: [data] left out {len(made.skipped)} file(s){left_out}")
-        data = manifest.data.model_copy(update={"file": made.path})
+        data = manifest.data.model_copy(update={"file": made.path, "whole": list(made.whole)})
         update: dict[str, Any] = {"data": data}
         if made.classes:  # labelled folders: the set is the eval set too
             if manifest.eval is not None:
@@ -354,7 +306,9 @@ def with_representative_sets(
                     "data.labels",
                 )
             top_k = min(5, len(made.classes))
-            update["eval"] = EvalSet(file=made.path, labels="labels", top_k=top_k)
+            update["eval"] = EvalSet(
+                file=made.path, labels="labels", whole=list(made.whole), top_k=top_k
+            )
             classes = list(made.classes)
             log(f"{manifest.name}: [data] classes {classes} (labels 0..{len(classes) - 1})")
         ready.append(manifest.model_copy(update=update))

@@ -121,6 +121,7 @@ def make_workspace(folder: Path) -> Path:
     for manifest in MODELS_DIR.glob("*.toml"):
         text = manifest.read_text().replace('file = "cache/', f'file = "{MODELS_DIR}/cache/')
         text = text.replace('images = "cache/', f'images = "{MODELS_DIR}/cache/')
+        text = text.replace('audio = "cache/', f'audio = "{MODELS_DIR}/cache/')
         (models / manifest.name).write_text(text)
     shutil.copytree(MODELS_DIR / "zoo", models / "zoo")
     return folder

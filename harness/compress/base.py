@@ -107,7 +107,7 @@ def calibration_file(manifest: ModelManifest) -> tuple[str, Path, dict[str, str]
     if evaluation is not None and evaluation.calibration_file is not None:
         return "calibration set", evaluation.calibration_file, evaluation.inputs, evaluation.whole
     if data is not None and data.file is not None:
-        return "representative set", data.file, {}, []
+        return "representative set", data.file, {}, data.whole
     if evaluation is not None:
         return "eval set", evaluation.file, evaluation.inputs, evaluation.whole
     return None

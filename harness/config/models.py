@@ -101,26 +101,35 @@ class RepresentativeData(_Strict):
     binary: str | None = None  # any files, read as bytes
     input: str | None = None  # the model input they feed (default: its only input)
     samples: Annotated[int, Field(ge=1, le=4096)] = 64  # at most this many are read
-    # "folders": the files sit in one folder per class (sorted names: class 0, 1, ...), and
-    # the set is also the eval set (accuracy on the device), unless the manifest has [eval]
+    # "folders": the files sit in one folder per class (sorted names: class 0, 1, ...),
+    # read a class in turn (so `samples` keeps them balanced), and the set is also the
+    # eval set (accuracy on the device), unless the manifest has [eval]
     labels: Literal["none", "folders"] = "none"
     min_samples: Annotated[int, Field(ge=1)] = 8  # fewer decodable: the set is refused
     # images: resized to size (H, W), the shorter side first then centre-cropped, or
-    # stretched; laid out as layout; 0..255 mapped onto [scale[0], scale[1]], then
-    # (x - mean) / std per channel
+    # stretched, or fitted (text lines: the full height with the aspect ratio kept, zeros
+    # on the right after normalisation, stretched when wider); laid out as layout; 0..255
+    # mapped onto [scale[0], scale[1]], then (x - mean) / std per channel
     size: list[int] | None = None
-    resize: Literal["crop", "stretch"] = "crop"
+    resize: Literal["crop", "stretch", "fit"] = "crop"
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     channels: Literal["RGB", "BGR", "L"] = "RGB"
     scale: Annotated[list[float], Field(min_length=2, max_length=2)] = [0.0, 1.0]
     mean: list[float] | None = None
     std: list[float] | None = None
     dtype: Literal["float32", "float16", "uint8", "int8", "int64", "int32"] = "float32"
-    # audio: mono 16-bit PCM at sample_rate, cut into frames of frame_length samples
-    # scaled to [-1, 1]; binary: each file's first `length` bytes (0..255), zero-padded
+    # audio: mono 16-bit PCM resampled to sample_rate (scipy's polyphase filter), cut
+    # into frames of frame_length samples every frame_hop samples (default: back to
+    # back), scaled to [-1, 1]; binary: each file's first `length` bytes (0..255),
+    # zero-padded
     sample_rate: int | None = None
     frame_length: int | None = None
+    frame_hop: Annotated[int, Field(ge=1)] | None = None
     length: int | None = None
+    # the model inputs passed whole with every sample (a recurrent state, a sample rate):
+    # named for a given .npz; for decoded data, every input the data does not feed, filled
+    # from its [[inputs]] (`values`, or low = high)
+    whole: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_source(self) -> RepresentativeData:

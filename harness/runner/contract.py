@@ -77,6 +77,7 @@ class FidelitySpec(TypedDict, total=False):
     outputs: dict[str, OutputDeclarationDoc]  # the manifest's [outputs.NAME], echoed
     file: str  # the representative set on the device (.npz keyed by input); else the
     # eval set, the input file or seeded inputs
+    whole: list[str]  # the set's inputs passed whole with every sample (a state, a rate)
 
 
 class SamplerSpec(TypedDict, total=False):

@@ -110,7 +110,9 @@ def _fidelity_feeds(
     fidelity = job["fidelity"] or {}
     eval_spec = job.get("eval")
     if fidelity.get("file"):
-        return eval_feeds(np, str(fidelity["file"]), declared, {}, [], count), "representative set"
+        whole = list(fidelity.get("whole") or [])
+        feeds = eval_feeds(np, str(fidelity["file"]), declared, {}, whole, count)
+        return feeds, "representative set"
     if eval_spec:
         feeds = eval_feeds(
             np, eval_spec["file"], declared, eval_spec.get("inputs") or {},

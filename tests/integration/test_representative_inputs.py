@@ -111,22 +111,78 @@ def write_wav(path: Path, rate: int, seconds: float, channels: int = 1) -> None:
         out.writeframes(np.repeat(tone, channels).tobytes())
 
 
-def test_wav_audio_is_cut_into_frames_and_a_wrong_rate_is_named(tmp_path: Path) -> None:
+def test_wav_audio_is_cut_into_frames_resampled_and_stereo_is_named(tmp_path: Path) -> None:
     folder = tmp_path / "audio"
     folder.mkdir()
-    write_wav(folder / "tone.wav", 16000, 0.5)
+    write_wav(folder / "a_tone.wav", 16000, 0.5)
+    write_wav(folder / "b_fast.wav", 44100, 0.5)  # resampled to 16 kHz: 8000 samples
     write_wav(folder / "stereo.wav", 16000, 0.5, channels=2)
-    write_wav(folder / "fast.wav", 44100, 0.5)
     manifest = manifest_with(
         tmp_path, audio=str(folder), sample_rate=16000, frame_length=1600, min_samples=2
     )
     made = representative_set(manifest, tmp_path / "cache", [("input", "float32", [1, 1600])])
-    assert made is not None and made.samples == 5  # 8000 samples, 1600 a frame
-    assert sorted(s.split(":")[0] for s in made.skipped) == ["fast.wav", "stereo.wav"]
-    assert "44100 Hz; [data] takes mono 16-bit at 16000 Hz" in " ".join(made.skipped)
+    assert made is not None and made.samples == 10  # 2 x 8000 samples, 1600 a frame
+    assert made.skipped == ("stereo.wav: 2 channel(s), 16-bit; [data] takes mono 16-bit PCM",)
     with np.load(made.path) as data:
         frames = data["input"]
-    assert frames.shape == (5, 1600) and 0.29 < float(np.abs(frames).max()) <= 0.31
+    assert frames.shape == (10, 1600)
+    for frame in (frames[2], frames[7]):  # the same 440 Hz tone, before and after resampling
+        assert 0.29 < float(np.abs(frame).max()) <= 0.31
+        spectrum = np.abs(np.fft.rfft(frame))
+        assert abs(np.argmax(spectrum) * 16000 / 1600 - 440) <= 10
+
+
+def test_frames_every_hop_into_an_input_with_an_axis_of_one(tmp_path: Path) -> None:
+    """frame_hop spreads the frames over a long file; a [batch, n, 1] input takes them."""
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    write_wav(folder / "tone.wav", 8000, 1.0)
+    manifest = manifest_with(
+        tmp_path, audio=str(folder), sample_rate=8000, frame_length=400, frame_hop=1000,
+        min_samples=2,
+    )  # fmt: skip
+    made = representative_set(manifest, tmp_path / "cache", [("input", "float32", [1, 400, 1])])
+    assert made is not None and made.samples == 8  # starts 0, 1000, ... 7000 of 8000
+    with np.load(made.path) as data:
+        frames = data["input"]
+    assert frames.shape == (8, 400, 1)
+    t = (np.arange(400) + 3000) / 8000  # the fourth frame starts at sample 3000
+    expected = np.round(0.3 * np.sin(2 * np.pi * 440 * t) * 32767) / 32768
+    assert np.allclose(frames[3, :, 0], expected, atol=1e-4)
+
+
+def test_inputs_the_data_does_not_feed_are_passed_whole_from_their_specs(tmp_path: Path) -> None:
+    """A recurrent audio model: the frames feed `input`; the zero state (low = high) and
+    the sample rate (values) are stored once and passed whole with every sample."""
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    write_wav(folder / "tone.wav", 16000, 0.5)
+    base = load_manifest(MODELS_DIR / "silero_vad_v5.toml", require_files=False)
+    data = RepresentativeData(
+        audio=str(folder), input="input", sample_rate=16000, frame_length=512, min_samples=2
+    )
+    manifest = base.model_copy(update={"data": data, "manifest_path": tmp_path / "m.toml"})
+    declared = [
+        ("input", "float32", ["batch", 512]),
+        ("state", "float32", [2, "batch", 128]),
+        ("sr", "int64", []),
+    ]
+    made = representative_set(manifest, tmp_path / "cache", declared)
+    assert made is not None and made.whole == ("state", "sr") and made.samples == 15
+    with np.load(made.path) as stored:
+        assert stored["state"].shape == (2, 1, 128) and not stored["state"].any()
+        assert stored["sr"].dtype == np.int64 and int(stored["sr"]) == 16000
+    ranged = base.model_copy(
+        update={
+            "data": data,
+            "manifest_path": tmp_path / "m.toml",
+            "inputs": [s if s.name != "state" else s.model_copy(update={"high": 1.0})
+                       for s in base.inputs],
+        }
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as refused:
+        representative_set(ranged, tmp_path / "cache", declared)
+    assert "input 'state' is not fed by [data] and has no fixed value" in str(refused.value)
 
 
 def test_binary_files_are_read_as_bytes_and_an_empty_one_is_left_out(tmp_path: Path) -> None:
@@ -146,18 +202,40 @@ def test_binary_files_are_read_as_bytes_and_an_empty_one_is_left_out(tmp_path: P
 def test_the_bundled_image_models_read_the_photographs(tmp_path: Path) -> None:
     """The demo's image models take the photographs by default: their [data] points at
     them, and the set fits each model's input as the runtime declares it."""
-    names = ["tiny_mbv2", "face_detection_short_range"]
+    names = ["tiny_mbv2", "face_detection_short_range", "ppocr_cls_v2"]
     manifests = [load_manifest(MODELS_DIR / f"{n}.toml") for n in names]
     ready = with_representative_sets(manifests, tmp_path / "cache")
     shapes = {}
     for manifest in ready:
         assert manifest.data is not None and manifest.data.file is not None
         with np.load(manifest.data.file) as data:
-            shapes[manifest.name] = data["input"].shape
+            shapes[manifest.name] = data[data.files[0]].shape
     assert shapes == {
         "tiny_mbv2": (12, 3, 128, 128),
         "face_detection_short_range": (12, 128, 128, 3),
+        "ppocr_cls_v2": (118, 3, 48, 192),  # the rendered text lines, both turns
     }
+
+
+def test_fit_keeps_a_short_lines_aspect_and_pads_it_with_zeros(tmp_path: Path) -> None:
+    """resize = "fit" (text lines): the full height, the aspect ratio kept, zeros on the
+    right after normalisation; a line wider than the input is stretched to it."""
+    from PIL import Image
+
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    Image.new("RGB", (100, 50), "white").save(folder / "short.png")  # 48 x 96 when fitted
+    Image.new("RGB", (1000, 50), "white").save(folder / "long.png")  # 48 x 960: stretched
+    manifest = manifest_with(
+        tmp_path, images=str(folder), size=[48, 192], resize="fit", scale=[-1.0, 1.0],
+        min_samples=2,
+    )  # fmt: skip
+    made = representative_set(manifest, tmp_path / "cache", [("x", "float32", [1, 3, 48, 192])])
+    assert made is not None
+    with np.load(made.path) as data:
+        long, short = data["x"]  # sorted by name
+    assert (long == 1.0).all()
+    assert (short[:, :, :96] == 1.0).all() and (short[:, :, 96:] == 0.0).all()
 
 
 def test_labelled_folders_make_the_eval_set_too(photos: Path, tmp_path: Path) -> None:

@@ -175,6 +175,13 @@ def test_class_scores_use_every_sample_and_name_the_worst() -> None:
     assert scores.worst_sample == 1 and scores.low is not None and scores.high is not None
     assert scores.low < 0.6 < scores.high
     assert "top1_agreement 0.6 [" in scores.text() and "n=40" in scores.text()
+    # against labels, accuracy decides: agreeing less with fp32 is no loss where accuracy
+    # held (the variant right where fp32 was wrong), and a loss where it dropped
+    verdict, why = quality_verdict([scores], REPRESENTATIVE, None)
+    assert verdict == "loss" and "past min_top1_agreement" in why
+    assert quality_verdict([scores], REPRESENTATIVE, -7.5)[0] == "ok"
+    verdict, why = quality_verdict([scores], REPRESENTATIVE, 29.0)
+    assert verdict == "loss" and why.startswith("accuracy drop 29.0 pts")
 
 
 def test_random_inputs_never_verify_and_too_few_samples_do_not_either() -> None:
