@@ -227,3 +227,26 @@ def test_an_int8_base_is_not_calibrated_again(tmp_path: Path) -> None:
     again = files[(quantized.name, "again")]  # type: ignore[index]
     assert again.status == "no-effect", again.error
     assert "the model is int8 already" in again.error
+
+
+def test_per_channel_int8_that_onnxruntime_cannot_build_falls_back_to_per_tensor(
+    tmp_path: Path,
+) -> None:
+    """Magika's classifier: onnxruntime's per-channel quantizer raises a bare "truth value
+    of an array is ambiguous"; the variant is built per-tensor, runs, and says why."""
+    manifest = load_manifest(MODELS_DIR / "magika_v3_3.toml")
+    [variant] = manifest.variants
+    assert variant.params.get("per_channel", True)  # the default: per-channel first
+    context = BuildContext(manifest, {"batch": 1})
+    files = build_all([manifest], None, tmp_path / "cache", lambda m: context)
+    made = files[("magika_v3_3", "int8-static")]
+    assert made.error is None and made.path is not None
+    note = made.report["per_channel"]
+    assert note.startswith("per-channel failed (ValueError: The truth value of an array")
+    assert note.endswith("built per-tensor")
+    session = ort.InferenceSession(str(made.path), providers=["CPUExecutionProvider"])
+    scores = session.run(None, {"bytes": np.full((1, 2048), 256, np.int32)})[0]
+    assert np.isfinite(scores).all()
+    quantized = onnx.load(str(made.path))
+    scales = [i for i in quantized.graph.initializer if i.name.endswith("_scale")]
+    assert scales and all(int(np.prod(s.dims)) == 1 for s in scales)  # one per tensor
