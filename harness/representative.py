@@ -5,9 +5,10 @@ Images, WAV audio and raw files are decoded (harness/decoding.py) with the prepr
 the manifest declares, one sample at a time into a memory-mapped array (memory bounded by
 one sample, not the set; a WAV at another rate is resampled whole), and cached by what
 they depend on (each file's content and the preprocessing), so a nightly run decodes
-nothing twice. A
-file that cannot be decoded is named and left out; a set left with too few samples, or a
-preprocessing that does not fit the model's input, is refused before the first job.
+nothing twice. A file that cannot be decoded is named and left out; a set left with too
+few samples, or a preprocessing that does not fit the model's input, is refused before
+the first job. The model's other inputs (a state, a sample rate) are stored once from
+their specs and passed whole with every sample.
 """
 
 from __future__ import annotations
@@ -188,7 +189,6 @@ def _whole_inputs(
     filled: dict[str, np.ndarray] = {}
     for name, dtype, shape in others:
         spec = specs.get(name)
-        value = spec.values[0] if spec and spec.values else spec.low if spec else None
         if spec is None or (not spec.values and spec.low != spec.high):
             raise ConfigError(
                 where,
@@ -196,6 +196,7 @@ def _whole_inputs(
                 f"[[inputs]] (values = [...], or low = high for a constant), or an .npz",
                 "data",
             )  # fmt: skip
+        value = spec.values[0] if spec.values else spec.low
         dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
         filled[name] = np.full(dims, value, dtype=np.dtype(dtype))
     return filled
