@@ -3,7 +3,8 @@ classifier, Silero VAD, openWakeWord's PyTorch-exported timer classifier, MediaP
 model and Basic Pitch as TFLite), built, verified and measured in one run on the local
 device; then, for the models with representative inputs (the digits CNN's real eval set,
 the photographs for the MobileNetV2-style CNN and MediaPipe's face detector, rendered text
-lines for the direction classifier, real speech for Silero VAD and Basic Pitch), each
+lines for the direction classifier, real speech for Silero VAD and Basic Pitch and its
+openWakeWord embeddings for the timer classifier), each
 variant's fidelity measured on seeded random inputs (and calibrated on them) beside the
 same on the representative inputs, so the difference is visible, with the share of the
 job's device time the quality pass took.
@@ -222,9 +223,9 @@ def random_against_representative(models: list[str], args: argparse.Namespace) -
         "\nfidelity of each variant against fp32 on the same device: calibrated and measured on "
         "seeded random inputs (no [data], no [eval]) | on the representative inputs "
         "(digits: its real eval set; the image models: the 12 photographs; the direction "
-        "classifier: 118 rendered text lines; the audio models: 30 s of real speech); "
-        "quality pass = the "
-        "fidelity pass's share of the job's device time\n"
+        "classifier: 118 rendered text lines; the audio models: 30 s of real speech, or "
+        "openWakeWord's embeddings of it); quality pass = the fidelity pass's share of the "
+        "job's device time\n"
     )
     header = (
         f"{'model':<27} {'variant':<14} {'random inputs':<44} {'representative inputs':<44} "

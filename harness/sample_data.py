@@ -11,6 +11,8 @@ import codecs
 import contextlib
 import hashlib
 import io
+import json
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +30,9 @@ def fetch_sample_data(models_dir: Path, log: Callable[[str], None] = print) -> l
         table = _read_toml(path)
         if table.get("render") == "text_lines":
             folder = path.parent / str(table["folder"])
-            made += render_text_lines(folder, int(table["font_size"]), int(table["width"]))
+            if not _made_from(folder, table):
+                made += render_text_lines(folder, int(table["font_size"]), int(table["width"]))
+                _stamp(folder, table)
             continue
         for key in ("requirement", "folder", "members"):
             if key not in table:
@@ -59,13 +63,28 @@ def fetch_sample_data(models_dir: Path, log: Callable[[str], None] = print) -> l
                 made.append(target)
     for path in sorted((models_dir / "data").glob("*.toml")):  # after every extraction
         table = _read_toml(path)
-        if table.get("derive") == "openwakeword_features":
-            made += openwakeword_features(path.parent, table)
+        folder = path.parent / str(table.get("folder"))
+        if table.get("derive") == "openwakeword_features" and not _made_from(folder, table):
+            made.append(openwakeword_features(path.parent, table))
+            _stamp(folder, table)
     return made
 
 
 def _matches(path: Path, sha256: str) -> bool:
     return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+
+
+STAMP = ".made-from.json"  # the table a rendered or derived set was made from
+
+
+def _made_from(folder: Path, table: dict[str, Any]) -> bool:
+    """Whether `folder` holds what `table` makes: made by this table, unchanged since."""
+    stamp = folder / STAMP
+    return stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(table))
+
+
+def _stamp(folder: Path, table: dict[str, Any]) -> None:
+    (folder / STAMP).write_text(json.dumps(table, sort_keys=True))
 
 
 def zen_lines(width: int) -> list[str]:
@@ -92,17 +111,16 @@ def render_text_lines(folder: Path, font_size: int, width: int) -> list[Path]:
     """The Zen of Python in lines of at most `width` characters, black on white in the
     font Pillow ships, upright in `0/` and turned by 180 degrees in `180/`: a labelled set
     for text-direction classifiers (labels = "folders"). Pillow is pinned, so the pixels
-    are the same on every machine; made once."""
+    are the same on every machine. What the folders held before is replaced."""
     from PIL import Image, ImageDraw, ImageFont
 
     lines = zen_lines(width)
-    targets = [folder / turn / f"{k:03d}.png" for turn in ("0", "180") for k in range(len(lines))]
-    if all(target.is_file() for target in targets):
-        return []
     try:
         font = ImageFont.load_default(size=font_size)
     except (ImportError, OSError) as exc:  # a Pillow built without FreeType
         raise HarnessError(f"Pillow cannot render text ({exc}); reinstall pillow") from exc
+    for turn in ("0", "180"):
+        shutil.rmtree(folder / turn, ignore_errors=True)
     made = []
     for k, line in enumerate(lines):
         _, _, right, bottom = font.getbbox(line)
@@ -118,12 +136,12 @@ def render_text_lines(folder: Path, font_size: int, width: int) -> list[Path]:
     return made
 
 
-def openwakeword_features(base: Path, table: dict) -> list[Path]:
+def openwakeword_features(base: Path, table: dict[str, Any]) -> Path:
     """The speech embeddings openWakeWord's classifiers take, computed as its
     `AudioFeatures` does (openwakeword 0.4.0, utils.py): its melspectrogram model over
     16-bit PCM (then x / 10 + 2), its embedding model on windows of 76 mel frames every
     8, then `frames` consecutive embeddings every `hop`, one sample each, in an .npz
-    keyed by the classifier's input; made once."""
+    keyed by the classifier's input."""
     import wave
 
     import numpy as np
@@ -131,8 +149,6 @@ def openwakeword_features(base: Path, table: dict) -> list[Path]:
 
     folder = base / str(table["folder"])
     target = folder / str(table["output"])
-    if target.is_file():
-        return []
     frames, hop = int(table["frames"]), int(table["hop"])
     providers = ["CPUExecutionProvider"]
     mel = ort.InferenceSession(str(folder / "melspectrogram.onnx"), providers=providers)
@@ -152,4 +168,4 @@ def openwakeword_features(base: Path, table: dict) -> list[Path]:
     arrays: dict[str, Any] = {str(table["input"]): np.asarray(samples, dtype=np.float32)}
     np.savez(partial, **arrays)
     partial.replace(target)
-    return [target]
+    return target

@@ -58,6 +58,26 @@ def run_plan_ok(plan: Path) -> tuple[Any, list[Any]]:
     return prepared, records
 
 
+def compared_on_local(
+    workspace: Path, plan_text: str, log: Callable[[str], None] = lambda _: None
+) -> tuple[Any, Any, Any]:
+    """A plan (its TOML) run in this process on the built-in `local` device, whatever its
+    jobs' status: the prepared run, its results and compare_variants' table, indexed by
+    model and variant."""
+    from device_files import local_device_file
+
+    from harness.analysis import compare_variants
+    from harness.scheduler import prepare_run, run_prepared
+
+    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
+    plan = workspace / "plans" / "compared.toml"
+    plan.write_text(plan_text)
+    prepared = prepare_run(plan, log=log)
+    run_prepared(prepared)
+    results, samples = prepared.store.frames()
+    return prepared, results, compare_variants(results, samples).set_index(["model", "variant"])
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

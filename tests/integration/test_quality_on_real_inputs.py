@@ -9,11 +9,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from conftest import harness
-from device_files import local_device_file
-
-from harness.analysis import compare_variants
-from harness.scheduler import prepare_run, run_prepared
+from conftest import compared_on_local, harness
 
 FACE_INT8 = '\n[[variants]]\nname = "int8-static"\nstrategy = "int8-static"\n'
 
@@ -21,7 +17,6 @@ FACE_INT8 = '\n[[variants]]\nname = "int8-static"\nstrategy = "int8-static"\n'
 def test_variants_are_judged_on_the_photographs_and_random_inputs_verify_nothing(
     workspace: Path,
 ) -> None:
-    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
     models = workspace / "models"
     face = models / "face_detection_short_range.toml"
     face.write_text(face.read_text() + FACE_INT8)
@@ -29,19 +24,16 @@ def test_variants_are_judged_on_the_photographs_and_random_inputs_verify_nothing
     tiny = (models / "tiny_mbv2.toml").read_text()
     without = tiny.split("[data]")[0] + "[[variants]]" + tiny.split("[[variants]]", 1)[1]
     (models / "tiny_random.toml").write_text(without)
-    plan = workspace / "plans" / "quality.toml"
-    plan.write_text(
+    said: list[str] = []
+    prepared, results, table = compared_on_local(
+        workspace,
         'name = "quality"\ndevices = ["local"]\n'
         'models = ["tiny_mbv2", "tiny_random", "face_detection_short_range", "ppocr_det_v4"]\n'
         'variants = ["fp32", "fp16", "int8-static", "channels-25"]\n'
         "[measure]\nwarmup = 2\niterations = 30\n"
-        "[inputs]\ndims = { batch = 1, height = 96, width = 192 }\n"
+        "[inputs]\ndims = { batch = 1, height = 96, width = 192 }\n",
+        said.append,
     )
-    said: list[str] = []
-    prepared = prepare_run(plan, log=said.append)
-    run_prepared(prepared)
-    results, samples = prepared.store.frames()
-    table = compare_variants(results, samples).set_index(["model", "variant"])
     rows = results.set_index(["model", "variant"])
 
     # the photographs: calibration and fidelity, 12 samples, each output judged by its kind
@@ -92,16 +84,12 @@ def test_variants_are_judged_on_the_photographs_and_random_inputs_verify_nothing
 
 def test_fidelity_figures_are_null_where_a_pass_did_not_run(workspace: Path) -> None:
     """fidelity_samples = 0: no pass, no figure, quality not judged (never "ok")."""
-    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
-    plan = workspace / "plans" / "off.toml"
-    plan.write_text(
+    _, results, table = compared_on_local(
+        workspace,
         'name = "off"\ndevices = ["local"]\nmodels = ["tiny_mbv2"]\nvariants = ["fp32", "fp16"]\n'
         "[measure]\nwarmup = 1\niterations = 10\nfidelity_samples = 0\n"
-        "[inputs]\ndims = { batch = 1 }\n"
+        "[inputs]\ndims = { batch = 1 }\n",
     )
-    prepared = prepare_run(plan)
-    run_prepared(prepared)
-    results, samples = prepared.store.frames()
-    table = compare_variants(results, samples).set_index("variant")
-    assert pd.isna(table.loc["fp16", "quality"]) and not table.loc["fp16", "worth_shipping"]
+    fp16 = table.loc[("tiny_mbv2", "fp16")]
+    assert pd.isna(fp16["quality"]) and not fp16["worth_shipping"]
     assert results["fidelity_outputs"].isna().all()

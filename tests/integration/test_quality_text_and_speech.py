@@ -10,14 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from conftest import MODELS_DIR
-from device_files import local_device_file
+from conftest import MODELS_DIR, compared_on_local
 
-from harness.analysis import compare_variants
 from harness.compress import BuildContext, build_all
 from harness.config import load_manifest
 from harness.representative import with_representative_sets
-from harness.scheduler import prepare_run, run_prepared
 
 LINES = MODELS_DIR / "cache" / "data" / "text_lines"
 SPEECH = MODELS_DIR / "cache" / "data" / "speech" / "sample.wav"
@@ -118,19 +115,14 @@ def test_every_strategy_is_judged_on_text_lines_and_speech(workspace: Path) -> N
     """Per model x strategy, the verdict on real inputs through `run`: the direction
     classifier by its accuracy on the labelled lines, Basic Pitch by its note and onset
     maps on real speech, openWakeWord's classifier on that speech's embeddings."""
-    (workspace / "devices" / "local.toml").write_text(local_device_file(workspace / "wd"))
-    plan = workspace / "plans" / "real.toml"
-    plan.write_text(
+    _, results, table = compared_on_local(
+        workspace,
         'name = "real"\ndevices = ["local"]\n'
         'models = ["ppocr_cls_v2", "basic_pitch_nmp", "openwakeword_timer"]\n'
         'variants = ["fp32", "fp16", "int8-dynamic", "int8-static", "pruned-50"]\n'
         "[measure]\nwarmup = 2\niterations = 10\n"
-        "[inputs]\ndims = { batch = 1, width = 192 }\n"
+        "[inputs]\ndims = { batch = 1, width = 192 }\n",
     )
-    prepared = prepare_run(plan)
-    run_prepared(prepared)
-    results, samples = prepared.store.frames()
-    table = compare_variants(results, samples).set_index(["model", "variant"])
     status = results.set_index(["model", "variant"])["status"]
     assert table.loc[("ppocr_cls_v2", "fp32"), "accuracy"] >= 0.95  # measured 1.00 of 118
     for variant in ("fp16", "int8-dynamic", "int8-static"):  # measured: 1.00, 1.00, 0.99

@@ -73,6 +73,25 @@ def test_the_controllers_readers_in_the_runner_folder_import_only_the_standard_l
         assert outside == set(), f"{path.name} imports {outside}"
 
 
+def test_the_import_contract_forbids_the_runner_every_controller_module() -> None:
+    """import-linter's `runner` contract names the controller's modules one by one: a
+    module added to harness/ and not to the list would be open to the runner."""
+    import tomllib
+
+    root = Path(runner.__file__).parents[1]
+    project = tomllib.loads((root.parent / "pyproject.toml").read_text())
+    [contract] = [
+        c for c in project["tool"]["importlinter"]["contracts"] if c.get("id") == "runner"
+    ]
+    modules = {
+        f"harness.{path.stem if path.suffix == '.py' else path.name}"
+        for path in root.iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__")
+        or (path.is_dir() and (path / "__init__.py").is_file())
+    }
+    assert modules - {"harness.runner"} <= set(contract["forbidden_modules"])
+
+
 def test_dynamic_dimensions_are_filled_by_name_or_axis() -> None:
     assert resolve_shape("x", ["batch", 3, None], {"batch": 2, "x:2": 7}) == [2, 3, 7]
     with pytest.raises(JobError, match=r"axis 0 is dynamic \('batch'\).*dims = \{ batch = N \}"):
