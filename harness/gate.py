@@ -49,6 +49,11 @@ class Case:
     budget_index: int
     job_id: str | None
     checks: tuple[Check, ...]
+    # what the case is, each on its own (the name joins them): for tables and scripts
+    device: str = ""
+    model: str = ""
+    variant: str = ""
+    setting: str = ""  # runtime setting: provider and threads
 
     @property
     def outcome(self) -> str:
@@ -106,18 +111,26 @@ def evaluate(
                     index,
                     None,
                     (Check("jobs", 0, "missing", message="no matching job in the run"),),
+                    device=budget.device
+                    or (f"class={budget.device_class}" if budget.device_class else "any"),
+                    model=budget.model,
+                    variant=budget.variant or "any",
                 )
             )
             continue
         for row in rows.to_dict("records"):
-            setting = f"{row['variant']}, {row['provider']}, t{row['threads']}"
-            name = f"{label} on {row['device']} [{setting}]"
+            setting = f"{row['provider']} t{row['threads']}"
+            name = f"{row['model']} {row['variant']} on {row['device']} ({setting})"
             cases.append(
                 Case(
                     name,
                     index,
                     row["job_id"],
                     tuple(_checks(budget, row, results, samples, baseline, speedups, placements)),
+                    device=str(row["device"]),
+                    model=str(row["model"]),
+                    variant=str(row["variant"]),
+                    setting=setting,
                 )
             )
     return GateVerdict(tuple(cases))

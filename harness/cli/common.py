@@ -55,18 +55,18 @@ def make_console() -> Console:
     """The console every command prints through. It parses no markup: messages carry
     paths, device output and TOML table names in brackets (`[placement]`), which must print
     as they are; colour is given with `styled`. Off a terminal (CI logs, pipes) a message
-    is one line, never wrapped or cut, so a log can be grepped, and tables fit PIPED_WIDTH
-    (rich would make them 80 columns)."""
+    is one line, never wrapped or cut, so a log can be grepped, and tables fit `COLUMNS`
+    where it is set, else PIPED_WIDTH (rich would make them 80 columns)."""
     from rich.console import Console
 
-    from harness.cli.fit import PIPED_WIDTH
+    from harness.cli.fit import piped_width
 
     terminal = sys.stdout.isatty()
     return Console(
         highlight=False,
         markup=False,
         soft_wrap=not terminal,
-        width=None if terminal else PIPED_WIDTH,
+        width=None if terminal else piped_width(),
     )
 
 

@@ -1,10 +1,11 @@
 """Tables that fit the terminal: never a cut cell ("peak_r…") or a wrapped number. A table
-wider than the terminal (120 columns off a terminal) first lets its prose columns wrap,
-then drops its least needed columns, in the order the caller gives (then from the right),
-and says which."""
+wider than the terminal (off a terminal: `COLUMNS`, else 120) first lets its prose columns
+wrap, then drops its least needed columns, in the order the caller gives (then from the
+right), and says which."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,41 @@ class Column:
     prose: bool = False  # wraps instead of widening the table
 
 
+def piped_width() -> int:
+    """The width off a terminal: `COLUMNS` where the caller set it (a CI log, `COLUMNS=80
+    harness show | less`), else PIPED_WIDTH."""
+    value = os.environ.get("COLUMNS", "")
+    return int(value) if value.isdigit() and int(value) >= 40 else PIPED_WIDTH
+
+
+def width_for(console: Any) -> int:
+    return console.width if console.is_terminal else piped_width()
+
+
+def table_width(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> int:
+    """The printed width: cells, their padding (1 a side), a separator between columns
+    and one at each edge (rich's SIMPLE_HEAD box); prose columns at their narrowest."""
+    total = len(columns) + 1
+    for i, column in enumerate(columns):
+        natural = max([len(column.header), *(len(row[i]) for row in rows)])
+        total += (min(natural, PROSE_MIN) if column.prose else natural) + 2
+    return total
+
+
+def lift_uniform(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], headers: Sequence[str]
+) -> tuple[list[Column], list[list[str]], dict[str, str]]:
+    """Columns among `headers` that hold one value in every row leave the table; their
+    values are returned to be said once above it (`on local, CPUExecutionProvider t1`)."""
+    lifted = {
+        column.header: rows[0][i]
+        for i, column in enumerate(columns)
+        if column.header in headers and rows and len({row[i] for row in rows}) == 1
+    }
+    kept = [i for i, column in enumerate(columns) if column.header not in lifted]
+    return [columns[i] for i in kept], [[row[i] for i in kept] for row in rows], lifted
+
+
 def print_fitted(
     console: Any,
     columns: Sequence[Column],
@@ -36,17 +72,13 @@ def print_fitted(
     from rich import box
     from rich.table import Table
 
-    width = min(console.width, PIPED_WIDTH) if not console.is_terminal else console.width
+    width = width_for(console)
     kept = list(range(len(columns)))
 
     def needed(indexes: list[int]) -> int:
-        """The printed width: cells, their padding (1 a side), a separator between
-        columns and one at each edge (rich's SIMPLE_HEAD box)."""
-        total = len(indexes) + 1
-        for i in indexes:
-            natural = max([len(columns[i].header), *(len(row[i]) for row in rows)])
-            total += (min(natural, PROSE_MIN) if columns[i].prose else natural) + 2
-        return total
+        return table_width(
+            [columns[i] for i in indexes], [[row[i] for i in indexes] for row in rows]
+        )
 
     dropped = []
     # the caller's order first, then from the right; the first column (what a row is) stays

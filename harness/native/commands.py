@@ -12,8 +12,8 @@ from harness.native.parsers import (
     ToolReport,
     parse_benchmark_model,
     parse_perf_test,
-    parse_trtexec,
 )
+from harness.native.trtexec import parse_trtexec
 from harness.runner.contract import RESULT_SCHEMA, MemoryCheckpoints, ProfileDoc, ResultDoc
 
 PYTHON_RUNNER = "runner"

@@ -1,5 +1,6 @@
 """Parsers of the native benchmark binaries' output: TFLite/LiteRT `benchmark_model`,
-`onnxruntime_perf_test` and TensorRT's `trtexec`. Pure: text in, `ToolReport` out.
+`onnxruntime_perf_test` (TensorRT's `trtexec` in harness/native/trtexec.py). Pure: text in,
+`ToolReport` out.
 
 Each copes with the formats recorded in tests/fixtures/<tool>/ (log prefixes such as
 `INFO: ` or `[date] [I] `, scientific notation, profiling tables and other lines in
@@ -8,7 +9,6 @@ output without the results at all, is a `ParseError` quoting the line(s)."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +115,55 @@ _BM_PEAK_MONITOR = re.compile(
 )
 
 
+# LiteRT's CompiledModel benchmark (litert/tools/benchmark_litert_model.h): a block of
+# `Name: value ms` lines after `INFO: [benchmark_litert_model.h:94] `, times in ms
+_BM_COMPILED_TITLE = "========== BENCHMARK RESULTS =========="
+_BM_SOURCE = re.compile(r"^\[[\w./-]+:\d+\]\s*")
+_BM_COMPILED = re.compile(
+    r"^(?P<key>Model initialization|Warmup \((?:first|avg)\)|Inference \((?:avg|min|max|std)\)"
+    rf"|Init footprint|Overall footprint|Peak memory):\s+(?P<value>{_NUMBER})(?:\s*(?:ms|MB))?"
+    rf"(?:\s+\((?P<runs>\d+) runs\))?\s*$"
+)
+
+
+def _compiled_model_results(lines: list[str]) -> ToolReport:
+    """The `BENCHMARK RESULTS` block of LiteRT's CompiledModel `benchmark_model`: mean,
+    min, max and std of the timed runs in ms with their count, the initialization, the
+    warm-up, and the memory footprints (deltas from the tool's start, as newer TFLite
+    builds print them)."""
+    tool = "benchmark_model"
+    values: dict[str, float] = {}
+    runs: dict[str, int] = {}
+    started = False
+    for raw in lines:
+        line = _BM_SOURCE.sub("", _PREFIX.sub("", raw)).strip()
+        started = started or _BM_COMPILED_TITLE in line
+        if not started or ":" not in line:
+            continue
+        if match := _BM_COMPILED.match(line):
+            values[match["key"]] = _float(match["value"], raw, tool)
+            if match["runs"]:
+                runs[match["key"]] = int(match["runs"])
+        elif line.startswith(("Inference (", "Warmup (", "Model initialization")):
+            raise ParseError(f"{tool}: cannot read the result line {raw.strip()!r}")
+    if "Inference (avg)" not in values:
+        raise _no_results(tool, lines, "'Inference (avg)' line in the BENCHMARK RESULTS block")
+    return ToolReport(
+        tool=tool,
+        n=runs.get("Inference (avg)"),
+        mean_ms=values["Inference (avg)"],
+        std_ms=values.get("Inference (std)"),
+        min_ms=values.get("Inference (min)"),
+        max_ms=values.get("Inference (max)"),
+        load_ms=values.get("Model initialization"),
+        first_ms=values.get("Warmup (first)"),
+        warmup_mean_ms=values.get("Warmup (avg)"),
+        peak_memory_mb=values.get("Peak memory"),
+        model_memory_mb=values.get("Init footprint"),
+        extra={"memory_kind": "delta", "overall_footprint_mb": values.get("Overall footprint")},
+    )
+
+
 def parse_benchmark_model(text: str) -> ToolReport:
     """TFLite/LiteRT `benchmark_model`: the timed run's `count=... avg=... std=...` line
     (the last such line before the summary; op-profiling tables after it are ignored),
@@ -145,6 +194,8 @@ def parse_benchmark_model(text: str) -> ToolReport:
                 monitored_peak = _float(match["peak"], raw, tool)
             else:
                 raise ParseError(f"{tool}: cannot read the memory line {raw.strip()!r}")
+    if summary is None and any(_BM_COMPILED_TITLE in line for line in lines):
+        return _compiled_model_results(lines)
     if summary is None:
         raise _no_results(tool, lines, "'Inference timings' summary")
     if stats is None:  # the summary alone (`adb logcat | grep "Inference timings"`)
@@ -203,7 +254,9 @@ _PT_SECONDS = {"min latency", "max latency", "p50 latency", "p90 latency", "p95 
 # `P50 Latency is 0.0587108 sec` (the README's sample: `0.0587108sec`)
 _PT_OLD_LATENCY = re.compile(rf"^(?P<key>(?:Min|Max|P\d+) Latency) is (?P<value>{_NUMBER})\s*sec$")
 _PT_OLD_KEYS = {"total iterations": "total inference requests",
-                "average time cost": "average inference time cost"}  # fmt: skip
+                "average time cost": "average inference time cost",
+                # releases from 1.20 on say "total" (the same mean per inference)
+                "average inference time cost total": "average inference time cost"}  # fmt: skip
 
 
 def parse_perf_test(text: str) -> ToolReport:
@@ -263,99 +316,3 @@ def parse_perf_test(text: str) -> ToolReport:
             "provider": provider,
         },
     )
-
-
-# --------------------------------------------------------------------------- trtexec
-
-_TRT_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*)*")
-_TRT_STATS = re.compile(
-    r"^(?P<name>Latency|GPU Compute Time|End-to-End Host Latency|Enqueue Time|H2D Latency|"
-    r"D2H Latency): (?P<body>.*)$"
-)
-_TRT_PAIR = re.compile(rf"(min|max|mean|median|percentile\((?:[\d.]+)%\)) = ({_NUMBER}) ms")
-_TRT_VERSION = re.compile(r"TensorRT v(\d+)")
-_TRT_QUERIES = re.compile(r"^Timing trace has (\d+) queries")
-
-
-def parse_trtexec(text: str, times_json: str | None = None) -> ToolReport:
-    """TensorRT `trtexec`: the `=== Performance summary ===` lines (`Latency: min = … ms,
-    …, percentile(99%) = … ms`, `GPU Compute Time: …`, `Throughput: … qps`) and the final
-    `&&&& PASSED|FAILED` line. `Latency` (host: H2D + compute + D2H) is the job's latency;
-    the others are kept in `extra`. With `--exportTimes`, its JSON gives raw samples."""
-    tool = "trtexec"
-    lines = text.splitlines()
-    sections: dict[str, dict[str, float]] = {}
-    throughput = None
-    version = None
-    outcome = None
-    queries = None
-    for raw in lines:
-        line = _TRT_PREFIX.sub("", raw).strip()
-        if match := _TRT_QUERIES.match(line):
-            queries = int(match[1])
-        if raw.startswith("&&&& "):
-            outcome = "passed" if raw.startswith("&&&& PASSED") else raw.split()[1].lower()
-            if match := _TRT_VERSION.search(raw):
-                version = _trt_version(match[1])
-            continue
-        if match := _TRT_STATS.match(line):
-            pairs = _TRT_PAIR.findall(match["body"])
-            if not pairs:
-                raise ParseError(f"{tool}: cannot read the statistics line {raw.strip()!r}")
-            sections[match["name"]] = {key: float(value) for key, value in pairs}
-        elif line.startswith("Throughput:"):
-            found = re.match(rf"Throughput: ({_NUMBER}) qps", line)
-            if not found:
-                raise ParseError(f"{tool}: cannot read the line {raw.strip()!r}")
-            throughput = float(found[1])
-    if outcome not in (None, "passed"):
-        raise _no_results(tool, lines, "result (trtexec reported FAILED)")
-    latency = sections.get("Latency")
-    if latency is None or "mean" not in latency:
-        raise _no_results(tool, lines, "'Latency: min = …' performance summary")
-    raw_ns = parse_trtexec_times(times_json) if times_json else ()
-    return ToolReport(
-        tool=tool,
-        n=len(raw_ns) or queries,
-        mean_ms=latency["mean"],
-        min_ms=latency.get("min"),
-        max_ms=latency.get("max"),
-        p50_ms=latency.get("median"),
-        p90_ms=latency.get("percentile(90%)"),
-        p95_ms=latency.get("percentile(95%)"),
-        p99_ms=latency.get("percentile(99%)"),
-        version=version,
-        latencies_ns=raw_ns,
-        extra={
-            "throughput_qps": throughput,
-            "gpu_compute_ms": sections.get("GPU Compute Time"),
-            "end_to_end_host_ms": sections.get("End-to-End Host Latency"),
-            "enqueue_ms": sections.get("Enqueue Time"),
-        },
-    )
-
-
-def parse_trtexec_times(text: str) -> tuple[int, ...]:
-    """`--exportTimes` JSON: one object per timed inference, `latencyMs` its host latency
-    (field names as in TensorRT's samples/trtexec/tracer.py)."""
-    try:
-        entries = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"trtexec: the --exportTimes file is not JSON: {exc}") from None
-    if not isinstance(entries, list):
-        raise ParseError("trtexec: the --exportTimes file is not a list of timings")
-    samples = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("latencyMs"), (int, float)):
-            raise ParseError(f"trtexec: an --exportTimes entry has no latencyMs: {entry!r}")
-        samples.append(max(1, round(entry["latencyMs"] * 1e6)))
-    return tuple(samples)
-
-
-def _trt_version(code: str) -> str:
-    """`v8401` -> 8.4.1, `v100300` -> 10.3.0 (TensorRT's MAJOR*1000+MINOR*100+PATCH, and
-    from 10 on MAJOR*10000+MINOR*100+PATCH)."""
-    number = int(code)
-    if number >= 100000:
-        return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
-    return f"{number // 1000}.{number // 100 % 10}.{number % 100}"

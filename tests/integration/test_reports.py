@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -83,6 +84,53 @@ def test_html_report_in_headless_chromium(
     assert "<span class='outcome'>PASS</span>" in page
     assert "http://" not in page.replace("http://www.w3.org", "") and "https://cdn" not in page
     # (tests/integration/test_report_in_browser.py opens a report in Chromium)
+
+
+def test_gate_names_every_case_at_80_columns_and_for_scripts(
+    runs: tuple[Path, list[RunStore]], tmp_path: Path
+) -> None:
+    """One budget over two variants: each row says which variant, its figure with the
+    interval, the budget and the margin, also piped at COLUMNS=80; `--format json` gives the
+    same checks as records; the JUnit the command writes is valid against the Ant schema."""
+    from lxml import etree
+
+    root, (store, _) = runs
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text('[[budget]]\nmodel = "digits_cnn"\np90_ms = 0.0001\npeak_mem_mb = 5000\n')
+    args = [BIN / "harness", "gate", str(budgets), store.run_id, "--runs-dir", str(root / "runs")]
+    env = {**os.environ, "COLUMNS": "80"}
+    narrow = subprocess.run([*args, "--junit", str(tmp_path / "g.xml")], capture_output=True,
+                            text=True, timeout=120, env=env)  # fmt: skip
+    assert narrow.returncode == 1, narrow.stdout + narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, narrow.stdout
+    for variant in ("fp32", "int8-static"):
+        assert f"FAIL digits_cnn {variant} on local (CPUExecutionProvider t1)" in lines
+    assert sum("p90_ms:" in line for line in lines) == 2
+    assert sum(line.strip().startswith("<= 0.0001 ms, margin -") for line in lines) == 2
+    wide = subprocess.run(args, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "160"})  # fmt: skip
+    header = next(line for line in wide.stdout.splitlines() if "measured [95% CI]" in line)
+    assert header.split() == [
+        "outcome",
+        "variant",
+        "measure",
+        "measured",
+        "[95%",
+        "CI]",
+        "budget",
+        "margin",
+    ]
+    assert "model digits_cnn" in wide.stdout and "device local" in wide.stdout
+    as_json = subprocess.run(
+        [*args, "--format", "json"], capture_output=True, text=True, timeout=120
+    )
+    checks = json.loads(as_json.stdout)
+    assert as_json.returncode == 1 and len(checks) == 4
+    assert [c["outcome"] for c in checks] == ["fail", "fail", "pass", "pass"]
+    assert {c["variant"] for c in checks} == {"fp32", "int8-static"} and checks[0]["margin"] < 0
+    schema = etree.XMLSchema(etree.parse(str(ROOT / "tests/fixtures/junit/ant-junit.xsd")))
+    assert schema.validate(etree.parse(str(tmp_path / "g.xml"))), schema.error_log
 
 
 def test_history_and_noise_floor(runs: tuple[Path, list[RunStore]], tmp_path: Path) -> None:

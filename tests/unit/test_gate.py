@@ -6,10 +6,19 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from harness.config import Budget, Budgets
-from harness.gate import evaluate
-from harness.report.verdict import junit_xml, markdown_summary
+from harness.gate import GateVerdict, evaluate
+from harness.report.verdict import (
+    CHECK_FIELDS,
+    budget_text,
+    check_rows,
+    junit_xml,
+    margin_text,
+    markdown_summary,
+    measured_text,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -98,15 +107,27 @@ def test_regression_against_a_baseline() -> None:
     )
 
 
+def junit(verdict: GateVerdict) -> str:
+    return junit_xml(
+        verdict,
+        timestamp="2026-12-04T03:18:06",
+        hostname="controller-1",
+        properties={"run_id": "r1"},
+        durations_s={"a": 2.5},
+    )
+
+
 def test_junit_and_markdown() -> None:
     rows = [job("a", "fp32", 10.0), job("b", "int8", 5.0)]
     budgets = Budgets(budget=[Budget(model="m", p90_ms=6.0)])
     verdict = evaluate(budgets, pd.DataFrame(rows), samples_for(rows))
-    suite = ET.fromstring(junit_xml(verdict))
+    suite = ET.fromstring(junit(verdict))
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    assert suite.get("time") == "2.500" and suite.get("hostname") == "controller-1"
     cases = suite.findall("testcase")
     failure = cases[0].find("failure")
     assert failure is not None and cases[1].find("failure") is None
+    assert cases[0].get("name") == "m fp32 on pi (CPU t1)"  # the variant and setting named
     # the message states the case: the metric, its figures and the budget
     assert failure.get("message", "").startswith("p90_ms fail: ")
     assert "vs budget 6 ms" in failure.get("message", "") and "95% CI" in failure.get("message", "")
@@ -114,7 +135,36 @@ def test_junit_and_markdown() -> None:
     assert text.startswith("## Release gate: ❌ FAIL")
     # the counts count the table's rows (checks), then the cases
     assert "2 checks: 1 pass, 1 fail (in 2 cases: 1 pass, 1 fail)" in text
-    assert text.count("| m on pi") == 2
+    # the failure first, with its budget and margin; the pass folded below
+    assert (
+        text.index("m fp32 on pi (CPU t1)") < text.index("<details>") < text.index("m int8 on pi")
+    )
+
+
+def test_each_check_row_names_its_case_and_carries_its_margin() -> None:
+    rows = [job("a", "fp32", 10.0), job("b", "int8", 5.0)]
+    budgets = Budgets(budget=[Budget(model="m", p90_ms=6.0, max_accuracy_drop=0.02)])
+    verdict = evaluate(budgets, pd.DataFrame(rows), samples_for(rows))
+    checks = check_rows(verdict)
+    assert [list(row) for row in checks] == [list(CHECK_FIELDS)] * len(checks)
+    assert [r["outcome"] for r in checks] == ["fail", "missing", "missing", "pass"]
+    fail = checks[0]
+    assert (fail["model"], fail["variant"], fail["device"], fail["setting"]) == (
+        "m",
+        "fp32",
+        "pi",
+        "CPU t1",
+    )
+    # over the budget by the interval's far end: p90 ~10.26 ms against 6 ms
+    assert fail["margin"] == pytest.approx(6.0 - fail["ci_high"]) and fail["margin"] < -4
+    assert budget_text(fail) == "<= 6 ms" and margin_text(fail).startswith("-4.")
+    passed = checks[-1]
+    assert (
+        passed["variant"] == "int8" and passed["margin"] > 0 and margin_text(passed).startswith("+")
+    )
+    # nothing measured: no figure, no margin, the reason instead
+    assert checks[1]["value"] is None and margin_text(checks[1]) == ""
+    assert "not measured" in measured_text(checks[1])
 
 
 def test_a_psnr_budget_needs_no_labels() -> None:

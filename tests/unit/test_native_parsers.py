@@ -16,9 +16,8 @@ from harness.native.parsers import (
     parse_benchmark_model,
     parse_perf_test,
     parse_proc_status,
-    parse_trtexec,
-    parse_trtexec_times,
 )
+from harness.native.trtexec import parse_trtexec, parse_trtexec_times
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PARSERS = {
