@@ -89,6 +89,11 @@ def isolated_home(
     for key in list(os.environ):
         if key.startswith("HARNESS_"):
             monkeypatch.delenv(key)
+    # GNU readline (loaded into this process) exports the terminal's size behind
+    # os.environ's back; the harness run here would fit its piped tables to it
+    for key in ("COLUMNS", "LINES"):
+        os.environ.pop(key, None)
+        os.unsetenv(key)
     return home
 
 

@@ -19,20 +19,48 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 
+# Help is plain text (rich_markup_mode=None): it prints brackets as written ("[[budget]]
+# tables", "[data]") and starts without importing rich.
 app = typer.Typer(
     help="Benchmark compressed neural networks on your own edge devices.",
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 
 
-devices_app = typer.Typer(help="The device inventory (devices/*.toml).", no_args_is_help=True)
+def _group(help_text: str) -> typer.Typer:
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None)
 
 
-models_app = typer.Typer(help="Model manifests and bundled models.", no_args_is_help=True)
+devices_app = _group("The device inventory (devices/*.toml).")
+models_app = _group("Model manifests and bundled models.")
+plans_app = _group("The plans (plans/*.toml).")
+runs_app = _group("Stored runs (reports/runs/).")
 app.add_typer(devices_app, name="devices")
 app.add_typer(models_app, name="models")
+app.add_typer(plans_app, name="plans")
+app.add_typer(runs_app, name="runs")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"harness {version('edge-harness')} (Python {sys.version.split()[0]})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Benchmark compressed neural networks on your own edge devices."""
 
 
 DevicesDir = Annotated[

@@ -89,6 +89,12 @@ def run(
     failures = failure_summary(records)
     for line in failures:
         console.print(f"  {line.device}: {line.count} job(s) {line.status} ({line.reason})")
+    if not failures:
+        run_id = prepared.store.run_id
+        console.print(
+            f"next: harness report {run_id}  (the page), harness show {run_id} --compare, "
+            f"harness gate BUDGETS.toml {run_id}  (a release decision)"
+        )
     if failures:
         failed = sum(line.count for line in failures)
         resumable = any(line.status in RESUMABLE_STATUSES for line in failures)
