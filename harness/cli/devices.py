@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -18,16 +19,34 @@ from harness.cli.common import (
     styled,
 )
 from harness.cli.display import cpu_text, print_phone
+from harness.cli.output import Format, FormatOption, print_records
 from harness.errors import Outcome
+
+# `devices check --format json|csv`: DeviceFacts (harness/probes/facts.py) and PhoneFacts
+FACTS_FIELDS = ("device", "arch", "os", "kernel", "python", "numpy", "cpu_count", "disk_free_bytes",
+                "workdir", "runtimes", "usable_runtimes", "identity")  # fmt: skip
+PHONE_FIELDS = ("device", "props", "battery_percent", "battery_status", "disk_free_bytes",
+                "workdir", "binaries")  # fmt: skip
 
 
 @command(devices_app, "list")
-def devices_list(devices_dir: DevicesDir = Path("devices")) -> None:
+def devices_list(
+    devices_dir: DevicesDir = Path("devices"), output: FormatOption = Format.table
+) -> None:
     """Show the inventory."""
     from harness.cli.fit import Column, print_fitted
 
     inventory = inventory_for(devices_dir, [])
     headers = ("name", "transport", "address", "role", "labels", "runner", "source")
+    if output != Format.table:
+        records = [
+            {"name": d.name, "transport": d.transport, "address": str(d.address), "role": d.role,
+             "labels": dict(d.labels), "runner": str(d.placement.python)
+             if d.runner_kind == "python" else "native", "source": str(d.source)}
+            for d in inventory.values()
+        ]  # fmt: skip
+        print_records(records, headers, output)
+        return
     rows = [
         [
             device.name,
@@ -52,6 +71,7 @@ def devices_list(devices_dir: DevicesDir = Path("devices")) -> None:
 def devices_check(
     name: Annotated[str, typer.Argument(help="Device name (file stem in devices/).")],
     devices_dir: DevicesDir = Path("devices"),
+    output: FormatOption = Format.table,
 ) -> None:
     """Connect and report what the device is and which runtimes it can run."""
     from harness.device_check import check_device, check_phone
@@ -63,6 +83,9 @@ def devices_check(
     with open_transport(device, inventory) as transport:
         if device.transport == "adb":
             phone = check_phone(device, transport)
+            if output != Format.table:
+                print_records([dataclasses.asdict(phone)], PHONE_FIELDS, output)
+                raise typer.Exit(1 if "missing" in phone.binaries.values() else 0)
             print_phone(console, phone)
             if "missing" in phone.binaries.values():
                 raise Outcome(
@@ -72,6 +95,12 @@ def devices_check(
                 )
             return
         facts = check_device(device, transport)
+    if output != Format.table:
+        record = {**dataclasses.asdict(facts), "usable_runtimes": facts.usable_runtimes}
+        print_records([record], FACTS_FIELDS, output)
+        if not facts.usable_runtimes:
+            raise typer.Exit(1)
+        return
     free = f"{facts.disk_free_bytes / 2**30:.1f} GiB" if facts.disk_free_bytes else "unknown"
     console.print(styled((name, "bold"), ": reachable"))
     for label, value in [

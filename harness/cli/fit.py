@@ -21,6 +21,7 @@ class Column:
     header: str
     numeric: bool = False
     prose: bool = False  # wraps instead of widening the table
+    narrowest: int = PROSE_MIN  # a prose column's least width
 
 
 def piped_width() -> int:
@@ -31,6 +32,7 @@ def piped_width() -> int:
 
 
 def width_for(console: Any) -> int:
+    """The width tables fit: the terminal's, or off a terminal `piped_width()`."""
     return console.width if console.is_terminal else piped_width()
 
 
@@ -40,7 +42,7 @@ def table_width(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> int
     total = len(columns) + 1
     for i, column in enumerate(columns):
         natural = max([len(column.header), *(len(row[i]) for row in rows)])
-        total += (min(natural, PROSE_MIN) if column.prose else natural) + 2
+        total += (min(natural, column.narrowest) if column.prose else natural) + 2
     return total
 
 
@@ -98,7 +100,7 @@ def print_fitted(
             justify="right" if column.numeric else "left",
             no_wrap=not column.prose,
             overflow="fold" if column.prose else "ellipsis",
-            min_width=min(PROSE_MIN, len(column.header)) if column.prose else None,
+            min_width=min(column.narrowest, len(column.header)) if column.prose else None,
         )
     for index, row in enumerate(rows):
         table.add_row(*(row[i] for i in kept), style=styles[index] if styles else None)

@@ -7,6 +7,7 @@ import csv
 import enum
 import json
 import math
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
@@ -29,6 +30,21 @@ FormatOption = Annotated[
 ]
 
 
+WIDE_COLUMNS = 400
+
+
+def _wide(value: bool) -> None:
+    """Tables as wide as they need: every column kept (the terminal wraps the lines)."""
+    if value:
+        os.environ["COLUMNS"] = str(WIDE_COLUMNS)
+
+
+WideOption = Annotated[
+    bool,
+    typer.Option("--wide", callback=_wide, is_eager=True, help="Keep every column."),
+]
+
+
 def plain(value: Any) -> Any:
     """A value JSON and CSV can hold: numpy scalars as Python ones, NaN and NA as null,
     timestamps as ISO 8601."""
@@ -42,6 +58,10 @@ def plain(value: Any) -> Any:
         return None
     if type(value).__name__ in ("NAType", "NaTType"):
         return None
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
     return value
 
 
@@ -55,4 +75,7 @@ def print_records(records: Iterable[dict[str, Any]], fields: Sequence[str], fmt:
         return
     writer = csv.DictWriter(sys.stdout, fieldnames=list(fields), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    for row in rows:  # a list or a table in a cell: as JSON
+        writer.writerow(
+            {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()}
+        )

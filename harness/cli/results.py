@@ -21,7 +21,7 @@ from harness.cli.common import (
     styled,
 )
 from harness.cli.display import num_text, print_comparison, print_profiles, print_tables
-from harness.cli.output import Format, FormatOption, print_records
+from harness.cli.output import Format, FormatOption, WideOption, print_records
 from harness.errors import Outcome
 
 
@@ -40,12 +40,17 @@ def show(
             "with --compare, each variant's op types beside fp32's.",
         ),
     ] = False,
+    output: FormatOption = Format.table,
+    wide: WideOption = False,
 ) -> None:
     """Print a stored run's tables (read from disk; works for a run killed half way)."""
     from harness.store import resolve_run
 
     console = make_console()
     run = resolve_run(runs_dir, run_ref).load()
+    if output != Format.table:
+        _show_records(run, compare, output)
+        return
     if profile:
         print_profiles(console, run.profiled, compare)
     elif compare:
@@ -58,6 +63,19 @@ def show(
     if run.meta and not run.finished:
         console.print("this run did not finish: shown are the jobs that did", style="yellow")
     console.print(f"run directory: {shown(run.run_dir)}")
+
+
+def _show_records(run: Run, compare: bool, output: Format) -> None:
+    """`show --format json|csv`: the results rows (results.parquet's columns), or with
+    --compare the comparison rows (analysis.COMPARE_COLUMNS)."""
+    from harness.analysis import COMPARE_COLUMNS, compare_variants
+    from harness.rows import RESULT_COLUMNS
+
+    if compare:
+        frame = compare_variants(run.results, run.samples, run.comparisons, run.quality_tolerances)
+        print_records(frame.to_dict("records"), COMPARE_COLUMNS, output)
+    else:
+        print_records(run.results.to_dict("records"), RESULT_COLUMNS, output)
 
 
 @command(app)
@@ -95,6 +113,7 @@ def gate(
     ] = False,
     factor: Annotated[int, typer.Option(help="With --extend: times more iterations.")] = 4,
     output: FormatOption = Format.table,
+    wide: WideOption = False,
 ) -> None:
     """Decide a release: exit 0 pass, 1 fail, 2 inconclusive or incomplete."""
     from harness.gate import extendable_jobs, merge_extension
@@ -233,6 +252,8 @@ def history(
     budgets: Annotated[
         Path | None, typer.Option(help="Budgets TOML: p50/p90 limits drawn in the plots.")
     ] = None,
+    output: FormatOption = Format.table,
+    wide: WideOption = False,
 ) -> None:
     """Every stored run in one table; per-device noise floors; trend plots."""
     from harness.config import load_budgets
@@ -244,6 +265,11 @@ def history(
     console = make_console()
     notes: list[str] = []
     frame, samples = load_history(sources or [runs_dir], with_samples=plot is not None, notes=notes)
+    if output != Format.table:  # every job of every run, results.parquet's columns
+        from harness.rows import RESULT_COLUMNS
+
+        print_records(frame.to_dict("records"), RESULT_COLUMNS, output)
+        return
     limits = budget_lines(load_budgets(budgets)) if budgets else {}
     for note in notes:
         console.print(f"warning: {note}")
@@ -265,7 +291,7 @@ def history(
 
 def _print_history(console: Any, frame: Any, most: int = 6) -> None:
     """p50 per job (rows) and run (columns, the latest `most`), as a table that fits."""
-    from harness.cli.fit import Column, print_fitted
+    from harness.cli.fit import Column, lift_uniform, print_fitted
 
     ok = frame[frame["status"] == "ok"]
     console.print(f"{frame['run_id'].nunique()} runs, {len(frame)} jobs; p50 ms per run:")
@@ -283,7 +309,11 @@ def _print_history(console: Any, frame: Any, most: int = 6) -> None:
         [str(v) for v in index] + [num_text(pivot.loc[index, r]) for r in runs]
         for index in pivot.index
     ]
-    print_fitted(console, columns, rows, drop_first=labels[:-2])
+    columns, rows, lifted = lift_uniform(columns, rows, ("device", "threads"))
+    if lifted:
+        console.print("  " + ", ".join(f"{k} {v}" for k, v in lifted.items()))
+    # the latest two runs are what a reader compares: older runs and the keys go first
+    print_fitted(console, columns, rows, drop_first=[*labels[:-2], "threads", "device"])
     for label, run in zip(labels, runs, strict=True):
         console.print(f"  {label}: {run}")
 
@@ -294,10 +324,12 @@ def compare_command(
     after: Annotated[str, typer.Argument(help="The later run (id, path, or 'latest').")] = "latest",
     runs_dir: RunsDir = Path("reports/runs"),
     threshold: Annotated[float, typer.Option(help="Smallest change that counts, percent.")] = 3.0,
+    output: FormatOption = Format.table,
+    wide: WideOption = False,
 ) -> None:
     """Per matching job: ratio of medians [95% CI], p-value, verdict. Exit 1 when a job is
     slower beyond the threshold (never below the device's noise floor)."""
-    from harness.cli.fit import Column, print_fitted
+    from harness.cli.fit import Column, lift_uniform, print_fitted
     from harness.errors import HarnessError
     from harness.history import compare_runs, noise_floor
     from harness.store import load_history, read_calibrations, resolve_run
@@ -314,10 +346,16 @@ def compare_command(
         console.print(f"warning: {note}")
     calibrated = read_calibrations(runs_dir.parent / "calibration")
     table_frame = compare_runs(a.frames(), b.frames(), threshold / 100, floors, calibrated)
-    columns = [Column("device"), Column("model"), Column("variant"), Column("t", numeric=True),
+    slower = int((table_frame["verdict"] == "slower").sum())
+    if output != Format.table:
+        print_records(table_frame.to_dict("records"), list(table_frame.columns), output)
+        raise typer.Exit(1 if slower else 0)
+    # the decision (verdict, ratio, why) before the figures it rests on
+    columns = [Column("device"), Column("model", prose=True, narrowest=14), Column("variant"),
+               Column("verdict"),
+               Column("ratio [95% CI]", numeric=True), Column("why", prose=True),
                Column("p50 before", numeric=True), Column("p50 after", numeric=True),
-               Column("ratio [95% CI]", numeric=True), Column("p", numeric=True),
-               Column("verdict"), Column("why", prose=True)]  # fmt: skip
+               Column("t", numeric=True), Column("p", numeric=True)]  # fmt: skip
     rows, styles = [], []
     for row in table_frame.to_dict("records"):
         ratio = (
@@ -329,15 +367,18 @@ def compare_command(
             {"slower": "red", "faster": "green", "not comparable": "yellow"}.get(row["verdict"])
         )
         rows.append(
-            [str(row["device"]), str(row["model"]), str(row["variant"]), str(row["threads"]),
-             num_text(row["p50_a_ms"]), num_text(row["p50_b_ms"]), ratio,
-             num_text(row["p_value"], ".2g"), row["verdict"], row["reason"]]
+            [str(row["device"]), str(row["model"]), str(row["variant"]), row["verdict"], ratio,
+             row["reason"], num_text(row["p50_a_ms"]), num_text(row["p50_b_ms"]),
+             str(row["threads"]), num_text(row["p_value"], ".2g")]
         )  # fmt: skip
-    print_fitted(console, columns, rows, styles=styles, drop_first=("p", "t"))
+    columns, rows, lifted = lift_uniform(columns, rows, ("device", "t"))
+    if lifted:
+        console.print("  " + ", ".join(f"{k} {v}" for k, v in lifted.items()))
+    drop = ("p", "t", "p50 before", "p50 after", "device", "ratio [95% CI]")
+    print_fitted(console, columns, rows, styles=styles, drop_first=drop)
     console.print("p50 before/after: the pooled samples' medians, ms")
     tests = sorted(set(table_frame["test"].dropna())) if "test" in table_frame else []
     for test in tests:  # the ratio's estimator need not be the p50 columns' (pooled samples)
         console.print(f"ratio and p by: {test}")
-    slower = int((table_frame["verdict"] == "slower").sum())
     if slower:
         raise Outcome(f"{slower} job(s) slower in {after} than in {before}")

@@ -87,3 +87,23 @@ def test_init_for_a_board_writes_a_device_file_the_inventory_loads(tmp_path: Pat
     bad = harness("init", tmp_path / "other", "--ssh", "pi5-lab2")
     assert bad.returncode == 2 and "user@host" in bad.stdout
     assert not (tmp_path / "other").exists()
+
+
+def test_devices_list_and_check_for_scripts(tmp_path: Path) -> None:
+    from device_files import local_device_file
+
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    (devices / "bench.toml").write_text(
+        local_device_file(tmp_path / "wd") + '[labels]\nclass = "x86"\n'
+    )
+    listed = json.loads(
+        harness("devices", "list", "--devices-dir", devices, "--format", "json").stdout
+    )
+    bench = next(d for d in listed if d["name"] == "bench")
+    assert bench["transport"] == "local" and bench["labels"] == {"class": "x86"}
+    checked = harness("devices", "check", "bench", "--devices-dir", devices, "--format", "json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    (facts,) = json.loads(checked.stdout)
+    assert facts["device"] == "bench" and "onnxruntime" in facts["usable_runtimes"]
+    assert facts["runtimes"]["onnxruntime"]["version"] == version("onnxruntime")

@@ -133,6 +133,45 @@ def test_gate_names_every_case_at_80_columns_and_for_scripts(
     assert schema.validate(etree.parse(str(tmp_path / "g.xml"))), schema.error_log
 
 
+def test_show_compare_and_history_for_scripts_and_at_80_columns(
+    runs: tuple[Path, list[RunStore]],
+) -> None:
+    """`--format json|csv` gives the stored rows with their documented fields (nothing else
+    on stdout); at 80 columns the columns a decision needs are the ones kept."""
+    from harness.analysis import COMPARE_COLUMNS
+    from harness.rows import RESULT_COLUMNS
+
+    root, (first, second) = runs
+    where = ["--runs-dir", str(root / "runs")]
+
+    def cli(*args: str, columns: str = "120") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([BIN / "harness", *args], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "COLUMNS": columns})  # fmt: skip
+
+    shown = json.loads(cli("show", second.run_id, *where, "--format", "json").stdout)
+    assert [list(row) for row in shown] == [list(RESULT_COLUMNS)] * 2
+    assert {row["variant"] for row in shown} == {"fp32", "int8-static"}
+    compared = json.loads(
+        cli("show", second.run_id, *where, "--compare", "--format", "json").stdout
+    )
+    assert list(compared[0]) == list(COMPARE_COLUMNS) and compared[1]["speedup"] > 0
+    as_csv = cli("history", str(root / "runs"), "--format", "csv").stdout.splitlines()
+    assert as_csv[0].split(",")[:4] == list(RESULT_COLUMNS[:4]) and len(as_csv) == 1 + 4
+    between = cli("compare", first.run_id, second.run_id, *where, "--format", "json")
+    assert between.returncode in (0, 1) and {r["verdict"] for r in json.loads(between.stdout)}
+    narrow = cli("show", second.run_id, *where, "--compare", columns="80").stdout
+    header = next(line for line in narrow.splitlines() if "speedup" in line)
+    for kept in ("variant", "speedup", "Δ acc pts", "quality", "pareto"):
+        assert kept in header, narrow
+    assert "not shown at 80 columns: strategy" in narrow
+    wide = cli("show", second.run_id, *where, "--compare", "--wide", columns="80").stdout
+    assert "top-1 agree" in wide and "not shown" not in wide
+    why = cli("compare", first.run_id, second.run_id, *where, columns="80").stdout
+    assert "why" in next(line for line in why.splitlines() if "verdict" in line)
+    history = cli("history", str(root / "runs"), columns="80").stdout
+    assert "model" in history and any(line.count("0.") >= 2 for line in history.splitlines())
+
+
 def test_history_and_noise_floor(runs: tuple[Path, list[RunStore]], tmp_path: Path) -> None:
     root, stores = runs
     frame, samples = load_history([root / "runs"], with_samples=True)
