@@ -64,7 +64,9 @@ def print_phone(console: Console, facts: Any) -> None:
         console.print("  no benchmark binaries configured ([binaries.*])", style="yellow")
 
 
-def print_tables(console: Console, results: Any) -> None:
+def print_tables(console: Console, results: Any, run_id: str = "RUN") -> None:
+    """A table per model; a failed job's error under its table; the warnings once, a line
+    per kind (`show --warnings` has each of them)."""
     from harness.cli.fit import Column, print_fitted
     from harness.report.table import TERMINAL_COLUMNS, latency_tables
 
@@ -77,6 +79,7 @@ def print_tables(console: Console, results: Any) -> None:
         Column(headers.get(c, c.replace("_ms", " ms")), numeric=c not in text_columns)
         for c in TERMINAL_COLUMNS
     ]
+    warned: list[tuple[str, str]] = []
     for model, rows in latency_tables(results):
         print_fitted(
             console,
@@ -87,10 +90,45 @@ def print_tables(console: Console, results: Any) -> None:
             styles=[None if row["status"] == "ok" else "red" for row in rows],
         )
         for row in rows:
-            if row["note"]:
-                marker = ("warning", "yellow") if row["status"] == "ok" else ("error", "red")
-                where = f"{row['variant']} {row['device']} {row['provider']} t{row['threads']}"
-                console.print(styled("  ", marker, f" {where}: {row['note']}"))
+            where = f"{row['device']}: {model}/{row['variant']} {row['provider']} t{row['threads']}"
+            if row["note"] and row["status"] == "ok":
+                warned.append((where, row["note"]))
+            elif row["note"]:
+                console.print(styled("  ", ("error", "red"), f" {where}: {row['note']}"))
+    print_warning_summary(console, warned, run_id)
+
+
+def print_warning_summary(console: Console, notes: list[tuple[str, str]], run_id: str) -> None:
+    """`warnings: 3 kinds in 22 jobs`, then per kind its count and its worst case."""
+    from harness.report.page import warning_summary
+
+    summary = warning_summary(notes)
+    if not summary:
+        return
+    console.print(f"warnings ({sum(n for _, n, _ in summary)} in {len(notes)} jobs; each: "
+                  f"harness show {run_id} --warnings):")  # fmt: skip
+    for kind, count, worst in summary:
+        console.print(styled("  ", (f"{count}x", "yellow"), f" {kind}; worst: {worst}"))
+
+
+def print_warnings(console: Console, results: Any) -> None:
+    """`show --warnings`: every warning of every job, by kind."""
+    from harness.report.page import grouped_warnings
+    from harness.report.table import latency_tables
+
+    notes = [
+        (f"{row['device']}: {model}/{row['variant']} {row['provider']} t{row['threads']}",
+         row["note"])
+        for model, rows in latency_tables(results) for row in rows
+        if row["note"] and row["status"] == "ok"
+    ]  # fmt: skip
+    groups = grouped_warnings(notes)
+    if not groups:
+        console.print("no warnings")
+    for kind, items in groups.items():
+        console.print(styled((f"{kind} ({len(items)})", "yellow")))
+        for item in items:
+            console.print(f"  {item}")
 
 
 def print_comparison(

@@ -20,7 +20,13 @@ from harness.cli.common import (
     shown,
     styled,
 )
-from harness.cli.display import num_text, print_comparison, print_profiles, print_tables
+from harness.cli.display import (
+    num_text,
+    print_comparison,
+    print_profiles,
+    print_tables,
+    print_warnings,
+)
 from harness.cli.output import Format, FormatOption, WideOption, print_records
 from harness.errors import Outcome
 
@@ -40,6 +46,9 @@ def show(
             "with --compare, each variant's op types beside fp32's.",
         ),
     ] = False,
+    warnings: Annotated[
+        bool, typer.Option("--warnings", help="Every warning of every job, by kind.")
+    ] = False,
     output: FormatOption = Format.table,
     wide: WideOption = False,
 ) -> None:
@@ -51,7 +60,9 @@ def show(
     if output != Format.table:
         _show_records(run, compare, output)
         return
-    if profile:
+    if warnings:
+        print_warnings(console, run.results)
+    elif profile:
         print_profiles(console, run.profiled, compare)
     elif compare:
         print_comparison(
@@ -59,7 +70,7 @@ def show(
             tolerances=run.quality_tolerances,
         )  # fmt: skip
     else:
-        print_tables(console, run.results)
+        print_tables(console, run.results, run.run_id)
     if run.meta and not run.finished:
         console.print("this run did not finish: shown are the jobs that did", style="yellow")
     console.print(f"run directory: {shown(run.run_dir)}")

@@ -80,7 +80,7 @@ def run(
             143 if isinstance(exc, Terminated) else 130,
         ) from None
     results, samples = prepared.store.frames()
-    print_tables(console, results)
+    print_tables(console, results, prepared.store.run_id)
     print_comparison(
         console, results, samples, only_with_variants=True,
         comparisons=prepared.store.comparisons(), tolerances=prepared.plan.quality,

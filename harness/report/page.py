@@ -58,6 +58,20 @@ def grouped_warnings(notes: list[tuple[str, str]]) -> dict[str, list[str]]:
     return dict(sorted(groups.items(), key=lambda item: -len(item[1])))
 
 
+def warning_summary(notes: list[tuple[str, str]]) -> list[tuple[str, int, str]]:
+    """One line's worth a kind, the largest group first: (kind, how many, the worst case
+    as `where: message`): the case whose first figure is largest (the worst CV, the widest
+    spread), else the first."""
+    cases: dict[str, list[tuple[float, str]]] = {}
+    for where, message in notes:
+        for one in split_warnings(message):
+            found = re.search(r"\d+(?:\.\d+)?", one)
+            figure = float(found.group()) if found else 0.0
+            cases.setdefault(warning_kind(one), []).append((figure, f"{where}: {one}"))
+    ordered = sorted(cases.items(), key=lambda item: -len(item[1]))
+    return [(kind, len(items), max(items, key=lambda c: c[0])[1]) for kind, items in ordered]
+
+
 def _align(key: str) -> str:
     """Text left, numbers right (the CSS classes)."""
     return "text" if key in TEXT_COLUMNS else "num"

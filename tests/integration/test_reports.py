@@ -168,6 +168,11 @@ def test_show_compare_and_history_for_scripts_and_at_80_columns(
     assert "top-1 agree" in wide and "not shown" not in wide
     why = cli("compare", first.run_id, second.run_id, *where, columns="80").stdout
     assert "why" in next(line for line in why.splitlines() if "verdict" in line)
+    stored = [row["warnings"] for row in shown if row["warnings"]]
+    listed = cli("show", second.run_id, *where, "--warnings").stdout
+    assert all(w.split(";")[0] in listed for w in stored) and (stored or "no warnings" in listed)
+    summary = cli("show", second.run_id, *where).stdout
+    assert (f"harness show {second.run_id} --warnings" in summary) == bool(stored)
     history = cli("history", str(root / "runs"), columns="80").stdout
     assert "model" in history and any(line.count("0.") >= 2 for line in history.splitlines())
 

@@ -5,7 +5,13 @@ network in the page."""
 from __future__ import annotations
 
 from harness.report.model import ReportModel
-from harness.report.page import grouped_warnings, render_html, split_warnings, warning_kind
+from harness.report.page import (
+    grouped_warnings,
+    render_html,
+    split_warnings,
+    warning_kind,
+    warning_summary,
+)
 
 COLUMNS = [("model", "model"), ("variant", "variant"), ("p50_ms", "p50 ms"),
            ("energy_mj", "energy mJ/inf"), ("p50_ci", "p50 95% CI")]  # fmt: skip
@@ -67,3 +73,20 @@ def test_a_strategy_has_one_colour_in_every_chart() -> None:
         "int8-static": STRATEGY_COLOURS["int8-static"], "low-rank": STRATEGY_COLOURS["low-rank"],
     }  # fmt: skip
     assert colours(["my-plugin"])["my-plugin"] not in STRATEGY_COLOURS.values()
+
+
+def test_a_warning_wall_becomes_a_line_per_kind_with_its_worst_case() -> None:
+    """62 warnings of 22 jobs read as three lines: the kind, how many, the worst."""
+    notes = [
+        (f"pi: m/v{i} CPU t1", f"unstable: CV {10 + i}.0% > 10.0%; CI of median ±{i}.5% wider "
+         f"than target ±1.0%; processes disagree: their p50s spread {i}%, wider than the CI "
+         f"(2% wide) (between-process noise)")
+        for i in range(1, 21)
+    ] + [("pi: m/v9 CPU t4", "the device throttled during the job")]  # fmt: skip
+    summary = warning_summary(notes)
+    assert [(kind, count) for kind, count, _ in summary][:3] == [
+        ("unstable", 20), ("CI of median … wider than target …", 20), ("processes disagree", 20)
+    ]  # fmt: skip
+    assert summary[0][2] == "pi: m/v20 CPU t1: unstable: CV 30.0% > 10.0%"
+    assert summary[3] == ("the device throttled during the job", 1,
+                          "pi: m/v9 CPU t4: the device throttled during the job")  # fmt: skip
