@@ -97,6 +97,12 @@ def report(
         Path | None, typer.Option(help="Budgets TOML: puts the gate's verdict on top.")
     ] = None,
     baseline: Baseline = None,
+    image_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where plots/ will be served (CI artifact, Pages): summary.md links there."
+        ),
+    ] = None,
 ) -> None:
     """Write report.html (self-contained), summary.md and plots/ into the run directory."""
     from harness.report.document import write_report
@@ -105,7 +111,7 @@ def report(
     console = make_console()
     run = resolve_run(runs_dir, run_ref).load()
     verdict = _verdict(budgets, run, runs_dir, baseline) if budgets else None
-    files = write_report(run, verdict)
+    files = write_report(run, verdict, image_url)
     console.print(f"report: {shown(files.html)}")
     console.print(f"summary: {shown(files.markdown)}")
     console.print(f"plots: {len(files.plots)} in {shown(files.html.parent / 'plots')}")

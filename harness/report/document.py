@@ -19,7 +19,8 @@ from harness.gate import within_budgets
 from harness.job_key import JobKey
 from harness.report import charts, detail_charts
 from harness.report.model import ReportModel
-from harness.report.page import grouped_warnings, render_html
+from harness.report.page import render_html
+from harness.report.summary import render_markdown
 from harness.report.table import ci_range, missing, num, pct, text
 
 if TYPE_CHECKING:
@@ -44,9 +45,12 @@ class ReportFiles:
     plots: list[Path]
 
 
-def write_report(run: Run, verdict: GateVerdict | None = None) -> ReportFiles:
+def write_report(
+    run: Run, verdict: GateVerdict | None = None, image_url: str | None = None
+) -> ReportFiles:
     """Into the run's folder; `run` was loaded once by the caller, who may also have
-    judged it with the gate (`verdict`)."""
+    judged it with the gate (`verdict`). `image_url`: where plots/ will be served, for the
+    pictures in summary.md."""
     import vl_convert as vlc
 
     from harness.profiles import op_type_rows, profile_diffs
@@ -85,7 +89,7 @@ def write_report(run: Run, verdict: GateVerdict | None = None) -> ReportFiles:
         {name: charts.spec(chart) for name, chart in built.items()}, files, diffs,
     )  # fmt: skip
     page = render_html(model, vlc.javascript_bundle(BUNDLE_SNIPPET))
-    summary = render_markdown(model)
+    summary = render_markdown(model, image_url)
     html_path = run.run_dir / "report.html"
     html_path.write_text(page)
     markdown_path = run.run_dir / "summary.md"
@@ -206,46 +210,6 @@ def warnings(results: pd.DataFrame, comparison: pd.DataFrame) -> list[tuple[str,
                 (str(device), f"results not comparable: the architecture differs: {arches}")
             )
     return notes
-
-
-def render_markdown(model: ReportModel) -> str:
-    """summary.md: for a CI job summary or a pull request's comment."""
-    from harness.report.verdict import markdown_summary
-
-    run_id, tables, shipping, notes = model.run_id, model.tables, model.shipping, model.notes
-    verdict, profile_diffs, files = model.verdict, model.profile_diffs, model.chart_files
-
-    lines = [f"# Benchmark report `{run_id}`", ""]
-    if verdict is not None:
-        lines += [markdown_summary(verdict), ""]
-    lines += ["## Worth shipping", ""]
-    for device, variants in shipping.items():
-        lines += [f"- **{device}**: " + ("; ".join(variants) or "none beats fp32 here")]
-    lines.append("")
-    for name in ("speedup_matrix", "speedup_vs_fidelity"):
-        if name in (files or {}):
-            lines += [f"![{name.replace('_', ' ')}]({(files or {})[name]['PNG']})", ""]
-    for device, rows in tables.items():
-        shown = [(k, t) for k, t in REPORT_COLUMNS if any(row.get(k) for row in rows)]
-        lines += [f"## {device}", ""]
-        lines.append("| " + " | ".join(title for _, title in shown) + " |")
-        lines.append("|" + "".join("---|" if k in ("model", "variant", "status") else "--:|"
-                                   for k, _ in shown))  # fmt: skip
-        for row in rows:
-            lines.append("| " + " | ".join(row[k].replace("|", "/") for k, _ in shown) + " |")
-        lines.append("")
-    if profile_diffs:
-        keys = ("device", "model", "variant", "setting", "changes")
-        lines += ["## Where the time went, against fp32", ""]
-        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * 5]
-        lines += ["| " + " | ".join(d[k] for k in keys) + " |" for d in profile_diffs]
-        lines.append("")
-    groups = grouped_warnings(notes)
-    lines += [f"## Warnings ({sum(len(v) for v in groups.values())})", ""]
-    for kind, items in groups.items():
-        lines += [f"<details><summary>{kind} ({len(items)})</summary>", ""]
-        lines += [f"- {item}" for item in items] + ["", "</details>", ""]
-    return "\n".join(lines) + "\n"
 
 
 def _speedup(compared: Row) -> str:

@@ -1,5 +1,5 @@
 """What a report says, computed once from a loaded run (report/document.py) and rendered
-twice: as `report.html` (report/page.py) and as `summary.md` (document.render_markdown)."""
+twice: as `report.html` (report/page.py) and as `summary.md` (report/summary.py)."""
 
 from __future__ import annotations
 
