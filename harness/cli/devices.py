@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -71,6 +72,14 @@ def devices_list(
 def devices_check(
     name: Annotated[str, typer.Argument(help="Device name (file stem in devices/).")],
     devices_dir: DevicesDir = Path("devices"),
+    resolved: Annotated[
+        bool,
+        typer.Option(
+            "--resolved",
+            help="First say where it connects: the address, keys and jump hosts "
+            "from the device file and the ssh config, and what resolved them.",
+        ),
+    ] = False,
     output: FormatOption = Format.table,
 ) -> None:
     """Connect and report what the device is and which runtimes it can run."""
@@ -81,6 +90,8 @@ def devices_check(
     inventory = inventory_for(devices_dir, [name])
     device = known_device(inventory, name)
     with open_transport(device, inventory) as transport:
+        if resolved:
+            print_resolution(console, transport)
         if device.transport == "adb":
             phone = check_phone(device, transport)
             if output != Format.table:
@@ -124,6 +135,29 @@ def devices_check(
             console.print(styled(f"  {runtime:16} ", version, f" {', '.join(extras)}"))
     if not facts.usable_runtimes:
         raise Outcome("no inference runtime imports there: install onnxruntime or ai-edge-litert")
+
+
+def print_resolution(console: Any, transport: Any) -> None:
+    """The SSH hops from the controller to the device, first hop first, each with the
+    address, the keys, the known_hosts file and where the values came from."""
+    hops = []
+    while transport is not None:
+        hops.append(transport)
+        transport = getattr(transport, "jump", None)
+    for index, hop in enumerate(reversed(hops)):
+        target = getattr(hop, "target", None)
+        if target is None:
+            console.print(f"{hop.device_name}: {type(hop).__name__} (no address to resolve)")
+            continue
+        role = "jump host" if index < len(hops) - 1 else "device"
+        console.print(styled((hop.device_name, "bold"), f" ({role}): {target}"))
+        entry = target.config
+        if entry is not None:
+            console.print(f"  ssh config: alias '{entry.alias}' in {entry.config}")
+            console.print(f"  resolved by: {entry.resolved_by}")
+        keys = [f"{k}{'' if os.path.isfile(k) else ' (missing)'}" for k in target.identity_files]
+        console.print(f"  identity files: {', '.join(keys) or 'agent / default keys'}")
+        console.print(f"  known_hosts: {target.known_hosts}")
 
 
 @command(devices_app, "lock")

@@ -56,8 +56,12 @@ def _transport(device: Device, inventory: Mapping[str, Device] | None) -> BaseTr
 
 
 def _ssh_transport(
-    device: Device, inventory: Mapping[str, Device], seen: tuple[str, ...]
+    device: Device,
+    inventory: Mapping[str, Device],
+    seen: tuple[str, ...],
+    via: BaseTransport | None = None,
 ) -> BaseTransport:
+    """`via`: the jump host a ProxyJump chain puts before this one (else its own)."""
     from harness.transport.ssh import SSHTransport
     from harness.transport.ssh_target import resolve_target
 
@@ -84,36 +88,32 @@ def _ssh_transport(
             "connection.identity_file",
         )
     jump_ref = link.proxy_jump or config_jump
-    jump = None
-    if jump_ref and jump_ref.lower() != "none":
+    jump = via
+    if via is None and jump_ref and jump_ref.lower() != "none":
         if device.name in seen:
             raise ConfigError(
                 device.source, f"proxy_jump loops through {seen}", "connection.proxy_jump"
             )
-        jump_device = inventory.get(jump_ref) or _adhoc_jump(device, jump_ref)
-        jump = _ssh_transport(jump_device, inventory, (*seen, device.name))
+        # `a,b`: a first, then b through a, then this device through b (as ssh -J does)
+        for hop in jump_ref.split(","):
+            hop_device = inventory.get(hop) or _adhoc_jump(device, hop)
+            jump = _ssh_transport(hop_device, inventory, (*seen, device.name), via=jump)
     transport = SSHTransport(device.name, target, device.placement.workdir, jump=jump)
     transport.io_timeout_s = link.io_timeout_s  # each hop its own device's watchdog
     return transport
 
 
 def _adhoc_jump(device: Device, spec: str) -> Device:
-    """A ProxyJump given as `[user@]host[:port]` rather than as a device name."""
-    if "," in spec:
-        raise ConfigError(
-            device.source,
-            f"'{spec}' chains several jump hosts; register each as a device and chain their "
-            "proxy_jump keys",
-            "connection.proxy_jump",
-        )
-    user, _, hostport = spec.rpartition("@")
+    """A jump host given as `[user@]host[:port]` or an ssh config alias rather than as a
+    device name: looked up in the ssh config like any host ssh dials."""
+    user, _, hostport = spec.strip().rpartition("@")
     host, _, port = hostport.partition(":")
     link = device.connection
     return Device(
-        name=f"{device.name}-jump",
+        name=f"{device.name}-jump-{host}",
         transport="ssh",
         connection=Connection(
-            host=host,
+            ssh_alias=host,
             port=int(port) if port else None,
             user=user or None,
             ssh_config=link.ssh_config,

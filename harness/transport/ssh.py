@@ -148,8 +148,9 @@ class SSHTransport(BaseTransport):
             if not greeted:
                 raise DeviceUnreachable(
                     self.device_name,
-                    f"no SSH greeting from {target} within {target.connect_timeout_s:g} s: is "
-                    "an SSH server listening there, and is the device responsive?",
+                    f"no SSH greeting from {target.described} within "
+                    f"{target.connect_timeout_s:g} s: is an SSH server listening there, and is "
+                    "the device responsive?",
                 ) from None
             raise DeviceUnreachable(
                 self.device_name, f"SSH handshake with {target} failed: {exc}"
@@ -158,25 +159,26 @@ class SSHTransport(BaseTransport):
             client.close()
             raise DeviceUnreachable(
                 self.device_name,
-                f"timed out after {target.connect_timeout_s:g} s connecting to {target}; is "
-                "the device on and the address right?",
+                f"timed out after {target.connect_timeout_s:g} s connecting to "
+                f"{target.described}; is the device on and the address right?",
             ) from None
         except paramiko.ssh_exception.NoValidConnectionsError as exc:
             client.close()
             raise DeviceUnreachable(
                 self.device_name,
-                f"connection refused by {target} ({exc.strerror}); is sshd running there and "
-                "the port right?",
+                f"connection refused by {target.described} ({exc.strerror}); is sshd running "
+                "there and the port right?",
             ) from None
         except socket.gaierror as exc:
             client.close()
             raise DeviceUnreachable(
-                self.device_name, f"cannot resolve host name '{target.host}': {exc.strerror}"
+                self.device_name,
+                f"cannot resolve host name '{target.host}' ({target.described}): {exc.strerror}",
             ) from None
         except OSError as exc:
             client.close()
             raise DeviceUnreachable(
-                self.device_name, f"cannot connect to {target}: {exc}"
+                self.device_name, f"cannot connect to {target.described}: {exc}"
             ) from None
         return client
 

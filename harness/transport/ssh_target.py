@@ -1,15 +1,16 @@
-"""Where and as whom to reach an SSH device: the device file merged over ~/.ssh/config, and
-the host-key policy (verified against known_hosts; trust-on-first-use only when the device
-file says so)."""
+"""Where and as whom to reach an SSH device: the device file merged over the ssh config as
+OpenSSH reads it (harness/transport/ssh_config.py), and the host-key policy (verified
+against known_hosts; trust-on-first-use only when the device file says so)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import paramiko
+
+from harness.transport.ssh_config import ResolvedHost, resolve_host
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,20 @@ class SSHTarget:
     trust_on_first_use: bool
     connect_timeout_s: float
     password_env: str | None = None
+    config: ResolvedHost | None = None  # what the ssh config said (devices check --resolved)
 
     def __str__(self) -> str:
         return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+
+    @property
+    def described(self) -> str:
+        """The address, and where it came from when an ssh config gave any of it."""
+        entry = self.config
+        if entry is None or (entry.hostname == entry.alias and not entry.user and entry.port == 22):
+            return str(self)
+        return (
+            f"{self} (ssh config alias '{entry.alias}' in {entry.config}, by {entry.resolved_by})"
+        )
 
 
 def resolve_target(
@@ -44,28 +56,25 @@ def resolve_target(
     connect_timeout_s: float,
     password_env: str | None,
 ) -> tuple[SSHTarget, str | None]:
-    """Merge device-file values over ~/.ssh/config; returns the target and its ProxyJump."""
-    config_path = Path(ssh_config or "~/.ssh/config").expanduser()
-    entry: dict[str, Any] = {}
-    if config_path.is_file():
-        entry = paramiko.SSHConfig.from_path(str(config_path)).lookup(ssh_alias or host or "")
-    identity = (identity_file,) if identity_file else tuple(entry.get("identityfile", ()))
+    """Merge device-file values over the ssh config's answer for the alias (or the host);
+    returns the target and the ProxyJump the config gives."""
+    entry = resolve_host(ssh_alias or host or "", ssh_config)
+    identity = (identity_file,) if identity_file else entry.identity_files
     target = SSHTarget(
-        host=host or entry.get("hostname") or ssh_alias or "",
-        port=int(port or entry.get("port", 22)),
-        user=user or entry.get("user"),
+        host=host or entry.hostname,
+        port=int(port or entry.port),
+        user=user or entry.user,
         identity_files=tuple(str(Path(p).expanduser()) for p in identity),
         use_agent=use_agent,
         known_hosts=str(
-            Path(
-                known_hosts or entry.get("userknownhostsfile", "~/.ssh/known_hosts").split()[0]
-            ).expanduser()
+            Path(known_hosts or entry.known_hosts or "~/.ssh/known_hosts").expanduser()
         ),
         trust_on_first_use=trust_on_first_use,
         connect_timeout_s=connect_timeout_s,
         password_env=password_env,
+        config=entry,
     )
-    return target, entry.get("proxyjump")
+    return target, entry.proxy_jump
 
 
 class _SaveNewKey(paramiko.MissingHostKeyPolicy):
