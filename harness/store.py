@@ -240,12 +240,25 @@ class RunStore:
         return results_frame(records), samples_frame(records)
 
     def load(self) -> Run:
-        """The run read once, every frame built from its job records (a run that did not
-        finish reads the same way)."""
+        """The run read once: its job records, and its frames from the parquet views of a
+        finished run (the bootstrap intervals are not computed again), else built from the
+        records (a run that did not finish, a view that cannot be read)."""
+        import pandas as pd
+
         records = self.records()
-        return Run(self.run_id, self.run_dir, self.read_run_meta(), tuple(records),
-                   results_frame(records), samples_frame(records),
-                   comparisons_frame(records), power_frame(records))  # fmt: skip
+        meta = self.read_run_meta()
+        results = self.run_dir / "results.parquet"
+        samples = self.run_dir / "samples.parquet"
+        frames = None
+        if meta.get("finished_at") and results.is_file() and samples.is_file():
+            try:
+                frames = read_view(results, RESULTS_SCHEMA_VERSION), pd.read_parquet(samples)
+            except (OSError, ValueError):  # rebuilt below, as an unfinished run is
+                frames = None
+        if frames is None or len(frames[0]) != sum(r.kind == "solo" for r in records):
+            frames = results_frame(records), samples_frame(records)
+        return Run(self.run_id, self.run_dir, meta, tuple(records), frames[0], frames[1],
+                   self.comparisons(), self.power())  # fmt: skip
 
 
 def merge_runs(stores: list[RunStore], output_dir: Path) -> RunStore:

@@ -103,6 +103,14 @@ def report(
             help="Where plots/ will be served (CI artifact, Pages): summary.md links there."
         ),
     ] = None,
+    all_images: Annotated[
+        bool,
+        typer.Option(
+            "--all-images",
+            help="PNG and SVG of every chart (default: the two "
+            "a summary shows; every chart's data is in plots/*.csv).",
+        ),
+    ] = False,
 ) -> None:
     """Write report.html (self-contained), summary.md and plots/ into the run directory."""
     from harness.report.document import write_report
@@ -111,7 +119,7 @@ def report(
     console = make_console()
     run = resolve_run(runs_dir, run_ref).load()
     verdict = _verdict(budgets, run, runs_dir, baseline) if budgets else None
-    files = write_report(run, verdict, image_url)
+    files = write_report(run, verdict, image_url, all_images)
     console.print(f"report: {shown(files.html)}")
     console.print(f"summary: {shown(files.markdown)}")
     console.print(f"plots: {len(files.plots)} in {shown(files.html.parent / 'plots')}")

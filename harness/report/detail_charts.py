@@ -15,6 +15,7 @@ from harness.report.charts import (
     filtered,
     rows_by_device,
     strategy_colours,
+    titled,
     with_labels,
 )
 
@@ -49,13 +50,16 @@ def latency(results: pd.DataFrame) -> Any | None:
         + [alt.Tooltip(f"{k}:Q", format=".4f")
            for k in ("p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p99_ms")],
     )  # fmt: skip
-    return rows_by_device(filtered(alt.layer(bars, points, data=data), params), params, ok)
+    chart = rows_by_device(filtered(alt.layer(bars, points, data=data), params), params, ok)
+    return titled(chart, "p50 latency per job, with its 95 % interval")
 
 
 def memory(results: pd.DataFrame) -> Any | None:
-    """Peak resident memory per variant, per device, coloured by strategy."""
+    """The model's own memory per variant (peak resident memory less what the process held
+    before it loaded the model: the interpreter and the runtime are the same ~80 MB for
+    every variant and would hide the differences), per device, coloured by strategy."""
     alt = altair()
-    ok = results[(results["status"] == "ok") & results["peak_rss_mb"].notna()]
+    ok = results[(results["status"] == "ok") & results["model_mem_mb"].notna()]
     if ok.empty:
         return None
     ok = with_labels(ok)
@@ -63,51 +67,69 @@ def memory(results: pd.DataFrame) -> Any | None:
                          "model_mem_mb", "peak_pss_mb"])  # fmt: skip
     params = filter_params(ok)
     bars = filtered(alt.Chart(data), params).mark_bar().encode(
-        x=alt.X("peak_rss_mb:Q", title="peak resident memory, MB"),
+        x=alt.X("model_mem_mb:Q", title="model memory: peak RSS − RSS before loading, MB"),
         y=alt.Y("label:N", title=None, sort=None),
         color=alt.Color("strategy:N", scale=strategy_colours(list(ok["strategy"]))),
         tooltip=["device:N", "label:N", alt.Tooltip("peak_rss_mb:Q", format=".1f"),
                  alt.Tooltip("model_mem_mb:Q", format=".1f"),
                  alt.Tooltip("peak_pss_mb:Q", format=".1f")],
     )  # fmt: skip
-    return rows_by_device(bars, params, ok)
+    return titled(rows_by_device(bars, params, ok), "Model memory per job, MB",
+                  "peak resident memory less the process before the model was loaded")  # fmt: skip
 
 
-def distributions(results: pd.DataFrame, samples: pd.DataFrame, most: int = 400) -> Any | None:
-    """Each job's latency samples as a box (whiskers at 1.5 IQR), at most `most` samples a
-    job (evenly taken), per device."""
+QUANTILES = (1, 25, 50, 75, 99)
+
+
+def distributions(results: pd.DataFrame, samples: pd.DataFrame) -> Any | None:
+    """Each job's latency distribution from its quantiles (p1–p99 line, p25–p75 box, p50
+    tick), per device: a row a job, whatever its sample count (the raw samples are in
+    samples.parquet)."""
     alt = altair()
     if samples.empty:
         return None
+    import numpy as np
     import pandas as pd
 
     ok = with_labels(results[results["status"] == "ok"]).set_index("job_id")
-    kept = []
+    rows = []
     for job_id, group in samples.groupby("job_id", sort=False):
         if job_id not in ok.index:
             continue
-        step = max(1, len(group) // most)
         row = ok.loc[job_id]
-        kept.append(
-            pd.DataFrame({"latency_ms": group["latency_ns"].iloc[::step] / 1e6}).assign(
-                device=row["device"], strategy=row["strategy"], model=row["model"],
-                label=row["label"],
-            )
-        )  # fmt: skip
-    if not kept:
+        marks = np.percentile(group["latency_ns"].to_numpy() / 1e6, QUANTILES)
+        quantiles = {f"p{q}_ms": float(v) for q, v in zip(QUANTILES, marks, strict=True)}
+        rows.append({"device": row["device"], "strategy": row["strategy"], "model": row["model"],
+                     "label": row["label"], "n": len(group), **quantiles})  # fmt: skip
+    if not rows:
         return None
-    data = pd.concat(kept, ignore_index=True)
+    data = pd.DataFrame(rows)
     params = filter_params(data)
-    boxes = (
-        filtered(alt.Chart(data), params)
-        .mark_boxplot(size=12)
+    y = alt.Y("label:N", title=None, sort=None)
+    colour = alt.Color("strategy:N", scale=strategy_colours(list(data["strategy"])))
+    x_scale = alt.Scale(zero=False)
+    whiskers = (
+        alt.Chart()
+        .mark_rule()
         .encode(
-            x=alt.X("latency_ms:Q", title="latency, ms", scale=alt.Scale(zero=False)),
-            y=alt.Y("label:N", title=None, sort=None),
-            color=alt.Color("strategy:N", scale=strategy_colours(list(data["strategy"]))),
+            x=alt.X("p1_ms:Q", title="latency, ms", scale=x_scale), x2="p99_ms:Q", y=y, color=colour
         )
     )
-    return rows_by_device(boxes, params)
+    boxes = alt.Chart().mark_bar(size=10).encode(
+        x=alt.X("p25_ms:Q", scale=x_scale), x2="p75_ms:Q", y=y, color=colour,
+        tooltip=["device:N", "label:N", "n:Q",
+                 *(alt.Tooltip(f"p{q}_ms:Q", format=".4f") for q in QUANTILES)],
+    )  # fmt: skip
+    medians = (
+        alt.Chart()
+        .mark_tick(color="black", thickness=2, size=12)
+        .encode(x=alt.X("p50_ms:Q", scale=x_scale), y=y)
+    )
+    chart = rows_by_device(
+        filtered(alt.layer(whiskers, boxes, medians, data=data), params), params, data
+    )
+    subtitle = "line p1–p99, box p25–p75, tick the median; raw samples in samples.parquet"
+    return titled(chart, "Latency distribution per job", subtitle)
 
 
 def power(power_frame: pd.DataFrame, most: int = 6) -> Any | None:
@@ -131,12 +153,13 @@ def power(power_frame: pd.DataFrame, most: int = 6) -> Any | None:
         .mark_rect(opacity=0.15, color="#f58518")
         .encode(x="start:Q", x2="window_s:Q")
     )
-    return (
+    chart = (
         alt.layer(shade, line, data=data)
         .properties(width=WIDTH_PX * 2, height=90)
         .facet(row=alt.Row("job_id:N", title=None))
         .resolve_scale(x="independent")
     )
+    return titled(chart, "Power over each job, W", "the timed window shaded")
 
 
 def time_by_op_type(rows: list[dict[str, Any]], top: int = 7) -> Any | None:
@@ -164,7 +187,7 @@ def time_by_op_type(rows: list[dict[str, Any]], top: int = 7) -> Any | None:
             tooltip=["device:N", "label:N", "op_type:N", alt.Tooltip("ms_per_run:Q", format=".3f")],
         )
     )
-    return rows_by_device(bars, params)
+    return titled(rows_by_device(bars, params), "Where the time goes, by op type")
 
 
 def trend(
@@ -173,8 +196,8 @@ def trend(
     regressions: set[tuple[str, str, str, str]] | None = None,
 ) -> Any | None:
     """Per metric (p50, and p90 where a budget is on p90), a panel per model/variant with
-    each device over runs, every panel of a metric on one y scale (so a small change looks
-    small), the budget on that metric drawn in its panel, regressions circled."""
+    each device over runs, each panel on its own y scale (models differ a hundredfold), the
+    budget on that metric drawn in its panel, regressions circled; 24-hour times."""
     alt = altair()
     ok = history[history["status"] == "ok"].copy()
     if ok.empty:
@@ -204,7 +227,7 @@ def trend(
             alt.Chart()
             .mark_line(point=True)
             .encode(
-                x=alt.X("started_at:T", title=None),
+                x=alt.X("started_at:T", title=None, axis=alt.Axis(format="%m-%d %H:%M")),
                 y=alt.Y("value_ms:Q", title=f"{name}, ms"),
                 color=alt.Color("series:N", title="device"),
                 tooltip=["run_id:N", "series:N", alt.Tooltip("value_ms:Q", format=".4f")],
@@ -228,5 +251,6 @@ def trend(
                 facet=alt.Facet("case:N", title=f"{name} over runs (budget dashed)"),
                 columns=PANEL_COLUMNS,
             )
+            .resolve_scale(y="independent")
         )
     return alt.vconcat(*charts)

@@ -19,7 +19,7 @@ from harness.gate import within_budgets
 from harness.job_key import JobKey
 from harness.report import charts, detail_charts
 from harness.report.model import ReportModel
-from harness.report.page import render_html
+from harness.report.page import chart_csv, chart_values, render_html
 from harness.report.summary import render_markdown
 from harness.report.table import ci_range, missing, num, pct, text
 
@@ -45,14 +45,20 @@ class ReportFiles:
     plots: list[Path]
 
 
+# the charts drawn as PNG and SVG by default: the ones a summary or a PR shows
+IMAGE_CHARTS = ("speedup_matrix", "speedup_vs_fidelity")
+
+
 def write_report(
-    run: Run, verdict: GateVerdict | None = None, image_url: str | None = None
+    run: Run,
+    verdict: GateVerdict | None = None,
+    image_url: str | None = None,
+    all_images: bool = False,
 ) -> ReportFiles:
     """Into the run's folder; `run` was loaded once by the caller, who may also have
     judged it with the gate (`verdict`). `image_url`: where plots/ will be served, for the
-    pictures in summary.md."""
-    import vl_convert as vlc
-
+    pictures in summary.md. Every chart is in the page and its data in plots/*.csv; the
+    images are drawn for IMAGE_CHARTS, or for every chart with `all_images`."""
     from harness.profiles import op_type_rows, profile_diffs
 
     results, samples = run.results, run.samples
@@ -71,11 +77,16 @@ def write_report(
         "time_by_op_type": detail_charts.time_by_op_type(op_type_rows(profiled)),
     }
     built = {name: chart for name, chart in built.items() if chart is not None}
-    saved = {name: charts.save(chart, folder, name) for name, chart in built.items()}
-    files = {
-        name: {"PNG": f"plots/{png.name}", "SVG": f"plots/{png.with_suffix('.svg').name}"}
-        for name, png in saved.items()
-    }
+    specs = {name: charts.spec(chart) for name, chart in built.items()}
+    drawn = {n: s for n, s in specs.items() if all_images or n in IMAGE_CHARTS}
+    saved = charts.save_all(drawn, folder)
+    files: dict[str, dict[str, str]] = {}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, spec in specs.items():
+        (folder / f"{name}.csv").write_text(chart_csv(chart_values(spec)))
+        files[name] = {"CSV": f"plots/{name}.csv"}
+        if name in saved:
+            files[name] |= {"PNG": f"plots/{name}.png", "SVG": f"plots/{name}.svg"}
     tables = device_tables(results, comparison)
     notes = warnings(results, comparison)
     diffs = profile_diffs(profiled)
@@ -86,9 +97,9 @@ def write_report(
     }
     model = ReportModel(
         run.run_id, run.meta, tables, REPORT_COLUMNS, shipping, notes, verdict, filters,
-        {name: charts.spec(chart) for name, chart in built.items()}, files, diffs,
+        specs, files, diffs,
     )  # fmt: skip
-    page = render_html(model, vlc.javascript_bundle(BUNDLE_SNIPPET))
+    page = render_html(model, javascript_bundle())
     summary = render_markdown(model, image_url)
     html_path = run.run_dir / "report.html"
     html_path.write_text(page)
@@ -99,6 +110,28 @@ def write_report(
 
 # what vl-convert's JavaScript bundle exposes to the page (report/page.py's RENDER uses it)
 BUNDLE_SNIPPET = "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
+
+
+def javascript_bundle() -> str:
+    """Vega, Vega-Lite and vega-embed as one script (vl-convert bundles them, ~1.5 s),
+    kept in the user's cache per vl-convert version: the same for every report."""
+    import hashlib
+    import os
+
+    import vl_convert as vlc
+
+    version = getattr(vlc, "__version__", "unknown")
+    key = hashlib.sha256(f"{version}\n{BUNDLE_SNIPPET}".encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edge-harness"
+    path = cache / f"vega-bundle-{key}.js"
+    if path.is_file():
+        return path.read_text()
+    script = str(vlc.javascript_bundle(BUNDLE_SNIPPET))
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(script)
+    partial.replace(path)  # whole or not at all, also with two reports at once
+    return script
 
 
 def worth_shipping(comparison: pd.DataFrame) -> dict[str, list[str]]:

@@ -14,7 +14,6 @@ import html
 import json
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 if TYPE_CHECKING:
     from harness.gate import GateVerdict
@@ -97,12 +96,12 @@ def _table(rows: list[dict[str, str]], columns: list[tuple[str, str]], cls: str)
 
 
 def _chart(name: str, spec: dict[str, Any], files: dict[str, str]) -> str:
-    """A chart's place in the page, its spec beside it, its data a click away."""
-    csv = _csv(_chart_values(spec))
-    inline = json.dumps(spec).replace("</", "<\\/")  # no "</script>" inside the script
-    href = f"data:text/csv;charset=utf-8,{quote(csv)}"
-    links = [f"<a download='{e(name)}.csv' href='{href}'>data (CSV)</a>"]
-    links += [f"<a href='{e(path)}'>{e(kind)}</a>" for kind, path in files.items()]
+    """A chart's place in the page, its spec beside it, its data (CSV) and images a click
+    away in plots/ beside the page (written by report/document.py, not inlined: the page
+    stays small)."""
+    inline = json.dumps(spec, separators=(",", ":")).replace("</", "<\\/")  # no "</script>"
+    links = [f"<a href='{e(path)}'>{'data (CSV)' if kind == 'CSV' else e(kind)}</a>"
+             for kind, path in files.items()]  # fmt: skip
     return (
         f"<figure class='chart'><div class='vega' id='chart-{e(name)}'></div>"
         f"<script type='application/json' id='spec-{e(name)}'>"
@@ -111,12 +110,13 @@ def _chart(name: str, spec: dict[str, Any], files: dict[str, str]) -> str:
     )
 
 
-def _chart_values(spec: dict[str, Any]) -> list[dict[str, Any]]:
+def chart_values(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows a chart draws (its inlined datasets)."""
     datasets = spec.get("datasets") or {}
     return [row for values in datasets.values() for row in values]
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
+def chart_csv(rows: list[dict[str, Any]]) -> str:
     import csv
     import io
 
@@ -149,12 +149,7 @@ def render_html(model: ReportModel, script: str) -> str:
     parts.append(_filter_bar(model.filters))
     if verdict is not None:
         parts.append(_verdict(verdict))
-    several = len(tables) > 1
-    first = (
-        ["speedup_matrix", "speedup_vs_fidelity"]
-        if several
-        else ["speedup_vs_fidelity", "speedup_matrix"]
-    )
+    first = ["speedup_matrix", "speedup_vs_fidelity"]
     parts.append("<section id='ship'><h2>Which variant to ship on which device</h2>")
     parts += [_chart(n, charts[n], chart_files.get(n, {})) for n in first if n in charts]
     parts.append("<div class='shipping'>")
@@ -170,11 +165,15 @@ def render_html(model: ReportModel, script: str) -> str:
         "faster for sure or at most 90 % of its size or memory; within the budgets. Speedups "
         "are fp32's latency over the variant's, with 95 % intervals; fp32 is the cross at "
         "(0, 1), the dashed line the variants no other beats on both speed and fidelity, a "
-        "black ring a variant worth shipping.</p></section>"
+        "black ring a variant worth shipping. <b>~</b> marks a speedup within the noise: the "
+        "95 % interval includes no change, or the processes of the job disagree by more than "
+        "the difference.</p></section>"
     )
     for device, rows in tables.items():
         parts.append(f"<section class='device' data-device='{e(device)}'><h2>{e(device)}</h2>")
-        parts.append(_table(rows, model.columns, "results") + "</section>")
+        parts.append(
+            "<div class='scroll'>" + _table(rows, model.columns, "results") + "</div></section>"
+        )
     if profile_diffs:
         keys = [(k, k) for k in ("device", "model", "variant", "setting")]
         keys.append(("changes", "largest changes by op type, ms per run"))
@@ -288,6 +287,7 @@ document.querySelectorAll('select[data-filter]').forEach(function (select) {
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222;max-width:1500px}
+.scroll,figure.chart,.vega{max-width:100%;overflow-x:auto}
 h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 7px}th{background:#f0f0f0}
@@ -305,4 +305,7 @@ details summary{cursor:pointer}.count{color:#666}
 #vg-tooltip-element{font-size:12px}
 nav#filters{background:#fafafa;padding:.4em;border:1px solid #ddd;z-index:5}
 nav#filters label{margin-right:1em}
+@media (max-width:600px){body{margin:.6em}h1{font-size:1.2em}
+table{font-size:12px;display:block;overflow-x:auto;max-width:100%}
+nav#filters label{display:block;margin:.2em 0}}
 """

@@ -22,6 +22,7 @@ TABLES = {
     "fleet.py": "controller CPU per job",
     "real_models.py": "effect, or why not",
     "profiling.py": "profiled run ms",
+    "report_size.py": "report.html, MB",
 }
 
 

@@ -44,7 +44,7 @@ def _chromium() -> str:
 def test_the_report_of_a_lab_run_in_chromium(lab_run: RunStore) -> None:
     from playwright.sync_api import sync_playwright
 
-    made = harness("report", lab_run.run_dir, timeout=300)
+    made = harness("report", lab_run.run_dir, "--all-images", timeout=300)
     assert made.returncode == 0, made.stdout + made.stderr
     report = lab_run.run_dir / "report.html"
     for name in ("speedup_matrix", "speedup_vs_fidelity", "latency", "memory"):
@@ -64,8 +64,11 @@ def test_the_report_of_a_lab_run_in_chromium(lab_run: RunStore) -> None:
         # offline: nothing but the file itself (and the data URIs inside it)
         assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
         assert problems == []
-        # the first screen: the strategy x device matrix first (two devices), every chart drawn
+        # the first screen: the model x variant heatmap first, every chart drawn, titled
         order = page.eval_on_selector_all("div.vega", "els => els.map(e => e.id)")
+        titles = page.eval_on_selector_all("div.vega", "els => els.map(e => "
+                                           "(e.querySelector('.role-title-text') || {}).textContent)")  # fmt: skip
+        assert all(titles), dict(zip(order, titles, strict=True))
         assert order[:2] == ["chart-speedup_matrix", "chart-speedup_vs_fidelity"]
         marks = page.eval_on_selector_all(
             "div.vega",
@@ -91,8 +94,23 @@ def test_the_report_of_a_lab_run_in_chromium(lab_run: RunStore) -> None:
         assert page.locator("section.device[data-device='loop']").is_visible()
         page.select_option("#filter-device", "")
         page.wait_for_function(f'document.querySelectorAll("{symbols}").length === {before}')
+        # the heatmap answers per model: the model filter changes its cells, like every chart
+        cells = "#chart-speedup_matrix .mark-rect path[aria-label*='variant: ']"
+        assert page.locator(cells).count() == 6  # 2 devices x 3 variants of the one model
+        page.evaluate("views.forEach(v => v.signal('model_filter', 'another').runAsync())")
+        page.wait_for_function(f'document.querySelectorAll("{cells}").length === 0')
+        page.evaluate("views.forEach(v => v.signal('model_filter', null).runAsync())")
+        page.wait_for_function(f'document.querySelectorAll("{cells}").length === 6')
+        assert "~" in page.inner_text("#ship .legend")  # the mark is explained on the page
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        # a phone: the page itself does not scroll sideways (wide charts scroll in their box)
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(report.as_uri())
+        phone.wait_for_function(f"typeof views !== 'undefined' && views.length === {charts}")
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+        assert phone.evaluate("getComputedStyle(document.querySelector('h1')).fontSize") == "19.2px"
+        phone.screenshot(path=str(ARTIFACTS / "report-390px.png"), full_page=False)
         browser.close()
     assert (ARTIFACTS / "report.png").stat().st_size > 50_000
     _check_specs_against_records(lab_run)
@@ -102,7 +120,7 @@ def _check_specs_against_records(store: RunStore) -> None:
     """The charts as data: each point of the speedup-vs-fidelity spec is a variant's
     speedup as compare_variants computes it from the stored run; each matrix cell the
     strategy's speedup on that device."""
-    from harness.report import charts
+    from harness.report import charts, detail_charts
 
     results, samples = store.frames()
     comparison = compare_variants(results, samples, store.comparisons())
@@ -112,10 +130,18 @@ def _check_specs_against_records(store: RunStore) -> None:
     expected = {(r.device, r.variant): r.speedup for r in comparison.itertuples()}
     assert len(plotted) == 8 and plotted == pytest.approx(expected)  # 2 devices x 4 variants
     [cells] = charts.spec(charts.speedup_matrix(comparison))["datasets"].values()
-    assert {(c["strategy"], c["device"]) for c in cells} == {
-        (s, d) for s in ("fp16", "int8-static", "prune-unstructured") for d in ("local", "loop")
+    assert {(c["model"], c["variant"], c["device"]) for c in cells} == {
+        ("digits_cnn", v, d)
+        for v in ("fp16", "int8-static", "sparse-60")
+        for d in ("local", "loop")
     }
-    for cell in cells:
+    for cell in cells:  # each cell is that variant's own speedup and interval, no average
         row = comparison[(comparison["device"] == cell["device"])
-                         & (comparison["strategy"] == cell["strategy"])]  # fmt: skip
-        assert cell["speedup"] == pytest.approx(float(row["speedup"].iloc[0]))
+                         & (comparison["variant"] == cell["variant"])].iloc[0]  # fmt: skip
+        assert (cell["speedup"], cell["speedup_low"], cell["speedup_high"]) == pytest.approx(
+            (row["speedup"], row["speedup_low"], row["speedup_high"]))  # fmt: skip
+        assert cell["label"].startswith(f"{row['speedup']:.2f}×")
+    [memory] = charts.spec(detail_charts.memory(results))["datasets"].values()
+    assert {m["label"]: m["model_mem_mb"] for m in memory} == {
+        f"{r.model}/{r.variant} t{r.threads}": r.model_mem_mb for r in results.itertuples()
+    }

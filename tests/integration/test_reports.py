@@ -75,9 +75,14 @@ def test_html_report_in_headless_chromium(
     assert "|---|" not in gate.stdout and "✅" not in gate.stdout
     report = store.run_dir / "report.html"
     assert "PASS" in (store.run_dir / "summary.md").read_text()
-    for name in ("latency", "distributions", "speedup_vs_fidelity", "size_vs_speedup", "memory"):
+    for name in ("speedup_matrix", "speedup_vs_fidelity"):  # what a summary shows
         assert (store.run_dir / "plots" / f"{name}.png").is_file()
         assert (store.run_dir / "plots" / f"{name}.svg").is_file()
+    for name in ("latency", "distributions", "size_vs_speedup", "memory"):  # in the page
+        assert not (store.run_dir / "plots" / f"{name}.png").exists()
+        rows = (store.run_dir / "plots" / f"{name}.csv").read_text().splitlines()
+        jobs = 1 if name == "size_vs_speedup" else 2  # (fp32 is not drawn against itself)
+        assert len(rows) == 1 + jobs and "digits_cnn" in rows[1]  # a row a job
     page = report.read_text()
     # the verdict first, PASS (and the gate's exit code was 0); the page needs no network
     assert page.index("id='verdict'") < page.index("id='ship'")
