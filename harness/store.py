@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.comparisons import COMPARISONS_SCHEMA_VERSION
+from harness.dataset_export import dataset_root
 from harness.errors import StoreError, StoreFull
 from harness.job_key import view_of
 from harness.records import RESUMABLE_STATUSES, JobRecord
@@ -186,13 +187,22 @@ class RunStore:
         return moved
 
     def finalize(self) -> None:
-        """Write the parquet views from the job records, each with its explicit schema."""
+        """Write the parquet views from the job records, each with its explicit schema,
+        then the run's part of the dataset of every run (harness/dataset_export.py)."""
+        from harness.dataset_export import export_run
+
         records = self.records()
+        frames = {
+            "results": results_frame(records),
+            "samples": samples_frame(records),
+            "power": power_frame(records),
+            "comparisons": comparisons_frame(records),
+        }
         for frame, name, types in (
-            (results_frame(records), view_of("solo"), RESULT_COLUMN_TYPES),
-            (samples_frame(records), "samples.parquet", SAMPLE_COLUMN_TYPES),
-            (power_frame(records), "power.parquet", POWER_COLUMN_TYPES),
-            (comparisons_frame(records), view_of("paired"), COMPARISON_COLUMN_TYPES),
+            (frames["results"], view_of("solo"), RESULT_COLUMN_TYPES),
+            (frames["samples"], "samples.parquet", SAMPLE_COLUMN_TYPES),
+            (frames["power"], "power.parquet", POWER_COLUMN_TYPES),
+            (frames["comparisons"], view_of("paired"), COMPARISON_COLUMN_TYPES),
             (profile_frame(records), view_of("profile"), PROFILE_COLUMN_TYPES),
         ):
             path = self.run_dir / name
@@ -200,6 +210,10 @@ class RunStore:
                 write_parquet_atomic(frame, path, types)
             except OSError as exc:
                 raise write_error(path, exc) from None
+        try:
+            export_run(self.run_dir, self.read_run_meta(), frames)
+        except OSError as exc:
+            raise write_error(dataset_root(self.run_dir), exc) from None
 
     def stored_frames(self, notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The parquet views of a finished run, read as written (fast for long histories);
@@ -372,42 +386,3 @@ def load_history(
     frame = pd.concat(results, ignore_index=True)
     frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
     return frame, (pd.concat(samples, ignore_index=True) if with_samples else None)
-
-
-CALIBRATION_SCHEMA = "harness.calibration/1"
-
-
-def write_calibration(
-    calibration_dir: Path, device: str, floors: dict[int, float], **about: Any
-) -> Path:
-    """`<calibration_dir>/<device>.json`: the device's noise floors by processes per job
-    (`harness calibrate`), with what they were measured on (`about`: model, run, ...)."""
-    path = calibration_dir / f"{device}.json"
-    write_json_atomic(
-        path,
-        {
-            "schema": CALIBRATION_SCHEMA,
-            "device": device,
-            "noise_floor": floors[1],
-            "noise_floor_by_processes": floors,
-            **about,
-        },
-    )
-    return path
-
-
-def read_calibrations(calibration_dir: Path) -> dict[str, dict[int, float]]:
-    """Per device, its noise floors by the number of processes of the jobs compared (files
-    from before the floors by processes hold the single-process floor only)."""
-    floors: dict[str, dict[int, float]] = {}
-    for path in sorted(calibration_dir.glob("*.json")) if calibration_dir.is_dir() else []:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StoreError(
-                f"{path} is unreadable ({exc}): run `harness calibrate` again"
-            ) from None
-        refuse_newer(path, data.get("schema"), CALIBRATION_SCHEMA)
-        by_processes = data.get("noise_floor_by_processes") or {"1": data["noise_floor"]}
-        floors[str(data["device"])] = {int(n): float(f) for n, f in by_processes.items()}
-    return floors

@@ -354,10 +354,11 @@ def compare_command(
 ) -> None:
     """Per matching job: ratio of medians [95% CI], p-value, verdict. Exit 1 when a job is
     slower beyond the threshold (never below the device's noise floor)."""
+    from harness.calibration_store import read_calibrations
     from harness.cli.fit import Column, lift_uniform, print_fitted
     from harness.errors import HarnessError
     from harness.history import compare_runs, noise_floor
-    from harness.store import load_history, read_calibrations, resolve_run
+    from harness.store import load_history, resolve_run
 
     console = make_console()
     a, b = resolve_run(runs_dir, before), resolve_run(runs_dir, after)

@@ -132,9 +132,9 @@ def calibrate(
 ) -> None:
     """Measure the device's noise floor: how far apart identical jobs of 1 .. processes/2
     processes land. `harness compare` never uses a threshold below it for this device."""
+    from harness.calibration_store import write_calibration
     from harness.history import calibration_floors
     from harness.scheduler import calibration_run
-    from harness.store import write_calibration
 
     console = make_console()
     if processes < 2:

@@ -14,9 +14,10 @@ import pytest
 from conftest import MODELS_DIR, ROOT
 from device_files import local_device_file
 
+from harness.calibration_store import read_calibrations
 from harness.history import compare_runs, noise_floor
 from harness.scheduler import prepare_run, run_prepared
-from harness.store import RunStore, load_history, read_calibrations
+from harness.store import RunStore, load_history
 
 BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / ".test-artifacts"
@@ -180,6 +181,37 @@ def test_show_compare_and_history_for_scripts_and_at_80_columns(
     assert (f"harness show {second.run_id} --warnings" in summary) == bool(stored)
     history = cli("history", str(root / "runs"), columns="80").stdout
     assert "model" in history and any(line.count("0.") >= 2 for line in history.splitlines())
+
+
+def test_every_run_reads_as_one_dataset(runs: tuple[Path, list[RunStore]]) -> None:
+    """pyarrow.dataset and DuckDB over reports/dataset: both runs, their plan and run as
+    hive keys, started_at a timestamp, and the variants table with the headline speedup
+    of these ordinary (unpaired) runs."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    root, stores = runs
+    results = ds.dataset(root / "dataset" / "results", partitioning="hive").to_table()
+    assert sorted(set(results.column("run").to_pylist())) == sorted(s.run_id for s in stores)
+    assert set(results.column("plan").to_pylist()) == {"nightly0", "nightly1"}
+    assert pa.types.is_timestamp(results.schema.field("started_at").type)
+    glob = str(root / "dataset" / "variants" / "**" / "*.parquet")
+    speedups = duckdb.sql(
+        f"SELECT run, variant, speedup, speedup_low, speedup_high FROM read_parquet('{glob}', "
+        "hive_partitioning = true) WHERE variant = 'int8-static' ORDER BY run"
+    ).fetchall()
+    assert [row[0] for row in speedups] == sorted(s.run_id for s in stores)
+    assert all(low <= speedup <= high for _, _, speedup, low, high in speedups)
+    samples = duckdb.sql(
+        f"SELECT run, count(*) FROM read_parquet('{root / 'dataset' / 'samples' / '**' / '*.parquet'}',"
+        " hive_partitioning = true) GROUP BY run"
+    ).fetchall()
+    assert sorted(n for _, n in samples) == [400, 400]  # 2 jobs x 200 iterations a run
+    linked = root / "dataset" / "samples" / "plan=nightly0" / f"run={stores[0].run_id}"
+    assert (linked / "part-0.parquet").stat().st_ino == (
+        stores[0].run_dir / "samples.parquet"
+    ).stat().st_ino
 
 
 def test_history_and_noise_floor(runs: tuple[Path, list[RunStore]], tmp_path: Path) -> None:

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from scripted_device import WORKDIR, ScriptedTransport
 
+from harness.calibration_store import read_calibrations, write_calibration
 from harness.errors import HarnessError, StoreError
 from harness.lease import LEASE_DIR, LEASE_FILE, read_lease
-from harness.store import RunStore, read_calibrations, write_calibration
+from harness.store import RunStore
 from harness.stored_files import FILE_MODE, read_view, write_json_atomic
 
 
