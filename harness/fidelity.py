@@ -48,7 +48,7 @@ MEASURES: dict[str, tuple[str, str, str]] = {
     "tensor": ("snr_db", "min", "min_snr_db"),
 }
 
-# What "worth shipping" and a fidelity budget demand by default (README, "Quality"); a
+# What "worth shipping" and a fidelity budget demand by default (docs/models.md, "Quality"); a
 # plan's [quality] table changes any of them.
 QUALITY_DEFAULTS: dict[str, float] = {
     "min_samples": 8,  # fewer representative samples than this: unverified

@@ -123,6 +123,14 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+# the columns of `compare_runs`, in order (`harness compare --format json|csv`)
+RUN_COMPARISON_COLUMNS = (
+    "device", "model", "variant", "runtime", "provider", "threads", "p50_a_ms", "p50_b_ms",
+    "ratio", "ratio_low", "ratio_high", "p_value", "test", "threshold", "mde", "verdict",
+    "reason",
+)  # fmt: skip
+
+
 def compare_runs(
     before: tuple[pd.DataFrame, pd.DataFrame],
     after: tuple[pd.DataFrame, pd.DataFrame],

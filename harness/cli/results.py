@@ -357,7 +357,7 @@ def compare_command(
     from harness.calibration_store import read_calibrations
     from harness.cli.fit import Column, lift_uniform, print_fitted
     from harness.errors import HarnessError
-    from harness.history import compare_runs, noise_floor
+    from harness.history import RUN_COMPARISON_COLUMNS, compare_runs, noise_floor
     from harness.store import load_history, resolve_run
 
     console = make_console()
@@ -374,7 +374,7 @@ def compare_command(
     table_frame = compare_runs(a.frames(), b.frames(), threshold / 100, floors, calibrated)
     slower = int((table_frame["verdict"] == "slower").sum())
     if output != Format.table:
-        print_records(table_frame.to_dict("records"), list(table_frame.columns), output)
+        print_records(table_frame.to_dict("records"), RUN_COMPARISON_COLUMNS, output)
         raise typer.Exit(1 if slower else 0)
     # the decision (verdict, ratio, why) before the figures it rests on
     columns = [Column("device"), Column("model", prose=True, narrowest=14), Column("variant"),

@@ -36,7 +36,7 @@ from harness.transport import open_transport
 
 pytestmark = pytest.mark.integration
 
-VENV_PYTHON = f"/home/{USER}/harness-venv/bin/python"  # as the README prepares a Pi
+VENV_PYTHON = f"/home/{USER}/harness-venv/bin/python"  # as docs/devices.md prepares a Pi
 BUILD_WAIT_S = 5400  # a bound for a broken build: a loaded machine's TCG first boot took 40 min
 
 
@@ -60,7 +60,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
 
 @pytest.fixture(scope="module")
 def lab(board: Board, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace with the board registered the way the README says: its host key
+    """A workspace with the board registered the way docs/devices.md says: its host key
     scanned (and checked against the fingerprint the board's console would show), our key
     in its authorized_keys (done when the image was made), a device file."""
     workspace = make_workspace(tmp_path_factory.mktemp("arm-lab"))

@@ -2,7 +2,7 @@
 
 Built once: debootstrap's first stage, Debian's own arm64 kernel with a busybox initramfs
 that loads virtio and ext4 (modules in that kernel), the runtimes' aarch64 wheels. Then the
-second stage and the README's preparation of a Pi (a venv, pip install), offline: in a
+second stage and docs/devices.md's preparation of a Pi (a venv, pip install), offline: in a
 chroot on the host through qemu-user (`qemu-aarch64-static` registered with binfmt_misc for
 the build alone: minutes), or, where the kernel allows no binfmt handler, inside the VM on
 its first boot under full-system TCG (ten minutes idle, forty on a loaded machine). The
@@ -47,7 +47,7 @@ BUILD_OUTPUT = LAB_DIR / "build-output.txt"  # what a build in the background pr
 RECIPE = 3  # bump when the build below changes in a way its inputs do not show
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-# what a prepared Pi has: an init, sshd, Python with venv (the README's preparation)
+# what a prepared Pi has: an init, sshd, Python with venv (docs/devices.md's preparation)
 PACKAGES = (
     "systemd-sysv", "udev", "kmod", "ifupdown", "isc-dhcp-client", "openssh-server",
     "python3", "python3-venv", "busybox-static",
@@ -237,7 +237,7 @@ exec switch_root /newroot "$init"
 PREPARE = """#!/bin/sh
 # The lab board's preparation, offline, as root on the board's own root filesystem (a
 # chroot on the host through qemu-user, or the VM's first boot): debootstrap's second
-# stage, then the README's preparation of a Pi.
+# stage, then docs/devices.md's preparation of a Pi.
 set -eu
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
 step() { echo "lab-step: $*"; }
@@ -257,8 +257,8 @@ printf 'auto lo\\niface lo inet loopback\\nauto eth0\\niface eth0 inet dhcp\\n' 
 useradd --create-home --shell /bin/bash __USER__
 install -d -m 700 -o __USER__ -g __USER__ /home/__USER__/.ssh
 install -m 600 -o __USER__ -g __USER__ /lab/authorized_keys /home/__USER__/.ssh/authorized_keys
-# README, "Preparing a Raspberry Pi": python3-venv (above), then a venv with the runtimes
-step "the README's preparation of a Pi: a venv and pip install numpy onnxruntime ai-edge-litert"
+# docs/devices.md, "Preparing a Raspberry Pi": python3-venv (above), then a venv with the runtimes
+step "preparing a Pi as docs/devices.md does: a venv and pip install numpy onnxruntime ai-edge-litert"
 su __USER__ -c 'python3 -m venv ~/harness-venv && ~/harness-venv/bin/pip install --no-index \\
   --find-links /lab/wheels --no-compile --quiet numpy onnxruntime ai-edge-litert'
 step "checking the runtimes import"
