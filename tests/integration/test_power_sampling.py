@@ -122,11 +122,13 @@ def test_energy_per_inference_from_a_rapl_tree(
         assert power["idle_window_ns"][0] == power["samples"][0]["t_ns"]
     # the report draws the trace with its timed window
     results, samples = prepared.store.frames()
-    files = write_report(prepared.store.load())
+    files = write_report(prepared.store.load(), all_images=True)
     assert (run_dir / "plots" / "power.png").is_file() and (
         run_dir / "plots" / "power.svg"
     ).is_file()
     assert "id='chart-power'" in files.html.read_text()
+    trace_csv = (run_dir / "plots" / "power.csv").read_text().splitlines()
+    assert trace_csv[0].startswith("job_id,t_s,power_w") and len(trace_csv) > 10
 
 
 def test_a_sampler_that_cannot_read_fails_the_job_in_its_words(

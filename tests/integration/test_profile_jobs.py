@@ -65,7 +65,7 @@ def test_profiles_of_a_cnn_and_its_int8_variant(workspace: Path, sshd: SSHServer
     shown = harness("show", run_dir, "--profile", "--compare")
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "tiny_mbv2/int8-static on loop" in shown.stdout and "QLinearConv" in shown.stdout
-    made = harness("report", run_dir)
+    made = harness("report", run_dir, "--all-images")
     assert made.returncode == 0, made.stdout + made.stderr
     assert (run_dir / "plots" / "time_by_op_type.png").is_file()
     summary = (run_dir / "summary.md").read_text()
