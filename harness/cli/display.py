@@ -105,8 +105,8 @@ def print_warning_summary(console: Console, notes: list[tuple[str, str]], run_id
     summary = warning_summary(notes)
     if not summary:
         return
-    console.print(f"warnings ({sum(n for _, n, _ in summary)} in {len(notes)} jobs; each: "
-                  f"harness show {run_id} --warnings):")  # fmt: skip
+    console.print(f"warnings: {sum(n for _, n, _ in summary)} in {len(notes)} jobs, a line per "
+                  f"kind (each of them: harness show {run_id} --warnings)")  # fmt: skip
     for kind, count, worst in summary:
         console.print(styled("  ", (f"{count}x", "yellow"), f" {kind}; worst: {worst}"))
 

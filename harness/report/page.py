@@ -154,7 +154,11 @@ def render_html(model: ReportModel, script: str) -> str:
     parts += [_chart(n, charts[n], chart_files.get(n, {})) for n in first if n in charts]
     parts.append("<div class='shipping'>")
     for device, variants in model.shipping.items():
-        listed = "".join(f"<li>{e(v)}</li>" for v in variants) or "<li>none beats fp32 here</li>"
+        # each line is `model/variant (setting): ...`: the model filter hides the others'
+        listed = (
+            "".join(f"<li data-model='{e(v.split('/', 1)[0])}'>{e(v)}</li>" for v in variants)
+            or "<li>none beats fp32 here</li>"
+        )
         parts.append(
             f"<div data-device='{e(device)}'><h3>{e(device)}: worth shipping</h3>"
             f"<ul>{listed}</ul></div>"

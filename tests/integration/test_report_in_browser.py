@@ -101,6 +101,13 @@ def test_the_report_of_a_lab_run_in_chromium(lab_run: RunStore) -> None:
         page.wait_for_function(f'document.querySelectorAll("{cells}").length === 0')
         page.evaluate("views.forEach(v => v.signal('model_filter', null).runAsync())")
         page.wait_for_function(f'document.querySelectorAll("{cells}").length === 6')
+        # the tables and lists follow the model filter too (report/page.py's data-model)
+        rows = page.locator("section.device tr[data-model='digits_cnn']")
+        page.eval_on_selector("#filter-model", "s => { s.add(new Option('x', 'x')); }")
+        page.select_option("#filter-model", "x")
+        assert rows.count() == 8 and not rows.first.is_visible()
+        page.select_option("#filter-model", "")
+        assert rows.first.is_visible()
         assert "~" in page.inner_text("#ship .legend")  # the mark is explained on the page
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)

@@ -4,6 +4,8 @@ network in the page."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from harness.report.model import ReportModel
 from harness.report.page import (
     grouped_warnings,
@@ -55,6 +57,9 @@ def test_the_page_drops_empty_columns_filters_and_needs_no_network() -> None:
     assert "<summary>unstable <span class='count'>(1)</span></summary>" in page
     assert "none beats fp32 here" in page and "<td class='text'>pi (ssh)</td>" in page
     assert "http://" not in page and "https://" not in page
+    shipping = dataclasses.replace(model, shipping={"pi": ["m/int8 (CPU t1): 1.4x [1.2–1.6]"]})
+    # a variant worth shipping is listed under its model: the model filter hides it
+    assert "<li data-model='m'>m/int8 (CPU t1): 1.4x [1.2–1.6]</li>" in render_html(shipping, "")
 
 
 def test_a_strategy_has_one_colour_in_every_chart() -> None:
