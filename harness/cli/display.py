@@ -90,12 +90,18 @@ def print_tables(console: Console, results: Any, run_id: str = "RUN") -> None:
             styles=[None if row["status"] == "ok" else "red" for row in rows],
         )
         for row in rows:
-            where = f"{row['device']}: {model}/{row['variant']} {row['provider']} t{row['threads']}"
             if row["note"] and row["status"] == "ok":
-                warned.append((where, row["note"]))
+                warned.append((_where(model, row), row["note"]))
             elif row["note"]:
-                console.print(styled("  ", ("error", "red"), f" {where}: {row['note']}"))
+                console.print(
+                    styled("  ", ("error", "red"), f" {_where(model, row)}: {row['note']}")
+                )
     print_warning_summary(console, warned, run_id)
+
+
+def _where(model: str, row: dict[str, str]) -> str:
+    """A job in a warning or an error: `pi: tiny_mbv2/int8-static CPU t1`."""
+    return f"{row['device']}: {model}/{row['variant']} {row['provider']} t{row['threads']}"
 
 
 def print_warning_summary(console: Console, notes: list[tuple[str, str]], run_id: str) -> None:
@@ -117,8 +123,7 @@ def print_warnings(console: Console, results: Any) -> None:
     from harness.report.table import latency_tables
 
     notes = [
-        (f"{row['device']}: {model}/{row['variant']} {row['provider']} t{row['threads']}",
-         row["note"])
+        (_where(model, row), row["note"])
         for model, rows in latency_tables(results) for row in rows
         if row["note"] and row["status"] == "ok"
     ]  # fmt: skip

@@ -91,8 +91,8 @@ def sample_inputs(
             make_inputs(np, declared, specs, context.dims, context.seed + n, None)
             for n in range(count)
         ]
-    except JobError as exc:
-        raise CompressionFailed(str(exc)) from None
+    except JobError as exc:  # the runner's words name the plan; `compress` alone takes --dims
+        raise CompressionFailed(f"{exc} (`harness compress` takes it as --dims NAME=N)") from None
     return samples, f"{RANDOM_CALIBRATION} ({count} samples; no [data] or eval set in the manifest)"
 
 

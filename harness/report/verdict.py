@@ -33,7 +33,7 @@ NOT_BUDGETS = ("jobs", "job")
 # the fields of `check_rows`, in order: `harness gate --format json|csv` prints them
 CHECK_FIELDS = (
     "outcome", "device", "model", "variant", "setting", "measure", "value", "ci_low",
-    "ci_high", "budget", "direction", "unit", "margin", "message", "job_id",
+    "ci_high", "budget", "direction", "unit", "margin", "message", "job_id", "case",
 )  # fmt: skip
 
 
@@ -73,6 +73,7 @@ def _check_row(case: Case, check: Check) -> dict[str, Any]:
         "margin": margin,
         "message": check.message,
         "job_id": case.job_id,
+        "case": case.name,  # the one way a case is named: the JUnit test case's name
     }
 
 
@@ -215,8 +216,7 @@ def _markdown_table(rows: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        case = f"{row['model']} {row['variant']} on {row['device']} ({row['setting']})"
-        cells = [ICONS[row["outcome"]], case.replace(" ()", ""), f"`{row['measure']}`",
+        cells = [ICONS[row["outcome"]], row["case"], f"`{row['measure']}`",
                  measured_text(row), budget_text(row), margin_text(row)]  # fmt: skip
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return lines

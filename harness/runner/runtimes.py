@@ -51,8 +51,8 @@ def resolve_shape(input_name: str, shape: list[Any], dims: dict[str, int]) -> li
             label = "'%s'" % dim if isinstance(dim, str) and dim else "unnamed"
             raise JobError(
                 "input '%s' axis %d is dynamic (%s) and the plan gives no value for it: add "
-                "`dims = { %s = N }` under [inputs] in the plan (`harness compress`: --dims %s=N)"
-                % (input_name, axis, label, toml_key(keys[0]), keys[0])
+                "`dims = { %s = N }` under [inputs] in the plan"
+                % (input_name, axis, label, toml_key(keys[0]))
             )
     return resolved
 

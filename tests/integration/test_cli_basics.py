@@ -107,3 +107,19 @@ def test_devices_list_and_check_for_scripts(tmp_path: Path) -> None:
     (facts,) = json.loads(checked.stdout)
     assert facts["device"] == "bench" and "onnxruntime" in facts["usable_runtimes"]
     assert facts["runtimes"]["onnxruntime"]["version"] == version("onnxruntime")
+
+
+def test_compress_names_dims_when_a_dynamic_axis_has_no_value(tmp_path: Path) -> None:
+    """A model with a dynamic batch and no sample data: calibration needs a value for it,
+    and the error says how `compress` takes one; with it, the variant builds."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(MODELS_DIR / "zoo" / "digits_cnn.onnx", models / "net.onnx")
+    (models / "net.toml").write_text(
+        'file = "net.onnx"\n[[variants]]\nname = "int8-static"\nstrategy = "int8-static"\n'
+    )
+    refused = harness("compress", "net", "--models-dir", models, timeout=300)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "dynamic ('batch')" in refused.stdout and "--dims NAME=N" in refused.stdout
+    built = harness("compress", "net", "--models-dir", models, "--dims", "batch=1", timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr

@@ -16,8 +16,6 @@ from harness.config import load_inventory
 from harness.transport import open_transport
 from harness.transport.ssh_config import RESOLVER_ENV, parse_ssh_g, resolve_host
 
-RESOLVERS = ["openssh", "paramiko"]
-
 
 def write_configs(folder: Path) -> Path:
     (folder / "conf.d").mkdir()
@@ -44,12 +42,15 @@ def ssh_g(alias: str, config: Path, *options: str) -> dict[str, list[str]]:
     return parse_ssh_g(done.stdout)
 
 
-@pytest.mark.parametrize("resolver", RESOLVERS)
-def test_the_harness_resolves_as_ssh_G_does(
-    resolver: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if resolver == "paramiko":
+@pytest.fixture(params=["openssh", "paramiko"])
+def resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each resolver in turn: the OpenSSH client, and the paramiko fallback."""
+    if request.param == "paramiko":
         monkeypatch.setenv(RESOLVER_ENV, "paramiko")
+    return str(request.param)
+
+
+def test_the_harness_resolves_as_ssh_G_does(resolver: str, tmp_path: Path) -> None:
     config = write_configs(tmp_path)
     for alias in ("pi-inc", "pi-bad", "pi-9", "jump2", "bench1.lab.example", "plain-host"):
         truth = ssh_g(alias, config)
@@ -64,12 +65,7 @@ def test_the_harness_resolves_as_ssh_G_does(
     assert resolve_host("pi-9", str(config)).user == "pi"  # the first match wins, not Match
 
 
-@pytest.mark.parametrize("resolver", RESOLVERS)
-def test_the_C_token_is_the_clients_own_hash(
-    resolver: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if resolver == "paramiko":
-        monkeypatch.setenv(RESOLVER_ENV, "paramiko")
+def test_the_C_token_is_the_clients_own_hash(resolver: str, tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.write_text(
         f"Host board\n  HostName 10.200.3.3\n  User u\n  IdentityFile {tmp_path}/%C\n"
