@@ -28,7 +28,7 @@ COMPARISON_COLUMN_TYPES = {
     "speedup": "float64", "speedup_ci_low": "float64", "speedup_ci_high": "float64",
     "verdict": "string",  # faster, slower, equivalent, inconclusive
     "equivalence_pct": "float64", "confidence": "float64",
-    "stopped": "string",  # per process: decided, budget, max_blocks
+    "stopped": "string",  # per process: decided, budget, max_blocks, behind
     "device_s": "float64",  # the blocks' time, all processes together
     "reference_paired_ms": "float64", "variant_paired_ms": "float64",
     "process_ratios": "string",  # JSON: each process's own ratio

@@ -173,6 +173,11 @@ def paired_jobs(jobs: list[Job], measure: Measure) -> list[Job]:
                     "budget_s": budget_s,
                     "band": measure.equivalence_pct / 100,
                     "block_ms": measure.paired_block_ms,
+                    **(
+                        {"stop_above": measure.paired_stop_above_ratio}
+                        if measure.paired_stop_above_ratio is not None
+                        else {}
+                    ),
                 },
                 eval_file=None,
                 fidelity_samples=0,

@@ -20,6 +20,7 @@ from harness.config import (
     Measure,
     ModelManifest,
     Plan,
+    Variant,
     load_inventory,
     load_plan,
     needed_devices,
@@ -110,9 +111,11 @@ def prepare_plan(
     only_jobs: set[str] | None = None,
     store: RunStore | None = None,
     shard: tuple[int, int] | None = None,
+    variants_for: Mapping[str, list[Variant]] | None = None,
 ) -> PreparedRun:
     """`prepare_run` for a plan already loaded (and perhaps changed, e.g. by `gate --extend`,
-    which re-runs only `only_jobs`)."""
+    which re-runs only `only_jobs`). `variants_for`: a model's variants in place of its
+    manifest's (`harness tune`'s candidates)."""
     plan_path = plan.plan_path or Path(plan.name)
     problems: dict[str, ConfigError] = {}
     inventory = load_inventory(plan.devices_dir, problems)
@@ -138,6 +141,12 @@ def prepare_plan(
     for name in names:  # a key file that is not there is a device file to fix: exit 2
         check_transport(inventory[name], inventory)
     manifests = [resolve_model(plan, ref) for ref in plan.models]
+    manifests = [
+        m.model_copy(update={"variants": variants_for[m.name]})
+        if variants_for and m.name in variants_for
+        else m
+        for m in manifests
+    ]
     _check_variant_names(plan, plan_path, manifests)
     manifests = with_representative_sets(manifests, variant_cache_dir(plan.models_dir), log)
     variant_files = build_all(

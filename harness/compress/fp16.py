@@ -12,6 +12,7 @@ from harness.jobs import VariantReport
 
 class FP16Params(Params):
     keep_io_types: bool = True  # inputs/outputs stay float32, so callers need not change
+    node_block_list: tuple[str, ...] = ()  # nodes kept in float32 (mixed precision)
 
 
 MAX_RETRIES = 8  # conversions retried with the nodes onnxruntime refused kept in float32
@@ -27,7 +28,7 @@ def build(base: Path, out: Path, params: FP16Params, context: BuildContext) -> V
     import onnxruntime as ort
     from onnxconverter_common import float16
 
-    blocked: list[str] = []
+    blocked: list[str] = list(params.node_block_list)
     for _ in range(MAX_RETRIES + 1):
         model = onnx.load(str(base))
         # the converter warns once per weight it clamps to fp16's range; count them instead

@@ -10,7 +10,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.compress.base import BuildContext, Params, Strategy, sample_inputs
+from harness.compress.base import (
+    BuildContext,
+    CompressionFailed,
+    Params,
+    Strategy,
+    sample_inputs,
+)
 from harness.jobs import VariantReport
 
 
@@ -24,6 +30,10 @@ class StaticParams(Params):
     calibrate_method: Literal["MinMax", "Entropy", "Percentile"] = "MinMax"
     calibration_samples: int = Field(default=64, ge=1, le=10_000)
     activation_type: Literal["int8", "uint8"] = "uint8"
+    # mixed precision (what `harness tune` pins): these nodes stay in float ...
+    nodes_to_exclude: tuple[str, ...] = ()
+    # ... or only these are quantized (empty: every node onnxruntime can quantize)
+    nodes_to_quantize: tuple[str, ...] = ()
 
 
 def build_dynamic(
@@ -57,6 +67,7 @@ def build_static(
             return next(self.remaining, None)
 
     activation = QuantType.QInt8 if params.activation_type == "int8" else QuantType.QUInt8
+    _check_node_names(base, params.nodes_to_exclude + params.nodes_to_quantize)
 
     def quantize(per_channel: bool) -> None:
         with _without_preprocess_advice():
@@ -69,9 +80,13 @@ def build_static(
                 activation_type=activation,
                 weight_type=QuantType.QInt8,
                 calibrate_method=getattr(CalibrationMethod, params.calibrate_method),
+                nodes_to_exclude=list(params.nodes_to_exclude) or None,
+                nodes_to_quantize=list(params.nodes_to_quantize) or None,
             )
 
     report: VariantReport = {"format": "QDQ", "calibration": source}
+    if params.nodes_to_exclude:
+        report["kept_in_float"] = len(params.nodes_to_exclude)
     try:
         quantize(params.per_channel)
     except Exception as exc:
@@ -84,6 +99,23 @@ def build_static(
             f"per-channel failed ({type(exc).__name__}: {str(exc)[:160]}); built per-tensor"
         )
     return report
+
+
+def _check_node_names(base: Path, names: tuple[str, ...]) -> None:
+    """onnxruntime ignores a node name it does not know: a pinned recipe with a stale
+    name would silently quantize what it meant to keep in float."""
+    if not names:
+        return
+    import onnx
+
+    known = {node.name for node in onnx.load(str(base), load_external_data=False).graph.node}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise CompressionFailed(
+            f"the prepared model has no node(s) {unknown[:5]}"
+            + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            + ": node names are those of the prepared base (harness tune lists them)"
+        )
 
 
 @contextmanager

@@ -55,6 +55,7 @@ from harness.config.plans import (
     Measure,
     Plan,
     RuntimeSettings,
+    TuneSettings,
     load_budgets,
     load_plan,
     parse_dims,
@@ -63,6 +64,7 @@ from harness.config.plans import (
 
 __all__ = [
     "OutputSpec",
+    "TuneSettings",
     "RepresentativeData",
     "ADB_WORKDIR",
     "BUDGET_METRICS",

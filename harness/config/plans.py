@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     Field,
@@ -51,6 +51,9 @@ class Measure(_Strict):
     paired_budget_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     equivalence_pct: Annotated[float, Field(gt=0, lt=50)] = 2.0
     paired_block_ms: Annotated[float, Field(gt=0, le=10_000)] = 20.0
+    # stop a comparison early once the variant is surely slower than this ratio of fp32's
+    # time (`harness tune`: the best candidate so far; None: decide against fp32 only)
+    paired_stop_above_ratio: Annotated[float, Field(gt=0)] | None = None
     # per-layer profiles (harness/runner/op_profile.py; a native tool's own profiler,
     # harness/native/op_profiles.py): one more process per job that profiles
     # `profile_runs` inferences, the top `profile_top_n` nodes kept (the rest summed); the
@@ -104,6 +107,61 @@ class Inputs(_Strict):
     files: dict[str, LaxPath] = Field(default_factory=dict)
 
 
+TuneStrategy = Literal["int8-static", "int8-dynamic", "fp16", "prune-structured", "low-rank"]
+TUNE_STRATEGIES: tuple[str, ...] = get_args(TuneStrategy)
+CalibrateMethod = Literal["MinMax", "Entropy", "Percentile"]
+_FIRST_STRATEGIES: tuple[TuneStrategy, ...] = ("int8-static", "int8-dynamic", "fp16")
+_FIRST_METHODS: tuple[CalibrateMethod, ...] = ("MinMax", "Percentile")
+
+
+class TuneSettings(_Strict):
+    """`[tune]`: what `harness tune` searches for a model on a device (harness/tune.py):
+    the constraints a recipe must hold, what to minimise, the recipes to try, the limits."""
+
+    model: str | None = None  # else the plan's only model
+    device: str | None = None  # else the plan's only device
+    objective: Literal["fastest", "smallest", "energy"] = "fastest"
+    # quality per kind of output, as in [quality] (harness/fidelity.QUALITY_DEFAULTS): over
+    # the plan's [quality]; judged on the representative set on the controller
+    quality: dict[str, float] = Field(default_factory=dict)
+    p50_ms: Annotated[float, Field(gt=0)] | None = None
+    p90_ms: Annotated[float, Field(gt=0)] | None = None
+    peak_mem_mb: Annotated[float, Field(gt=0)] | None = None  # the model's own (model_mem_mb)
+    size_mb: Annotated[float, Field(gt=0)] | None = None
+    # the search space: whole-model recipes of these strategies, int8-static's calibration
+    # methods and granularities, and mixed precision (layers put back in float, greedily)
+    strategies: list[TuneStrategy] = Field(
+        default_factory=lambda: list(_FIRST_STRATEGIES), min_length=1
+    )
+    calibrate_methods: list[CalibrateMethod] = Field(
+        default_factory=lambda: list(_FIRST_METHODS), min_length=1
+    )
+    per_channel: list[bool] = Field(default_factory=lambda: [True, False], min_length=1)
+    calibration_samples: Annotated[int, Field(ge=1, le=10_000)] = 64
+    mixed_precision: bool = True
+    max_float_share: Annotated[float, Field(gt=0, le=1)] = 0.5  # of the quantizable layers
+    prune_ratios: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=list)
+    lowrank_energies: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=list)
+    # the limits: trials (candidates judged), device time and wall time in all
+    max_trials: Annotated[int, Field(ge=1, le=1000)] = 30
+    device_budget_s: Annotated[float, duration_s()] = 900.0
+    time_budget_s: Annotated[float, duration_s()] = 3600.0
+
+    @field_validator("quality")
+    @classmethod
+    def _known_tolerances(cls, value: dict[str, float]) -> dict[str, float]:
+        return _known_quality_keys(value)
+
+
+def _known_quality_keys(value: dict[str, float]) -> dict[str, float]:
+    from harness.fidelity import QUALITY_DEFAULTS
+
+    unknown = sorted(set(value) - set(QUALITY_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown {unknown}; known: {', '.join(QUALITY_DEFAULTS)}")
+    return value
+
+
 class Plan(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     devices: list[str] = Field(default_factory=lambda: [LOCAL_DEVICE_NAME], min_length=1)
@@ -118,17 +176,13 @@ class Plan(_Strict):
     # what "worth shipping" demands of a variant's quality, over the defaults
     # (harness/fidelity.QUALITY_DEFAULTS: min_top1_agreement = 0.95, min_snr_db = 20, ...)
     quality: dict[str, float] = Field(default_factory=dict)
+    tune: TuneSettings | None = None  # `harness tune --plan`: what to search for
     plan_path: LaxPath | None = None
 
     @field_validator("quality")
     @classmethod
     def _known_tolerances(cls, value: dict[str, float]) -> dict[str, float]:
-        from harness.fidelity import QUALITY_DEFAULTS
-
-        unknown = sorted(set(value) - set(QUALITY_DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown {unknown}; known: {', '.join(QUALITY_DEFAULTS)}")
-        return value
+        return _known_quality_keys(value)
 
 
 def load_plan(path: Path) -> Plan:

@@ -107,6 +107,7 @@ class PairedSpec(TypedDict, total=False):
     band: float
     block_ms: float
     block_size: int  # fixed (tests); else from block_ms
+    stop_above: float  # stop once the ratio's 95 % interval lies above it ("behind")
     reference_path: str  # set in the spec: fp32 on the device
 
 
@@ -271,7 +272,7 @@ class PairedDoc(TypedDict, total=False):
     band: float
     blocks: list[Block]
     looks: list[Decision]
-    stopped: str  # "decided" | "budget" | "max_blocks"
+    stopped: str  # "decided" | "budget" | "max_blocks" | "behind" (past stop_above)
     decision: Decision
     elapsed_s: float
 

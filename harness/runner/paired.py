@@ -184,6 +184,10 @@ def run_paired(
             if decision["verdict"] != "inconclusive":
                 stopped = "decided"
                 break
+            low = decision["ratio_low"]
+            if "stop_above" in spec and low is not None and low > float(spec["stop_above"]):
+                stopped = "behind"  # surely slower than the best so far: not worth more
+                break
         if time.monotonic() >= deadline:
             break
         if variant_blocks >= MAX_BLOCKS:

@@ -1,0 +1,63 @@
+"""How a tune's outcome prints: the trials, the front, the answer and its pinned entry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.cli.common import shown, styled
+from harness.cli.fit import Column, print_fitted
+from harness.tune import TuneOutcome
+from harness.tune_outputs import write_outputs
+from harness.tune_search import pareto_front, trial_rows
+
+
+def print_outcome(console: Any, outcome: TuneOutcome) -> None:
+    files = write_outputs(outcome)
+    rows = trial_rows(outcome.trials, outcome.chosen)
+    columns = [Column("#", numeric=True), Column("recipe", prose=True), Column("quality"),
+               Column("figure", numeric=True), Column("MB", numeric=True),
+               Column("speedup [95% CI]", numeric=True), Column("p90 ms", numeric=True),
+               Column("note", prose=True)]  # fmt: skip
+    table = [
+        [
+            str(r["trial"]) + (" *" if r["chosen"] else ""), r["recipe"], r["quality"] or "-",
+            _number(r["quality_value"]), _number(r["size_mb"], 2),
+            _speedup(r), _number(r["p90_ms"], 2),
+            r["setting"] or r["error"] or "not measured",
+        ]
+        for r in rows
+    ]  # fmt: skip
+    print_fitted(console, columns, table, title=f"tune {outcome.model} on {outcome.device}: "
+                 f"{len(rows)} trial(s), objective {outcome.objective}")  # fmt: skip
+    front = pareto_front(outcome.trials)
+    if front:
+        console.print(
+            "front (speedup against quality): "
+            + ", ".join(f"#{t.number} {t.recipe.describe()}" for t in front)
+        )
+    console.print(f"chart: {shown(files['chart'])}; trials: {shown(files['trials'])}")
+    if outcome.chosen is None:
+        return
+    trial, setting = outcome.chosen
+    console.print(
+        styled(
+            ("recommended: ", "bold"),
+            f"trial {trial.number}, {trial.recipe.describe()} ({trial.recipe.origin}), "
+            f"{setting.name()}: {setting.speedup:.2f}x fp32 [{setting.speedup_low:.2f}-"
+            f"{setting.speedup_high:.2f}], quality {trial.quality}: {trial.quality_why}",
+        )
+    )
+    console.print(f"pinned entry for the manifest ({shown(files['recommended'])}):")
+    console.print(outcome.pinned or "", markup=False, highlight=False)
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}g}" if digits == 3 else f"{value:.{digits}f}"
+
+
+def _speedup(row: dict[str, Any]) -> str:
+    if row["speedup"] is None:
+        return "-"
+    low, high = row["speedup_low"], row["speedup_high"]
+    interval = f" [{low:.2f}-{high:.2f}]" if low is not None and high is not None else ""
+    return f"{row['speedup']:.2f}x{interval}"
