@@ -24,8 +24,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 from harness.compress import BuildContext, CompressionFailed, NoEffect, build_variant
 from harness.config import Measure, ModelManifest, Plan, TuneSettings, Variant, resolve_model
@@ -39,10 +38,9 @@ from harness.tune_outputs import measured_settings
 from harness.tune_quality import QualityJudge, weighted_layers
 from harness.tune_search import (
     Constraints,
-    Miss,
     Recipe,
-    Setting,
     Trial,
+    TuneOutcome,
     between,
     choose,
     closest_miss,
@@ -53,20 +51,6 @@ from harness.tune_search import (
 )
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class TuneOutcome:
-    model: str
-    device: str
-    folder: Path
-    objective: str
-    constraints: Constraints
-    trials: list[Trial]
-    chosen: tuple[Trial, Setting] | None
-    closest: Miss | None
-    stopped: str  # why the search ended: "searched", "max_trials", "time_budget", ...
-    pinned: str | None  # the chosen recipe as a [[variants]] entry
 
 
 class Tuner:

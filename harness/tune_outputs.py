@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.stored_files import write_json_atomic
-from harness.tune_search import Setting
+from harness.tune_search import Setting, TuneOutcome
 
 if TYPE_CHECKING:
     from harness.stored_run import Run
-    from harness.tune import TuneOutcome
 
 
 def measured_settings(run: Run, variant: str, tolerances: dict[str, float]) -> list[Setting]:

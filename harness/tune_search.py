@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from harness.fidelity import MEASURES, QUALITY_DEFAULTS, OutputQuality
@@ -376,3 +377,17 @@ def trial_rows(trials: list[Trial], chosen: tuple[Trial, Setting] | None) -> lis
             }
         )  # fmt: skip
     return rows
+
+
+@dataclass(frozen=True)
+class TuneOutcome:
+    model: str
+    device: str
+    folder: Path
+    objective: str
+    constraints: Constraints
+    trials: list[Trial]
+    chosen: tuple[Trial, Setting] | None
+    closest: Miss | None
+    stopped: str  # why the search ended: "searched", "max_trials", "time_budget", ...
+    pinned: str | None  # the chosen recipe as a [[variants]] entry

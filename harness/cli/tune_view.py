@@ -6,9 +6,8 @@ from typing import Any
 
 from harness.cli.common import shown, styled
 from harness.cli.fit import Column, print_fitted
-from harness.tune import TuneOutcome
 from harness.tune_outputs import write_outputs
-from harness.tune_search import pareto_front, trial_rows
+from harness.tune_search import TuneOutcome, pareto_front, trial_rows
 
 
 def print_outcome(console: Any, outcome: TuneOutcome) -> None:
