@@ -20,7 +20,6 @@ as any variant's, so the measurement and the pinned recipe reuse them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from harness.scheduler import prepare_plan, run_prepared, variant_cache_dir
 from harness.stored_files import write_json_atomic
 from harness.stored_run import Run
 from harness.tune_outputs import measured_settings
-from harness.tune_quality import QualityJudge, weighted_layers
+from harness.tune_quality import QualityJudge, layer_noise
 from harness.tune_search import (
     Constraints,
     Recipe,
@@ -231,42 +230,15 @@ class Tuner:
 
     def revert_order(self, plain: Recipe) -> list[str]:
         """The weighted layers by quality lost per time gained (harness/tune_search.py)."""
-        from harness.compress import tool_versions
-        from harness.compress.prepare import prepare_base
-
-        base_sha = hashlib.sha256(self.manifest.file.read_bytes()).hexdigest()
-        prepared = prepare_base(
-            self.manifest.file, self.cache / self.manifest.name, base_sha, tool_versions()
-        )
-        layers = weighted_layers(prepared.path)
-        noise = self.sensitivity(plain, layers)
+        deadline = self.started + self.settings.time_budget_s
+        self.log("sensitivity: every weighted layer quantized alone")
+        noise, complete = layer_noise(self.judge, plain, self._context(), self.folder, deadline)
+        if not complete:
+            self.stopped = "time_budget"
         shares = self.device_shares()
         if not shares:
             self.log("layer time shares: none from the device (no profile): equal shares")
         return revert_order(noise, shares)
-
-    def sensitivity(self, plain: Recipe, layers: list[str]) -> dict[str, float]:
-        """Each layer quantized alone (stored: `sensitivity.json`, by the recipe's key)."""
-        path = self.folder / f"sensitivity-{plain.key}.json"
-        noise: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
-        self.log(f"sensitivity: {len(layers)} weighted layers, each quantized alone")
-        for layer in layers:
-            if layer in noise:
-                continue
-            if time.monotonic() - self.started >= self.settings.time_budget_s:
-                self.stopped = "time_budget"
-                break
-            params = dict(plain.params, nodes_to_quantize=[layer])
-            variant = Variant(name="sensitivity", strategy="int8-static", params=params)
-            try:
-                built = build_variant(
-                    self.manifest, variant, self.folder / "sensitivity", self._context()
-                )
-            except (CompressionFailed, NoEffect):
-                continue  # the layer alone cannot be quantized: nothing to put back
-            noise[layer] = self.judge.noise(built.path)
-            write_json_atomic(path, noise)
-        return noise
 
     def device_shares(self) -> dict[str, float]:
         """Each node's share of fp32's time in one profile on the device ({} when the
@@ -278,8 +250,6 @@ class Tuner:
 
         measure = self.plan.measure.model_copy(update={"profile": True, "fidelity_samples": 0})
         run = self._run(["fp32"], measure, {})
-        if run is None:
-            return {}
         shares = {
             str(row["node"]): float(row["share"] or 0.0)
             for record in run.profiled if record.status == "ok"
@@ -337,8 +307,6 @@ class Tuner:
         )  # fmt: skip
         variant = _as_variant(trial.recipe, trial.recipe.variant_name)
         run = self._run(["fp32", variant.name], measure, {self.manifest.name: [variant]})
-        if run is None:
-            return self._save(replace(trial, error=f"not measured on {self.device}"))
         settings = measured_settings(run, variant.name, self.constraints.tolerances)
         if not settings:
             failed = [r for r in run.records if r.variant == variant.name and r.status != "ok"]
@@ -352,11 +320,7 @@ class Tuner:
             replace(trial, settings=tuple(settings), device_run=run.run_id, measured=True)
         )
 
-    def _run(
-        self, variants: list[str], measure: Measure, extra: dict[str, list[Variant]]
-    ) -> Run | None:
-        from harness.store import RunStore
-
+    def _run(self, variants: list[str], measure: Measure, extra: dict[str, list[Variant]]) -> Run:
         plan = self.plan.model_copy(
             update={
                 "name": f"tune-{self.manifest.name}",
@@ -373,11 +337,7 @@ class Tuner:
             run_prepared(prepared)
         finally:
             self.device_s += time.monotonic() - started
-        return (
-            RunStore(prepared.store.run_dir).load()
-            if isinstance(prepared.store, RunStore)
-            else None
-        )
+        return prepared.store.load()
 
     # -- the answer ----------------------------------------------------------------------
 

@@ -8,13 +8,24 @@ The tune never decides on random inputs: a model without `[data]` or `[eval]` is
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
-from harness.config import ModelManifest
+from harness.compress import (
+    BuildContext,
+    CompressionFailed,
+    NoEffect,
+    build_variant,
+    tool_versions,
+)
+from harness.compress.prepare import prepare_base
+from harness.config import ModelManifest, Variant
 from harness.errors import ConfigError
 from harness.fidelity import OutputQuality, compare_outputs, quality_verdict
 from harness.runner.contract import JobSpec
@@ -22,6 +33,8 @@ from harness.runner.outputs import run_fidelity
 from harness.runner.result_document import ResultDocument
 from harness.runner.result_views import Fidelity
 from harness.runner.runtimes import OnnxRuntimeSession, TFLiteSession
+from harness.stored_files import write_json_atomic
+from harness.tune_search import Recipe
 
 QUALITY_SAMPLES = 256  # of the representative set, at most (the fidelity pass's own cap too)
 # the layers whose quantization buys time, and so the ones a tune may keep in float
@@ -127,6 +140,36 @@ def open_session(path: Path) -> OnnxRuntimeSession | TFLiteSession:
     if path.suffix == ".tflite":
         return TFLiteSession(str(path), "xnnpack", 1)
     return OnnxRuntimeSession(str(path), "CPUExecutionProvider", 1)
+
+
+def layer_noise(
+    judge: QualityJudge, plain: Recipe, context: BuildContext, folder: Path, deadline: float
+) -> tuple[dict[str, float], bool]:
+    """Each weighted layer of the prepared base quantized alone (int8-static's
+    `nodes_to_quantize`, the rest of `plain`'s parameters kept) and the noise it adds at
+    the outputs; stored as it goes (`sensitivity-<recipe key>.json`), so a tune run again
+    measures no layer twice. False with the layers measured when `deadline` (monotonic)
+    came first."""
+    manifest = judge.manifest
+    base_sha = hashlib.sha256(manifest.file.read_bytes()).hexdigest()
+    cache = folder / "sensitivity"
+    prepared = prepare_base(manifest.file, cache / manifest.name, base_sha, tool_versions())
+    path = folder / f"sensitivity-{plain.key}.json"
+    noise: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+    for layer in weighted_layers(prepared.path):
+        if layer in noise:
+            continue
+        if time.monotonic() >= deadline:
+            return noise, False
+        params = dict(plain.params, nodes_to_quantize=[layer])
+        variant = Variant(name="sensitivity", strategy="int8-static", params=params)
+        try:
+            built = build_variant(manifest, variant, cache, context)
+        except (CompressionFailed, NoEffect):
+            continue  # the layer alone cannot be quantized: nothing to put back
+        noise[layer] = judge.noise(built.path)
+        write_json_atomic(path, noise)
+    return noise, True
 
 
 def weighted_layers(prepared: Path) -> list[str]:
