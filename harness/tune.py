@@ -34,19 +34,17 @@ from harness.scheduler import prepare_plan, run_prepared, variant_cache_dir
 from harness.stored_files import write_json_atomic
 from harness.stored_run import Run
 from harness.tune_outputs import measured_settings
-from harness.tune_quality import QualityJudge, layer_noise
+from harness.tune_quality import QualityJudge, graph_nodes, layer_noise, prepared_base
+from harness.tune_revert import attribute_shares, between, layer_of, revert_counts, revert_order
 from harness.tune_search import (
     Constraints,
     Recipe,
     Trial,
     TuneOutcome,
-    between,
     choose,
     closest_miss,
     passes_controller,
     pinned_variant,
-    revert_counts,
-    revert_order,
 )
 
 Log = Callable[[str], None]
@@ -235,20 +233,30 @@ class Tuner:
         noise, complete = layer_noise(self.judge, plain, self._context(), self.folder, deadline)
         if not complete:
             self.stopped = "time_budget"
-        shares = self.device_shares()
+        profile = self.device_profile()
+        owner = layer_of(graph_nodes(prepared_base(self.manifest, self.folder)))
+        shares, matched = attribute_shares(profile, owner)
         if not shares:
-            self.log("layer time shares: none from the device (no profile): equal shares")
+            self.log("layer time shares: none from the device's profile: equal shares")
+        else:
+            self.log(
+                f"layer time shares: {len(shares)} of {len(noise)} weighted layers found in "
+                f"the profile on {self.device}, {matched:.0%} of fp32's time"
+            )
         return revert_order(noise, shares)
 
-    def device_shares(self) -> dict[str, float]:
-        """Each node's share of fp32's time in one profile on the device ({} when the
-        device gave none); stored (`profile.json`)."""
+    def device_profile(self) -> dict[str, float]:
+        """Each node's share of fp32's time in one profile on the device, named as the
+        runtime's optimized graph names it ({} when the device gave none); stored
+        (`profile.json`)."""
         path = self.folder / "profile.json"
         if path.is_file():
             return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
         from harness.profiles import profile_rows
 
-        measure = self.plan.measure.model_copy(update={"profile": True, "fidelity_samples": 0})
+        measure = self.plan.measure.model_copy(
+            update={"profile": True, "profile_top_n": 10_000, "fidelity_samples": 0}
+        )
         run = self._run(["fp32"], measure, {})
         shares = {
             str(row["node"]): float(row["share"] or 0.0)

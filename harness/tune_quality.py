@@ -34,11 +34,10 @@ from harness.runner.result_document import ResultDocument
 from harness.runner.result_views import Fidelity
 from harness.runner.runtimes import OnnxRuntimeSession, TFLiteSession
 from harness.stored_files import write_json_atomic
+from harness.tune_revert import WEIGHTED_OPS, GraphNode
 from harness.tune_search import Recipe
 
 QUALITY_SAMPLES = 256  # of the representative set, at most (the fidelity pass's own cap too)
-# the layers whose quantization buys time, and so the ones a tune may keep in float
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 @dataclass(frozen=True)
@@ -151,12 +150,10 @@ def layer_noise(
     measures no layer twice. False with the layers measured when `deadline` (monotonic)
     came first."""
     manifest = judge.manifest
-    base_sha = hashlib.sha256(manifest.file.read_bytes()).hexdigest()
     cache = folder / "sensitivity"
-    prepared = prepare_base(manifest.file, cache / manifest.name, base_sha, tool_versions())
     path = folder / f"sensitivity-{plain.key}.json"
     noise: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
-    for layer in weighted_layers(prepared.path):
+    for layer in weighted_layers(prepared_base(manifest, folder)):
         if layer in noise:
             continue
         if time.monotonic() >= deadline:
@@ -172,9 +169,22 @@ def layer_noise(
     return noise, True
 
 
-def weighted_layers(prepared: Path) -> list[str]:
-    """The prepared base's nodes whose quantization buys time, in graph order."""
+def prepared_base(manifest: ModelManifest, folder: Path) -> Path:
+    """The base as int8-static quantizes it (quant_pre_process), whose node names the
+    recipes' node lists use; cached under the tune's folder."""
+    base_sha = hashlib.sha256(manifest.file.read_bytes()).hexdigest()
+    cache = folder / "sensitivity" / manifest.name
+    return prepare_base(manifest.file, cache, base_sha, tool_versions()).path
+
+
+def graph_nodes(model: Path) -> list[GraphNode]:
+    """The model's nodes in graph order: name, op type, inputs, outputs."""
     import onnx
 
-    graph = onnx.load(str(prepared), load_external_data=False).graph
-    return [node.name for node in graph.node if node.op_type in WEIGHTED_OPS and node.name]
+    graph = onnx.load(str(model), load_external_data=False).graph
+    return [(n.name, n.op_type, list(n.input), list(n.output)) for n in graph.node]
+
+
+def weighted_layers(prepared: Path) -> list[str]:
+    """The prepared base's nodes whose quantization buys time, in graph order."""
+    return [name for name, op, _, _ in graph_nodes(prepared) if op in WEIGHTED_OPS and name]

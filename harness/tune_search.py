@@ -1,6 +1,7 @@
-"""The search of `harness tune` as data: recipes, trials, the order in which layers go back
-to float, what each trial misses, the choice and the pinned recipe. Pure: harness/tune.py
-builds, judges and measures; this module only decides.
+"""The search of `harness tune` as data: recipes, trials, what each trial misses, the
+choice and the pinned recipe (the order in which layers go back to float is
+harness/tune_revert.py's). Pure: harness/tune.py builds, judges and measures; this module
+only decides.
 
 A recipe is a variant the existing strategies build (a strategy and its parameters); a
 trial is a recipe judged on the controller (quality on the representative set, size) and,
@@ -275,30 +276,6 @@ def closest_miss(
             miss = max(misses, key=lambda m: m.relative)
             worst.append(((not trial.measured, miss.relative), miss))
     return min(worst, key=lambda pair: pair[0])[1] if worst else None
-
-
-def revert_order(noise: dict[str, float], share: dict[str, float]) -> list[str]:
-    """Layers in the order they go back to float: most quality lost per unit of time
-    gained first (NNCF's ranking in spirit; `noise` is each layer's quantization noise at
-    the outputs, quantized alone; `share` its share of fp32's time on the device)."""
-    floor = min((s for s in share.values() if s > 0), default=1.0) / 2
-    return sorted(noise, key=lambda n: (-noise[n] / max(share.get(n, floor), floor), n))
-
-
-def revert_counts(layers: int, max_share: float) -> list[int]:
-    """How many layers to keep in float, step by step: 1, 2, 4, ... up to the share."""
-    limit = max(1, int(layers * max_share))
-    counts, k = [], 1
-    while k < limit:
-        counts.append(k)
-        k *= 2
-    return [*counts, limit]
-
-
-def between(failed: int, held: int) -> int | None:
-    """The next count to try between one that failed and one that held (bisection)."""
-    middle = (failed + held) // 2
-    return middle if failed < middle < held else None
 
 
 def pareto_front(trials: list[Trial]) -> list[Trial]:

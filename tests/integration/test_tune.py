@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import harness, make_workspace
+from conftest import HARNESS, harness, make_workspace, wait_until
 
 from harness.tune_search import Recipe
 
@@ -86,6 +91,9 @@ def test_plain_int8_breaks_the_budget_and_the_mixed_precision_recipe_holds_it(
     assert "speedup" in (folder / "trials.csv").read_text().splitlines()[0]
     sensitivity = next(folder.glob("sensitivity-*.json"))
     assert len(json.loads(sensitivity.read_text())) == 54  # every Conv of the model
+    # the device's profile names the optimized graph's nodes; most Convs are found in it
+    found = re.search(r"layer time shares: (\d+) of 54 weighted layers found.*, (\d+)% of", out)
+    assert found and int(found[1]) >= 50 and int(found[2]) >= 25, out  # 54, 37 % here
 
 
 def test_the_pinned_recipe_rebuilds_byte_identically_from_the_manifest(
@@ -124,6 +132,47 @@ def test_a_constraint_nothing_meets_exits_1_naming_the_closest_miss_and_resumes(
     assert "resuming:" in done.stdout and "not run again" in done.stdout
     assert "trial " not in done.stdout.split("tune ppocr_cls_v2")[0].replace("trial(s)", "")
     assert sorted((_folder(workspace) / "runs").iterdir()) == runs_before
+
+
+def test_a_tune_killed_mid_measurement_resumes_without_measuring_a_finished_trial_again(
+    tuned: tuple[Path, str], tmp_path: Path
+) -> None:
+    """SIGKILL to the whole tune (controller and runner) while it measures a new candidate
+    on the device; run again, it measures only that candidate, once."""
+    workspace = tmp_path / "workspace"
+    shutil.copytree(tuned[0], workspace, symlinks=True)
+    plan = workspace / "plans" / "tune.toml"
+    plan.write_text(
+        PLAN.replace('strategies = ["int8-static"]', 'strategies = ["int8-static", "fp16"]')
+    )
+    folder = _folder(workspace)
+    finished = {p.name: p.read_bytes() for p in (folder / "trials").glob("*.json")}
+    runs = folder / "runs"
+    runs_before = set(runs.iterdir())
+    tune = subprocess.Popen(
+        [HARNESS, "tune", "--plan", str(plan)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: set(runs.iterdir()) - runs_before, 300, "the fp16 measurement's run")
+        assert tune.poll() is None, "the tune ended before it could be interrupted"
+    finally:
+        os.killpg(tune.pid, signal.SIGKILL)
+        tune.communicate()
+    [killed_run] = set(runs.iterdir()) - runs_before
+    fp16 = [json.loads(p.read_text()) for p in (folder / "trials").glob("*.json")
+            if p.name not in finished]  # fmt: skip
+    assert [t["recipe"]["strategy"] for t in fp16] == ["fp16"] and not fp16[0]["measured"]
+
+    done = harness("tune", "--plan", plan, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"resuming: {len(finished) + 1} trial(s)" in done.stdout
+    # the trials finished before the kill are the same records, byte for byte
+    assert {n: (folder / "trials" / n).read_bytes() for n in finished} == finished
+    [new_run] = set(runs.iterdir()) - runs_before - {killed_run}  # fp16's, measured once
+    [fp16_after] = [json.loads((folder / "trials" / n).read_text()) for n in
+                    {p.name for p in (folder / "trials").glob("*.json")} - set(finished)]  # fmt: skip
+    assert fp16_after["measured"] and fp16_after["device_run"] == new_run.name
 
 
 def test_tune_refuses_a_model_without_representative_inputs(tmp_path: Path) -> None:

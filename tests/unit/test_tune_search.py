@@ -6,17 +6,15 @@ from __future__ import annotations
 import tomllib
 
 from harness.config.models import Variant
+from harness.tune_revert import attribute_shares, between, layer_of, revert_counts, revert_order
 from harness.tune_search import (
     Constraints,
     Recipe,
     Setting,
     Trial,
-    between,
     choose,
     closest_miss,
     pinned_variant,
-    revert_counts,
-    revert_order,
 )
 
 QUALITY_OK = {"name": "scores", "kind": "class_scores", "basis": "declared", "n": 100,
@@ -41,6 +39,26 @@ def test_layers_costing_most_quality_per_time_gained_go_back_first() -> None:
     noise = {"a": 0.1, "b": 0.1, "c": 0.01}
     assert revert_order(noise, {"a": 0.5, "b": 0.05, "c": 0.001}) == ["c", "b", "a"]
     assert revert_order(noise, {}) == ["a", "b", "c"]  # no profile: by noise alone
+
+
+def test_the_profile_of_the_optimized_graph_finds_the_layers_of_the_prepared_base() -> None:
+    # names as onnxruntime 1.32's profile of ppocr_cls_v2 on x86 gives them: NCHWc Convs
+    # named after their output, a Conv fused with its Relu after the Relu's output
+    graph = [
+        ("Conv@0", "Conv", ["x", "w0"], ["batch_norm_0.tmp_2"]),
+        ("Add@0", "Add", ["batch_norm_0.tmp_2", "c"], ["Add@0"]),
+        ("Conv@6", "Conv", ["Add@0", "w6"], ["batch_norm_6.tmp_2"]),
+        ("Relu@6", "Relu", ["batch_norm_6.tmp_2"], ["relu_6.tmp_0"]),
+        ("Mul@22", "Mul", ["relu_6.tmp_0", "s"], ["Mul@22"]),
+        ("MatMul@0", "MatMul", ["Mul@22", "w"], ["y"]),
+    ]
+    owner = layer_of(graph)
+    profile = {"batch_norm_0.tmp_2_nchwc": 0.3, "relu_6.tmp_0_nchwc": 0.2, "Mul@22": 0.1,
+               "Add@0": 0.02, "ReorderOutput_token_216": 0.05, "MatMul@0": 0.25}  # fmt: skip
+    shares, matched = attribute_shares(profile, owner)
+    assert shares == {"Conv@0": 0.3, "Conv@6": 0.2, "MatMul@0": 0.25}
+    # the Mul, the unfused Add (its own name) and the runtime's reorder are no layer's
+    assert abs(matched - 0.75) < 1e-9
 
 
 def test_steps_double_up_to_the_share_then_bisect() -> None:
