@@ -296,7 +296,13 @@ def quality_verdict(
         return "unverified", (
             f"{n} sample(s) from the {source}, fewer than min_samples = {limits['min_samples']:g}"
         )
-    return "ok", "; ".join(o.text() for o in outputs)
+    decided = (
+        f"accuracy drop {accuracy_drop_pts:.1f} pts <= {limits['max_accuracy_drop_pts']:g}, "
+        "which decides for the class scores; "
+        if accuracy_drop_pts is not None
+        else ""
+    )
+    return "ok", decided + "; ".join(o.text() for o in outputs)
 
 
 def _within(output: OutputQuality, limits: dict[str, float]) -> bool:

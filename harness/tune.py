@@ -25,7 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from harness.compress import BuildContext, CompressionFailed, NoEffect, build_variant
+from harness.compress import (
+    TFLITE_STRATEGIES,
+    BuildContext,
+    CompressionFailed,
+    NoEffect,
+    build_variant,
+)
 from harness.config import Measure, ModelManifest, Plan, TuneSettings, Variant, resolve_model
 from harness.errors import ConfigError
 from harness.fidelity import as_records
@@ -33,9 +39,16 @@ from harness.representative import with_representative_sets
 from harness.scheduler import prepare_plan, run_prepared, variant_cache_dir
 from harness.stored_files import write_json_atomic
 from harness.stored_run import Run
-from harness.tune_outputs import measured_settings
+from harness.tune_outputs import device_virtual, measured_settings, note_device
 from harness.tune_quality import QualityJudge, graph_nodes, layer_noise, prepared_base
-from harness.tune_revert import attribute_shares, between, layer_of, revert_counts, revert_order
+from harness.tune_revert import (
+    attribute_shares,
+    between,
+    layer_of,
+    revert_counts,
+    revert_order,
+    whole_model_recipes,
+)
 from harness.tune_search import (
     Constraints,
     Recipe,
@@ -141,38 +154,11 @@ class Tuner:
     # -- the search ----------------------------------------------------------------------
 
     def whole_model_recipes(self) -> list[Recipe]:
-        s = self.settings
-        recipes = []
-        for strategy in s.strategies:
-            if strategy == "int8-static":
-                recipes.append(
-                    Recipe(
-                        strategy,
-                        self._static(s.calibrate_methods[0], s.per_channel[0]),
-                        "whole model",
-                    )
-                )
-            elif strategy == "prune-structured":
-                recipes += [Recipe(strategy, {"ratio": r}, "whole model") for r in s.prune_ratios]
-            elif strategy == "low-rank":
-                recipes += [
-                    Recipe(strategy, {"energy": e}, "whole model") for e in s.lowrank_energies
-                ]
-            else:
-                recipes.append(Recipe(strategy, {}, "whole model"))
+        tflite = TFLITE_STRATEGIES if self.manifest.format == "tflite" else None
+        recipes, left_out = whole_model_recipes(self.settings, tflite)
+        for strategy in left_out:
+            self.log(f"{strategy}: not a strategy for a TFLite model: left out")
         return recipes
-
-    def _static(
-        self, method: str, per_channel: bool, excluded: list[str] | None = None
-    ) -> dict[str, object]:
-        params: dict[str, object] = {
-            "calibrate_method": method,
-            "per_channel": per_channel,
-            "calibration_samples": self.settings.calibration_samples,
-        }
-        if excluded:
-            params["nodes_to_exclude"] = list(excluded)
-        return params
 
     def search(self) -> None:
         first = [self.trial(r) for r in self.whole_model_recipes()]
@@ -183,7 +169,6 @@ class Tuner:
             and static.error is None
             and best_static is None
             and self.settings.mixed_precision
-            and self.manifest.format == "onnx"
         ):
             best_static = self.mixed_precision(static.recipe)
         if best_static is not None:
@@ -268,6 +253,8 @@ class Tuner:
 
     def local_search(self, best: Recipe) -> None:
         p = best.params
+        if "calibrate_method" not in p:
+            return  # a TFLite recipe: ai-edge-quantizer's int8 has no such knobs
         for method in self.settings.calibrate_methods:
             if method != p["calibrate_method"]:
                 self.trial(
@@ -309,10 +296,10 @@ class Tuner:
     def measure(self, trial: Trial) -> Trial:
         best = choose(list(self.trials.values()), self.constraints, "fastest")
         stop_above = 1 / best[1].speedup_low if best and best[1].speedup_low else None
+        # the plan's fidelity pass stays: the quality is judged again on the device's kernels
         measure = self.plan.measure.model_copy(
-            update={"paired": True, "fidelity_samples": 0, "profile": False,
-                    "paired_stop_above_ratio": stop_above}
-        )  # fmt: skip
+            update={"paired": True, "profile": False, "paired_stop_above_ratio": stop_above}
+        )
         variant = _as_variant(trial.recipe, trial.recipe.variant_name)
         run = self._run(["fp32", variant.name], measure, {self.manifest.name: [variant]})
         settings = measured_settings(run, variant.name, self.constraints.tolerances)
@@ -322,7 +309,10 @@ class Tuner:
             return self._save(
                 replace(trial, error=f"on {self.device}: {reason}", device_run=run.run_id)
             )
-        words = ", ".join(f"{s.name()} {s.speedup or 0:.2f}x" for s in settings)
+        words = ", ".join(
+            f"{s.name()} {s.speedup or 0:.2f}x, quality there {s.device_quality or '-'}"
+            for s in settings
+        )
         self.log(f"trial {trial.number}: measured on {self.device}: {words}")
         return self._save(
             replace(trial, settings=tuple(settings), device_run=run.run_id, measured=True)
@@ -345,7 +335,9 @@ class Tuner:
             run_prepared(prepared)
         finally:
             self.device_s += time.monotonic() - started
-        return prepared.store.load()
+        run = prepared.store.load()
+        note_device(run, self.folder)
+        return run
 
     # -- the answer ----------------------------------------------------------------------
 
@@ -358,8 +350,7 @@ class Tuner:
             comment = (
                 f"harness tune {self.manifest.name} --device {self.device} "
                 f"(objective {self.settings.objective}): trial {trial.number}, "
-                f"{trial.recipe.describe()}\n{setting.name()}: {setting.speedup:.2f}x fp32 "
-                f"[{setting.speedup_low:.2f}-{setting.speedup_high:.2f}]; "
+                f"{trial.recipe.describe()}\n{setting.name()}: {setting.speedup_words()}; "
                 f"quality {trial.quality_why[:200]}"
             )
             pinned = pinned_variant("tuned", trial.recipe, comment)
@@ -367,7 +358,7 @@ class Tuner:
             self.manifest.name, self.device, self.folder, self.settings.objective,
             self.constraints, trials, chosen,
             None if chosen else closest_miss(trials, self.constraints, self.settings.objective),
-            self.stopped, pinned,
+            self.stopped, pinned, device_virtual(self.folder),
         )  # fmt: skip
 
 

@@ -3,6 +3,7 @@ trial's settings: the device's side of harness/tune.py."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,9 +38,33 @@ def measured_settings(run: Run, variant: str, tolerances: dict[str, float]) -> l
                 p90_ms=_number(first["p90_ms"]) if first is not None else None,
                 model_mem_mb=_number(first["model_mem_mb"]) if first is not None else None,
                 energy_mj=_number(first["energy_mj"]) if first is not None else None,
+                device_quality=_text(row["quality"]),
+                device_quality_why=_text(row["quality_note"]) or "",
             )
         )  # fmt: skip
     return settings
+
+
+def note_device(run: Run, folder: Path) -> None:
+    """What the device's own results say it is (a virtual machine?), kept beside the
+    trials (`device.json`) for the answer of a tune that measures nothing new."""
+    from harness.runner.result_document import ResultDocument
+
+    for record in run.records:
+        if record.status == "ok":
+            identity = ResultDocument(record.runner).identity
+            write_json_atomic(folder / "device.json", {"virtual": identity.virtual})
+            return
+
+
+def device_virtual(folder: Path) -> str | None:
+    path = folder / "device.json"
+    return json.loads(path.read_text()).get("virtual") if path.is_file() else None
+
+
+def _text(value: object) -> str | None:
+    """A text cell, None where the frame holds None or NaN (no fidelity pass there)."""
+    return value if isinstance(value, str) and value else None
 
 
 def _number(value: object) -> float | None:
@@ -75,6 +100,7 @@ def write_outputs(outcome: TuneOutcome) -> dict[str, Path]:
             "setting": outcome.chosen[1].__dict__,
         },
         "closest_miss": None if outcome.closest is None else outcome.closest.text(),
+        "device_virtual": outcome.device_virtual,
     }  # fmt: skip
     write_json_atomic(files["answer"], answer)
     if outcome.pinned is not None:

@@ -178,7 +178,12 @@ def prepared_base(manifest: ModelManifest, folder: Path) -> Path:
 
 
 def graph_nodes(model: Path) -> list[GraphNode]:
-    """The model's nodes in graph order: name, op type, inputs, outputs."""
+    """The model's nodes in graph order: name, op type, inputs, outputs (a TFLite op is
+    named by its first output tensor)."""
+    if model.suffix == ".tflite":
+        from harness.compress.tflite import op_names
+
+        return op_names(model)
     import onnx
 
     graph = onnx.load(str(model), load_external_data=False).graph

@@ -1,4 +1,5 @@
-"""Which layers a tune puts back in float, and in what order (pure: data in, data out).
+"""What a tune tries: the whole-model recipes of its search space, and which layers go
+back to float, in what order (pure: data in, data out).
 
 A layer's cost of quantizing is its noise at the outputs, quantized alone; its gain is
 its share of fp32's time in a profile on the device. The device's profile names the nodes
@@ -14,17 +15,61 @@ own name and is its own op (an unfused Add is not its Conv's time).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-# the layers whose quantization buys time, and so the ones a tune may keep in float
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+from harness.tune_search import Recipe
+
+if TYPE_CHECKING:
+    from harness.config import TuneSettings
+
+# the layers whose quantization buys time, and so the ones a tune may keep in float: ONNX
+# op types, then TFLite's
+WEIGHTED_OPS = (
+    "Conv", "ConvTranspose", "Gemm", "MatMul",
+    "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL",
+)  # fmt: skip
 # what onnxruntime fuses into the weighted layer before it (Conv+BN, Conv+Add, Conv+act)
 FUSED_AFTER = frozenset(
     {"BatchNormalization", "Relu", "Clip", "Sigmoid", "HardSigmoid", "LeakyRelu", "Add"}
-)
+)  # (a TFLite converter fuses activations itself; benchmark_model names ops by output)
 # the suffixes onnxruntime's layout transformers add to the name of a node they rewrite
 RUNTIME_SUFFIXES = ("_nchwc",)
 
 GraphNode = tuple[str, str, list[str], list[str]]  # name, op type, inputs, outputs
+
+
+def whole_model_recipes(
+    settings: TuneSettings, tflite_strategies: tuple[str, ...] | None = None
+) -> tuple[list[Recipe], list[str]]:
+    """The first recipes: each strategy of the search space on the whole model (int8-static
+    at the first calibration method and granularity, each pruning ratio and low-rank
+    energy); for a TFLite model (`tflite_strategies`: those its quantizer builds) the
+    others are left out, and int8-static has no calibration method or granularity to set.
+    Returns the recipes and the strategies left out."""
+    recipes: list[Recipe] = []
+    left_out: list[str] = []
+    for strategy in settings.strategies:
+        if tflite_strategies is not None and strategy not in tflite_strategies:
+            left_out.append(strategy)
+        elif strategy == "int8-static":
+            params: dict[str, object] = {"calibration_samples": settings.calibration_samples}
+            if tflite_strategies is None:
+                params.update(
+                    calibrate_method=settings.calibrate_methods[0],
+                    per_channel=settings.per_channel[0],
+                )
+            recipes.append(Recipe(strategy, params, "whole model"))
+        elif strategy == "prune-structured":
+            recipes += [
+                Recipe(strategy, {"ratio": r}, "whole model") for r in settings.prune_ratios
+            ]
+        elif strategy == "low-rank":
+            recipes += [
+                Recipe(strategy, {"energy": e}, "whole model") for e in settings.lowrank_energies
+            ]
+        else:
+            recipes.append(Recipe(strategy, {}, "whole model"))
+    return recipes, left_out
 
 
 def layer_of(nodes: Iterable[GraphNode]) -> dict[str, str]:

@@ -46,9 +46,10 @@ class Recipe:
         """`int8-static MinMax per-channel, 3 layers in float`."""
         p = self.params
         words = [self.strategy]
-        if self.strategy == "int8-static":
-            words.append(str(p.get("calibrate_method", "MinMax")))
-            words.append("per-channel" if p.get("per_channel", True) else "per-tensor")
+        if "calibrate_method" in p:  # an ONNX int8-static (ai-edge-quantizer's has no knobs)
+            words.append(str(p["calibrate_method"]))
+        if "per_channel" in p:
+            words.append("per-channel" if p["per_channel"] else "per-tensor")
         for key in ("ratio", "energy", "sparsity"):
             if key in p:
                 words.append(f"{key} {p[key]:g}")
@@ -71,9 +72,21 @@ class Setting:
     p90_ms: float | None
     model_mem_mb: float | None
     energy_mj: float | None
+    # the quality verdict of the device's own fidelity pass (its kernels, not the
+    # controller's), and why; None where the plan asked for no pass
+    device_quality: str | None = None
+    device_quality_why: str = ""
 
     def name(self) -> str:
         return f"{self.provider.removesuffix('ExecutionProvider')} t{self.threads}"
+
+    def speedup_words(self) -> str:
+        """`1.42x fp32 [1.38-1.46]`; no interval where the comparison gave none."""
+        if self.speedup is None:
+            return "speedup unknown"
+        low, high = self.speedup_low, self.speedup_high
+        interval = f" [{low:.2f}-{high:.2f}]" if low is not None and high is not None else ""
+        return f"{self.speedup:.2f}x fp32{interval}"
 
 
 @dataclass(frozen=True)
@@ -210,14 +223,16 @@ def passes_controller(trial: Trial, constraints: Constraints) -> bool:
 
 
 def eligible(trial: Trial, constraints: Constraints, objective: Objective) -> list[Setting]:
-    """The settings in which a trial meets every constraint (and, for `fastest`, is surely
-    faster than fp32: a recipe slower than the model it replaces is no answer)."""
+    """The settings in which a trial meets every constraint, its quality holding on the
+    device's own kernels too (and, for `fastest`, surely faster than fp32: a recipe
+    slower than the model it replaces is no answer)."""
     if not passes_controller(trial, constraints) or not trial.measured:
         return []
     return [
         s
         for s in trial.settings
         if not setting_misses(s, constraints)
+        and s.device_quality != "loss"
         and (objective != "fastest" or (s.speedup_low is not None and s.speedup_low > 1))
         and (objective != "energy" or s.energy_mj is not None)
     ]
@@ -324,7 +339,7 @@ def _toml(value: Any) -> str:
 TRIAL_COLUMNS = (
     "trial", "recipe", "origin", "quality", "quality_measure", "quality_value", "size_mb",
     "setting", "speedup", "speedup_low", "speedup_high", "p50_ms", "p90_ms", "model_mem_mb",
-    "energy_mj", "measured", "error", "chosen",
+    "energy_mj", "device_quality", "measured", "error", "chosen",
 )  # fmt: skip
 
 
@@ -349,6 +364,7 @@ def trial_rows(trials: list[Trial], chosen: tuple[Trial, Setting] | None) -> lis
                 "p50_ms": best.p50_ms if best else None, "p90_ms": best.p90_ms if best else None,
                 "model_mem_mb": best.model_mem_mb if best else None,
                 "energy_mj": best.energy_mj if best else None,
+                "device_quality": best.device_quality if best else None,
                 "measured": trial.measured, "error": trial.error,
                 "chosen": chosen is not None and chosen[0] is trial,
             }
@@ -368,3 +384,5 @@ class TuneOutcome:
     closest: Miss | None
     stopped: str  # why the search ended: "searched", "max_trials", "time_budget", ...
     pinned: str | None  # the chosen recipe as a [[variants]] entry
+    # what says the device is a virtual machine (its timings are not the hardware's)
+    device_virtual: str | None = None

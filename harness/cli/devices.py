@@ -123,6 +123,7 @@ def devices_check(
         ("cpu", cpu_text(facts.identity)),
         ("ram", f"{facts.identity['ram_mb']} MB" if facts.identity.get("ram_mb") else "?"),
         ("board", facts.identity.get("board") or facts.identity.get("l4t") or "-"),
+        ("virtual", facts.identity.get("virtual") or "-"),
         ("workdir", f"{facts.workdir} ({free} free)"),
     ]:
         console.print(f"  {label:8} {value}")

@@ -22,7 +22,7 @@ def print_outcome(console: Any, outcome: TuneOutcome) -> None:
             str(r["trial"]) + (" *" if r["chosen"] else ""), r["recipe"], r["quality"] or "-",
             _number(r["quality_value"]), _number(r["size_mb"], 2),
             _speedup(r), _number(r["p90_ms"], 2),
-            r["setting"] or r["error"] or "not measured",
+            _note(r),
         ]
         for r in rows
     ]  # fmt: skip
@@ -35,6 +35,12 @@ def print_outcome(console: Any, outcome: TuneOutcome) -> None:
             + ", ".join(f"#{t.number} {t.recipe.describe()}" for t in front)
         )
     console.print(f"chart: {shown(files['chart'])}; trials: {shown(files['trials'])}")
+    if outcome.device_virtual:
+        console.print(
+            styled(("note: ", "yellow"), f"{outcome.device} is a {outcome.device_virtual}: its "
+                   "timings are the hypervisor's or the emulator's, not the hardware's: "
+                   "measure the recipe's speed on the hardware before shipping it")
+        )  # fmt: skip
     if outcome.chosen is None:
         return
     trial, setting = outcome.chosen
@@ -42,12 +48,19 @@ def print_outcome(console: Any, outcome: TuneOutcome) -> None:
         styled(
             ("recommended: ", "bold"),
             f"trial {trial.number}, {trial.recipe.describe()} ({trial.recipe.origin}), "
-            f"{setting.name()}: {setting.speedup:.2f}x fp32 [{setting.speedup_low:.2f}-"
-            f"{setting.speedup_high:.2f}], quality {trial.quality}: {trial.quality_why}",
+            f"{setting.name()}: {setting.speedup_words()}, "
+            f"quality {trial.quality}: {trial.quality_why}",
         )
     )
     console.print(f"pinned entry for the manifest ({shown(files['recommended'])}):")
     console.print(outcome.pinned or "", markup=False, highlight=False)
+
+
+def _note(row: dict[str, Any]) -> str:
+    if not row["setting"]:
+        return row["error"] or "not measured"
+    device = row["device_quality"]
+    return row["setting"] + (f", quality there {device}" if device else "")
 
 
 def _number(value: Any, digits: int = 3) -> str:

@@ -22,6 +22,10 @@ FORMATS = ("tflite",)
 
 class TFLiteParams(Params):
     calibration_samples: int = Field(default=32, ge=1, le=10_000)  # int8-static only
+    # int8-static only, ops named by their first output tensor (as benchmark_model's op
+    # profile names them): kept in float (mixed precision), or the only ones quantized
+    nodes_to_exclude: tuple[str, ...] = ()
+    nodes_to_quantize: tuple[str, ...] = ()
 
 
 def build(
@@ -32,6 +36,7 @@ def build(
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
     from ai_edge_quantizer.qtyping import TFLOperationName
 
+    what: dict[str, Any]
     if strategy == "fp16":
         manager = recipe_manager.RecipeManager()
         manager.add_weight_only_config(
@@ -46,12 +51,15 @@ def build(
     elif strategy == "int8-dynamic":
         chosen, what = recipe.dynamic_wi8_afp32(), {"weights": "int8", "activations": "dynamic"}
     elif strategy == "int8-static":
-        chosen, what = recipe.static_wi8_ai8(), {"weights": "int8", "activations": "int8"}
+        chosen = _static_recipe(base, params.nodes_to_exclude, params.nodes_to_quantize)
+        what = {"weights": "int8", "activations": "int8"}
+        if params.nodes_to_exclude:
+            what["kept_in_float"] = len(params.nodes_to_exclude)
     else:
         raise CompressionFailed(f"'{strategy}' works on ONNX models, not on TFLite ones")
     model = quantizer.Quantizer(str(base), chosen)
     calibration = None
-    if model.need_calibration:
+    if model.need_calibration or strategy == "int8-static":  # a per-op recipe says no
         signatures = _signatures(base)
         if not signatures:
             raise CompressionFailed(
@@ -65,6 +73,64 @@ def build(
     result = model.quantize(calibration, enable_progress_bar=False, enable_progress_report=False)
     result.export_model(str(out), overwrite=True)
     return {"tool": "ai-edge-quantizer", **what}
+
+
+def op_names(path: Path) -> list[tuple[str, str, list[str], list[str]]]:
+    """The model's ops in order, each named by its first output tensor: name, op type
+    (CONV_2D, ...), input and output tensor names."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    names = {v: k for k, v in schema.BuiltinOperator.__dict__.items() if not k.startswith("_")}
+    model = flatbuffer_utils.read_model(str(path))
+    graph = model.subgraphs[0]
+
+    def tensor(index: int) -> str:
+        return "" if index < 0 else _text(graph.tensors[index].name)
+
+    ops = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        op_type = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+        outputs = [tensor(int(i)) for i in op.outputs]
+        ops.append((outputs[0] if outputs else "", op_type,
+                    [tensor(int(i)) for i in op.inputs], outputs))  # fmt: skip
+    return ops
+
+
+def _text(name: Any) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _static_recipe(base: Path, exclude: tuple[str, ...], only: tuple[str, ...]) -> Any:
+    """Full-integer int8 for every supported op, but for the ops kept in float (or for
+    the listed ops alone). ai-edge-quantizer matches a rule's regex against an op's scope,
+    its output tensors' names each followed by ';' (tfl_flatbuffer_utils.get_op_scope)."""
+    import re
+
+    from ai_edge_quantizer import recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    from ai_edge_quantizer.qtyping import TFLOperationName
+
+    known = {name for name, _, _, _ in op_names(base)}
+    unknown = sorted(set(exclude + only) - known)
+    if unknown:
+        raise CompressionFailed(
+            f"no op of {base.name} writes {', '.join(map(repr, unknown[:5]))} (ops are named by "
+            "their first output tensor): a stale node list keeps nothing in float"
+        )
+    manager = recipe_manager.RecipeManager()
+    for regex in [f"^{re.escape(n)};" for n in only] or [".*"]:
+        manager.add_static_config(
+            regex=regex, operation_name=TFLOperationName.ALL_SUPPORTED,
+            activation_num_bits=8, weight_num_bits=8,
+        )  # fmt: skip
+    for name in exclude:  # later rules take precedence (RecipeManager)
+        manager.add_quantization_config(
+            regex=f"^{re.escape(name)};", operation_name=TFLOperationName.ALL_SUPPORTED,
+            algorithm_key=AlgorithmName.NO_QUANTIZE,
+        )  # fmt: skip
+    return manager.get_quantization_recipe()
 
 
 def _by_signature(path: Path, key: str, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:

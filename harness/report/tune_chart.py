@@ -19,6 +19,8 @@ def trials_chart(rows: list[dict[str, Any]], limit: float | None, measure: str) 
             {
                 "quality_value": [],
                 "speedup": [],
+                "speedup_low": [],
+                "speedup_high": [],
                 "quality": [],
                 "chosen": [],
                 "recipe": [],

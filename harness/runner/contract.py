@@ -187,6 +187,7 @@ class IdentityDoc(TypedDict, total=False):
     kernel: str
     board: str | None  # the device tree's model
     l4t: str | None  # a Jetson's L4T release
+    virtual: str | None  # what says it is a virtual machine (device.virtual_machine)
 
 
 class RuntimeDoc(TypedDict, total=False):

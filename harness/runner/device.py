@@ -297,6 +297,7 @@ def device_identity() -> IdentityDoc:
     except (OSError, ValueError, IndexError):
         pass
     return {
+        "virtual": virtual_machine(fields.get("flags", "").split()),
         "cpu_model": fields.get("model name")
         or fields.get("Model")
         or fields.get("Hardware")
@@ -311,6 +312,26 @@ def device_identity() -> IdentityDoc:
         "board": read_first_line("/proc/device-tree/model"),
         "l4t": read_first_line("/etc/nv_tegra_release"),
     }
+
+
+# DMI system vendors of hypervisors (/sys/class/dmi/id/sys_vendor, as systemd-detect-virt
+# reads it)
+VM_VENDORS = ("QEMU", "KVM", "VMware, Inc.", "innotek GmbH", "Xen", "Parallels", "Bochs")
+
+
+def virtual_machine(cpu_flags: list[str], root: str = "/") -> str | None:
+    """What says the device is a virtual machine (its timings are a hypervisor's or an
+    emulator's, not the hardware's), else None: QEMU's virt board in the device tree (an
+    emulated ARM board), a hypervisor's DMI vendor, the CPU's `hypervisor` flag."""
+    compatible = read_first_line(os.path.join(root, "proc/device-tree/compatible")) or ""
+    if "linux,dummy-virt" in compatible:
+        return "QEMU virt machine (device tree: linux,dummy-virt)"
+    vendor = read_first_line(os.path.join(root, "sys/class/dmi/id/sys_vendor"))
+    if vendor in VM_VENDORS:
+        return f"virtual machine (DMI vendor: {vendor})"
+    if "hypervisor" in cpu_flags:
+        return "virtual machine (the CPU's hypervisor flag)"
+    return None
 
 
 def os_pretty_name() -> str:

@@ -160,6 +160,7 @@ class ResultDocument:
             os=_text(device.get("os")),
             kernel=_text(device.get("kernel")),
             board=_text(device.get("board")) or _text(device.get("l4t")),
+            virtual=_text(device.get("virtual")),
         )
 
     @property

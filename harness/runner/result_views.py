@@ -45,6 +45,9 @@ class Identity:
     os: str | None = None
     kernel: str | None = None
     board: str | None = None  # the device tree's model, else a Jetson's L4T release
+    # what says it is a virtual machine, whose timings are not the hardware's (not a
+    # comparability key: the same VM compares with itself)
+    virtual: str | None = None
 
 
 @dataclass(frozen=True)

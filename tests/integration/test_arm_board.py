@@ -11,6 +11,8 @@ these tests skip with the reason, and only they do.
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,3 +192,45 @@ dims = { batch = 1 }
     assert done.returncode == 0, done.stdout + done.stderr
     assert "not comparable" in done.stdout
     assert "arch x86_64 -> aarch64" in " ".join(done.stdout.split()), done.stdout
+
+
+def test_tune_proves_its_recipe_on_the_boards_arm_kernels(lab: Path, board: Board) -> None:
+    """`harness tune` on the board: quality judged on the controller, then fp32's profile
+    and the candidate measured on the board's aarch64 kernels, paired with fp32, its
+    quality judged again there by the board's own fidelity pass. The layers of the
+    profile are found by name on ARM too (no NCHWc there), and the answer says the
+    timings are an emulator's."""
+    plan = lab / "plans" / "arm-tune.toml"
+    plan.write_text(
+        """name = "arm-tune"
+devices = ["board"]
+models = ["ppocr_cls_v2"]
+[inputs]
+dims = { batch = 1, width = 192 }
+[measure]
+warmup = 2
+iterations = 10
+timeout_s = 900
+paired_budget_s = 5.0
+[runtime]
+threads = [1]
+[tune]
+objective = "smallest"
+quality = { min_top1_agreement = 0.995 }
+strategies = ["int8-static"]
+per_channel = [true]
+calibrate_methods = ["MinMax"]
+calibration_samples = 16
+max_trials = 8
+"""
+    )
+    done = harness("tune", "--plan", plan, timeout=3600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = " ".join(done.stdout.split())
+    assert "note: board is a QEMU virt machine" in out, done.stdout
+    found = re.search(r"layer time shares: (\d+) of 54 weighted layers found", out)
+    assert found and int(found[1]) >= 50, done.stdout
+    answer = json.loads((lab / "reports" / "tune" / "ppocr_cls_v2-board" / "tune.json").read_text())
+    assert answer["chosen"]["recipe"]["params"]["nodes_to_exclude"]
+    assert answer["chosen"]["setting"]["device_quality"] == "ok"
+    assert answer["device_virtual"].startswith("QEMU virt machine")

@@ -23,6 +23,7 @@ TABLES = {
     "real_models.py": "effect, or why not",
     "profiling.py": "profiled run ms",
     "report_size.py": "report.html, MB",
+    "tune.py": "NNCF quantize_with_accuracy_control",
 }
 
 

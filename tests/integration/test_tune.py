@@ -15,11 +15,20 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from conftest import HARNESS, harness, make_workspace, wait_until
+from conftest import (
+    HARNESS,
+    STANDIN_DIR,
+    StandinPhones,
+    harness,
+    make_workspace,
+    wait_until,
+)
 
 from harness.tune_search import Recipe
 
@@ -173,6 +182,67 @@ def test_a_tune_killed_mid_measurement_resumes_without_measuring_a_finished_tria
     [fp16_after] = [json.loads((folder / "trials" / n).read_text()) for n in
                     {p.name for p in (folder / "trials").glob("*.json")} - set(finished)]  # fmt: skip
     assert fp16_after["measured"] and fp16_after["device_run"] == new_run.name
+
+
+TFLITE_PLAN = """
+name = "tune-phone"
+devices = ["pixel"]
+models = ["face_detection_short_range"]
+
+[inputs]
+dims = { batch = 1 }
+
+[measure]
+warmup = 2
+iterations = 20
+
+[runtime]
+tflite_delegates = ["xnnpack"]
+
+[tune]
+objective = "smallest"
+quality = { min_detection_agreement = 0.95, min_snr_db = 15 }
+strategies = ["int8-static"]
+calibration_samples = 12
+max_trials = 8
+"""
+
+
+def test_a_tflite_model_is_tuned_for_a_phone_its_recipe_measured_by_benchmark_model(
+    workspace: Path, phones: StandinPhones
+) -> None:
+    """BlazeFace (MediaPipe's TFLite face detector) on its 12 photographs: plain full-integer
+    int8 (ai-edge-quantizer) misses faces fp32 finds (detection agreement 0.88); the tune
+    keeps ops in float through the quantizer's per-op recipe until 0.95 holds, and the
+    phone measures the recipe with its native benchmark_model (the stand-in times it with
+    LiteRT). A native tool runs no fidelity pass: the quality is the controller's."""
+    tool = workspace / "tools" / "benchmark_model"
+    tool.parent.mkdir()
+    tool.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN_DIR}/benchmark_model.py" "$@"\n')
+    tool.chmod(0o755)
+    (workspace / "devices" / "pixel.toml").write_text(
+        phones.device_toml("pixel", phones.serials[0])
+        + f'[placement.binaries.benchmark_model]\nlocal = "{tool}"\n'
+    )
+    plan = workspace / "plans" / "tune-phone.toml"
+    plan.write_text(TFLITE_PLAN)
+    done = harness("tune", "--plan", plan, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = workspace / "reports" / "tune" / "face_detection_short_range-pixel"
+    trials = [json.loads(p.read_text()) for p in sorted((folder / "trials").glob("*.json"))]
+    plain = next(t for t in trials if t["recipe"]["origin"] == "whole model")
+    assert plain["quality"] == "loss" and "past min_detection_agreement" in plain["quality_why"]
+    chosen = json.loads((folder / "tune.json").read_text())["chosen"]
+    kept = chosen["recipe"]["params"]["nodes_to_exclude"]
+    assert kept and len(kept) <= 4  # ops named by their output tensor, as the phone's tools
+    assert chosen["setting"]["provider"] == "xnnpack" and chosen["setting"]["speedup"] > 0
+    assert chosen["setting"]["device_quality"] is None  # no fidelity pass in benchmark_model
+    [measured] = [t for t in trials if t["number"] == chosen["trial"]]
+    results = pd.read_parquet(folder / "runs" / measured["device_run"] / "results.parquet")
+    assert set(results["transport"]) == {"adb"} and set(results["status"]) == {"ok"}
+    assert len(results[results["variant"] != "fp32"]) == 1  # the recipe, beside fp32
+    assert (phones.root / "benchmark_model.argv.json").is_file()  # the phone's own tool
+    assert "[[variants]]" in done.stdout and "nodes_to_exclude" in done.stdout
 
 
 def test_tune_refuses_a_model_without_representative_inputs(tmp_path: Path) -> None:

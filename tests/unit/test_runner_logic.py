@@ -168,3 +168,27 @@ def test_adaptive_stop_rule_reaches_the_ci_or_the_cap() -> None:
     # and on the real clock the loop times real calls
     latencies, reason = timed_loop(lambda: time.sleep(0.001), {"iterations": 3})
     assert reason == "fixed" and all(v >= 1_000_000 for v in latencies)
+
+
+def test_a_virtual_machine_says_so_and_bare_hardware_says_nothing(tmp_path: Path) -> None:
+    """Its timings are not the hardware's: QEMU's virt board (the lab board's device tree,
+    tests/lab/image.py: a Pi-like model, QEMU's compatible kept), a hypervisor's DMI
+    vendor, the CPU's flag. A Pi's device tree is no virtual machine."""
+    from harness.runner.device import virtual_machine
+
+    tree = tmp_path / "proc" / "device-tree"
+    tree.mkdir(parents=True)
+    (tree / "compatible").write_bytes(b"raspberrypi,4-model-b\x00brcm,bcm2711\x00")
+    assert virtual_machine(["fp", "asimd"], str(tmp_path)) is None
+    (tree / "compatible").write_bytes(b"edge-harness,lab-board\x00linux,dummy-virt\x00")
+    assert "QEMU virt machine" in (virtual_machine([], str(tmp_path)) or "")
+    (tree / "compatible").unlink()
+    dmi = tmp_path / "sys" / "class" / "dmi" / "id"
+    dmi.mkdir(parents=True)
+    (dmi / "sys_vendor").write_text("QEMU\n")
+    assert virtual_machine([], str(tmp_path)) == "virtual machine (DMI vendor: QEMU)"
+    (dmi / "sys_vendor").write_text("Dell Inc.\n")
+    assert virtual_machine(["sse4_2", "hypervisor"], str(tmp_path)) == (
+        "virtual machine (the CPU's hypervisor flag)"
+    )
+    assert virtual_machine(["sse4_2"], str(tmp_path)) is None

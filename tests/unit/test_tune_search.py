@@ -90,3 +90,16 @@ def test_a_trial_survives_its_record_and_the_pinned_entry_is_a_variant() -> None
     entry = tomllib.loads(text)["variants"][0]
     assert Variant(**entry).params == trial.recipe.params
     assert text.startswith("# from a tune\n# second line\n")
+
+
+def test_a_tune_that_measured_nothing_still_draws_its_chart() -> None:
+    from harness.report.tune_chart import trials_chart
+
+    spec = trials_chart([], None, "")
+    assert spec["layer"] and "speedup" in str(spec)
+
+
+def test_a_tflite_recipe_names_only_the_knobs_it_has() -> None:
+    assert Recipe("int8-static", {"calibration_samples": 12}, "x").describe() == "int8-static"
+    onnx = Recipe("int8-static", {"calibrate_method": "Entropy", "per_channel": False}, "x")
+    assert onnx.describe() == "int8-static Entropy per-tensor"
