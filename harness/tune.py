@@ -1,18 +1,21 @@
 """`harness tune MODEL --device NAME`: the fastest (or smallest, or most frugal) variant
 that holds the user's quality and budgets, measured on the target device.
 
-The search, in order (its decisions are harness/tune_search.py's):
+The search, in order (its decisions are harness/tune_search.py's and tune_revert.py's):
 1. whole-model recipes of the chosen strategies, each built by the existing strategies
    and judged on the controller (quality on the representative set, harness/tune_quality.py);
 2. where int8-static breaks the quality budget: each weighted layer's sensitivity (the
    noise it adds at the outputs, quantized alone) and its share of fp32's time in a
-   profile on the device; then layers go back to float, the costliest in quality per unit
-   of time first, 1, 2, 4, ... of them until the budget holds, then bisected;
+   profile on the device (its nodes matched back to the layers); then layers go back to
+   float (ONNX: onnxruntime's node lists; TFLite: ai-edge-quantizer's per-op rules), the
+   costliest in quality per unit of time first, 1, 2, 4, ... until the budget holds, then
+   bisected;
 3. a local search around the best int8-static recipe that holds: the other calibration
    methods and granularity;
 4. every candidate that holds on the controller measured on the device beside fp32
    (paired, per runtime setting: threads and providers of the plan), stopping early when
-   it is surely slower than the best so far.
+   it is surely slower than the best so far, its quality judged again by the device's own
+   fidelity pass.
 Each trial is written the moment it is judged or measured (`<reports>/tune/<model>-<device>/
 trials/`); a tune run again resumes from them. Builds go to the plan's variant cache, keyed
 as any variant's, so the measurement and the pinned recipe reuse them.
