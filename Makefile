@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 MODELS_STAMP := models/cache/.fetched-stamp
 
-.PHONY: all venv models demo test test-under-load lint typecheck system-deps arm-lab arm-lab-behind clean
+.PHONY: all venv models demo test test-under-load lint typecheck system-deps lab-servers arm-lab arm-lab-behind clean
 
 all: venv
 
@@ -32,6 +32,10 @@ demo: venv models
 system-deps:
 	@bash scripts/ensure-system-deps.sh
 
+# A throwaway shared store (PostgreSQL + SeaweedFS on 127.0.0.1) to try the lab features
+lab-servers: venv system-deps
+	$(BIN)/python scripts/lab_servers.py
+
 # The test lab's aarch64 board (tests/lab/): Debian arm64 under qemu-system-aarch64, built
 # once (6-10 min) and cached in .lab/ by its inputs; a machine that cannot says why, and only
 # the ARM tests skip.
@@ -50,7 +54,7 @@ lint: venv
 
 # pure modules (decisions over data, parsers, records) are held to --strict; the runner
 # to --strict at Python 3.8, its oldest target, by the last mypy that still checks 3.8
-PURE_MODULES := harness/stats.py harness/scaffold.py harness/tune_search.py harness/tune_revert.py harness/native/parsers.py harness/native/trtexec.py harness/native/op_profiles.py harness/records.py harness/rows.py \
+PURE_MODULES := harness/stats.py harness/scaffold.py harness/tune_search.py harness/tune_revert.py harness/shared/location.py harness/native/parsers.py harness/native/trtexec.py harness/native/op_profiles.py harness/records.py harness/rows.py \
 	harness/tables.py harness/gate.py harness/history.py harness/probes/power.py \
 	harness/probes/thermal.py harness/analysis.py harness/report/table.py \
 	harness/errors.py harness/jobs.py harness/plan_jobs.py harness/accuracy.py harness/comparisons.py harness/profiles.py \

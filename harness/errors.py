@@ -145,6 +145,14 @@ class StoreError(HarnessError):
     exit_status = 2
 
 
+class SharedStoreError(HarnessError):
+    """The shared store (HARNESS_STORE: a PostgreSQL run index and the S3 object store it
+    names) is unusable as configured: a wrong URL, refused credentials, a missing bucket, a
+    schema older or newer than the harness. The message names the URL, never its secret."""
+
+    exit_status = 2
+
+
 class StoreFull(HarnessError):
     """The disk of the reports folder is full: every job finished before is on disk, the
     job being written is not recorded (so `--resume` runs it), and the run stops."""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The integration tests start a real OpenSSH server (also inside network namespaces, with
-# iproute2 and nftables for the faults), open the HTML report in headless Chromium and boot
-# an aarch64 board under qemu; install them when missing and we can.
+# iproute2 and nftables for the faults) and a real PostgreSQL, open the HTML report in
+# headless Chromium and boot an aarch64 board under qemu; install them when missing and we
+# can.
 set -euo pipefail
 missing=()
 [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || missing+=(openssh-server)
@@ -9,6 +10,8 @@ command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)  # the fault lab
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
+# the shared store's run index (tests/servers.py runs initdb/pg_ctl into a temporary folder)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 # the aarch64 board of the test lab (tests/lab/image.py): without them only its tests skip
 lab=()
 command -v qemu-system-aarch64 >/dev/null 2>&1 || lab+=(qemu-system-arm)
@@ -26,7 +29,7 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 elif [ ${#missing[@]} -eq 0 ]; then
   echo "note: without ${lab[*]} the aarch64 lab board cannot be built; its tests will skip"
 else
-  echo "error: the integration tests need ${missing[*]} (a real sshd, a real browser)." >&2
+  echo "error: the integration tests need ${missing[*]} (a real sshd, PostgreSQL, a browser)." >&2
   echo "       install it (e.g. 'sudo apt-get install ${missing[*]}') and run 'make test' again." >&2
   exit 1
 fi

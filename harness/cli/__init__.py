@@ -20,6 +20,7 @@ from harness.cli import results  # noqa: F401, E402
 from harness.cli import devices  # noqa: F401, E402
 from harness.cli import project  # noqa: F401, E402
 from harness.cli import tune  # noqa: F401, E402
+from harness.cli import store  # noqa: F401, E402
 
 __all__ = ["app", "main"]
 

@@ -37,10 +37,12 @@ devices_app = _group("The device inventory (devices/*.toml).")
 models_app = _group("Model manifests and bundled models.")
 plans_app = _group("The plans (plans/*.toml).")
 runs_app = _group("Stored runs (reports/runs/).")
+store_app = _group("A lab's shared store: the run index (HARNESS_STORE) and its object store.")
 app.add_typer(devices_app, name="devices")
 app.add_typer(models_app, name="models")
 app.add_typer(plans_app, name="plans")
 app.add_typer(runs_app, name="runs")
+app.add_typer(store_app, name="store")
 
 
 def _print_version(value: bool) -> None:

