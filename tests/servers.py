@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from sshd_server import free_port
 
 PG_BIN = Path("/usr/lib/postgresql")
 S3_ACCESS_KEY = "harness-test-key"
@@ -35,12 +38,6 @@ START_TIMEOUT_S = 120.0  # a bound for a broken install, not a measurement
 
 class ServerUnavailable(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(condition: Callable[[], bool], what: str, log: Path) -> None:
@@ -165,6 +162,15 @@ class SeaweedServer:
     def objects_url(self) -> str:
         return f"s3://{self.bucket}/lab?endpoint={self.endpoint}"
 
+    def filesystem(self) -> Any:
+        """pyarrow's S3 filesystem on this server, with its credentials."""
+        import pyarrow.fs as pafs
+
+        return pafs.S3FileSystem(
+            access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY, scheme="http",
+            endpoint_override=f"127.0.0.1:{self.s3_port}", region="us-east-1",
+        )  # fmt: skip
+
     def credentials(self) -> dict[str, str]:
         """The environment a client reads its S3 credentials from."""
         return {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
@@ -198,12 +204,8 @@ class SeaweedServer:
             return False
         import pyarrow.fs as pafs
 
-        s3 = pafs.S3FileSystem(
-            access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY, scheme="http",
-            endpoint_override=f"127.0.0.1:{self.s3_port}", region="us-east-1",
-        )  # fmt: skip
         try:
-            return s3.get_file_info(self.bucket).type == pafs.FileType.Directory
+            return self.filesystem().get_file_info(self.bucket).type == pafs.FileType.Directory
         except OSError:
             return False
 

@@ -95,11 +95,7 @@ def test_two_controllers_publish_and_a_third_process_reads_one_lab(
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
 
-    s3fs = pafs.S3FileSystem(
-        access_key=s3.credentials()["AWS_ACCESS_KEY_ID"],
-        secret_key=s3.credentials()["AWS_SECRET_ACCESS_KEY"],
-        endpoint_override=s3.endpoint.removeprefix("http://"), scheme="http", region="us-east-1",
-    )  # fmt: skip
+    s3fs = s3.filesystem()
     files = pafs.FileSelector("harness/lab", recursive=True)
     results = [i.path for i in s3fs.get_file_info(files) if i.path.endswith("/results.parquet")]
     table = ds.dataset(results, filesystem=s3fs, format="parquet", partitioning=ds.partitioning(
@@ -201,11 +197,7 @@ def test_a_corrupt_object_in_the_store_is_reported_and_skipped(
         published.append(done.stdout.split("run ", 1)[1].split(":", 1)[0].strip())
     import pyarrow.fs as pafs
 
-    s3fs = pafs.S3FileSystem(
-        access_key=s3.credentials()["AWS_ACCESS_KEY_ID"],
-        secret_key=s3.credentials()["AWS_SECRET_ACCESS_KEY"],
-        endpoint_override=s3.endpoint.removeprefix("http://"), scheme="http", region="us-east-1",
-    )  # fmt: skip
+    s3fs = s3.filesystem()
     broken = published[0]
     [run_json] = [
         i.path for i in s3fs.get_file_info(pafs.FileSelector("harness/lab", recursive=True))
