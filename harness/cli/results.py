@@ -118,7 +118,7 @@ def report(
 
     console = make_console()
     run = resolve_run(runs_dir, run_ref).load()
-    verdict = _verdict(budgets, run, runs_dir, baseline) if budgets else None
+    verdict = _verdict(budgets, run, runs_dir, baseline, run.run_id) if budgets else None
     files = write_report(run, verdict, image_url, all_images)
     console.print(f"report: {shown(files.html)}")
     console.print(f"summary: {shown(files.markdown)}")
@@ -149,14 +149,14 @@ def gate(
     console = make_console()
     store = resolve_run(runs_dir, run_ref)
     run = store.load()
-    verdict = _verdict(budgets, run, runs_dir, baseline)
+    verdict = _verdict(budgets, run, runs_dir, baseline, run.run_id)
     rerun = extendable_jobs(verdict) if extend else set()
     if rerun:
         console.print(f"re-running {len(rerun)} inconclusive job(s) with {factor}x the samples")
         extension = extend_run(store, rerun, factor)
         console.print(f"extension run: {shown(extension.run_dir)}")
         verdict = merge_extension(
-            verdict, _verdict(budgets, extension.load(), runs_dir, baseline), rerun
+            verdict, _verdict(budgets, extension.load(), runs_dir, baseline, run.run_id), rerun
         )
     if junit:
         junit.write_text(junit_for_run(verdict, run, budgets))
@@ -171,15 +171,22 @@ def gate(
         raise Outcome(f"the release gate did not pass: {verdict.outcome}", verdict.exit_code)
 
 
-def _verdict(budgets_path: Path, run: Run, runs_dir: Path, baseline: str | None) -> GateVerdict:
-    """The gate on a stored run (its paired comparisons too, where it has them)."""
+def _verdict(
+    budgets_path: Path, run: Run, runs_dir: Path, baseline: str | None, gated_id: str
+) -> GateVerdict:
+    """The gate on a stored run (its paired comparisons too, where it has them); a
+    baseline of `latest` is the newest other run of its plan than `gated_id`'s (an
+    extension run is judged against the same baseline as the run it extends)."""
     from harness.config import load_budgets
     from harness.gate import evaluate
-    from harness.shared import resolve_run
+    from harness.shared import resolve_baseline
 
     budgets = load_budgets(budgets_path)
     reference = baseline or budgets.baseline
-    base_frames = resolve_run(runs_dir, reference).frames() if reference else None
+    plan = str((run.meta.get("plan") or {}).get("name") or "unnamed")
+    base_frames = (
+        resolve_baseline(runs_dir, reference, plan, gated_id).frames() if reference else None
+    )
     return evaluate(
         budgets, run.results, run.samples, base_frames, run.comparisons, run.placements()
     )

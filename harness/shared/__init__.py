@@ -245,3 +245,34 @@ def load_history(
         for r in shared.index.runs(status="finished")
     ]
     return local.load_history(fetched, with_samples=True, notes=notes)
+
+
+def resolve_baseline(runs_dir: Path, ref: str, plan: str, gated_id: str) -> RunStore:
+    """A gate's baseline. `latest` is the newest finished run of `plan` other than the
+    gated run (`gated_id`), across every controller with a shared store; any other `ref`
+    is taken as `resolve_run` takes it."""
+    from harness.errors import StoreError
+
+    if ref != "latest":
+        return resolve_run(runs_dir, ref)
+    shared = SharedStore.from_environment()
+    if shared is not None:
+        earlier = [
+            r for r in shared.index.runs(plan=plan, status="finished") if r["run_id"] != gated_id
+        ]
+        if earlier:
+            return shared.fetch(earlier[-1]["run_id"], cache_dir(runs_dir))
+        where = f"the shared store at {shared.describe()}"
+    else:
+        for path in sorted(runs_dir.glob("*"), reverse=True):  # run ids start with the time
+            if path.name == gated_id or not (path / "jobs").is_dir():
+                continue
+            store = RunStore(path)
+            meta = store.read_run_meta()
+            if meta.get("finished_at") and _plan_name(meta) == plan:
+                return store
+        where = str(runs_dir)
+    raise StoreError(
+        f"baseline = latest: {where} holds no other finished run of plan '{plan}' to compare "
+        "with; run the plan once more, or give --baseline RUN"
+    )

@@ -212,3 +212,31 @@ def test_a_corrupt_object_in_the_store_is_reported_and_skipped(
     plots = cli("history", "--plot", elsewhere / "plots", cwd=elsewhere)
     assert plots.returncode == 0, plots.stdout + plots.stderr
     assert f"{broken} skipped" in plots.stdout and "1 runs, 2 jobs" in plots.stdout, plots.stdout
+
+
+def test_a_gates_latest_baseline_is_the_plans_previous_run_never_itself(
+    lab: tuple[PostgresServer, SeaweedServer, str], tmp_path: Path
+) -> None:
+    """`baseline = "latest"` once compared a run with itself (a gate that could not
+    fail): it is the newest *other* finished run of the plan, the lab's with a store."""
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text(
+        'baseline = "latest"\n[[budget]]\nmodel = "digits_cnn"\nmax_regression_pct = 50\n'
+    )
+    plan, env = controller(tmp_path, "lab-a")
+    runs = plan.parent.parent / "reports" / "runs"
+    alone = cli("run", plan, HARNESS_STORE="", **env)  # a local run, before the lab's store
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    local = cli("gate", budgets, "--runs-dir", runs, HARNESS_STORE="")
+    assert local.returncode == 2 and "no other finished run of plan 'nightly'" in local.stdout
+    other, env_b = controller(tmp_path, "lab-b")
+    assert cli("run", other, **env_b).returncode == 0
+    elsewhere = tmp_path / "third"
+    elsewhere.mkdir()
+    first = cli("gate", budgets, cwd=elsewhere)  # the lab holds lab-b's run alone
+    assert first.returncode == 2 and "no other finished run" in first.stdout, first.stdout
+    synced = cli("store", "sync", "--runs-dir", runs, **env)  # lab-a's local run joins the lab
+    assert synced.returncode == 0 and ": finished (s3://" in synced.stdout, synced.stdout
+    second = cli("gate", budgets, cwd=elsewhere)  # lab-b's run against lab-a's
+    assert "no other finished run" not in second.stdout, second.stdout
+    assert "max_regression_pct" in second.stdout, second.stdout
