@@ -179,11 +179,11 @@ def _verdict(
     extension run is judged against the same baseline as the run it extends)."""
     from harness.config import load_budgets
     from harness.gate import evaluate
-    from harness.shared import resolve_baseline
+    from harness.shared import plan_name, resolve_baseline
 
     budgets = load_budgets(budgets_path)
     reference = baseline or budgets.baseline
-    plan = str((run.meta.get("plan") or {}).get("name") or "unnamed")
+    plan = plan_name(run.meta)
     base_frames = (
         resolve_baseline(runs_dir, reference, plan, gated_id).frames() if reference else None
     )

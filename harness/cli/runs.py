@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -22,6 +23,11 @@ from harness.cli.common import (
 )
 from harness.cli.display import Progress, brief, print_comparison, print_tables
 from harness.errors import Outcome, UsageError
+
+if TYPE_CHECKING:
+    from harness.store import RunStore
+
+T = TypeVar("T")
 
 
 @command(app)
@@ -117,7 +123,7 @@ def run(
         )
 
 
-def _shared_step(console: Any, step: Any, store: Any) -> Any:
+def _shared_step(console: Any, step: Callable[[RunStore], T], store: RunStore) -> T | None:
     """A step of the shared store that must not cost the run: its failure is a warning;
     the run is on this controller's disk, and `harness store sync` catches up."""
     from harness.errors import SharedStoreError

@@ -4,12 +4,15 @@ upload what this controller holds back."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from harness.cli.common import RunsDir, command, make_console, shown, store_app, styled
 from harness.errors import Outcome, SharedStoreError
+
+if TYPE_CHECKING:
+    from harness.shared import SharedStore
 
 
 def _url() -> str:
@@ -22,6 +25,16 @@ def _url() -> str:
             "password from PGPASSWORD or ~/.pgpass)"
         )
     return url
+
+
+def _opened() -> SharedStore:
+    """The configured store, its schema checked."""
+    from harness.shared import SharedStore
+
+    _url()  # says how to set it when it is not
+    store = SharedStore.from_environment()
+    assert store is not None
+    return store
 
 
 @command(store_app, "migrate")
@@ -59,9 +72,7 @@ def store_status(
     plan: Annotated[str | None, typer.Option(help="Only this plan's runs.")] = None,
 ) -> None:
     """The runs the index holds: where each is, running, spooled or finished."""
-    from harness.shared import SharedStore
-
-    store = SharedStore.from_environment() or SharedStore(_url())
+    store = _opened()
     console = make_console()
     runs = store.index.runs(plan=plan)
     console.print(f"run index at {store.describe()}: {len(runs)} run(s)")
@@ -75,9 +86,7 @@ def store_status(
 def store_sync(runs_dir: RunsDir = Path("reports/runs")) -> None:
     """Upload the runs this controller holds back (spooled while the object store was
     down, or finished while the index was)."""
-    from harness.shared import SharedStore
-
-    store = SharedStore.from_environment() or SharedStore(_url())
+    store = _opened()
     console = make_console()
     published = store.sync(runs_dir)
     for item in published:

@@ -9,7 +9,7 @@ import errno
 import math
 from typing import Dict, List, cast
 
-from harness.runner.contract import (
+from .contract import (
     RESULT_SCHEMA,
     JsonObject,
     PairedDoc,
@@ -17,7 +17,7 @@ from harness.runner.contract import (
     ProviderShare,
     ResultDoc,
 )
-from harness.runner.result_views import (
+from .result_views import (
     DeviceState,
     ErrorInfo,
     EvalOutputs,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.runner.contract import (
+from .contract import (
     JsonObject,
     OutputDeclarationDoc,
     ProfiledNode,

@@ -105,7 +105,7 @@ class SharedStore:
         """The run, visible to every controller as running."""
         meta = store.read_run_meta()
         self.index.begin_run(
-            store.run_id, self.site, _plan_name(meta), str(meta.get("started_at")),
+            store.run_id, self.site, plan_name(meta), str(meta.get("started_at")),
             sorted(meta.get("devices") or {}), _summary(meta),
         )  # fmt: skip
 
@@ -116,13 +116,13 @@ class SharedStore:
         results, _ = store.frames()
         rows = json.loads(results.to_json(orient="records", date_format="iso"))
         register = (
-            self.site, _plan_name(meta), str(meta.get("started_at")),
+            self.site, plan_name(meta), str(meta.get("started_at")),
             sorted(meta.get("devices") or {}), _summary(meta),
         )  # fmt: skip
         finished_at = meta.get("finished_at")
         try:
             objects = self.objects
-            key = objects.location.run_key(self.site, _plan_name(meta), store.run_id)
+            key = objects.location.run_key(self.site, plan_name(meta), store.run_id)
             files = objects.upload_run(store.run_dir, key)
         except ObjectsUnreachable as exc:
             spool = f"{SPOOL_SCHEME}{self.site}{store.run_dir.resolve()}"
@@ -192,7 +192,8 @@ class SharedStore:
         return frame
 
 
-def _plan_name(meta: Mapping[str, Any]) -> str:
+def plan_name(meta: Mapping[str, Any]) -> str:
+    """The plan a run's run.json names (the layout's `plan=` and the index's `plan`)."""
     plan = meta.get("plan") or {}
     return str(plan.get("name") or "unnamed")
 
@@ -269,7 +270,7 @@ def resolve_baseline(runs_dir: Path, ref: str, plan: str, gated_id: str) -> RunS
                 continue
             store = RunStore(path)
             meta = store.read_run_meta()
-            if meta.get("finished_at") and _plan_name(meta) == plan:
+            if meta.get("finished_at") and plan_name(meta) == plan:
                 return store
         where = str(runs_dir)
     raise StoreError(

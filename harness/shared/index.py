@@ -241,24 +241,27 @@ class RunIndex:
 
         self.transact(work)
 
-    def runs(self, plan: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-        """Runs, oldest first, of a plan and status (all where None)."""
+    def runs(
+        self, plan: str | None = None, status: str | None = None, run_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Runs, oldest first, of a plan, a status, an id (all where None)."""
         query = (
             "SELECT run_id, site, plan, status, location, started_at, finished_at, devices"
             " FROM harness_runs WHERE (%(plan)s::text IS NULL OR plan = %(plan)s)"
-            " AND (%(status)s::text IS NULL OR status = %(status)s) ORDER BY started_at, run_id"
+            " AND (%(status)s::text IS NULL OR status = %(status)s)"
+            " AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s) ORDER BY started_at, run_id"
         )
 
         def work(db: psycopg.Connection[Any]) -> list[dict[str, Any]]:
             with db.cursor() as cursor:
-                cursor.execute(query, {"plan": plan, "status": status})
+                cursor.execute(query, {"plan": plan, "status": status, "run_id": run_id})
                 names = [c.name for c in cursor.description or []]
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
         return self.transact(work)
 
     def run(self, run_id: str) -> dict[str, Any] | None:
-        found = [r for r in self.runs() if r["run_id"] == run_id]
+        found = self.runs(run_id=run_id)
         return found[0] if found else None
 
     def result_rows(self, plan: str | None = None) -> list[dict[str, Any]]:

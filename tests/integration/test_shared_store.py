@@ -66,17 +66,28 @@ def controller(root: Path, site: str) -> tuple[Path, dict[str, str]]:
     return workspace / "plans" / "nightly.toml", {"HARNESS_SITE": site}
 
 
+def run_id_of(done: subprocess.CompletedProcess[str]) -> str:
+    """The run id `harness run` announces first ("run <id>: N jobs on ...")."""
+    return done.stdout.split("run ", 1)[1].split(":", 1)[0].strip()
+
+
+def run_on_each_site(root: Path, sites: tuple[str, ...]) -> list[str]:
+    """The plan run once by each controller, published; their run ids."""
+    runs = []
+    for site in sites:
+        plan, env = controller(root, site)
+        done = cli("run", plan, **env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "shared store: s3://harness/lab/site=" + site in done.stdout, done.stdout
+        runs.append(run_id_of(done))
+    return runs
+
+
 def test_two_controllers_publish_and_a_third_process_reads_one_lab(
     lab: tuple[PostgresServer, SeaweedServer, str], tmp_path: Path
 ) -> None:
     _, s3, _ = lab
-    runs = []
-    for site in ("lab-a", "lab-b"):
-        plan, env = controller(tmp_path, site)
-        done = cli("run", plan, **env)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "shared store: s3://harness/lab/site=" + site in done.stdout, done.stdout
-        runs.append(done.stdout.split("run ", 1)[1].split(":", 1)[0].strip())
+    runs = run_on_each_site(tmp_path, ("lab-a", "lab-b"))
     elsewhere = tmp_path / "third"
     elsewhere.mkdir()
     status = cli("store", "status", cwd=elsewhere)
@@ -116,7 +127,7 @@ def test_an_object_store_down_at_the_end_leaves_the_run_spooled_until_store_sync
         s3.start()
     assert done.returncode == 0, done.stdout + done.stderr  # the jobs ran: nothing lost
     assert "stays spooled here" in done.stdout, done.stdout
-    run_id = done.stdout.split("run ", 1)[1].split(":", 1)[0].strip()
+    run_id = run_id_of(done)
     status = cli("store", "status")
     assert f"{run_id}  spooled" in status.stdout and "spool://lab-a/" in status.stdout
     elsewhere = tmp_path / "third"
@@ -189,12 +200,7 @@ def test_a_corrupt_object_in_the_store_is_reported_and_skipped(
     lab: tuple[PostgresServer, SeaweedServer, str], tmp_path: Path
 ) -> None:
     _, s3, _ = lab
-    published = []
-    for site in ("lab-a", "lab-b"):
-        plan, env = controller(tmp_path, site)
-        done = cli("run", plan, **env)
-        assert done.returncode == 0, done.stdout + done.stderr
-        published.append(done.stdout.split("run ", 1)[1].split(":", 1)[0].strip())
+    published = run_on_each_site(tmp_path, ("lab-a", "lab-b"))
     import pyarrow.fs as pafs
 
     s3fs = s3.filesystem()
