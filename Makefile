@@ -54,7 +54,7 @@ lint: venv
 
 # pure modules (decisions over data, parsers, records) are held to --strict; the runner
 # to --strict at Python 3.8, its oldest target, by the last mypy that still checks 3.8
-PURE_MODULES := harness/stats.py harness/scaffold.py harness/tune_search.py harness/tune_revert.py harness/shared/location.py harness/native/parsers.py harness/native/trtexec.py harness/native/op_profiles.py harness/records.py harness/rows.py \
+PURE_MODULES := harness/stats.py harness/scaffold.py harness/tune_search.py harness/tune_revert.py harness/shared/location.py harness/lab/job_doc.py harness/native/parsers.py harness/native/trtexec.py harness/native/op_profiles.py harness/records.py harness/rows.py \
 	harness/tables.py harness/gate.py harness/history.py harness/probes/power.py \
 	harness/probes/thermal.py harness/analysis.py harness/report/table.py \
 	harness/errors.py harness/jobs.py harness/plan_jobs.py harness/accuracy.py harness/comparisons.py harness/profiles.py \

@@ -287,8 +287,11 @@ def run_jobs(
     inventory: Mapping[str, Device],
     store: RunStore,
     on_event: EventSink | None = None,
+    stop: threading.Event | None = None,
 ) -> list[JobRecord]:
-    """Run every job not yet finished in `store`; returns the records written now."""
+    """Run every job not yet finished in `store`; returns the records written now.
+    `stop`, set from another thread, stops the devices as Ctrl-C does (a lab worker
+    that is asked to end)."""
     emit = on_event or (lambda event: None)
     done = store.finished_job_ids()
     pending = [job for job in jobs if job.job_id not in done]
@@ -300,7 +303,7 @@ def run_jobs(
         by_device.setdefault(job.device, []).append(job)
     if not by_device:
         return []
-    stop = threading.Event()
+    stop = stop or threading.Event()
     workers = {
         name: DeviceWorker(inventory[name], inventory, store, file_facts, emit, stop)
         for name in by_device
@@ -313,6 +316,8 @@ def run_jobs(
             unfinished = set(futures)
             while unfinished:
                 finished, unfinished = wait(unfinished, timeout=SIGNAL_CHECK_S)
+                if stop.is_set() and unfinished:
+                    _stop_devices(stop, list(workers.values()), set(futures))
                 if any(future.exception() for future in finished) and not stop.is_set():
                     # a device that failed as a whole (the reports folder full): nothing
                     # the others finish could be kept either, so they stop too

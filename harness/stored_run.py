@@ -33,6 +33,7 @@ class RunMeta(TypedDict, total=False):
     finished_at: str | None
     status_counts: dict[str, int]
     merged_from: dict[str, str | None]  # run id -> its shard
+    queue: dict[str, str]  # a submitted run's: priority, submitted_from (the site)
 
 
 @dataclass(frozen=True)

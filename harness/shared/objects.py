@@ -96,6 +96,54 @@ class ObjectStore:
             raise self._fail(exc, f"uploading {run_dir.name}") from None
         return len(files)
 
+    def blob_key(self, sha256: str) -> str:
+        return f"{self.location.root()}/blobs/sha256/{sha256}"
+
+    def put_blob(self, path: Path, sha256: str) -> bool:
+        """A file a queued job needs (a variant, a data set), stored once by its content;
+        False when the store has it already."""
+        import pyarrow.fs as pafs
+
+        key = self.blob_key(sha256)
+        try:
+            if self.fs.get_file_info(key).type == pafs.FileType.File:
+                return False
+            with path.open("rb") as source, self.fs.open_output_stream(key) as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+        except OSError as exc:
+            raise self._fail(exc, f"uploading {path.name}") from None
+        return True
+
+    def get_blob(self, sha256: str, target: Path) -> Path:
+        """A stored file into `target` (whole, then moved in place), its content checked."""
+        import hashlib
+
+        if target.is_file():
+            return target  # named by its content: a copy once fetched stays right
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        scratch = Path(name)
+        digest = hashlib.sha256()
+        try:
+            with (
+                self.fs.open_input_stream(self.blob_key(sha256)) as source,
+                os.fdopen(handle, "wb") as out,
+            ):
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != sha256:
+                raise SharedStoreError(
+                    f"the object store's copy of {target.name} ({self.blob_key(sha256)}) is "
+                    f"corrupt: its sha256 is {digest.hexdigest()}; submit the run again"
+                )
+            os.replace(scratch, target)
+        except OSError as exc:
+            raise self._fail(exc, f"fetching {target.name}") from None
+        finally:
+            scratch.unlink(missing_ok=True)
+        return target
+
     def download_run(self, key: str, target: Path) -> Path:
         """The run's files into `target` (made whole in a temporary folder beside it, then
         moved in place: a reader never sees half a run)."""

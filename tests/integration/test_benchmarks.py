@@ -24,6 +24,7 @@ TABLES = {
     "profiling.py": "profiled run ms",
     "report_size.py": "report.html, MB",
     "tune.py": "NNCF quantize_with_accuracy_control",
+    "lab_scale.py": "claims per second",
 }
 
 

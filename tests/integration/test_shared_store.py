@@ -5,14 +5,14 @@ in a folder with no runs at all, reads what they published."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Iterator
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import HARNESS, make_workspace, run_plan_ok
-from servers import PostgresServer, SeaweedServer, postgres_server, seaweedfs_server
+from conftest import make_workspace, run_plan_ok
+from lab_fixtures import cli
+from servers import PostgresServer, SeaweedServer
 
 pytestmark = pytest.mark.integration
 
@@ -27,37 +27,6 @@ fidelity_samples = 0
 [inputs]
 dims = { batch = 1 }
 """
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[PostgresServer, SeaweedServer]]:
-    with postgres_server() as pg, seaweedfs_server() as s3:
-        yield pg, s3
-
-
-@pytest.fixture
-def lab(
-    servers: tuple[PostgresServer, SeaweedServer],
-    monkeypatch: pytest.MonkeyPatch,
-    request: pytest.FixtureRequest,
-) -> tuple[PostgresServer, SeaweedServer, str]:
-    """A fresh run index (a database of its own), migrated, its object store named; the
-    environment of every harness this test starts points at it."""
-    pg, s3 = servers
-    url = pg.new_database(request.node.name[:40])
-    for key, value in {**s3.credentials(), "HARNESS_STORE": url}.items():
-        monkeypatch.setenv(key, value)
-    assert cli("store", "migrate").returncode == 0
-    done = cli("store", "init", "--objects", s3.objects_url)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return pg, s3, url
-
-
-def cli(*args: str | Path, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(HARNESS), *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd,
-        env={**os.environ, **env},
-    )  # fmt: skip
 
 
 def controller(root: Path, site: str) -> tuple[Path, dict[str, str]]:
@@ -188,6 +157,11 @@ def test_a_store_that_cannot_be_used_exits_2_naming_the_url_never_its_secret(
     assert done.returncode == 2 and "newer than this harness" in done.stdout, done.stdout
     with psycopg.connect(url) as db:
         db.execute("UPDATE harness_schema SET version = 1")
+    done = cli("history", HARNESS_STORE=url)  # older: migrated by a command, never silently
+    assert done.returncode == 2 and "is at schema 1, this harness needs 2" in done.stdout
+    assert "harness store migrate" in done.stdout, done.stdout
+    with psycopg.connect(url) as db:
+        db.execute("UPDATE harness_schema SET version = 2")
     missing = s3.objects_url.replace("s3://harness/", "s3://no-such-bucket/")
     done = cli("store", "init", "--objects", missing)
     assert done.returncode == 2 and "no bucket 'no-such-bucket'" in done.stdout, done.stdout
@@ -246,3 +220,14 @@ def test_a_gates_latest_baseline_is_the_plans_previous_run_never_itself(
     second = cli("gate", budgets, cwd=elsewhere)  # lab-b's run against lab-a's
     assert "no other finished run" not in second.stdout, second.stdout
     assert "max_regression_pct" in second.stdout, second.stdout
+    # `latest` is per plan and device: the plan's first run on another device has none
+    plan_c, env_c = controller(tmp_path, "lab-c")
+    plan_c.write_text(PLAN.replace('devices = ["local"]', 'devices = ["bench-9"]'))
+    (plan_c.parent.parent / "devices" / "bench-9.toml").write_text(
+        f'transport = "local"\n[placement]\npython = "{sys.executable}"\n'
+        f'workdir = "{tmp_path / "bench-9"}"\n'
+    )
+    assert cli("run", plan_c, **env_c).returncode == 0
+    third = cli("gate", budgets, cwd=elsewhere)
+    assert third.returncode == 2, third.stdout
+    assert "no other finished run of plan 'nightly' on bench-9" in third.stdout, third.stdout
