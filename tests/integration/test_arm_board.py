@@ -19,7 +19,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SSHServer, free_port, harness, make_workspace, run_plan_ok, wait_until
+from conftest import (
+    SSHServer,
+    free_port,
+    harness,
+    make_workspace,
+    run_plan_ok,
+    skip_where_int8_holds,
+    wait_until,
+)
 from lab.board import Board, booted_board
 from lab.image import (
     BOARD_MODEL,
@@ -228,9 +236,17 @@ max_trials = 8
     assert done.returncode == 0, done.stdout + done.stderr
     out = " ".join(done.stdout.split())
     assert "note: board is a QEMU virt machine" in out, done.stdout
-    found = re.search(r"layer time shares: (\d+) of 54 weighted layers found", out)
-    assert found and int(found[1]) >= 50, done.stdout
-    answer = json.loads((lab / "reports" / "tune" / "ppocr_cls_v2-board" / "tune.json").read_text())
-    assert answer["chosen"]["recipe"]["params"]["nodes_to_exclude"]
+    folder = lab / "reports" / "tune" / "ppocr_cls_v2-board"
+    answer = json.loads((folder / "tune.json").read_text())
     assert answer["chosen"]["setting"]["device_quality"] == "ok"
     assert answer["device_virtual"].startswith("QEMU virt machine")
+    trials = [json.loads(p.read_text()) for p in (folder / "trials").glob("*.json")]
+    plain = next(t for t in trials if t["recipe"]["origin"].startswith("whole model"))
+    skip_where_int8_holds(
+        plain["quality"] == "ok",
+        f"whole-model int8 top1_agreement {plain['outputs'][0]['value']:.3f}, judged on the "
+        "controller's CPU",
+    )
+    found = re.search(r"layer time shares: (\d+) of 54 weighted layers found", out)
+    assert found and int(found[1]) >= 50, done.stdout
+    assert answer["chosen"]["recipe"]["params"]["nodes_to_exclude"]
