@@ -66,8 +66,8 @@ def test_int8_calibrated_on_noise_breaks_real_text_lines_and_real_lines_hold_it(
     assert "calibrated on seeded random inputs" in "\n".join(said)
 
     assert judged.eval is not None
-    held = np.load(judged.eval.file)
-    images, labels = held["x"], held["labels"]
+    with np.load(judged.eval.file) as held:  # closed here: a skip below keeps this frame
+        images, labels = held["x"], held["labels"]
     assert len(labels) == 58 and set(labels.tolist()) == {0, 1}  # 29 lines, both turns
 
     def predicted(model: Path) -> np.ndarray:
