@@ -1,5 +1,6 @@
-"""`harness --help` wall time (target <= 0.3 s): pandas, onnxruntime, paramiko, altair and
-vl-convert must be imported lazily, inside the commands that need them.
+"""`harness --help` wall time, and beside it `python -c pass` (target: <= 6x): pandas,
+onnxruntime, paramiko, pydantic, altair and vl-convert must be imported lazily, inside the
+commands that need them. A group's help and `--version` are timed too.
 
     .venv/bin/python benchmarks/cli_startup.py [--repeat 15]
 """
@@ -35,15 +36,19 @@ def main() -> None:
         "python -c pass": [sys.executable, "-c", "pass"],
         "harness --help": [str(HARNESS), "--help"],
         "harness devices --help": [str(HARNESS), "devices", "--help"],
+        "harness run --help": [str(HARNESS), "run", "--help"],
+        "harness --version": [str(HARNESS), "--version"],
         "import pandas (for scale)": [sys.executable, "-c", "import pandas"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.repeat):  # interleaved
         for name, argv in commands.items():
             times[name].append(wall_s(argv))
-    print(f"{'command':<28} {'median s':>9} {'min s':>7}")
+    floor = statistics.median(times["python -c pass"])
+    print(f"{'command':<28} {'median s':>9} {'min s':>7} {'x python -c pass':>17}")
     for name, values in times.items():
-        print(f"{name:<28} {statistics.median(values):>9.3f} {min(values):>7.3f}")
+        median = statistics.median(values)
+        print(f"{name:<28} {median:>9.3f} {min(values):>7.3f} {median / floor:>16.1f}x")
 
 
 if __name__ == "__main__":

@@ -5,14 +5,10 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
+from harness.runner.persistent import RUNNER_FILES
 from harness.transport.base import Transport
 
 RUNNER_FILE = "run.py"
-# the entry point, the modules it imports from its own folder, and the sampler it starts
-RUNNER_FILES = (
-    RUNNER_FILE, "contract.py", "device.py", "runtimes.py", "paired.py", "op_profile.py",
-    "outputs.py", "measure.py", "sampler.py",
-)  # fmt: skip
 
 
 def runner_source(name: str = RUNNER_FILE) -> bytes:

@@ -57,6 +57,8 @@ class ControllerNotes(TypedDict, total=False):
     run_s: float  # the runner's (or tool's) process, as the transport timed it
     total_s: float
     run_s_per_process: list[float | None]  # pooled
+    total_s_per_process: list[float | None]  # pooled
+    runner_fallback: str  # why the Python runner ran exec-per-job here, not persistent
     cooldown: Cooldown  # the wait for the device to cool before the process
     throttle_reasons: list[str] | None  # None: nothing recorded to tell
     reruns_after_throttling: int
@@ -196,6 +198,8 @@ def pool_documents(docs: list[ResultDoc]) -> tuple[ResultDoc, tuple[int, ...]]:
                 if reported
                 else None,
                 "load_ms": doc.load_ms,
+                "start_ms": doc.start_ms,
+                "wall_ms": doc.wall_ms,
                 "stop_reason": doc.stop_reason,
                 "peak_hwm_kb": doc.memory_kb("after_run").hwm_kb,
             }
@@ -237,6 +241,7 @@ def pool_notes(notes: list[ControllerNotes]) -> ControllerNotes:
     every throttling reason (any process throttled counts)."""
     pooled = notes[0].copy()
     pooled["run_s_per_process"] = [t.get("run_s") for t in notes]
+    pooled["total_s_per_process"] = [t.get("total_s") for t in notes]
     recorded = [t["throttle_reasons"] for t in notes if "throttle_reasons" in t]
     if recorded and any(r is not None for r in recorded):
         pooled["throttle_reasons"] = [x for r in recorded for x in (r or [])]

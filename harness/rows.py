@@ -31,6 +31,9 @@ Result table columns (`RESULT_COLUMNS`):
        from fp32's range over the whole set and is null for a constant fp32 output;
        top1/top5 agreement come from the outputs judged as class scores; fidelity_source
        may also say "representative set".
+  10 -- adds start_ms (the runner's start before the model's load, its first process)
+       and runner_process ("forked" by a persistent runner, or "exec": a runner process
+       per job; null for a native tool): memory figures compare within one of them.
 Columns are added, never repurposed.
 """
 
@@ -55,7 +58,7 @@ from harness.runner.result_document import ResultDocument
 from harness.runner.result_views import Fidelity, PowerReadings, Prepared, ReportedStats
 from harness.stats import percents_apart, stability_warnings, summarize
 
-RESULTS_SCHEMA_VERSION = 9
+RESULTS_SCHEMA_VERSION = 10
 
 
 RESULT_COLUMNS = (
@@ -71,7 +74,8 @@ RESULT_COLUMNS = (
     "cpu_model", "ram_mb", "os", "kernel", "board",
     "peak_pss_mb", "peak_swap_mb", "power_mode", "governor", "cores", "variant_effect",
     "psnr_db", "cosine_similarity", "max_abs_err", "fidelity_source", "top5_agreement",
-    "cpu_fallback_share", "fidelity_n", "snr_db", "fidelity_outputs",
+    "cpu_fallback_share", "fidelity_n", "snr_db", "fidelity_outputs", "start_ms",
+    "runner_process",
 )  # fmt: skip
 
 
@@ -123,6 +127,8 @@ def result_row(record: JobRecord) -> Row:
         error=record.error,
         load_ms=doc.load_ms,
         first_ms=doc.first_ms,
+        start_ms=doc.start_ms,
+        runner_process=doc.process,
         rss_before_mb=_mb(doc.memory_kb("before_load").rss_kb),
         model_mem_mb=_mb(doc.model_kb or _load_difference_kb(doc)),
         **memory_peaks(doc),

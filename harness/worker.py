@@ -23,6 +23,7 @@ from harness.device_start import start_device
 from harness.errors import DeviceDiskFull, DeviceUnreachable, HarnessError, LeaseHeld
 from harness.execute import DeviceSession
 from harness.execute.attempt import Attempt, Failure, attempt
+from harness.execute.session import runner_mode
 from harness.jobs import Job
 from harness.lease import Lease, new_lease, refresh, release
 from harness.native.commands import PYTHON_RUNNER
@@ -105,7 +106,14 @@ class DeviceWorker:
         self.device, self.store, self.emit, self.stop = device, store, emit, stop
         if transport is None:
             transport = open_transport(device, inventory)
-        self.session = DeviceSession(device, transport, store.run_id, file_facts, clock=clock)
+        self.session = DeviceSession(
+            device,
+            transport,
+            store.run_id,
+            file_facts,
+            clock=clock,
+            runner_mode=runner_mode(device),
+        )
         self.lease: Lease | None = None
         self.lease_ttl_s = 120.0
         self.quarantined: str | None = None  # why the device's remaining jobs are skipped
@@ -123,9 +131,11 @@ class DeviceWorker:
         )
         longest_s = max(job.timeout_s for job in jobs) + cooldown_s
         self.lease_ttl_s = 2 * longest_s * (1 + self.device.thermal.rerun_throttled) + 120
+        self.session.preload = sorted({job.runtime for job in jobs if job.tool == PYTHON_RUNNER})
         try:
             return self._rounds(jobs)
         finally:
+            self.session.close_runner()
             if self.lease is not None:
                 with contextlib.suppress(HarnessError):  # this run's job specs and scratch
                     transport.run(["rm", "-rf", self.session.run_folder()], timeout_s=30)

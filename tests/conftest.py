@@ -11,15 +11,19 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from device_files import device_file
 from sshd_server import SSHDUnavailable, SSHServer, free_port, loopback_sshd
+
+from harness.execute.session import DEFAULT_RUNNER_MODE, RUNNER_MODE_VARIABLE
 
 __all__ = ["SSHServer", "StandinPhones", "free_port"]
 
@@ -28,6 +32,8 @@ MODELS_DIR = ROOT / "models"
 STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 HARNESS = Path(sys.executable).parent / "harness"
 pytest_plugins = ("lab_fixtures",)  # the shared store's real servers
+# this test run's runner mode (`HARNESS_RUNNER_MODE=exec make test` runs the other one)
+RUNNER_MODE = os.environ.get(RUNNER_MODE_VARIABLE) or DEFAULT_RUNNER_MODE
 
 
 def harness(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -98,7 +104,7 @@ def isolated_home(
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     for key in list(os.environ):
-        if key.startswith("HARNESS_"):
+        if key.startswith("HARNESS_") and key != RUNNER_MODE_VARIABLE:  # the suite's mode
             monkeypatch.delenv(key)
     # GNU readline (loaded into this process) exports the terminal's size behind
     # os.environ's back; the harness run here would fit its piped tables to it
@@ -188,6 +194,119 @@ def pids_matching(pattern: str) -> list[int]:
         if pattern in cmdline and int(entry.name) != os.getpid():
             found.append(int(entry.name))
     return found
+
+
+def job_processes(workdir: Path) -> list[int]:
+    """The processes running jobs under `workdir` (a device that is this machine), in
+    either runner mode: each job's `<job>.running` file names its process while it runs,
+    an exec'd runner or a child forked by the persistent runner (whose command line is the
+    persistent runner's, not the job's)."""
+    return [pid for pid, _ in running_jobs(workdir) if Path(f"/proc/{pid}").exists()]
+
+
+def running_jobs(workdir: Path) -> list[tuple[int, int]]:
+    """(pid, process group) of each `<job>.running` file under `workdir`."""
+    found = []
+    for running in workdir.glob("jobs/*/*.running"):
+        try:
+            pid, group = (int(word) for word in running.read_text().split()[:2])
+        except (OSError, ValueError):
+            continue
+        found.append((pid, group))
+    return found
+
+
+@dataclass
+class DeviceWatch:
+    """What a watch of a device's work directory saw: the most job processes at once, and
+    every persistent runner."""
+
+    most_jobs: int = 0
+    runners: set[int] = field(default_factory=set)
+
+
+@contextmanager
+def watching(workdir: Path) -> Iterator[DeviceWatch]:
+    """Samples `workdir`'s job processes and persistent runners every 20 ms while the
+    block runs (the device is this machine)."""
+    seen = DeviceWatch()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.runners |= set(persistent_runners(workdir))
+            seen.most_jobs = max(seen.most_jobs, len(job_processes(workdir)))
+            stop.wait(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        watcher.join()
+
+
+def job_started(workdir: Path) -> bool:
+    """A job runs under `workdir` and its memory sampler has taken a reading."""
+    return bool(job_processes(workdir)) and any(
+        path.stat().st_size > 0 for path in workdir.glob("jobs/*/*.memory.jsonl")
+    )
+
+
+def leftovers(workdir: Path) -> list[int]:
+    """What runs for `workdir`'s jobs: job processes, anything in their process groups
+    (samplers, watchdogs), and persistent runners."""
+    groups = {group for _, group in running_jobs(workdir)}
+    in_groups = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and process_group(int(entry.name)) in groups
+    ]
+    return sorted(set(job_processes(workdir) + in_groups + persistent_runners(workdir)))
+
+
+def process_group(pid: int) -> int:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return -1
+
+
+def persistent_runners(workdir: Path) -> list[int]:
+    """The persistent runners of `workdir`'s device (`run.py --serve`), not what they
+    forked (which shares their command line): a job's child, its watchdog and samplers
+    read /dev/null on stdin (an orphaned one too), and a child just forked, not yet
+    redirected, has a persistent runner for a parent."""
+    serving = {
+        pid: parent_pid(pid)
+        for pid in pids_matching(f"{workdir}/runner/")
+        if cmdline(pid).startswith(sys.executable)  # not the shell around it
+        and "--serve" in cmdline(pid)
+        and stdin_of(pid) not in ("", os.devnull)
+    }
+    return sorted(pid for pid, parent in serving.items() if parent not in serving)
+
+
+def stdin_of(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/0")
+    except OSError:
+        return ""
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def parent_pid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def signal_thread(pid: int, signum: int, *, main_thread: bool) -> None:

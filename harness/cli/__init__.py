@@ -12,7 +12,7 @@ from __future__ import annotations  # noqa: I001 -- the command modules in workf
 
 import sys
 
-from harness.cli.common import app
+from harness.cli.common import app, command_line
 
 # each module registers its commands; help lists them in this order
 from harness.cli import runs  # noqa: F401, E402
@@ -28,6 +28,6 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     try:
-        app()
+        command_line()()
     except BrokenPipeError:  # e.g. `harness show | head`
         sys.stderr.close()

@@ -97,6 +97,10 @@ class Placement(_Strict):
     # the runner's memory (RSS, PSS, swap) sampled by a process beside it; 0: checkpoints only
     memory_interval_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
     sysfs_root: str = "/sys"  # where sysfs is, for power, thermal and cpufreq (tests: a tree)
+    # the Python runner: "persistent" (one per session, a forked child per job) or "exec"
+    # (a process per job: a device that cannot keep one); unset: HARNESS_RUNNER_MODE, or
+    # persistent (harness/execute/session.py)
+    runner_mode: Literal["persistent", "exec"] | None = None
 
     @field_validator("workdir")
     @classmethod

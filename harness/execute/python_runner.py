@@ -1,5 +1,7 @@
 """A job's process through harness/runner/ on the device: push the files it needs (by
-content hash), write its spec, run it, read its one JSON document."""
+content hash), write its spec, run it, read its one JSON document. The process is a child
+forked by the session's persistent runner (persistent_runner.py), or, exec-per-job, a
+runner started for it."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import signal
 import time
 from typing import cast
 
-from harness.errors import RunnerFailed
+from harness.errors import DeviceUnreachable, RunnerFailed
+from harness.execute.persistent_runner import Unavailable
 from harness.execute.session import DeviceSession
 from harness.jobs import Job
 from harness.records import ControllerNotes
 from harness.runner.contract import ResultDoc
+from harness.runner.persistent import ForkedResult
 from harness.runner.result_document import result_problem
 
 
@@ -40,6 +44,13 @@ def run(job: Job, session: DeviceSession, round_index: int, notes: ControllerNot
     )  # fmt: skip
     transport.put_bytes(json.dumps(spec).encode(), spec_path)
     notes["model_pushed"], notes["push_s"] = pushed, time.perf_counter() - clock
+    if session.runner_mode == "persistent" and not session.runner_fallback:
+        try:
+            return run_forked(job, session, spec_path, notes)
+        except Unavailable as exc:  # this device cannot keep one: exec-per-job from now
+            session.runner_fallback = str(exc)
+    if session.runner_fallback:
+        notes["runner_fallback"] = session.runner_fallback
     result = transport.run(
         [session.device.placement.python, session.runner_path, spec_path],
         timeout_s=job.timeout_s,
@@ -53,6 +64,42 @@ def run(job: Job, session: DeviceSession, round_index: int, notes: ControllerNot
             f"{exc}; the runner {exit_text(result.exit_code)}"
             + (f"; its stderr: {tail(result.stderr)}" if result.stderr.strip() else "")
         ) from None
+
+
+def run_forked(
+    job: Job, session: DeviceSession, spec_path: str, notes: ControllerNotes
+) -> ResultDoc:
+    """The job's process as a child of the session's persistent runner."""
+    clock = time.perf_counter()
+    runner = session.persistent_runner()
+    try:
+        answer = runner.run(spec_path, job.timeout_s)
+    except DeviceUnreachable:
+        session.close_runner()  # the retry starts a new one
+        raise
+    notes["run_s"] = time.perf_counter() - clock
+    return forked_document(answer, device=session.device.name, job_id=job.job_id)
+
+
+def forked_document(answer: ForkedResult, *, device: str, job_id: str) -> ResultDoc:
+    """The child's validated document; RunnerFailed saying how it ended when it wrote none
+    (a segfault in the runtime: the job's error, the runner stays)."""
+    doc = answer.get("document")
+    if doc is None:
+        how = (
+            f"was killed by {answer['signal']}"
+            if answer.get("signal")
+            else f"exited with status {answer.get('exit_code')}"
+        )
+        stderr = answer.get("stderr") or ""
+        raise RunnerFailed(
+            f"job {job_id} on '{device}': the runner's process {how} before it wrote its "
+            "result" + (f"; its stderr: {tail(stderr)}" if stderr.strip() else "")
+        )
+    problem = result_problem(doc)
+    if problem:
+        raise RunnerFailed(f"job {job_id} on '{device}': {problem}")
+    return doc
 
 
 def tail(text: str, lines: int = 5) -> str:

@@ -12,7 +12,12 @@ Format history:
                       failed after the timed loop leaves `eval_error` beside the latencies;
                       `fidelity` (every output of a few fixed inputs) or `fidelity_error`
                       (added later, read as absent from older runners).
+                      `start_ms` (the runner's start before the model's load)
+                      and `process` ("exec" or "forked") added later.
   harness.facts/1  -- `--facts`: platform, Python, runtimes, disk, CPUs.
+  harness.runner-session/1 -- `--serve`: JSON lines on stdin and stdout, a hello each
+                      way (the runner's with its version), then a forked child and
+                      one answer per job; described and typed in persistent.py.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, Dict, TypedDict, Union, final
 RESULT_SCHEMA = "harness.result/1"
 FACTS_SCHEMA = "harness.facts/1"
 JOB_SCHEMA = "harness.job/1"
+SESSION_SCHEMA = "harness.runner-session/1"
 
 
 # ---------------------------------------------------------------------------- the job spec
@@ -284,6 +290,8 @@ class ProcessDoc(TypedDict, total=False):
     n: int
     p50_ms: float | None
     load_ms: float | None
+    start_ms: float | None  # the process's start (exec or fork) to the model's load
+    wall_ms: float | None
     stop_reason: str | None
     peak_hwm_kb: float | None
 
@@ -359,6 +367,8 @@ class ResultDoc(TypedDict, total=False):
     job_id: str | None
     threads: int | None
     wall_ms: float
+    start_ms: float  # the process's start (exec or fork) to the model's load
+    process: str  # "exec": a runner process per job; "forked" by a persistent runner
     runtime: RuntimeDoc
     load_ms: float | None
     first_ms: float | None

@@ -9,7 +9,6 @@ import glob
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from typing import Any
 
@@ -122,6 +121,8 @@ def command_text(argv: list[str]) -> str | None:
     """What a device tool prints (None where it is not installed or fails to start)."""
     if not shutil.which(argv[0]):
         return None
+    import subprocess  # here: a job's runner starts faster without it (most devices)
+
     try:
         done = subprocess.run(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=5, check=False

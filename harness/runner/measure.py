@@ -7,8 +7,6 @@ import gc
 import json
 import math
 import os
-import subprocess
-import sys
 import time
 from typing import IO, Any, Callable, Mapping, Sequence
 
@@ -28,13 +26,16 @@ try:  # imported as harness.runner.device (the controller, the tests)
 except ImportError:  # run on the device, where this file's folder is on sys.path
     from device import Preparation, device_state, read_memory_kb  # type: ignore[no-redef]
 
+try:  # imported as harness.runner.sampler (the controller, the tests)
+    from .sampler import ForkedSampler
+except ImportError:  # run on the device, where this file's folder is on sys.path
+    from sampler import ForkedSampler  # type: ignore[no-redef]
+
 try:  # imported as harness.runner.runtimes (the controller, the tests)
     from .outputs import profile_of, run_eval, run_fidelity
-    from .paired import run_paired
     from .runtimes import integer_inputs_hint, make_inputs, open_session
 except ImportError:  # run on the device, where this file's folder is on sys.path
     from outputs import profile_of, run_eval, run_fidelity  # type: ignore[no-redef]
-    from paired import run_paired  # type: ignore[no-redef]
     from runtimes import integer_inputs_hint, make_inputs, open_session  # type: ignore[no-redef]
 
 Z_95 = 1.959963984540054
@@ -141,20 +142,14 @@ class Sampler:
         self.spec = spec
         self.what = what
         self.out = spec["out"]
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: ForkedSampler | None = None
         self.log: IO[str] | None = None
 
     def start(self) -> None:
         with open(self.out, "w"):
             pass  # a fresh file per process
         self.log = open(self.out + ".stderr", "w+")  # noqa: SIM115 -- lives as long as the sampler
-        sampler = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sampler.py")
-        self.proc = subprocess.Popen(
-            [sys.executable, sampler, json.dumps(self.spec), self.out],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
+        self.proc = ForkedSampler(json.dumps(self.spec), self.out, self.log.fileno())
         deadline = time.monotonic() + 10
         while os.path.getsize(self.out) == 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -166,7 +161,7 @@ class Sampler:
                     else "no reading within 10 s"
                 )
                 raise JobError("the %s sampler did not start: %s" % (self.what, said))
-            time.sleep(0.005)
+            time.sleep(0.001)  # its first reading comes within milliseconds of its fork
 
     def readings_ns(self) -> list[int]:
         """The timestamps of the readings written so far (a line cut short is not one)."""
@@ -179,16 +174,23 @@ class Sampler:
                     break
         return stamps
 
-    def idle_window(self, idle_s: float, min_readings: int) -> list[int]:
-        """[start, end] on the readings' clock: from the sampler's first reading (so no
-        reading lands a hair before it), at least `idle_s` long and held open until
-        `min_readings` readings are inside it, whatever the interval."""
+    def idle_window(self, idle_s: float, min_readings: int, after_ns: int) -> list[int]:
+        """[start, end] on the readings' clock: from the sampler's first reading at or
+        after `after_ns` (so no reading lands a hair before it, and nothing the runner did
+        before then is in it), at least `idle_s` long and held open until `min_readings`
+        readings are inside it, whatever the interval."""
         interval_s = float(self.spec.get("interval_s", 0.05))
-        start = self.readings_ns()[0]
-        give_up = start + int((idle_s + (min_readings + 2) * interval_s + 10) * 1e9)
+        give_up = after_ns + int((idle_s + (min_readings + 3) * interval_s + 10) * 1e9)
+        while True:
+            later = [t for t in self.readings_ns() if t >= after_ns]
+            dead = self.proc is None or self.proc.poll() is not None
+            if later or dead or time.monotonic_ns() > give_up:
+                break
+            time.sleep(min(interval_s / 4, 0.01))
+        start = later[0] if later else after_ns
         while True:
             now = time.monotonic_ns()
-            enough = len(self.readings_ns()) >= min_readings
+            enough = len([t for t in self.readings_ns() if t >= start]) >= min_readings
             if (now - start >= idle_s * 1e9 and enough) or now > give_up:
                 return [start, now]
             if self.proc is None or self.proc.poll() is not None:  # it died: the record says so
@@ -196,14 +198,16 @@ class Sampler:
             time.sleep(min(interval_s / 2, 0.05))
 
     def stop(self) -> SampledDoc:
-        """One more interval (a reading after the window's end), then SIGTERM."""
+        """SIGTERM: a polled source then takes its last reading, after the window's end, at
+        once; a streamed one (tegrastats) is given one more interval for its line first."""
         proc = self.proc
         if proc is not None and proc.poll() is None:
-            time.sleep(float(self.spec.get("interval_s", 0.05)))
+            if self.spec.get("source") == "tegrastats":
+                time.sleep(float(self.spec.get("interval_s", 0.05)))
             proc.terminate()
             try:
                 proc.wait(5)
-            except subprocess.TimeoutExpired:
+            except TimeoutError:
                 proc.kill()
                 proc.wait()
         samples: list[Any] = []
@@ -222,8 +226,11 @@ class Sampler:
         return self.log.read().strip()[-500:]
 
 
-def run_job(job: JobSpec, np: Any, doc: ResultDoc) -> None:
-    """Everything for one job; fills `doc` as it goes so a failure keeps what was measured."""
+def run_job(job: JobSpec, doc: ResultDoc, started_ns: int | None = None) -> None:
+    """Everything for one job; fills `doc` as it goes so a failure keeps what was measured.
+    `started_ns` (perf_counter_ns) is when the process began the job: its exec or fork.
+    The samplers are forked before numpy is imported (a runner process per job), so they
+    share none of its pages (which would halve them in its PSS)."""
     preparation = Preparation(job.get("prepare"), job.get("sysfs_root") or "/sys")
     power = job.get("power") or {}
     sampler = Sampler(power, "power") if power else None
@@ -236,10 +243,16 @@ def run_job(job: JobSpec, np: Any, doc: ResultDoc) -> None:
         if sampler is not None:
             doc["power"] = {"source": power["source"], "interval_s": power.get("interval_s")}
             sampler.start()
+        try:
+            import numpy as np
+        except Exception as exc:
+            raise JobError("numpy cannot be imported: %s: %s" % (type(exc).__name__, exc))
+        if started_ns is not None:  # the runner's own start (the idle baseline is the job's)
+            doc["start_ms"] = (time.perf_counter_ns() - started_ns) / 1e6
         if sampler is not None and float(power.get("idle_s", 0)) > 0:
-            # the baseline: nothing loaded, nothing running
+            # the baseline: nothing loaded, nothing running, from a reading after the import
             doc["power"]["idle_window_ns"] = sampler.idle_window(
-                float(power["idle_s"]), int(power.get("min_readings", 3))
+                float(power["idle_s"]), int(power.get("min_readings", 3)), time.monotonic_ns()
             )
         measure_job(job, np, doc)
     finally:
@@ -307,6 +320,11 @@ def measure_job(job: JobSpec, np: Any, doc: ResultDoc) -> None:
             reference.set_inputs(arrays)
             for _ in range(int(job.get("warmup", 0)) + 1):
                 reference.infer_callable()()
+            try:  # here: only a paired job needs it (a runner starts faster without)
+                from .paired import run_paired
+            except ImportError:  # run on the device, where this file's folder is on sys.path
+                from paired import run_paired  # type: ignore[no-redef]
+
             doc["paired"] = run_paired(  # each process draws its own block orders
                 reference.infer_callable(), infer, paired, int(job.get("seed", 0)) + os.getpid()
             )

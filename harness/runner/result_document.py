@@ -168,6 +168,21 @@ class ResultDocument:
         return _number(self.raw.get("load_ms"))
 
     @property
+    def start_ms(self) -> float | None:
+        """The runner's start before the model's load: its exec, or its fork."""
+        return _number(self.raw.get("start_ms"))
+
+    @property
+    def process(self) -> str | None:
+        """ "exec" (a runner process per job) or "forked" (a persistent runner's child);
+        None for a native tool or an older runner."""
+        return _text(self.raw.get("process"))
+
+    @property
+    def wall_ms(self) -> float | None:
+        return _number(self.raw.get("wall_ms"))
+
+    @property
     def first_ms(self) -> float | None:
         return _number(self.raw.get("first_ms"))
 

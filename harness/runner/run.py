@@ -25,7 +25,6 @@ import shutil
 import signal
 import sys
 import time
-import traceback
 
 try:  # imported as harness.runner.contract (the controller, the tests)
     from .contract import JOB_SCHEMA, RESULT_SCHEMA, JobError, JobSpec, ResultDoc
@@ -52,12 +51,14 @@ except ImportError:  # run on the device, where this file's folder is on sys.pat
 # ----------------------------------------------------------------------------- entry point
 
 
-def start_watchdog(deadline_s: float) -> int:
+def start_watchdog(deadline_s: float, session_alive: int | None = None) -> int:
     """Fork a watchdog that ends this runner's whole process group (its samplers too) at
     the deadline, so a runner never outlives a controller that died or lost its link.
     It learns that the runner ended when the pipe's write end (held only by the runner)
-    closes, so it never outlives a runner that finished. Forked before any runtime is
-    imported: no threads yet."""
+    closes, so it never outlives a runner that finished. Forked before any runtime session
+    exists. A job forked by a persistent runner (persistent.py) passes `session_alive`, a
+    pipe's read end whose write end only that runner holds: when the runner dies, the job
+    ends too."""
     read_end, write_end = os.pipe()
     runner_pid = os.getpid()
     if os.fork() != 0:
@@ -69,10 +70,14 @@ def start_watchdog(deadline_s: float) -> int:
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        os.closerange(3, read_end)
-        os.closerange(read_end + 1, 4096)
-        ready, _, _ = select.select([read_end], [], [], deadline_s)
-        if not ready:
+        watched = [read_end] + ([session_alive] if session_alive is not None else [])
+        low = 3
+        for fd in sorted(watched):
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, 4096)
+        ready, _, _ = select.select(watched, [], [], deadline_s)
+        if read_end not in ready:  # the deadline, or the persistent runner died
             group = os.getpgid(runner_pid)
             os.killpg(group, signal.SIGTERM)
             for _ in range(20):
@@ -102,6 +107,12 @@ class RunningRecord:
                 os.remove(self.path)
 
 
+def formatted_traceback() -> str:
+    import traceback  # here: only a failed job needs it (a runner starts faster without)
+
+    return traceback.format_exc()
+
+
 def free_bytes(folder: str) -> int | None:
     """Free space for this user in `folder`'s file system (None if it cannot be read)."""
     try:
@@ -121,9 +132,26 @@ def main(argv: list[str]) -> int:
         result_stream.write("\n")
         result_stream.flush()
         return 0
+    if len(argv) >= 2 and argv[1] == "--serve":  # RUNTIME ... to import once
+        try:
+            from .persistent import serve
+        except ImportError:  # run on the device, where this file's folder is on sys.path
+            from persistent import serve  # type: ignore[no-redef]
+
+        return serve(result_stream, run_spec, argv[2:])
     if len(argv) != 2:
-        sys.stderr.write("usage: run.py JOB.json | run.py --facts WORKDIR\n")
+        sys.stderr.write("usage: run.py JOB.json | run.py --facts WORKDIR | run.py --serve\n")
         return 2
+    doc = run_spec(argv[1], started)
+    json.dump(doc, result_stream)
+    result_stream.write("\n")
+    result_stream.flush()
+    return 0 if doc["status"] == "ok" else 1
+
+
+def run_spec(spec_path: str, started: int, session_alive: int | None = None) -> ResultDoc:
+    """One job from its spec file: the result document, status ok or error (never raises).
+    `started` is when this process began the job (perf_counter_ns): its exec or its fork."""
     doc: ResultDoc = {
         "schema": RESULT_SCHEMA,
         "status": "error",
@@ -131,24 +159,22 @@ def main(argv: list[str]) -> int:
         "python": platform.python_version(),
         "arch": platform.machine(),
         "device": device_identity(),
+        "process": "exec" if session_alive is None else "forked",
     }
     stage = "reading the job spec"
     try:
-        with open(argv[1]) as handle:
+        with open(spec_path) as handle:
             job: JobSpec = json.load(handle)
         if job.get("schema") != JOB_SCHEMA:
             raise JobError("job spec schema %r is not %s" % (job.get("schema"), JOB_SCHEMA))
         doc["job_id"] = job.get("job_id")
         doc["threads"] = job.get("threads")
         if job.get("deadline_s"):
-            start_watchdog(float(job["deadline_s"]))
+            start_watchdog(float(job["deadline_s"]), session_alive)
         running = RunningRecord(job.get("running_file"), job.get("job_id"))
         try:
-            stage = "importing numpy"
-            import numpy as np
-
             stage = "running the job"
-            run_job(job, np, doc)
+            run_job(job, doc, started)
             doc["status"] = "ok"
         finally:
             running.remove()
@@ -157,17 +183,14 @@ def main(argv: list[str]) -> int:
             "type": type(exc).__name__,
             "message": str(exc) or repr(exc),
             "stage": stage,
-            "traceback": traceback.format_exc(),
+            "traceback": formatted_traceback(),
             # a full disk makes many things fail, some of them wordlessly: the controller
             # tells that condition from these two
             "errno": getattr(exc, "errno", None),
-            "disk_free_bytes": free_bytes(os.path.dirname(os.path.abspath(argv[1]))),
+            "disk_free_bytes": free_bytes(os.path.dirname(os.path.abspath(spec_path))),
         }
     doc["wall_ms"] = (time.perf_counter_ns() - started) / 1e6
-    json.dump(doc, result_stream)
-    result_stream.write("\n")
-    result_stream.flush()
-    return 0 if doc["status"] == "ok" else 1
+    return doc
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ with.
 
 SPEC: {"source": ..., "root": "/sys", "interval_s": 0.05, "command": [...]}, or
 {"source": "memory", "pid": N, "interval_s": 0.1}. One JSON line per reading is appended
-to OUT_PATH ({"t_ns": ..., "raw": ...}); it stops on SIGTERM. Power readings are parsed
+to OUT_PATH ({"t_ns": ..., "raw": ...}); on SIGTERM a polled source takes one last reading
+at once (the one after the runner's window) and stops. Power readings are parsed
 on the controller (harness/probes/power.py), so this file only reads. Standard library
 only, Python 3.8+. Never imports harness.
 """
@@ -18,8 +19,8 @@ import glob
 import json
 import os
 import re
+import select
 import signal
-import subprocess
 import sys
 import time
 from typing import IO, TYPE_CHECKING, Callable
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # a process of its own on the device, without its package
 
 STOP: list[int] = []  # the signal that asked it to stop
 PARENT: list[int] = []  # the runner's pid
+WAKE: list[int] = []  # a pipe's read end that the stop signal writes to (set_wakeup_fd)
 
 
 def read_text(path: str) -> str:
@@ -122,6 +124,8 @@ NVIDIA_SMI = ["nvidia-smi", "--query-gpu=index,power.draw,memory.used", "--forma
 
 
 def command_output(argv: list[str]) -> str:
+    import subprocess  # here: the runner that forks this sampler starts faster without it
+
     return subprocess.run(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10, check=False
     ).stdout.decode(errors="replace")
@@ -139,19 +143,23 @@ POLLED: dict[str, Callable[[SamplerSpec], object]] = {
 
 
 def poll(spec: SamplerSpec, out: IO[str]) -> None:
+    """A reading each interval; the stop signal cuts the wait short for one last reading."""
     read = POLLED[spec["source"]]
     interval_ns = int(float(spec["interval_s"]) * 1e9)
     next_tick = time.monotonic_ns()
-    while not STOP and not orphaned():
+    while not orphaned():
+        stopping = bool(STOP)
         stamp = time.monotonic_ns()  # taken just before the read: nothing runs in between
         raw = read(spec)
         out.write(json.dumps({"t_ns": stamp, "raw": raw}) + "\n")
         out.flush()
+        if stopping:
+            return
         next_tick += interval_ns
         delay = next_tick - time.monotonic_ns()
-        if delay > 0:
-            time.sleep(delay / 1e9)
-        else:
+        if delay > 0 and not STOP:
+            select.select(WAKE, [], [], delay / 1e9)  # returns early on the stop signal
+        elif delay <= 0:
             next_tick = time.monotonic_ns()
 
 
@@ -159,6 +167,8 @@ def stream_tegrastats(spec: SamplerSpec, out: IO[str]) -> None:
     """tegrastats prints a line per interval; each is stamped as it arrives."""
     interval_ms = str(max(1, int(float(spec["interval_s"]) * 1000)))
     argv = (spec.get("command") or ["tegrastats"]) + ["--interval", interval_ms]
+    import subprocess
+
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
@@ -185,6 +195,10 @@ def orphaned() -> bool:
 def main(argv: list[str]) -> None:
     spec = json.loads(argv[1])
     PARENT.append(os.getppid())
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    WAKE.append(wake_read)
     signal.signal(signal.SIGTERM, lambda signum, frame: STOP.append(signum))
     with open(argv[2], "a") as out:
         if spec["source"] == "tegrastats":
@@ -199,3 +213,52 @@ if __name__ == "__main__":
     except Exception as exc:  # the runner reports it; nothing else may stop a run
         sys.stderr.write("sampler: %s: %s\n" % (type(exc).__name__, exc))
         sys.exit(3)
+
+
+class ForkedSampler:
+    """A sampler forked from a runner that already runs Python (a persistent runner's job):
+    no interpreter to start. The part of `subprocess.Popen` that measure.Sampler uses
+    (`wait` raises TimeoutError)."""
+
+    def __init__(self, spec_json: str, out_path: str, log_fd: int) -> None:
+        self.returncode: int | None = None
+        self.pid = os.fork()
+        if self.pid:
+            return
+        code = 3
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.dup2(log_fd, 2)
+            os.closerange(3, 4096)  # the runner's pipes (its watchdog's) are not ours to hold
+            main(["sampler.py", spec_json, out_path])
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 -- as the exec'd sampler says it
+            os.write(2, ("sampler: %s: %s\n" % (type(exc).__name__, exc)).encode())
+        finally:
+            os._exit(code)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.returncode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("the sampler did not end in %s s" % timeout)
+            time.sleep(0.005)
+        assert self.returncode is not None
+        return self.returncode
+
+    def terminate(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)

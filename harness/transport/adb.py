@@ -28,6 +28,7 @@ from harness.errors import (
     TransportError,
 )
 from harness.transport.base import BaseTransport, CommandResult
+from harness.transport.channel import Channel, PipeChannel
 from harness.transport.local import communicate_until, kill_process_group
 from harness.transport.remote_shell import MARKER, WRAPPER, kill_command, strip_marker
 
@@ -120,6 +121,13 @@ class AdbTransport(BaseTransport):
         if exit_code == 255 and "error: " in stderr and "device" in stderr:
             raise DeviceUnreachable(self.device_name, stderr.strip() + _hint(stderr))
         return CommandResult(tuple(argv), stdout, stderr, exit_code, time.perf_counter() - started)
+
+    def _start(self, argv: list[str]) -> Channel:
+        """`adb shell` with stdin kept open: shell protocol v2 carries it (and its close)."""
+        remote = shlex.join(["sh", "-c", WRAPPER, "harness-run", *argv])
+        return PipeChannel(
+            self.device_name, argv, [*self._client, "shell", remote], self._kill_remote
+        )
 
     def _kill_remote(self, marker_stream: bytes) -> None:
         killer = kill_command(marker_stream)

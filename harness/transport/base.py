@@ -32,6 +32,7 @@ from harness.errors import (
     RemotePathError,
     TransportError,
 )
+from harness.transport.channel import Channel
 
 T = TypeVar("T")
 
@@ -64,6 +65,8 @@ class Transport(Protocol):
     ) -> CommandResult: ...
 
     def interrupt(self) -> None: ...
+
+    def start(self, argv: Sequence[str]) -> Channel: ...
 
     def run_check(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult: ...
 
@@ -140,6 +143,15 @@ class BaseTransport:
             budget,
             lambda: self._run(list(argv), timeout_s, cancel),
         )
+
+    def start(self, argv: Sequence[str]) -> Channel:
+        """Start argv to stay, spoken to in lines (harness/transport/channel.py)."""
+        self.open()
+        channel = self._watched(
+            f"starting {argv[0]}", self.io_timeout_s, lambda: self._start(list(argv))
+        )
+        channel.interrupted = self._interrupted
+        return channel
 
     def interrupt(self) -> None:
         """Stop the interruptible command running now (from another thread), and refuse
@@ -312,6 +324,9 @@ class BaseTransport:
     ) -> CommandResult:
         """Run argv; on timeout kill it on the device and raise CommandTimeout; once
         `cancel` is set kill it likewise and raise CommandInterrupted."""
+        raise NotImplementedError
+
+    def _start(self, argv: list[str]) -> Channel:
         raise NotImplementedError
 
     def _put(self, local: Path, remote: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.errors import CommandInterrupted, CommandTimeout, TransportError
 from harness.transport.base import BaseTransport, CommandResult
+from harness.transport.channel import Channel, PipeChannel
 
 KILL_GRACE_S = 2.0
 CANCEL_POLL_S = 0.25  # how soon an interrupted command is noticed
@@ -69,6 +70,9 @@ class LocalTransport(BaseTransport):
             proc.returncode,
             time.perf_counter() - started,
         )
+
+    def _start(self, argv: list[str]) -> Channel:
+        return PipeChannel(self.device_name, argv, argv)
 
     def _put(self, local: Path, remote: str) -> None:
         target = Path(remote)

@@ -62,12 +62,14 @@ def strip_marker(stderr: bytes) -> str:
 
 # What runners of earlier controllers left under "$1" (the workdir's jobs/ folder): each
 # runner keeps `<job>.running` ("pid pgid job_id") beside its spec while it runs. A pid
-# whose command line still names that spec is such a runner: its process group (samplers
-# included) is killed and its job printed. Then the old specs and scratch files go.
+# whose command line still names that spec is such a runner, and so is one whose command
+# line is a persistent runner's (a child it forked, in a process group of its own): its
+# process group (samplers included) is killed and its job printed. Then the old specs and
+# scratch files go.
 END_LEFTOVERS = (
     'for f in "$1"/*/*.running; do [ -f "$f" ] || continue; '
     'read -r pid pgid job < "$f"; spec="${f%.running}.json"; '
-    'case "$(tr "\\000" " " < "/proc/$pid/cmdline" 2>/dev/null)" in *"$spec"*) '
+    'case "$(tr "\\000" " " < "/proc/$pid/cmdline" 2>/dev/null)" in *"$spec"*|*" --serve"*) '
     'kill -s KILL -- "-$pgid" 2>/dev/null || kill -KILL "-$pgid" 2>/dev/null; '
     'echo "ended $job";; esac; done; rm -rf "$1"; true'
 )

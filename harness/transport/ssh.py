@@ -32,8 +32,10 @@ from harness.errors import (
     TransportError,
 )
 from harness.transport.base import BaseTransport, CommandResult
+from harness.transport.channel import Channel
 from harness.transport.local import CANCEL_POLL_S
 from harness.transport.remote_shell import WRAPPER, kill_command, strip_marker
+from harness.transport.ssh_channel import SSHChannel, answers_keepalive
 from harness.transport.ssh_target import SSHTarget, _known_hosts_name, _SaveNewKey
 
 # paramiko logs connection failures with tracebacks; we raise our own errors instead.
@@ -246,7 +248,7 @@ class SSHTransport(BaseTransport):
                         self.device_name, "the SSH connection dropped while a command ran"
                     )
                 if time.monotonic() - heard > probe_s:
-                    if not _answers(transport, probe_s):
+                    if not answers_keepalive(transport, probe_s):
                         raise DeviceUnreachable(
                             self.device_name,
                             f"the device stopped answering while a command ran (no reply to "
@@ -264,6 +266,18 @@ class SSHTransport(BaseTransport):
             exit_code,
             time.perf_counter() - started,
         )
+
+    def _start(self, argv: list[str]) -> Channel:
+        assert self._client is not None
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise DeviceUnreachable(self.device_name, "the SSH connection was lost")
+        try:
+            channel = transport.open_session(timeout=self.target.connect_timeout_s)
+            channel.exec_command(shlex.join(["sh", "-c", WRAPPER, "harness-run", *argv]))
+        except (paramiko.SSHException, OSError) as exc:
+            raise DeviceUnreachable(self.device_name, f"cannot start a command: {exc}") from None
+        return SSHChannel(self.device_name, channel, argv, self.io_timeout_s, self._kill_remote)
 
     def _kill_remote(self, stderr: bytes) -> None:
         """Kill the timed-out command's process group on the device (TERM, then KILL)."""
@@ -365,14 +379,3 @@ class SSHTransport(BaseTransport):
                     f"the connection was lost while {what}: {exc or type(exc).__name__}",
                 ) from None
             raise TransportError(self.device_name, f"{what} failed: {exc}") from None
-
-
-def _answers(session: paramiko.Transport, timeout_s: float) -> bool:
-    """Whether the server replies to a keep-alive request within `timeout_s` (keep-alives
-    alone take minutes to notice a dead link: this asks and waits for the answer)."""
-    request = threading.Thread(
-        target=session.global_request, args=("keepalive@openssh.com",), daemon=True
-    )  # it waits for the reply; on a dead link until the connection is closed
-    request.start()
-    request.join(timeout_s)
-    return not request.is_alive()

@@ -11,6 +11,7 @@ these tests skip with the reason, and only they do.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import re
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import (
+    RUNNER_MODE,
     SSHServer,
     free_port,
     harness,
@@ -171,6 +173,48 @@ dims = { batch = 1 }
     assert results["temp_start_c"].isna().all() and results["temp_end_c"].isna().all()
     iris = results[results["model"] == "iris_landmark"].iloc[0]
     assert iris["runtime"] == "tflite" and iris["provider"] == "xnnpack"
+    # each process forked by the persistent runner there (onnxruntime and LiteRT imported
+    # once, on aarch64), or exec'd, as the suite's HARNESS_RUNNER_MODE says
+    assert set(results["runner_process"]) == {"forked" if RUNNER_MODE == "persistent" else "exec"}
+
+
+def test_a_persistent_runner_killed_on_the_board_is_replaced_and_the_job_retried(
+    lab: Path, board: Board
+) -> None:
+    board_file = (lab / "devices" / "board.toml").read_text()
+    (lab / "devices" / "board-stays.toml").write_text(
+        board_file.replace(
+            'workdir = "edge-harness"', 'workdir = "edge-harness"\nrunner_mode = "persistent"'
+        )
+        + "\n[retry]\ntimes = 2\nbackoff_s = 0.5\n"
+    )
+    plan = lab / "plans" / "arm-stays.toml"
+    plan.write_text(
+        'name = "arm-stays"\ndevices = ["board-stays"]\nmodels = ["digits_cnn"]\n'
+        'variants = ["fp32"]\n[measure]\nwarmup = 1\niterations = 3000\ntimeout_s = 900\n'
+        "[runtime]\nthreads = [1]\n[inputs]\ndims = { batch = 1 }\n"
+    )
+    inventory = load_inventory(lab / "devices")
+    # the job's child names itself in its .running file; its parent is the persistent runner
+    kill_its_runner = (
+        'for f in "$HOME"/edge-harness/jobs/*/*.running; do [ -f "$f" ] || continue; '
+        'read -r pid rest < "$f"; parent=$(cut -d" " -f4 "/proc/$pid/stat") && '
+        'kill -KILL "$parent" && echo "killed $parent"; done'
+    )
+    killed: list[str] = []
+
+    def kill_when_running() -> bool:
+        with open_transport(inventory["board-stays"], inventory) as transport:
+            said = transport.run(["sh", "-c", kill_its_runner], timeout_s=120).stdout
+        killed.extend(line for line in said.splitlines() if line.startswith("killed"))
+        return bool(killed)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run_plan_ok, plan)
+        wait_until(kill_when_running, 600, "the job's child on the board")
+        prepared, [record] = running.result(timeout=1800)
+    assert record.status == "ok" and record.controller["attempts"] == 2, record.error
+    assert record.runner["process"] == "forked" and len(record.latencies_ns) == 3000
 
 
 def test_compare_refuses_an_arm_run_against_an_x86_run(

@@ -14,9 +14,9 @@ from netlab import can_make_namespaces
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 # each script, and a line of the table it prints
 TABLES = {
-    "cli_startup.py": "median s",
-    "fidelity.py": "ratio range",
-    "overhead.py": "first-push",
+    "cli_startup.py": "x python -c pass",
+    "fidelity.py": "process spread",
+    "overhead.py": "exec's start budget",
     "strategies.py": "speedup",
     "regression_detection.py": "false positives",
     "fleet.py": "controller CPU per job",

@@ -1,9 +1,10 @@
 """A controller that dies or is stopped must leave nothing running on its device.
 
 Against the real sshd on loopback (the device is this machine, so its processes are
-visible in /proc): a controller killed with SIGKILL mid-job, whose runner must end itself at
-its deadline; `--resume` after such a death, which must end the orphan before it runs the
-job again (never two runners at once, one record per job); and SIGTERM, which must stop the
+visible in /proc): a controller killed with SIGKILL mid-job, whose exec'd runner must end
+itself at its deadline, and whose persistent runner ends the job at once (its channel
+closed); `--resume` after such a death, which must end the orphan before it runs the job
+again (never two runners at once, one record per job); and SIGTERM, which must stop the
 job on the device, record it `interrupted`, release the lease and exit 143.
 """
 
@@ -13,45 +14,27 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import SSHServer, signal_thread, wait_until
+from conftest import (
+    SSHServer,
+    job_processes,
+    job_started,
+    leftovers,
+    signal_thread,
+    wait_until,
+    watching,
+)
 
 BIN = Path(sys.executable).parent
 
 
-def device_processes(workdir: Path, program: str) -> list[int]:
-    """Python processes running `program` (run.py, sampler.py) for a job under `workdir`;
-    not the shells around them, nor the runner's forked watchdog (a child with the same
-    command line)."""
-    found: dict[int, int] = {}  # pid -> parent pid
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        words = [word.decode(errors="replace") for word in argv if word]
-        if not words or "python" not in Path(words[0]).name:
-            continue
-        line = " ".join(words)
-        if program in line and f"{workdir}/jobs/" in line:
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return [pid for pid, parent in found.items() if parent not in found]
-
-
-def setup(workspace: Path, sshd: SSHServer, iterations: int, timeout_s: int) -> tuple[Path, Path]:
+def setup(
+    workspace: Path, sshd: SSHServer, iterations: int, timeout_s: int, **device: object
+) -> tuple[Path, Path]:
     workdir = workspace / "loop-device"
-    (workspace / "devices" / "loop.toml").write_text(sshd.device_toml("loop", workdir))
+    (workspace / "devices" / "loop.toml").write_text(sshd.device_toml("loop", workdir, **device))
     return write_plan(workspace, iterations, timeout_s), workdir
 
 
@@ -90,7 +73,7 @@ def signalled_mid_job(
     its first job runs on the device (its sampler is up); its exit status and output."""
     controller = start_run(workspace, str(plan))
     try:
-        wait_until(lambda: device_processes(workdir, "sampler.py"), 120, "the job's start")
+        wait_until(lambda: job_started(workdir), 120, "the job's start")
         signal_thread(controller.pid, signum, main_thread=main_thread)
         output, _ = controller.communicate(timeout=120)
     finally:
@@ -98,69 +81,58 @@ def signalled_mid_job(
     return controller.returncode, output
 
 
-@contextmanager
-def most_runners_at_once(workdir: Path) -> Iterator[list[int]]:
-    """Watches the device's processes while the block runs; yields [the largest number of
-    runners seen at one time]."""
-    seen = [0]
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            seen[0] = max(seen[0], len(device_processes(workdir, "run.py")))
-            stop.wait(0.02)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        watcher.join()
-
-
-def test_a_runner_outliving_its_killed_controller_ends_at_its_deadline(
+def test_an_execd_runner_outliving_its_killed_controller_ends_at_its_deadline(
     workspace: Path, sshd: SSHServer
 ) -> None:
-    plan, workdir = setup(workspace, sshd, iterations=100_000_000, timeout_s=5)
+    plan, workdir = setup(workspace, sshd, iterations=100_000_000, timeout_s=5, runner_mode="exec")
     # SIGKILL: no handler runs, the SSH connection just drops
     signalled_mid_job(workspace, plan, workdir, signal.SIGKILL)
     started = time.monotonic()
-    assert device_processes(workdir, "run.py"), "the runner should outlive the controller"
+    assert job_processes(workdir), "the runner should outlive the controller"
     # its deadline is the job's 5 s timeout + RUNNER_DEADLINE_MARGIN_S (15 s)
-    wait_until(
-        lambda: (
-            not device_processes(workdir, "run.py") and not device_processes(workdir, "sampler.py")
-        ),
-        120,
-        "the orphaned runner's and sampler's end",
-    )
+    wait_until(lambda: not leftovers(workdir), 120, "the orphaned runner's and sampler's end")
     assert time.monotonic() - started >= 5  # it ran on until its deadline, not before
+
+
+def test_a_persistent_runner_whose_controller_is_killed_ends_the_job_at_once(
+    workspace: Path, sshd: SSHServer
+) -> None:
+    plan, workdir = setup(
+        workspace, sshd, iterations=100_000_000, timeout_s=600, runner_mode="persistent"
+    )
+    signalled_mid_job(workspace, plan, workdir, signal.SIGKILL)
+    # the dropped connection closes the runner's stdin: it ends its child and itself, long
+    # before the job's deadline (615 s)
+    took_s = wait_until(lambda: not leftovers(workdir), 60, "the job's and the runner's end")
+    assert took_s < 60
 
 
 def test_resume_after_a_killed_controller_ends_the_orphan_first(
     workspace: Path, sshd: SSHServer
 ) -> None:
-    plan, workdir = setup(workspace, sshd, iterations=100_000_000, timeout_s=600)
+    # exec-per-job: its runner outlives the killed controller (a persistent one would not)
+    plan, workdir = setup(
+        workspace, sshd, iterations=100_000_000, timeout_s=600, runner_mode="exec"
+    )
     signalled_mid_job(workspace, plan, workdir, signal.SIGKILL)
-    [orphan] = device_processes(workdir, "run.py")
+    [orphan] = job_processes(workdir)
     [run_dir] = (workspace / "reports" / "runs").iterdir()
     write_plan(workspace, iterations=50, timeout_s=120)  # the same plan, a finishing job
-    with most_runners_at_once(workdir) as most:
+    with watching(workdir) as seen:
         resumed = start_run(workspace, str(plan), "--resume", run_dir.name)
         output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     assert "ended 1 runner(s) that a previous controller left running" in output
     assert "loop.tiny_mbv2.fp32.cpu.t1" in output
     assert not Path(f"/proc/{orphan}").exists()
-    assert most[0] == 1  # the orphan was ended before the job ran again
+    assert seen.most_jobs == 1  # the orphan was ended before the job ran again
     records = [json.loads(p.read_text()) for p in (run_dir / "jobs").glob("*.json")]
     assert sorted(r["job_id"] for r in records) == [
         "loop.tiny_mbv2.fp32.cpu.t1",
         "loop.tiny_mbv2.fp32.cpu.t2",
     ]
     assert {r["status"] for r in records} == {"ok"}
-    assert not device_processes(workdir, "run.py")
+    assert not leftovers(workdir)
     assert not list((workdir / "jobs").glob("*/*")), "old job specs are cleared"
 
 
@@ -172,7 +144,7 @@ def test_sigterm_stops_the_job_records_it_interrupted_and_releases_the_lease(
     code, output = signalled_mid_job(workspace, plan, workdir, signal.SIGTERM, main_thread=False)
     assert code == 143, output
     assert "interrupted (SIGTERM)" in output and "--resume" in output
-    assert not device_processes(workdir, "run.py") and not device_processes(workdir, "sampler.py")
+    assert not leftovers(workdir)
     assert not (workdir / ".harness-lease").exists()
     [run_dir] = (workspace / "reports" / "runs").iterdir()
     [record] = [json.loads(p.read_text()) for p in (run_dir / "jobs").glob("*.json")]
@@ -196,7 +168,7 @@ def test_a_second_ctrl_c_still_records_the_job_and_releases_the_lease(
     plan, workdir = setup(workspace, sshd, iterations=100_000_000, timeout_s=600)
     controller = start_run(workspace, str(plan))
     try:
-        wait_until(lambda: device_processes(workdir, "sampler.py"), 120, "the job's start")
+        wait_until(lambda: job_started(workdir), 120, "the job's start")
         signal_thread(controller.pid, signal.SIGINT, main_thread=True)
         time.sleep(0.3)  # the user's second press, 0.3 s later (what is tested, not a wait)
         signal_thread(controller.pid, signal.SIGINT, main_thread=True)
@@ -205,7 +177,7 @@ def test_a_second_ctrl_c_still_records_the_job_and_releases_the_lease(
         ended(controller)
     assert controller.returncode == 130, output
     assert "interrupted (Ctrl-C)" in output and "Traceback" not in output, output
-    assert not device_processes(workdir, "run.py") and not device_processes(workdir, "sampler.py")
+    assert not leftovers(workdir)
     assert not (workdir / ".harness-lease").exists()
     [run_dir] = (workspace / "reports" / "runs").iterdir()
     [record] = [json.loads(p.read_text()) for p in (run_dir / "jobs").glob("*.json")]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SSHServer
+from conftest import SSHServer, job_processes, wait_until
 from netlab import LabDevice, NetLab, can_make_namespaces, delaying_proxy, netlab
 from typer.testing import CliRunner
 
@@ -75,11 +75,9 @@ def run_with(
 
 
 def wait_for_runner(lab: NetLab, device: LabDevice, timeout_s: float = 60) -> None:
-    """Until a job's runner runs there (not the facts probe of the health check)."""
-    deadline = time.monotonic() + timeout_s
-    while not lab.processes_in(device, "/jobs/"):
-        assert time.monotonic() < deadline, "the runner never started on the device"
-        time.sleep(0.05)
+    """Until a job's runner runs there (not the facts probe of the health check): an
+    exec'd runner or a persistent runner's child, named by the job's `.running` file."""
+    wait_until(lambda: job_processes(device.root / "workdir"), timeout_s, "the job's runner")
 
 
 def test_a_device_unreachable_from_the_start_is_skipped_and_the_others_run(
@@ -264,7 +262,9 @@ def test_a_runner_that_crashes_is_recorded_and_the_next_job_runs(
     workspace: Path, sshd: SSHServer
 ) -> None:
     """The device's interpreter dies of a real SIGSEGV on one model's job (as a runtime
-    that crashes on a model would): that job says so, the others run."""
+    that crashes on a model would): that job says so, the others run. Exec-per-job: the
+    crash is chosen by the interpreter's argv, which a persistent runner's child does not
+    have (its own crash: tests/integration/test_persistent_runner.py)."""
     crashing = workspace / "python-that-crashes"
     crashing.write_text(
         "#!/bin/sh\n"
@@ -274,7 +274,9 @@ def test_a_runner_that_crashes_is_recorded_and_the_next_job_runs(
     )
     crashing.chmod(0o755)
     (workspace / "devices" / "crashy.toml").write_text(
-        sshd.device_toml("crashy", workspace / "crashy-device", python=str(crashing))
+        sshd.device_toml(
+            "crashy", workspace / "crashy-device", python=str(crashing), runner_mode="exec"
+        )
     )
     plan = write_plan(workspace, ["crashy"], ["tiny_mbv2", "face_detection_short_range"], 20)
     records, _ = run_with(plan)

@@ -16,10 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HARNESS, make_workspace, wait_until
+from conftest import HARNESS, job_processes, leftovers, make_workspace, wait_until
 from lab_fixtures import cli
 from servers import PostgresServer, SeaweedServer
-from test_controller_death import device_processes
 
 pytestmark = pytest.mark.integration
 
@@ -145,8 +144,9 @@ def test_two_workers_on_two_devices_each_run_a_submitted_plan_and_a_third_proces
 
 
 class RunnerWatch:
-    """Samples, until stopped, the runner processes (run.py) working in a device's work
-    directory: the most ever seen at once, and every one seen."""
+    """Samples, until stopped, the processes running jobs in a device's work directory
+    (exec'd runners, or a persistent runner's children): the most ever seen at once, and
+    every one seen."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir, self.most, self.seen = workdir, 0, set[int]()
@@ -156,18 +156,18 @@ class RunnerWatch:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            running = device_processes(self.workdir, "run.py")
+            running = job_processes(self.workdir)
             self.most = max(self.most, len(running))
             self.seen.update(running)
             self._stop.wait(0.05)
 
     def now(self) -> list[int]:
-        return device_processes(self.workdir, "run.py")
+        return job_processes(self.workdir)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        for pid in self.now():  # a runner a test left past its worker (ended at its deadline)
+        for pid in leftovers(self.workdir):  # a runner left past its worker (ends at its deadline)
             os.kill(pid, signal.SIGKILL)
 
 
@@ -201,7 +201,7 @@ def test_two_workers_that_list_one_device_never_share_it_and_a_killed_workers_jo
         assert held is not None
         killed = next(w for w in workers if held[0].startswith(w.site + "/"))
         first_runner = watch.now()
-        killed.kill()  # the worker alone: its runner goes on
+        killed.kill()  # the worker alone: an exec'd runner goes on (a persistent one ends it)
         waited = cli("wait", run_id, "--poll-s", "0.5", cwd=submitter)
         survivor = next(w for w in workers if w is not killed)
         assert waited.returncode == 0, waited.stdout + waited.stderr + survivor.output()

@@ -116,10 +116,11 @@ def test_energy_per_inference_from_a_rapl_tree(
     assert timed["power_w"].between(0, 50).all()
     if idle_s:
         assert (trace["phase"] == "idle").sum() >= 10
-        # the idle window opens at the sampler's own first reading, on its clock
+        # the idle window opens at one of the sampler's own readings, on its clock: the
+        # first after the runner's imports (which the baseline must not see)
         [record] = prepared.store.records()
         power = record.runner["power"]
-        assert power["idle_window_ns"][0] == power["samples"][0]["t_ns"]
+        assert power["idle_window_ns"][0] in [sample["t_ns"] for sample in power["samples"]]
     # the report draws the trace with its timed window
     results, samples = prepared.store.frames()
     files = write_report(prepared.store.load(), all_images=True)

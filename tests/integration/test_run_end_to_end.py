@@ -19,8 +19,10 @@ from conftest import (
     StandinPhones,
     free_port,
     harness,
+    leftovers,
     pids_matching,
     signal_thread,
+    wait_until,
 )
 from device_files import local_device_file
 
@@ -184,9 +186,9 @@ timeout_s = 2
     row = results.iloc[0]
     assert row["status"] == "timeout"
     assert "timed out after 2 s and was killed" in row["error"]
-    deadline = time.monotonic() + 5
-    while pids_matching(f"jobs/{run_dir.name}/") and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # the job's processes (an exec'd runner, or a persistent runner's child: named by its
+    # .running file) and the persistent runner itself are gone once the run ends
+    wait_until(lambda: not leftovers(workspace / "loop-device"), 5, "the job's end")
     assert pids_matching(f"jobs/{run_dir.name}/") == []
 
 

@@ -1,7 +1,8 @@
 """The transport contract: every transport (local; ssh against a real sshd on 127.0.0.1;
-adb against the stand-in adb client, with and without shell protocol v2) passes the same tests — argv arrives unchanged, exit status and stderr come back,
-a timeout kills the whole process group on the device, files go and come back by content,
-and nothing leaves the work directory."""
+adb against the stand-in adb client, with and without shell protocol v2) passes the same
+tests — argv arrives unchanged, exit status and stderr come back, a timeout kills the whole
+process group on the device, a command that stays is spoken to in lines and ended by its
+stdin's close, files go and come back by content, and nothing leaves the work directory."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SSHServer, StandinPhones, pids_matching
+from conftest import SSHServer, StandinPhones, pids_matching, wait_until
 
 from harness.config import load_device, load_inventory
-from harness.errors import CommandTimeout, RemotePathError
+from harness.errors import CommandInterrupted, CommandTimeout, DeviceUnreachable, RemotePathError
 from harness.transport import Transport, open_transport
 from harness.transport.adb import AdbTransport
 from harness.transport.local import LocalTransport
@@ -78,6 +79,37 @@ def test_timeout_kills_the_process_group(transport: Transport) -> None:
     while pids_matching(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert pids_matching(marker) == []
+
+
+ECHO = """
+import sys
+for line in sys.stdin:
+    print(line.strip()[::-1], flush=True)
+print("stdin closed", file=sys.stderr, flush=True)
+"""
+
+
+def test_a_command_that_stays_is_spoken_to_in_lines(transport: Transport) -> None:
+    marker = f"stays-{time.monotonic_ns()}"
+    channel = transport.start([sys.executable, "-c", ECHO, marker])
+    try:
+        if not getattr(transport, "shell_v2", True):  # an old adbd gives commands no stdin
+            with pytest.raises(DeviceUnreachable, match="channel closed"):
+                channel.send("abc")
+                while True:  # its stderr comes merged into stdout, then the end
+                    assert channel.receive(30) != "cba"
+            return
+        for text in ("abc", "héllo wörld", "x" * 100_000):
+            channel.send(text)
+            assert channel.receive(30) == text[::-1]
+        with pytest.raises(CommandTimeout):
+            channel.receive(0.3)  # nothing was asked
+        transport.interrupt()
+        with pytest.raises(CommandInterrupted):
+            channel.receive(30, interruptible=True)
+    finally:
+        channel.close()
+    wait_until(lambda: not pids_matching(marker), 10, "the command's end")
 
 
 def test_files_go_and_come_back_inside_the_workdir(transport: Transport, tmp_path: Path) -> None:

@@ -34,7 +34,11 @@ LEASE_PATH = f"{WORKDIR}/{LEASE_DIR}/{LEASE_FILE}"
 
 
 def board(tmp_path: Path, retry: str = "", thermal: str = "") -> Device:
+    """A board whose runner is scripted per command: exec-per-job, whatever the suite's
+    HARNESS_RUNNER_MODE (the persistent runner's own faults are tested on real devices,
+    tests/integration/test_persistent_runner.py)."""
     text = 'transport = "ssh"\n[connection]\nhost = "10.200.0.2"\nuser = "pi"\n'
+    text += '[placement]\nrunner_mode = "exec"\n'
     text += f"[retry]\nlease_wait_s = 0\n{retry}\n[thermal]\n{thermal}\n"
     path = tmp_path / "pi.toml"
     path.write_text(text)
