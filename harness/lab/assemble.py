@@ -60,7 +60,10 @@ def wait_for_run(
     while True:
         progress = ledger.progress(run_id)
         if progress is None:
-            raise SharedStoreError(f"the shared store at {shared.describe()} has no run '{run_id}'")
+            raise SharedStoreError(
+                f"the shared store at {shared.describe()} has no run '{run_id}' "
+                "(`harness store status` lists its runs)"
+            )
         if progress != last:
             on_progress(progress)
             last = progress

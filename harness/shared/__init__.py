@@ -169,7 +169,10 @@ class SharedStore:
         else:
             found = self.index.run(ref)
             if found is None:
-                raise SharedStoreError(f"the shared store at {self.describe()} has no run '{ref}'")
+                raise SharedStoreError(
+                    f"the shared store at {self.describe()} has no run '{ref}' "
+                    "(`harness store status` lists its runs)"
+                )
             record = found
         location = str(record["location"] or "")
         if record["status"] == "finished" and location.startswith("s3://"):

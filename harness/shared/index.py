@@ -8,9 +8,10 @@ a database at another version is refused with what to do, never used or altered 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.errors import SharedStoreError
@@ -117,21 +118,32 @@ class RunIndex:
         failover) is opened again and the work done once more: nothing of a transaction
         that failed was committed, so doing it again is safe."""
         import psycopg
+        from psycopg_pool import PoolTimeout
 
         for attempt in (1, 2):
-            connection = self._connect()
             try:
-                with connection.transaction():
+                with self._connection_for_work() as connection, connection.transaction():
                     return work(connection)
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self._connection = None
-                connection.close()
+            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
                 if attempt == 2:
                     raise IndexUnreachable(
-                        f"the run index at {redact(self.url)} was lost mid-transaction "
-                        f"(nothing of it was committed): {_first_line(exc)}"
+                        f"the run index at {redact(self.url)} cannot be reached or was lost "
+                        f"mid-transaction (nothing of it was committed): {_first_line(exc)}"
                     ) from None
         raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _connection_for_work(self) -> Iterator[psycopg.Connection[Any]]:
+        """This index's one connection; dropped when the work on it lost the server."""
+        import psycopg
+
+        connection = self._connect()
+        try:
+            yield connection
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            self._connection = None
+            connection.close()
+            raise
 
     def close(self) -> None:
         if self._connection is not None:
@@ -331,25 +343,16 @@ class PooledRunIndex(RunIndex):
         self._opened = False
         self._opening = threading.Lock()
 
-    def transact(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        import psycopg
-        from psycopg_pool import PoolTimeout
-
+    @contextlib.contextmanager
+    def _connection_for_work(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool (opened on first use), checked before it is handed
+        out; the pool replaces one the work lost."""
         with self._opening:
             if not self._opened:
                 self.pool.open(wait=False)
                 self._opened = True
-        for attempt in (1, 2):
-            try:
-                with self.pool.connection() as connection, connection.transaction():
-                    return work(connection)
-            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-                if attempt == 2:
-                    raise IndexUnreachable(
-                        f"the run index at {redact(self.url)} cannot be reached or was lost "
-                        f"mid-transaction (nothing of it was committed): {_first_line(exc)}"
-                    ) from None
-        raise AssertionError("unreachable")
+        with self.pool.connection() as connection:
+            yield connection
 
     def close(self) -> None:
         with self._opening:
